@@ -1,0 +1,964 @@
+// ratelimit.ts: a rate limiter in one file, for one process or for every
+// process on the machine that names the same state file.
+//
+//   const limit = new RateLimit({ maxCount: 2, per: 5, file: 'api.ratelimit.json' });
+//   await limit.wait();   // now call the API
+//
+// Where things live in this file:
+//   1. Public API ........ RateLimit, its options and errors, the store seam.
+//   2. Scheduling core ... reserve() and giveBack(): pure functions of
+//                          (limit, state, now). All the rate arithmetic is here.
+//   3. Stores ............ MemoryStore, and FileStore (lockfile + JSON state).
+//   4. Clock ............. the one clock that processes on a host share.
+//   5. Helpers ........... sleeping, validation, small file utilities.
+//
+// Safe to change: the constants at the top of sections 3 and 4 (they say what
+// they trade), the warning texts, and anything in section 5. Change the core
+// or the lock protocol only with the tests in ratelimit.test.ts and test/ at hand.
+//
+// Only node: built-ins are used, so the file runs under tsx, Node's own type
+// stripping, Bun and Deno alike.
+
+import {
+  closeSync, constants, fstatSync, ftruncateSync, linkSync, lstatSync, openSync,
+  readdirSync, readFileSync, readlinkSync, readSync, unlinkSync, writeSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+// ---------------------------------------------------------------------------
+// 1. Public API
+// ---------------------------------------------------------------------------
+
+/** Options for {@link RateLimit}. Every duration is in seconds. */
+export interface RateLimitOptions {
+  /** How many calls may go ahead per `per` seconds. A positive integer. */
+  maxCount: number;
+  /** Length of the window in seconds. Finite and greater than 0. */
+  per: number;
+  /**
+   * false (default), patient: calls are spaced evenly, one every
+   * `per / maxCount` seconds. true, greedy: calls go at once until `maxCount`
+   * is reached, and no window of `per` seconds ever holds more than `maxCount`.
+   */
+  greedy?: boolean;
+  /**
+   * Path of a JSON state file. Every process that names the same file shares
+   * one limit; the lock `<file>.lock` lives beside it. Without `file` (and
+   * without `store`) the limit lives in memory and covers this process only.
+   */
+  file?: string;
+  /**
+   * Seconds after which a lock whose holder cannot be proven dead is treated
+   * as abandoned and broken. Default 10. See {@link DEFAULT_STALE_AFTER}.
+   */
+  staleAfter?: number;
+  /** Somewhere else to keep the state, such as Redis. See {@link RateLimitStore}. */
+  store?: RateLimitStore;
+}
+
+/** Options for one call of {@link RateLimit.wait}, {@link RateLimit.waitSync}, {@link RateLimit.tryAcquire}. */
+export interface WaitOptions {
+  /** Aborting rejects the wait with `signal.reason` and gives the slot back where it can. */
+  signal?: AbortSignal;
+  /** If the slot is further away than this many seconds, fail at once with {@link RateLimitTimeoutError}. */
+  maxWait?: number;
+  /** The call counts as this many calls: an integer from 1 to `maxCount`. Default 1. */
+  weight?: number;
+}
+
+/** The settings a state was made for. */
+export interface Limit {
+  maxCount: number;
+  per: number;
+  greedy: boolean;
+}
+
+/**
+ * The whole state of a limit. It is plain JSON so that any store can keep it.
+ * Times are seconds on the store's clock.
+ */
+export interface LimitState extends Limit {
+  /** Patient mode: the earliest time the next call may go. Absent when fresh. */
+  next?: number;
+  /** Greedy mode: grant times of the last window, oldest first, one entry per unit of weight. */
+  grants?: number[];
+}
+
+/** What {@link reserve} hands out: enough to wait for the slot and to give it back. */
+export interface Reservation {
+  /** When the call may go, on the store's clock. */
+  at: number;
+  weight: number;
+  /** Patient mode: `next` before and after this reservation, to undo it. */
+  before?: number;
+  after?: number;
+}
+
+/**
+ * A read-modify-write on the state. It gets the state (undefined when there is
+ * none yet) and the store's current time in seconds, and returns the new state
+ * to store (or none, to leave it as it is) and a result for the caller.
+ * It is pure: a store that retries on conflict may run it more than once.
+ */
+export type Transaction<T> = (state: LimitState | undefined, now: number) => { state?: LimitState; result: T };
+
+/**
+ * Where a limit keeps its state. This is the seam between the scheduling
+ * algorithm and storage: the in-memory store and the file store implement it,
+ * and so can a store on Redis or a database.
+ *
+ * `update` must run the transaction atomically with respect to every other
+ * user of the same state, and give it the time on one clock that all of them
+ * share. `updateSync` is the same, blocking; `waitSync` and `tryAcquire` need it.
+ */
+export interface RateLimitStore {
+  /** Names the state in messages, such as `state file "/tmp/api.json"`. */
+  readonly name: string;
+  update<T>(tx: Transaction<T>): T | Promise<T>;
+  updateSync?<T>(tx: Transaction<T>): T;
+}
+
+/**
+ * How long a lock may be held, in seconds, before it is broken even though
+ * its holder still runs (or cannot be checked: another host, an unreadable
+ * owner record). A holder keeps the lock for one read-modify-write, tens of
+ * microseconds, so a lock this old means a holder that was paused (SIGSTOP,
+ * a debugger, a suspended VM). Breaking sooner would risk a live holder's
+ * update; waiting longer stalls every other process for that long.
+ */
+export const DEFAULT_STALE_AFTER = 10;
+
+/** Rejects a wait whose slot is further away than `maxWait`. No slot was taken. */
+export class RateLimitTimeoutError extends Error {
+  /** Seconds the call would have had to wait. */
+  readonly wouldWait: number;
+  /** The `maxWait` it was given, in seconds. */
+  readonly maxWait: number;
+  constructor(wouldWait: number, maxWait: number) {
+    super(`ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`);
+    this.name = 'RateLimitTimeoutError';
+    this.wouldWait = wouldWait;
+    this.maxWait = maxWait;
+  }
+}
+
+/**
+ * A rate limit. Calls are served first come, first served: a call reserves
+ * the earliest slot that keeps the limit, after every slot reserved before it,
+ * and then sleeps until that slot without holding any lock. A call is never
+ * let through before its slot by the store's clock.
+ */
+export class RateLimit {
+  readonly maxCount: number;
+  readonly per: number;
+  readonly greedy: boolean;
+  /** Where the state lives: a {@link MemoryStore}, a {@link FileStore} or the store given. */
+  readonly store: RateLimitStore;
+  private readonly limit: Limit;
+
+  /** Checks every option at once: TypeError for a wrong type, RangeError for a wrong value. */
+  constructor(options: RateLimitOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`ratelimit: options must be an object, got ${show(options)}`);
+    }
+    const { maxCount, per, greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store } = options;
+    checkNumber('maxCount', maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
+    checkNumber('per', per, 'a finite number of seconds above 0', Number.isFinite(per) && per > 0);
+    if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: greedy must be a boolean, got ${show(greedy)}`);
+    checkNumber('staleAfter', staleAfter, 'a finite number of seconds above 0', Number.isFinite(staleAfter) && staleAfter > 0);
+    if (file !== undefined && typeof file !== 'string') {
+      throw new TypeError(`ratelimit: file must be a path string, got ${show(file)}`);
+    }
+    if (file === '') throw new RangeError('ratelimit: file must be a non-empty path, got ""');
+    if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.update !== 'function')) {
+      throw new TypeError(`ratelimit: store must be an object with an update method, got ${show(store)}`);
+    }
+    if (store !== undefined && file !== undefined) {
+      throw new TypeError('ratelimit: give either file or store, not both');
+    }
+    this.maxCount = maxCount;
+    this.per = per;
+    this.greedy = greedy;
+    this.limit = { maxCount, per, greedy };
+    this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter }));
+  }
+
+  /**
+   * Resolves when the call may go ahead, to the seconds it was held back (the
+   * time from the call to its reserved slot; 0 when it went at once).
+   * Rejects with {@link RateLimitTimeoutError} at once, taking no slot, if the
+   * slot is more than `maxWait` away, and with `signal.reason` if aborted.
+   */
+  async wait(options: WaitOptions = {}): Promise<number> {
+    const { signal, maxWait, weight } = this.checkWaitOptions(options);
+    signal?.throwIfAborted();
+    const r = await this.store.update(this.reserveTx(weight, maxWait));
+    if (typeof r === 'number') throw new RateLimitTimeoutError(r, maxWait);
+    const waited = r.at - r.now;
+    if (waited <= 0 && !signal?.aborted) return 0;
+    try {
+      await sleepUntil(performance.now() + waited * 1000, signal);
+    } catch (reason) {
+      await this.giveBackQuietly(r);
+      throw reason;
+    }
+    return waited;
+  }
+
+  /**
+   * The same as {@link wait}, but blocks the thread while it waits (with
+   * `Atomics.wait`, so it uses no CPU). For plain scripts. Returns the
+   * seconds the call was held back.
+   */
+  waitSync(options: Omit<WaitOptions, 'signal'> = {}): number {
+    const { maxWait, weight } = this.checkWaitOptions(options);
+    const r = this.syncStore('waitSync').updateSync(this.reserveTx(weight, maxWait));
+    if (typeof r === 'number') throw new RateLimitTimeoutError(r, maxWait);
+    const waited = r.at - r.now;
+    if (waited <= 0) return 0;
+    sleepSyncUntil(performance.now() + waited * 1000);
+    return waited;
+  }
+
+  /** Takes a slot only if one is free right now, and says whether it did. Never waits. */
+  tryAcquire(options: Omit<WaitOptions, 'signal' | 'maxWait'> = {}): boolean {
+    const { weight } = this.checkWaitOptions(options);
+    return typeof this.syncStore('tryAcquire').updateSync(this.reserveTx(weight, 0)) !== 'number';
+  }
+
+  // A transaction that reserves a slot, or, if it is more than maxWait away,
+  // takes nothing and returns how long the wait would be.
+  private reserveTx(weight: number, maxWait: number): Transaction<number | (Reservation & { now: number })> {
+    return (state, now) => {
+      const r = reserve(this.limit, checkState(this.limit, state, this.store.name), now, weight);
+      if (r.reservation.at - now > maxWait) return { result: r.reservation.at - now };
+      return { state: r.state, result: { ...r.reservation, now } };
+    };
+  }
+
+  private async giveBackQuietly(r: Reservation): Promise<void> {
+    try {
+      await this.store.update((state) => ({ state: state && giveBack(this.limit, state, r), result: undefined }));
+    } catch (error) {
+      process.emitWarning(`ratelimit: could not give back an aborted slot: ${(error as Error).message}`);
+    }
+  }
+
+  private syncStore(method: string): Required<RateLimitStore> {
+    if (typeof this.store.updateSync !== 'function') {
+      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; use wait()`);
+    }
+    return this.store as Required<RateLimitStore>;
+  }
+
+  private checkWaitOptions(options: WaitOptions): { signal?: AbortSignal; maxWait: number; weight: number } {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`ratelimit: wait options must be an object, got ${show(options)}`);
+    }
+    const { signal, maxWait = Infinity, weight = 1 } = options;
+    checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
+    checkNumber('weight', weight, `an integer from 1 to maxCount (${this.maxCount})`,
+      Number.isInteger(weight) && weight >= 1 && weight <= this.maxCount);
+    if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof signal.addEventListener !== 'function')) {
+      throw new TypeError(`ratelimit: signal must be an AbortSignal, got ${show(signal)}`);
+    }
+    return { signal, maxWait, weight };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 2. Scheduling core. Pure: the time is an argument, nothing here sleeps or
+//    touches a file, so every rule is tested with a made-up clock.
+// ---------------------------------------------------------------------------
+
+/**
+ * Reserves `weight` calls at the earliest time, not before `now` and not
+ * before any earlier reservation, that keeps the limit:
+ * - patient: a call of weight w goes at `max(now, next)` and pushes `next` on
+ *   by w·per/maxCount. `next` is advanced from the previous slot, never from
+ *   when a timer fired, so spacing does not drift; an idle period does not
+ *   bank a burst, since the slot is never earlier than `now`.
+ * - greedy: an exact sliding window. A grant at `t` needs at most
+ *   `maxCount - w` earlier grants in `(t - per, t]`, so grants exactly `per`
+ *   apart are allowed and no half-open window of `per` seconds ever holds more
+ *   than `maxCount`.
+ * Returns the new state and the reservation; the input state is not changed.
+ */
+export function reserve(limit: Limit, state: LimitState | undefined, now: number, weight = 1): { state: LimitState; reservation: Reservation } {
+  const { maxCount, per, greedy } = limit;
+  if (!greedy) {
+    const before = state?.next;
+    const at = before === undefined ? now : Math.max(now, before);
+    const after = at + (weight * per) / maxCount;
+    return { state: { maxCount, per, greedy, next: after }, reservation: { at, weight, before, after } };
+  }
+  // Grants at or before now - per can never share a window with a grant at
+  // now or later, so they are dropped; this keeps the state small.
+  const grants = (state?.grants ?? []).filter((t) => t > now - per);
+  let at = Math.max(now, grants.length ? grants[grants.length - 1] : now);
+  const mustExpire = grants.length - (maxCount - weight); // how many grants must leave the window first
+  if (mustExpire > 0) at = Math.max(at, grants[mustExpire - 1] + per);
+  for (let i = 0; i < weight; i++) grants.push(at);
+  return { state: { maxCount, per, greedy, grants: grants.slice(-maxCount) }, reservation: { at, weight } };
+}
+
+/**
+ * Undoes a reservation where no later one depends on it, and returns the new
+ * state, or undefined when nothing changes.
+ * - patient: only the last reservation can be undone, since every later slot
+ *   was spaced from it. A middle one stays spent; that errs on the side of
+ *   fewer calls.
+ * - greedy: the reservation's grants are removed. Removing a grant never puts
+ *   a window over the limit, so this is safe whatever came after.
+ */
+export function giveBack(limit: Limit, state: LimitState, r: Reservation): LimitState | undefined {
+  if (!limit.greedy) {
+    if (state.next !== r.after) return undefined;
+    const { next: _, ...rest } = state;
+    return r.before === undefined ? rest : { ...rest, next: r.before };
+  }
+  const grants = [...(state.grants ?? [])];
+  let removed = 0;
+  for (let i = grants.length - 1; i >= 0 && removed < r.weight; i--) {
+    if (grants[i] === r.at) { grants.splice(i, 1); removed++; }
+  }
+  return removed ? { ...state, grants } : undefined;
+}
+
+// The state a transaction may use: undefined when fresh, or one made for
+// exactly these settings. Two programs that disagree about the limit must not
+// silently fight over one state, so a mismatch is an error that says how to reset.
+function checkState(limit: Limit, state: LimitState | undefined, storeName: string): LimitState | undefined {
+  if (!state) return undefined;
+  if (state.maxCount === limit.maxCount && state.per === limit.per && state.greedy === limit.greedy) return state;
+  throw new Error(`ratelimit: ${storeName} was made for ${describe(state)}, but this limiter has ${describe(limit)}. ` +
+    `Use the same settings everywhere, or delete that state to reset it.`);
+}
+
+function describe(l: Limit): string {
+  return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}`;
+}
+
+// ---------------------------------------------------------------------------
+// 3. Stores
+// ---------------------------------------------------------------------------
+
+/**
+ * Keeps the state in this process's memory: the default without `file`.
+ * The clock is `performance.now()`, or the one given (for tests).
+ */
+export class MemoryStore implements RateLimitStore {
+  readonly name = 'the in-memory state';
+  private state?: LimitState;
+  private readonly now: () => number;
+
+  /** `now` returns the time in seconds; by default a monotonic clock. */
+  constructor(now: () => number = () => performance.now() / 1000) {
+    this.now = now;
+  }
+
+  update<T>(tx: Transaction<T>): T {
+    return this.updateSync(tx);
+  }
+
+  updateSync<T>(tx: Transaction<T>): T {
+    const { state, result } = tx(this.state, this.now());
+    if (state) this.state = state;
+    return result;
+  }
+}
+
+// Lock timing. A holder keeps the lock for one read-modify-write (tens of µs),
+// so a waiter first retries quickly, sleeping the thread for a few µs to ms
+// (SPIN_MS in all). Past that an async wait() yields to the event loop and
+// retries on timers, so a stuck lock never blocks the caller's process.
+const SPIN_MS = 2;
+const MAX_BACKOFF_MS = 4;
+// How often a waiter reads the lock's owner record to see whether the holder
+// died. Reading costs a few µs, and dead holders are rare: every 5 ms keeps
+// the stall after a crash well under the 100 ms that matters to callers.
+const INSPECT_EVERY_MS = 5;
+// A break lock (see breakStale) is held for microseconds; one older than this
+// has a paused or dead breaker and is removed.
+const BREAK_LOCK_STALE_S = 1;
+// A state file over this size is cut back when a smaller state is written, so
+// a file once filled with garbage does not stay large.
+const SHRINK_SLACK = 4096;
+
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+let readBuffer = Buffer.alloc(4096);
+const LOST = Symbol('lock lost');
+
+/**
+ * Keeps the state in a JSON file shared by every process that names it.
+ *
+ * The lock is `<file>.lock`. Each process writes its owner record (pid, host,
+ * boot, process start time, token, time on the shared clock) into a file of
+ * its own, `<file>.owner-<token>`, and takes the lock by hard-linking that
+ * file to the lock's name. `link()` is atomic and fails if the name exists, so
+ * the lock never exists without its record, even if the process is killed
+ * at any instant. The lock is held for one read-modify-write of the state,
+ * never while sleeping.
+ *
+ * A lock is broken when its holder is proven dead (same host: no such pid, a
+ * zombie, or a pid reused by a newer process), at once; or when it is older
+ * than `staleAfter` by the shared clock (a paused holder, another host, an
+ * unreadable record). Breakers take a second lock, `<file>.lock.break`, and
+ * re-check that the lock is the very one judged stale before removing it, so
+ * when many processes find the same stale lock, one removes it.
+ */
+export class FileStore implements RateLimitStore {
+  readonly name: string;
+  /** Absolute path of the state file. */
+  readonly path: string;
+  private readonly lockPath: string;
+  private readonly breakPath: string;
+  private readonly staleAfter: number;
+  private owner?: { path: string; fd: number; ino: number; token: string; seq: number; size: number; prefix: string };
+  // The last state this process read or wrote: a fallback if the file is
+  // deleted or corrupted under us, so its history is not simply forgotten.
+  private last?: LimitState;
+  private seenFile = false;
+  // First sighting, on the shared clock, of each lock whose age cannot be
+  // read from its record (unreadable record, or a different clock).
+  private readonly firstSeen = new Map<string, number>();
+
+  constructor(file: string, options: { staleAfter?: number } = {}) {
+    this.path = resolve(file);
+    this.name = `state file ${JSON.stringify(this.path)}`;
+    this.lockPath = `${this.path}.lock`;
+    this.breakPath = `${this.path}.lock.break`;
+    this.staleAfter = options.staleAfter ?? DEFAULT_STALE_AFTER;
+  }
+
+  updateSync<T>(tx: Transaction<T>): T {
+    const started = performance.now();
+    const w = { started, inspected: started, attempt: 0 };
+    for (;;) {
+      const pause = this.tryLock(w);
+      if (pause === 0) {
+        const result = this.locked(tx);
+        if (result !== LOST) return result;
+      } else {
+        sleepSyncUntil(performance.now() + pause);
+      }
+    }
+  }
+
+  update<T>(tx: Transaction<T>): T | Promise<T> {
+    const started = performance.now();
+    const w = { started, inspected: started, attempt: 0 };
+    // Most acquisitions succeed at once or within a few µs: stay synchronous
+    // then, and only go async when the lock stays busy.
+    while (performance.now() - started < SPIN_MS) {
+      const pause = this.tryLock(w);
+      if (pause === 0) {
+        const result = this.locked(tx);
+        if (result !== LOST) return result;
+      } else {
+        sleepSyncUntil(performance.now() + pause);
+      }
+    }
+    return this.updateLater(tx, w);
+  }
+
+  private async updateLater<T>(tx: Transaction<T>, w: LockWait): Promise<T> {
+    for (;;) {
+      const pause = this.tryLock(w);
+      if (pause === 0) {
+        const result = this.locked(tx);
+        if (result !== LOST) return result;
+      } else {
+        await new Promise((r) => setTimeout(r, Math.max(1, pause)));
+      }
+    }
+  }
+
+  // --- the lock -------------------------------------------------------------
+
+  // One attempt to take the lock: 0 when taken, else milliseconds to back off.
+  private tryLock(w: LockWait): number {
+    const owner = this.stampOwner();
+    try {
+      linkSync(owner.path, this.lockPath);
+      return 0;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        // Our owner file vanished (someone cleaned the directory): make a new one.
+        if (!exists(owner.path)) { this.dropOwner(); return 0.01; }
+        throw fileError(error, 'create the lock', this.lockPath);
+      }
+      if (code !== 'EEXIST') throw fileError(error, 'create the lock', this.lockPath);
+    }
+    const now = performance.now();
+    if (now - w.inspected >= INSPECT_EVERY_MS) {
+      w.inspected = now;
+      if (this.breakStale()) return 0.01;
+    }
+    w.attempt++;
+    // Exponential backoff from 20 µs, with jitter so waiters don't retry in step.
+    return Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(w.attempt, 10)) * (0.5 + Math.random());
+  }
+
+  // Holding the lock: read the state, run the transaction, write, release.
+  private locked<T>(tx: Transaction<T>): T | typeof LOST {
+    let outcome: 'done' | 'lost' | 'threw' = 'threw';
+    try {
+      const result = this.transact(tx);
+      outcome = result === LOST ? 'lost' : 'done';
+      return result;
+    } finally {
+      // transact() checked that the lock was still ours just before writing.
+      // If it threw, check now: never remove another process's lock.
+      if (outcome === 'done' || (outcome === 'threw' && this.holding())) unlinkQuietly(this.lockPath);
+    }
+  }
+
+  // True while the lock is our own hard link. Our owner file is linked at the
+  // lock's name by nobody else, so its inode number identifies our hold.
+  private holding(): boolean {
+    return lstatSync(this.lockPath, { throwIfNoEntry: false })?.ino === this.owner?.ino;
+  }
+
+  // Removes the lock if its holder is dead or it is older than staleAfter.
+  // Returns true if the lock may now be free.
+  private breakStale(): boolean {
+    const seen = readSmall(this.lockPath);
+    if (!seen) return true;
+    const why = this.staleness(seen, this.staleAfter);
+    if (!why) return false;
+    // Only one breaker at a time: otherwise a slow breaker could remove the
+    // fresh lock that a faster one's successor has just taken.
+    if (!this.linkOwnerAt(this.breakPath)) {
+      const breaker = readSmall(this.breakPath);
+      if (breaker && this.staleness(breaker, BREAK_LOCK_STALE_S)) unlinkQuietly(this.breakPath);
+      return false;
+    }
+    try {
+      const now = readSmall(this.lockPath);
+      if (!now) return true;
+      if (now.ino !== seen.ino || now.text !== seen.text) return false; // it changed hands meanwhile
+      unlinkQuietly(this.lockPath);
+      const dead = parseOwner(seen.text);
+      if (dead && why === 'dead') unlinkQuietly(`${this.path}.owner-${dead.token}`);
+      if (why !== 'dead') {
+        process.emitWarning(`ratelimit: broke the lock ${this.lockPath}: ${why}`);
+      }
+      return true;
+    } finally {
+      if (lstatSync(this.breakPath, { throwIfNoEntry: false })?.ino === this.owner?.ino) unlinkQuietly(this.breakPath);
+    }
+  }
+
+  // Why a lock may be broken, or '' while it must be respected.
+  private staleness(lock: { ino: number; text: string }, staleAfter: number): string {
+    const clock = sharedClock();
+    const now = clock.now();
+    const rec = parseOwner(lock.text);
+    if (rec?.token === this.owner?.token) return 'dead'; // ours, left by an update that threw
+    const me = identity();
+    if (rec && rec.host === me.host && rec.ns === me.ns && rec.boot === me.boot && me.boot) {
+      if (!processAlive(rec.pid, rec.start)) return 'dead';
+    } else if (rec && rec.host === me.host && rec.boot !== me.boot && me.boot) {
+      return 'dead'; // taken before this machine last booted
+    }
+    let age: number;
+    if (rec && rec.clock === clock.tag) {
+      age = now - rec.time;
+    } else {
+      const key = `${lock.ino}:${lock.text}`;
+      const first = this.firstSeen.get(key) ?? now;
+      if (this.firstSeen.size > 100) this.firstSeen.clear();
+      this.firstSeen.set(key, first);
+      age = now - first;
+    }
+    if (age <= staleAfter) return '';
+    return rec ? `held by pid ${rec.pid} on ${rec.host} for ${age.toFixed(1)} s (staleAfter is ${staleAfter} s)`
+      : `its owner record is unreadable and it is ${age.toFixed(1)} s old (staleAfter is ${staleAfter} s)`;
+  }
+
+  // Our owner file, with a fresh record (new sequence number and time) so each
+  // hold is told apart from the last one by breakers that compare contents.
+  private stampOwner(): NonNullable<FileStore['owner']> {
+    const owner = this.owner ?? this.makeOwner();
+    owner.seq++;
+    const clock = sharedClock();
+    const text = `${owner.prefix},"seq":${owner.seq},"clock":${JSON.stringify(clock.tag)},"time":${clock.now()}}`;
+    // Pad to the longest record so far: rewriting in place never leaves the
+    // tail of a longer one behind, and costs no truncate.
+    owner.size = Math.max(owner.size, text.length);
+    writeSync(owner.fd, text.padEnd(owner.size), 0);
+    return owner;
+  }
+
+  private linkOwnerAt(path: string): boolean {
+    try {
+      linkSync(this.stampOwner().path, path);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw fileError(error, 'create the lock', path);
+    }
+  }
+
+  private makeOwner(): NonNullable<FileStore['owner']> {
+    const token = randomBytes(8).toString('hex');
+    const path = `${this.path}.owner-${token}`;
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+    } catch (error) {
+      throw fileError(error, 'create the lock owner file', path);
+    }
+    const me = identity();
+    // The parts of the owner record that never change, as the start of its JSON.
+    const prefix = JSON.stringify({ pid: process.pid, host: me.host, ns: me.ns, boot: me.boot, start: me.start, token }).slice(0, -1);
+    this.owner = { path, fd, ino: fstatSync(fd).ino, token, seq: 0, size: 0, prefix };
+    ownerFiles.add(path);
+    if (!exitHook) exitHook = process.once('exit', removeOwnerFiles);
+    this.sweepOwners();
+    return this.owner;
+  }
+
+  private dropOwner(): void {
+    if (!this.owner) return;
+    closeQuietly(this.owner.fd);
+    ownerFiles.delete(this.owner.path);
+    this.owner = undefined;
+  }
+
+  // Removes owner files left by dead processes of this host. Runs once per
+  // process and store, when its own owner file is made.
+  private sweepOwners(): void {
+    const prefix = `${basename(this.path)}.owner-`;
+    let names: string[];
+    try { names = readdirSync(dirname(this.path)); } catch { return; }
+    for (const name of names) {
+      if (!name.startsWith(prefix)) continue;
+      const path = join(dirname(this.path), name);
+      if (path === this.owner?.path) continue;
+      const file = readSmall(path);
+      if (file && this.staleness(file, Infinity) === 'dead') unlinkQuietly(path);
+    }
+  }
+
+  // --- the state ------------------------------------------------------------
+
+  private transact<T>(tx: Transaction<T>): T | typeof LOST {
+    const clock = sharedClock();
+    const { fd, size } = this.openState();
+    try {
+      if (readBuffer.length < size) readBuffer = Buffer.alloc(size);
+      const got = size ? readSync(fd, readBuffer, 0, size, 0) : 0;
+      const now = clock.now();
+      const current = this.decode(readBuffer.toString('utf8', 0, got), now);
+      const { state, result } = tx(current, now);
+      // Check we still hold the lock just before writing: a holder paused
+      // past staleAfter must not overwrite what others wrote meanwhile.
+      if (!this.holding()) return LOST;
+      if (state) {
+        const text = JSON.stringify({ ...state, clock: clock.tag, written: now, wall: Date.now() / 1000 });
+        const padded = size > text.length && size - text.length <= SHRINK_SLACK ? text.padEnd(size) : text;
+        writeSync(fd, padded, 0);
+        if (size > padded.length) ftruncateSync(fd, padded.length);
+        this.last = state;
+        this.seenFile = true;
+      }
+      return result;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  // Opens the state file for read and write, never through a symbolic link.
+  private openState(): { fd: number; size: number } {
+    const flags = constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW;
+    for (let tries = 0; ; tries++) {
+      try {
+        const fd = openSync(this.path, flags, 0o600);
+        const stat = fstatSync(fd);
+        if (stat.isFile()) return { fd, size: stat.size };
+        closeSync(fd);
+        throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ELOOP' && tries === 0) {
+          // A symbolic link where the state should be. Remove the link itself
+          // (its target is left alone) and start a real file in its place.
+          process.emitWarning(`ratelimit: ${this.name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
+          unlinkQuietly(this.path);
+          continue;
+        }
+        if (code === 'EISDIR' || code === 'ENOTREG') {
+          throw new Error(`ratelimit: ${this.name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`);
+        }
+        throw fileError(error, 'open the state file', this.path);
+      }
+    }
+  }
+
+  // Parses the file's text. A missing, empty or unreadable state falls back to
+  // the last one this process knew, with a warning where something was lost.
+  private decode(text: string, now: number): LimitState | undefined {
+    if (text.trim() === '') {
+      if (this.seenFile) process.emitWarning(`ratelimit: ${this.name} was deleted or emptied; continuing from this process's last known state`);
+      return this.last;
+    }
+    let raw: StoredState;
+    try {
+      raw = JSON.parse(text);
+      if (!isStoredState(raw)) throw new Error('unexpected shape');
+    } catch {
+      process.emitWarning(`ratelimit: ${this.name} could not be parsed; starting it afresh from this process's last known state`);
+      return this.last;
+    }
+    this.seenFile = true;
+    const { clock, written, wall, ...state } = raw;
+    const tag = sharedClock().tag;
+    // Times written on another clock (before a reboot, or by a process with
+    // no shared clock) are carried over by the wall clock, and none is put
+    // more than `per` ahead, so no caller waits much more than `per` for them.
+    // On the wall clock itself, a state written "in the future" means the
+    // clock was stepped back: shift it so the step costs no extra waiting.
+    let shift = 0;
+    if (clock !== tag) shift = now - written - Math.max(0, Date.now() / 1000 - wall);
+    else if (tag === 'wall' && written > now) shift = now - written;
+    return shift === 0 ? state : shiftState(state, shift, now + state.per);
+  }
+}
+
+interface LockWait { started: number; inspected: number; attempt: number }
+
+interface StoredState extends LimitState { clock: string; written: number; wall: number }
+
+function isStoredState(v: any): v is StoredState {
+  return typeof v === 'object' && v !== null && Number.isSafeInteger(v.maxCount) && typeof v.per === 'number' &&
+    typeof v.greedy === 'boolean' && typeof v.clock === 'string' && Number.isFinite(v.written) &&
+    Number.isFinite(v.wall) && (v.next === undefined || Number.isFinite(v.next)) &&
+    (v.grants === undefined || (Array.isArray(v.grants) && v.grants.every(Number.isFinite)));
+}
+
+function shiftState(state: LimitState, by: number, cap: number): LimitState {
+  const move = (t: number) => Math.min(t + by, cap);
+  return { ...state, next: state.next === undefined ? undefined : move(state.next), grants: state.grants?.map(move) };
+}
+
+interface OwnerRecord { pid: number; host: string; ns: string; boot: string; start: string; token: string; seq: number; clock: string; time: number }
+
+function parseOwner(text: string): OwnerRecord | undefined {
+  try {
+    const r = JSON.parse(text);
+    return typeof r?.pid === 'number' && typeof r.token === 'string' && typeof r.time === 'number' ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// Owner files of this process, removed when it exits normally. Killed
+// processes leave theirs; the next process to open that store sweeps them.
+const ownerFiles = new Set<string>();
+let exitHook: unknown;
+function removeOwnerFiles(): void {
+  for (const path of ownerFiles) unlinkQuietly(path);
+}
+
+// ---------------------------------------------------------------------------
+// 4. Clock. Processes sharing a file must read time on one clock, and an
+//    administrator stepping the wall clock must not move it.
+// ---------------------------------------------------------------------------
+
+/** A clock in seconds, and a tag naming it so readings on other clocks are recognised. */
+export interface SharedClock {
+  readonly tag: string;
+  now(): number;
+}
+
+let clockCache: SharedClock | undefined;
+
+/**
+ * The clock the file store uses. On Linux it is the time since boot, which
+ * every process shares and wall-clock steps do not move, tagged with the boot
+ * id so readings from before a reboot are recognised. Node's
+ * `process.hrtime` already reads it (CLOCK_MONOTONIC). Runtimes whose hrtime
+ * counts from their own start (Bun, Deno) get it by lining up their monotonic
+ * clock with the moment `/proc/uptime` ticks over (it counts in 10 ms steps,
+ * so the tick edge is exact). Without /proc it is the wall clock, tagged
+ * `wall`: then a clock step can let extra calls through or, stepped back, is
+ * absorbed at the next write.
+ */
+export function sharedClock(): SharedClock {
+  if (clockCache) return clockCache;
+  const boot = identity().boot;
+  const hr = () => Number(process.hrtime.bigint()) / 1e9;
+  if (boot && readUptime() !== undefined) {
+    const uptime = readUptime()!;
+    const h = hr();
+    // /proc/uptime truncates to 10 ms, so a clock that is the boot clock
+    // reads 0 to 10 ms ahead of it.
+    if (h - uptime >= 0 && h - uptime < 0.05) return (clockCache = { tag: `boot:${boot}`, now: hr });
+    const offset = uptimeOffset();
+    if (offset !== undefined) {
+      const mono = () => performance.now() / 1000 + offset;
+      return (clockCache = { tag: `boot:${boot}`, now: mono });
+    }
+  }
+  return (clockCache = { tag: 'wall', now: () => Date.now() / 1000 });
+}
+
+// The boot clock minus performance.now()/1000, found by polling /proc/uptime
+// until its value ticks over: at that instant the boot clock is exactly the
+// new value. Takes up to 10 ms of polling, once per process.
+function uptimeOffset(): number | undefined {
+  const first = readUptime();
+  if (first === undefined) return undefined;
+  const start = performance.now();
+  let previous = start;
+  while (performance.now() - start < 50) {
+    const u = readUptime();
+    const end = performance.now();
+    // The tick happened between the previous read and this one; take the middle.
+    if (u !== undefined && u > first) return u - (previous + end) / 2000;
+    previous = end;
+  }
+  return undefined;
+}
+
+function readUptime(): number | undefined {
+  try {
+    return parseFloat(readFileSync('/proc/uptime', 'latin1'));
+  } catch {
+    return undefined;
+  }
+}
+
+// Who this process is, for owner records: host, pid namespace, boot id, and
+// the process start time (so a reused pid is not mistaken for the holder).
+let identityCache: { host: string; ns: string; boot: string; start: string } | undefined;
+function identity(): { host: string; ns: string; boot: string; start: string } {
+  if (identityCache) return identityCache;
+  const read = (f: () => string) => { try { return f(); } catch { return ''; } };
+  return (identityCache = {
+    host: hostname(),
+    ns: read(() => readlinkSync('/proc/self/ns/pid')),
+    boot: read(() => readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim()),
+    start: read(() => procStart(readFileSync('/proc/self/stat', 'latin1'))),
+  });
+}
+
+// Field 22 of /proc/<pid>/stat: start time in clock ticks since boot. The
+// command name (field 2) may hold spaces, so count from its closing paren.
+function procStart(stat: string): string {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+}
+
+// A process is alive if /proc lists it, it is not a zombie, and it started
+// when the owner record says (else its pid was reused). Without /proc, ask
+// the kernel with signal 0.
+function processAlive(pid: number, start: string): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ESRCH') {
+      if (exists('/proc/self/stat')) return false;
+    }
+    try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  }
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  if (state === 'Z' || state === 'X') return false;
+  return !start || procStart(stat) === start;
+}
+
+// ---------------------------------------------------------------------------
+// 5. Helpers
+// ---------------------------------------------------------------------------
+
+// setTimeout takes at most 2^31-1 ms (24.8 days); a longer delay fires after
+// 1 ms. Long waits are therefore slept in chunks.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+// Sleeps until performance.now() reaches `deadline`. Timers can fire up to a
+// millisecond early, so the clock is checked on waking and the rest slept.
+function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onAbort = () => { clearTimeout(timer); reject(signal!.reason); };
+    const tick = () => {
+      const left = deadline - performance.now();
+      if (left <= 0) { signal?.removeEventListener('abort', onAbort); resolve(); return; }
+      timer = setTimeout(tick, Math.min(Math.ceil(left), MAX_TIMER_MS));
+    };
+    if (signal?.aborted) { reject(signal.reason); return; }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    tick();
+  });
+}
+
+// Blocks the thread until performance.now() reaches `deadline`. Atomics.wait
+// sleeps in the kernel: no CPU is used, and it works on the main thread in
+// Node, Bun and Deno.
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepSyncUntil(deadline: number): void {
+  for (let left = deadline - performance.now(); left > 0; left = deadline - performance.now()) {
+    Atomics.wait(sleeper, 0, 0, Math.min(left, MAX_TIMER_MS));
+  }
+}
+
+function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
+  if (typeof value !== 'number') throw new TypeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
+  if (!ok) throw new RangeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
+  return String(value);
+}
+
+// Reads a small file without following links: its inode and text, or
+// undefined if it does not exist.
+function readSmall(path: string): { ino: number; text: string } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.alloc(4096);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return { ino: fstatSync(fd).ino, text: buf.toString('utf8', 0, n) };
+  } catch {
+    return undefined;
+  } finally {
+    closeQuietly(fd);
+  }
+}
+
+function exists(path: string): boolean {
+  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+}
+
+function unlinkQuietly(path: string): void {
+  try { unlinkSync(path); } catch { /* already gone */ }
+}
+
+function closeQuietly(fd: number): void {
+  try { closeSync(fd); } catch { /* already closed */ }
+}
+
+// Turns an fs error into one that says what we were doing and what to do.
+function fileError(error: unknown, doing: string, path: string): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const dir = dirname(path);
+  const why =
+    code === 'ENOENT' ? `the directory ${JSON.stringify(dir)} does not exist` :
+    code === 'EACCES' || code === 'EPERM' ? `permission denied in ${JSON.stringify(dir)}` :
+    code === 'EROFS' ? `${JSON.stringify(dir)} is on a read-only file system` :
+    code === 'ENOTDIR' ? `a part of ${JSON.stringify(dir)} is not a directory` :
+    (error as Error).message;
+  return new Error(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, { cause: error });
+}
