@@ -311,7 +311,10 @@ export function reserve(limit: Limit, state: LimitState | undefined, now: number
  *   was spaced from it. A middle one stays spent; that errs on the side of
  *   fewer calls.
  * - greedy: the reservation's grants are removed. Removing a grant never puts
- *   a window over the limit, so this is safe whatever came after.
+ *   a window over the limit, with one catch: the state keeps only the newest
+ *   maxCount grants, and older ones it dropped may still be in the window.
+ *   So a full list first gets copies of its oldest grant in front, standing
+ *   in for the dropped ones (they were no newer); that errs on the safe side.
  */
 export function giveBack(limit: Limit, state: LimitState, r: Reservation): LimitState | undefined {
   if (!limit.greedy) {
@@ -320,11 +323,13 @@ export function giveBack(limit: Limit, state: LimitState, r: Reservation): Limit
     return r.before === undefined ? rest : { ...rest, next: r.before };
   }
   const grants = [...(state.grants ?? [])];
+  if (grants.lastIndexOf(r.at) === -1) return undefined;
+  if (grants.length >= limit.maxCount) grants.unshift(...Array(r.weight).fill(grants[0]));
   let removed = 0;
   for (let i = grants.length - 1; i >= 0 && removed < r.weight; i--) {
     if (grants[i] === r.at) { grants.splice(i, 1); removed++; }
   }
-  return removed ? { ...state, grants } : undefined;
+  return { ...state, grants: grants.slice(-limit.maxCount) };
 }
 
 // The state a transaction may use: undefined when fresh, or one made for

@@ -1,0 +1,640 @@
+// The specification of ratelimit.ts, as tests. Grouped by behaviour:
+//   options · reserve (patient) · reserve (greedy) · giveBack ·
+//   RateLimit on an injected clock · real time · file store · across processes
+// The scheduling rules are tested on made-up clocks, without sleeping; only a
+// few tests run in real time or across processes, with stated tolerances.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import {
+  RateLimit, RateLimitTimeoutError, MemoryStore, FileStore, reserve, giveBack, sharedClock,
+  type Limit, type LimitState, type Reservation,
+} from './ratelimit.ts';
+import { tempDir, runChild, parseGrants, patientViolations, maxInWindow, killAll, ROOT } from './test/helpers.ts';
+
+after(killAll);
+
+// Runs reservations back to back on a made-up clock: each call arrives at
+// the given time and gets the slot reserve() computes.
+function schedule(limit: Limit, arrivals: number[], weight = 1): number[] {
+  let state: LimitState | undefined;
+  return arrivals.map((now) => {
+    const r = reserve(limit, state, now, weight);
+    state = r.state;
+    return r.reservation.at;
+  });
+}
+
+// Captures process warnings emitted while `f` runs (they are emitted on the
+// next tick, so wait one turn of the event loop).
+async function warningsDuring(f: () => Promise<unknown> | unknown): Promise<string[]> {
+  const seen: string[] = [];
+  const on = (w: Error) => seen.push(w.message);
+  process.on('warning', on);
+  try {
+    await f();
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off('warning', on);
+  }
+  return seen;
+}
+
+describe('options', () => {
+  const good = { maxCount: 2, per: 1 };
+  const bad: [string, Record<string, unknown>, typeof TypeError | typeof RangeError][] = [
+    ['maxCount', { maxCount: 0 }, RangeError],
+    ['maxCount', { maxCount: -1 }, RangeError],
+    ['maxCount', { maxCount: 1.5 }, RangeError],
+    ['maxCount', { maxCount: NaN }, RangeError],
+    ['maxCount', { maxCount: Infinity }, RangeError],
+    ['maxCount', { maxCount: '2' }, TypeError],
+    ['maxCount', { maxCount: null }, TypeError],
+    ['maxCount', { maxCount: undefined }, TypeError],
+    ['per', { per: 0 }, RangeError],
+    ['per', { per: -1 }, RangeError],
+    ['per', { per: NaN }, RangeError],
+    ['per', { per: Infinity }, RangeError],
+    ['per', { per: '1' }, TypeError],
+    ['per', { per: null }, TypeError],
+    ['per', { per: undefined }, TypeError],
+    ['greedy', { greedy: 'yes' }, TypeError],
+    ['greedy', { greedy: 1 }, TypeError],
+    ['staleAfter', { staleAfter: 0 }, RangeError],
+    ['staleAfter', { staleAfter: -1 }, RangeError],
+    ['staleAfter', { staleAfter: NaN }, RangeError],
+    ['staleAfter', { staleAfter: Infinity }, RangeError],
+    ['staleAfter', { staleAfter: '5' }, TypeError],
+    ['file', { file: 42 }, TypeError],
+    ['file', { file: '' }, RangeError],
+    ['store', { store: {} }, TypeError],
+    ['store', { store: 'redis' }, TypeError],
+  ];
+  for (const [name, override, type] of bad) {
+    it(`rejects ${name} = ${String(Object.values(override)[0])} with a ${type.name} naming it`, () => {
+      assert.throws(() => new RateLimit({ ...good, ...override } as never), (e: Error) => {
+        assert.ok(e instanceof type, `expected ${type.name}, got ${e.constructor.name}: ${e.message}`);
+        assert.match(e.message, new RegExp(`^ratelimit: ${name} must be`));
+        return true;
+      });
+    });
+  }
+
+  it('names the value it got in the message', () => {
+    assert.throws(() => new RateLimit({ maxCount: 0, per: 1 }), { message: 'ratelimit: maxCount must be a positive integer, got 0' });
+    assert.throws(() => new RateLimit({ maxCount: 2, per: '5' as never }), { message: /got "5"$/ });
+  });
+
+  it('rejects a missing options object, and file together with store', () => {
+    assert.throws(() => new RateLimit(undefined as never), TypeError);
+    assert.throws(() => new RateLimit({ ...good, file: 'x.json', store: new MemoryStore() }), /either file or store/);
+  });
+
+  it('checks wait options at the call: weight, maxWait, signal', async () => {
+    const limit = new RateLimit({ maxCount: 3, per: 1 });
+    for (const weight of [0, -1, 1.5, 4, NaN]) {
+      await assert.rejects(limit.wait({ weight }), (e: Error) => e instanceof RangeError && /weight must be an integer from 1 to maxCount \(3\)/.test(e.message));
+      assert.throws(() => limit.waitSync({ weight }), RangeError);
+      assert.throws(() => limit.tryAcquire({ weight }), RangeError);
+    }
+    await assert.rejects(limit.wait({ weight: '1' as never }), TypeError);
+    await assert.rejects(limit.wait({ maxWait: -1 }), (e: Error) => e instanceof RangeError && /^ratelimit: maxWait must be/.test(e.message));
+    await assert.rejects(limit.wait({ maxWait: NaN }), RangeError);
+    await assert.rejects(limit.wait({ maxWait: '1' as never }), TypeError);
+    await assert.rejects(limit.wait({ signal: 'stop' as never }), (e: Error) => e instanceof TypeError && /signal must be an AbortSignal/.test(e.message));
+    assert.equal(limit.tryAcquire(), true, 'no slot was taken by the rejected calls');
+  });
+
+  it('defaults: patient, in memory', () => {
+    const limit = new RateLimit({ maxCount: 2, per: 5 });
+    assert.equal(limit.greedy, false);
+    assert.ok(limit.store instanceof MemoryStore);
+    assert.ok(new RateLimit({ maxCount: 2, per: 5, file: 'x.json' }).store instanceof FileStore);
+  });
+});
+
+describe('reserve (patient)', () => {
+  const limit = { maxCount: 4, per: 2, greedy: false }; // one call every 0.5 s
+
+  it('lets the first call go at once', () => {
+    assert.deepEqual(schedule(limit, [100]), [100]);
+  });
+
+  it('spaces back-to-back calls exactly per/maxCount apart, from the previous slot, so N calls take (N-1)·interval', () => {
+    const at = schedule(limit, Array(1000).fill(100));
+    at.forEach((t, i) => assert.ok(Math.abs(t - (100 + i * 0.5)) < 1e-9, `call ${i} at ${t}`));
+  });
+
+  it('does not drift when callers arrive late (slots come from the previous slot, not from when a timer fired)', () => {
+    // Each caller arrives 3 ms after its predecessor's slot, as if its timer fired late.
+    let state: LimitState | undefined;
+    let prev = 100;
+    for (let i = 0; i < 100; i++) {
+      const r = reserve(limit, state, i === 0 ? 100 : prev + 0.003, 1);
+      state = r.state;
+      if (i > 0) assert.ok(Math.abs(r.reservation.at - (prev + 0.5)) < 1e-9);
+      prev = r.reservation.at;
+    }
+    assert.ok(Math.abs(prev - (100 + 99 * 0.5)) < 1e-9);
+  });
+
+  it('does not bank a burst over an idle period', () => {
+    const at = schedule(limit, [100, 200, 200, 200]);
+    assert.deepEqual(at, [100, 200, 200.5, 201]);
+  });
+
+  it('counts a call of weight w as w calls', () => {
+    const at = schedule(limit, [100, 100, 100], 3);
+    assert.deepEqual(at, [100, 101.5, 103]);
+  });
+
+  it('handles maxCount 1, tiny and huge per', () => {
+    assert.deepEqual(schedule({ maxCount: 1, per: 3, greedy: false }, [0, 0, 0]), [0, 3, 6]);
+    const tiny = schedule({ maxCount: 1000, per: 1e-6, greedy: false }, [5, 5, 5]);
+    assert.ok(Math.abs(tiny[2] - (5 + 2e-9)) < 1e-15);
+    const month = 30 * 24 * 3600;
+    assert.deepEqual(schedule({ maxCount: 1, per: month, greedy: false }, [0, 1]), [0, month]);
+  });
+});
+
+describe('reserve (greedy)', () => {
+  const limit = { maxCount: 3, per: 2, greedy: true };
+
+  it('lets maxCount calls through at once, then waits for the oldest to leave the window', () => {
+    assert.deepEqual(schedule(limit, [10, 10, 10, 10, 10, 10, 10]), [10, 10, 10, 12, 12, 12, 14]);
+  });
+
+  it('is a sliding window: grants spread out are released one by one as each leaves the window', () => {
+    assert.deepEqual(schedule(limit, [10, 10.5, 11, 11.2, 11.2, 13]), [10, 10.5, 11, 12, 12.5, 13]);
+  });
+
+  it('never lets a fixed-window boundary through twice the limit (the SQLite ancestor let 5 through in 0.1 s for 3 per 2 s)', () => {
+    const at = schedule(limit, [1.95, 1.96, 1.97, 2.0, 2.01, 2.02]);
+    assert.equal(maxInWindow(at, 2, 1e-9), 3);
+    [3.95, 3.96, 3.97].forEach((t, i) => assert.ok(Math.abs(at[3 + i] - t) < 1e-9, `${at[3 + i]} vs ${t}`));
+  });
+
+  it('grants each call at the earliest instant that keeps every window within maxCount (random arrivals, weights)', () => {
+    let seed = 42;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let trial = 0; trial < 50; trial++) {
+      const l = { maxCount: 1 + Math.floor(random() * 6), per: 0.5 + random() * 3, greedy: true };
+      let state: LimitState | undefined;
+      let now = 0;
+      const grants: number[] = [];
+      for (let i = 0; i < 60; i++) {
+        now += random() < 0.3 ? random() * 3 : random() * 0.2;
+        const w = 1 + Math.floor(random() * l.maxCount);
+        const r = reserve(l, state, now, w);
+        const at = r.reservation.at;
+        assert.ok(at >= now && at >= (grants.at(-1) ?? -Infinity), 'not before now, and first come first served');
+        // Earliest: a moment earlier (but not before now or the last grant) would overfill a window.
+        const earlier = at - 1e-6;
+        if (earlier >= now && earlier >= (grants.at(-1) ?? -Infinity)) {
+          const inWindow = grants.filter((g) => g > earlier - l.per).length;
+          assert.ok(inWindow + w > l.maxCount, `trial ${trial} call ${i}: could have gone at ${earlier}`);
+        }
+        for (let k = 0; k < w; k++) grants.push(at);
+        state = r.state;
+        assert.ok((state.grants?.length ?? 0) <= l.maxCount, 'state holds at most maxCount grants');
+      }
+      // No window [t, t+per) holds more than maxCount.
+      assert.ok(maxInWindow(grants, l.per, 1e-9) <= l.maxCount, `trial ${trial}`);
+    }
+  });
+
+  it('drops grants that left the window, so an idle limit has a small state', () => {
+    const r1 = reserve(limit, undefined, 10, 3);
+    const r2 = reserve(limit, r1.state, 100, 1);
+    assert.deepEqual(r2.state.grants, [100]);
+  });
+});
+
+describe('giveBack', () => {
+  it('patient: undoes the last reservation', () => {
+    const limit = { maxCount: 2, per: 1, greedy: false };
+    const a = reserve(limit, undefined, 10);
+    const b = reserve(limit, a.state, 10);
+    const undone = giveBack(limit, b.state, b.reservation)!;
+    assert.equal(undone.next, a.state.next);
+    assert.equal(reserve(limit, undone, 10).reservation.at, 10.5, 'the next caller gets the slot back');
+    assert.equal(giveBack(limit, a.state, a.reservation)!.next, undefined, 'back to a fresh state');
+  });
+
+  it('patient: leaves a middle reservation spent, since later slots were spaced from it', () => {
+    const limit = { maxCount: 2, per: 1, greedy: false };
+    const a = reserve(limit, undefined, 10);
+    const b = reserve(limit, a.state, 10);
+    assert.equal(giveBack(limit, b.state, a.reservation), undefined);
+  });
+
+  it('greedy: removes the grants of the reservation, whatever came after', () => {
+    const limit = { maxCount: 2, per: 1, greedy: true };
+    const a = reserve(limit, undefined, 10);
+    const b = reserve(limit, a.state, 10);
+    const c = reserve(limit, b.state, 10);
+    assert.equal(c.reservation.at, 11);
+    // The state keeps the newest 2 grants, [10, 11]; a's grant at 10 is no
+    // longer listed, so one stands in for it after b's is removed.
+    const undone = giveBack(limit, c.state, b.reservation)!;
+    assert.deepEqual(undone.grants, [10, 11]);
+    assert.equal(reserve(limit, undone, 10).reservation.at, 11);
+  });
+
+  it('greedy: no sequence of reservations and give-backs ever overfills a window', () => {
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let trial = 0; trial < 200; trial++) {
+      const limit = { maxCount: 1 + Math.floor(random() * 4), per: 1, greedy: true };
+      let state: LimitState | undefined;
+      let now = 0;
+      const live: Reservation[] = [];
+      for (let i = 0; i < 40; i++) {
+        now += random() * 0.3;
+        if (live.length && random() < 0.3) {
+          const [r] = live.splice(Math.floor(random() * live.length), 1);
+          if (r.at > now) state = giveBack(limit, state!, r) ?? state; // only a slot still ahead can be aborted
+          else live.push(r);
+        } else {
+          const r = reserve(limit, state, now, 1 + Math.floor(random() * limit.maxCount));
+          state = r.state;
+          live.push(r.reservation);
+        }
+      }
+      const times = live.flatMap((r) => Array(r.weight).fill(r.at)).sort((a, b) => a - b);
+      assert.ok(maxInWindow(times, 1, 1e-9) <= limit.maxCount, `trial ${trial}: ${times}`);
+    }
+  });
+});
+
+describe('RateLimit on an injected clock', () => {
+  function fake(options: { maxCount: number; per: number; greedy?: boolean }) {
+    const clock = { now: 1000 };
+    const limit = new RateLimit({ ...options, store: new MemoryStore(() => clock.now) });
+    return { clock, limit };
+  }
+
+  it('tryAcquire takes a free slot and refuses a busy one without taking it', () => {
+    const { clock, limit } = fake({ maxCount: 2, per: 1 });
+    assert.equal(limit.tryAcquire(), true);
+    assert.equal(limit.tryAcquire(), false);
+    clock.now += 0.4999;
+    assert.equal(limit.tryAcquire(), false);
+    clock.now += 0.0001;
+    assert.equal(limit.tryAcquire(), true);
+    assert.equal(limit.tryAcquire({ weight: 2 }), false);
+  });
+
+  it('maxWait rejects at once with RateLimitTimeoutError saying how long, and takes no slot', async () => {
+    const { clock, limit } = fake({ maxCount: 1, per: 10 });
+    assert.equal(await limit.wait(), 0);
+    clock.now += 4;
+    const started = performance.now();
+    await assert.rejects(limit.wait({ maxWait: 5 }), (e: Error) => {
+      assert.ok(e instanceof RateLimitTimeoutError);
+      assert.equal(e.wouldWait, 6);
+      assert.equal(e.maxWait, 5);
+      assert.match(e.message, /6\.000 s away, more than maxWait \(5 s\)/);
+      return true;
+    });
+    assert.ok(performance.now() - started < 50, 'rejected without waiting');
+    assert.throws(() => limit.waitSync({ maxWait: 5 }), RateLimitTimeoutError);
+    clock.now += 1;
+    assert.equal(limit.waitSync({ maxWait: 5 }), 5, 'the refused calls took nothing: the slot is still 5 s away');
+  });
+
+  it('wait resolves to the seconds the call was held back', async () => {
+    const { limit } = fake({ maxCount: 1000, per: 1 });
+    assert.equal(await limit.wait(), 0);
+    const waited = await limit.wait();
+    assert.ok(Math.abs(waited - 0.001) < 1e-12);
+  });
+
+  it('an abort rejects with signal.reason and gives the slot back', async () => {
+    const { limit } = fake({ maxCount: 1, per: 0.2 });
+    await limit.wait();
+    const controller = new AbortController();
+    const pending = limit.wait({ signal: controller.signal });
+    const reason = new Error('no longer needed');
+    setTimeout(() => controller.abort(reason), 20);
+    await assert.rejects(pending, (e) => e === reason);
+    // The fake clock has not moved: the aborted slot (0.2 s away) is free again,
+    // so a new call gets the same slot rather than the one after it.
+    assert.throws(() => limit.waitSync({ maxWait: 0.1 }), (e: RateLimitTimeoutError) => Math.abs(e.wouldWait - 0.2) < 1e-9);
+  });
+
+  it('an already aborted signal rejects at once and takes nothing', async () => {
+    const { limit } = fake({ maxCount: 1, per: 1 });
+    const reason = new Error('stop');
+    await assert.rejects(limit.wait({ signal: AbortSignal.abort(reason) }), (e) => e === reason);
+    assert.equal(limit.tryAcquire(), true);
+  });
+
+  it('waitSync and tryAcquire need a store with updateSync', async () => {
+    const asyncOnly = { name: 'an async store', update: async () => 0 as never };
+    const limit = new RateLimit({ maxCount: 1, per: 1, store: asyncOnly });
+    assert.throws(() => limit.waitSync(), /waitSync needs a store with updateSync/);
+    assert.throws(() => limit.tryAcquire(), /tryAcquire needs a store with updateSync/);
+  });
+});
+
+describe('real time', () => {
+  // Timers here fire up to ~1 ms early and a few ms late under load. The
+  // library checks the clock on waking, so it is never early; lateness is
+  // allowed up to LATE_MS per grant (generous, since CI shares 2 cores).
+  const LATE_MS = 25;
+
+  it('patient: N back-to-back calls take (N-1)·per/maxCount, never a grant early, no drift', async () => {
+    const limit = new RateLimit({ maxCount: 50, per: 1 }); // 20 ms apart
+    const start = performance.now();
+    const at: number[] = [];
+    for (let i = 0; i < 26; i++) {
+      await limit.wait();
+      at.push(performance.now() - start);
+    }
+    at.forEach((t, i) => assert.ok(t >= i * 20 - 0.001, `grant ${i} early: ${t.toFixed(3)} ms < ${i * 20} ms`));
+    // Total: 25 intervals = 500 ms. Drift would add the lateness of every
+    // timer (ratemate measured 3 ms per call: 75 ms here); we allow one late timer.
+    assert.ok(at[25] < 500 + LATE_MS, `took ${at[25].toFixed(1)} ms for 500 ms of slots`);
+  });
+
+  it('greedy: maxCount at once, then the rest one window later', async () => {
+    const limit = new RateLimit({ maxCount: 5, per: 0.3, greedy: true });
+    const start = performance.now();
+    const at = await Promise.all(Array.from({ length: 8 }, async () => { await limit.wait(); return performance.now() - start; }));
+    assert.ok(at.slice(0, 5).every((t) => t < LATE_MS), `burst: ${at.map((t) => t.toFixed(1))}`);
+    assert.ok(at.slice(5).every((t) => t >= 300 - 0.001 && t < 300 + LATE_MS), `after the window: ${at.map((t) => t.toFixed(1))}`);
+  });
+
+  it('waitSync blocks the thread until the slot, never early', () => {
+    const limit = new RateLimit({ maxCount: 10, per: 0.5 }); // 50 ms apart
+    const start = performance.now();
+    limit.waitSync();
+    const waited = limit.waitSync();
+    const took = performance.now() - start;
+    assert.ok(Math.abs(waited - 0.05) < 0.002, `reported ${waited}`);
+    assert.ok(took >= 50 - 0.001 && took < 50 + LATE_MS, `took ${took.toFixed(2)} ms`);
+  });
+
+  it('waits longer than setTimeout can (2^31-1 ms) do not fire early', async () => {
+    // A month-long slot. Node fires an over-long setTimeout after ~1 ms; if
+    // the library passed the delay through, this wait would resolve at once.
+    const limit = new RateLimit({ maxCount: 1, per: 30 * 24 * 3600 });
+    await limit.wait();
+    const controller = new AbortController();
+    let resolved = false;
+    const pending = limit.wait({ signal: controller.signal }).then(() => { resolved = true; });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(resolved, false, 'the month-long wait ended early');
+    controller.abort();
+    await assert.rejects(pending, { name: 'AbortError' });
+  });
+
+  it('an abort during a real wait rejects promptly', async () => {
+    const limit = new RateLimit({ maxCount: 1, per: 10 });
+    await limit.wait();
+    const start = performance.now();
+    await assert.rejects(limit.wait({ signal: AbortSignal.timeout(50) }), { name: 'TimeoutError' });
+    const took = performance.now() - start;
+    assert.ok(took >= 49 && took < 50 + LATE_MS * 4, `took ${took.toFixed(1)} ms`);
+  });
+});
+
+describe('file store', () => {
+  const { dir, cleanup } = tempDir();
+  after(cleanup);
+  let n = 0;
+  const path = () => join(dir, `state-${++n}.json`);
+  const lockOf = (file: string) => `${file}.lock`;
+
+  it('creates the state file (mode 0600) recording the settings and the clock', () => {
+    const file = path();
+    const limit = new RateLimit({ maxCount: 3, per: 2, file });
+    assert.equal(limit.tryAcquire(), true);
+    const state = JSON.parse(readFileSync(file, 'utf8'));
+    assert.equal(state.maxCount, 3);
+    assert.equal(state.per, 2);
+    assert.equal(state.greedy, false);
+    assert.equal(state.clock, sharedClock().tag);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.equal(existsSync(lockOf(file)), false, 'the lock is released');
+  });
+
+  it('shares one limit between limiters of the same file', () => {
+    const file = path();
+    const a = new RateLimit({ maxCount: 2, per: 60, greedy: true, file });
+    const b = new RateLimit({ maxCount: 2, per: 60, greedy: true, file });
+    assert.equal(a.tryAcquire(), true);
+    assert.equal(b.tryAcquire(), true);
+    assert.equal(a.tryAcquire(), false);
+    assert.equal(b.tryAcquire(), false);
+  });
+
+  it('keeps the state small: constant in patient mode, at most maxCount grants in greedy mode', () => {
+    const patient = new RateLimit({ maxCount: 1e6, per: 1, file: path() });
+    for (let i = 0; i < 100; i++) patient.tryAcquire();
+    assert.ok(readFileSync((patient.store as FileStore).path).length < 300);
+    const greedyFile = path();
+    const greedy = new RateLimit({ maxCount: 5, per: 60, greedy: true, file: greedyFile });
+    for (let i = 0; i < 20; i++) greedy.tryAcquire();
+    assert.equal(JSON.parse(readFileSync(greedyFile, 'utf8')).grants.length, 5);
+  });
+
+  it('refuses a state made for other settings, naming the file, both settings and the reset', () => {
+    const file = path();
+    new RateLimit({ maxCount: 2, per: 5, file }).tryAcquire();
+    const other = new RateLimit({ maxCount: 3, per: 5, greedy: true, file });
+    assert.throws(() => other.tryAcquire(), (e: Error) => {
+      assert.ok(e.message.includes(file));
+      assert.match(e.message, /maxCount=2, per=5, patient/);
+      assert.match(e.message, /maxCount=3, per=5, greedy/);
+      assert.match(e.message, /delete that state to reset it/);
+      return true;
+    });
+    assert.equal(existsSync(lockOf(file)), false, 'the lock is released after the error');
+  });
+
+  it('starts afresh, with a warning, from a state file full of garbage', async () => {
+    const file = path();
+    writeFileSync(file, '{"maxCount": 2, "per": 1, "gre');
+    const limit = new RateLimit({ maxCount: 2, per: 1, file });
+    const warnings = await warningsDuring(() => assert.equal(limit.tryAcquire(), true));
+    assert.ok(warnings.some((w) => /could not be parsed/.test(w)), warnings.join());
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).maxCount, 2);
+  });
+
+  it('recreates a deleted state file from what this process last knew, with a warning', async () => {
+    const file = path();
+    const limit = new RateLimit({ maxCount: 1, per: 60, file });
+    assert.equal(limit.tryAcquire(), true);
+    execFileSync('rm', [file]);
+    const warnings = await warningsDuring(() => assert.equal(limit.tryAcquire(), false, 'the spent slot is not forgotten'));
+    assert.ok(warnings.some((w) => /deleted or emptied/.test(w)), warnings.join());
+    assert.ok(existsSync(file));
+  });
+
+  it('never writes through a symbolic link: the link is replaced, its target untouched', async () => {
+    const file = path();
+    const target = join(dir, 'precious.txt');
+    writeFileSync(target, 'do not touch');
+    symlinkSync(target, file);
+    const limit = new RateLimit({ maxCount: 2, per: 1, file });
+    const warnings = await warningsDuring(() => assert.equal(limit.tryAcquire(), true));
+    assert.equal(readFileSync(target, 'utf8'), 'do not touch');
+    assert.equal(lstatSync(file).isSymbolicLink(), false);
+    assert.ok(warnings.some((w) => /symbolic link/.test(w)));
+  });
+
+  it('gives a clear error at the first wait for a missing directory, a directory as file, a read-only directory', async (t) => {
+    const missing = new RateLimit({ maxCount: 1, per: 1, file: join(dir, 'no', 'such', 'dir', 'x.json') });
+    await assert.rejects(missing.wait(), /ratelimit: cannot .* does not exist/);
+    const asDir = join(dir, 'a-directory');
+    mkdirSync(asDir);
+    await assert.rejects(new RateLimit({ maxCount: 1, per: 1, file: asDir }).wait(), /is a directory or other non-regular file/);
+    assert.equal(existsSync(lockOf(asDir)), false, 'the lock is released after the error');
+
+    // Root ignores directory permissions, so as root use a read-only mount.
+    const ro = join(dir, 'read-only');
+    mkdirSync(ro);
+    if (process.getuid?.() === 0) {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', ro]);
+      t.after(() => execFileSync('umount', [ro]));
+    } else {
+      chmodSync(ro, 0o500);
+    }
+    await assert.rejects(new RateLimit({ maxCount: 1, per: 1, file: join(ro, 'x.json') }).wait(),
+      /ratelimit: cannot create the lock owner file .*(read-only|permission denied)/);
+  });
+
+  it('breaks a lock whose holder is dead at once (a pid that has exited)', () => {
+    const file = path();
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    writeFileSync(lockOf(file), JSON.stringify({
+      pid: dead, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
+      start: '1', token: 'deadbeef', seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
+    }));
+    const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 60 });
+    const start = performance.now();
+    assert.equal(limit.waitSync(), 0);
+    assert.ok(performance.now() - start < 100, `took ${(performance.now() - start).toFixed(1)} ms`);
+  });
+
+  it('respects a lock held by a live process, and breaks it after staleAfter', async () => {
+    const file = path();
+    // Our own parent shell is alive; a fresh record makes it a live holder.
+    writeFileSync(lockOf(file), JSON.stringify({
+      pid: process.ppid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
+      start: procStart(process.ppid), token: 'cafe', seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
+    }));
+    const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 0.3 });
+    const start = performance.now();
+    const warnings = await warningsDuring(() => limit.wait());
+    const took = performance.now() - start;
+    assert.ok(took >= 300 && took < 1000, `took ${took.toFixed(1)} ms, expected staleAfter (300 ms) plus a little`);
+    assert.ok(warnings.some((w) => /broke the lock .* held by pid/.test(w)), warnings.join());
+  });
+
+  for (const [what, content] of [['an empty lockfile', ''], ['a lockfile full of garbage', '\u0000garbage{']]) {
+    it(`breaks ${what} after staleAfter, measured from when it was first seen`, async () => {
+      const file = path();
+      writeFileSync(lockOf(file), content);
+      const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 0.2 });
+      const start = performance.now();
+      const warnings = await warningsDuring(() => limit.wait());
+      const took = performance.now() - start;
+      assert.ok(took >= 200 && took < 900, `took ${took.toFixed(1)} ms`);
+      assert.ok(warnings.some((w) => /unreadable/.test(w)), warnings.join());
+    });
+  }
+
+  it('breaks the lock of a holder killed with SIGKILL while holding it, within 100 ms', async () => {
+    const file = path();
+    // The child takes the lock through the library and blocks inside the
+    // read-modify-write, then says so; we kill it there.
+    const child = spawn(process.execPath, ['--import', 'tsx', '-e', `
+      import('${ROOT}ratelimit.ts').then(({ FileStore }) => {
+        new FileStore(${JSON.stringify(file)}).updateSync(() => {
+          process.stdout.write('holding\\n');
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000);
+          return { result: 0 };
+        });
+      });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout.on('data', (d) => { if (String(d).includes('holding')) resolve(); }));
+    assert.ok(existsSync(lockOf(file)), 'the child holds the lock');
+    child.kill('SIGKILL');
+    const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 60 });
+    const start = performance.now();
+    await limit.wait();
+    const took = performance.now() - start;
+    assert.ok(took < 100, `the waiter was stalled ${took.toFixed(1)} ms`);
+    const litter = readdirSync(dir).filter((f) => f.startsWith(`state-${n}.json.owner-`));
+    assert.equal(litter.length, 1, `only our own owner file is left: ${litter}`);
+  });
+
+  it('carries times over a reboot (another boot id) by the wall clock, capped at per', () => {
+    const file = path();
+    const now = sharedClock().now();
+    // Written "5 s ago" on another boot's clock, with the next slot 1000 s after that write.
+    writeFileSync(file, JSON.stringify({ maxCount: 1, per: 10, greedy: false, next: 50_000 + 1000, clock: 'boot:another-boot', written: 50_000, wall: Date.now() / 1000 - 5 }));
+    const limit = new RateLimit({ maxCount: 1, per: 10, file });
+    assert.throws(() => limit.waitSync({ maxWait: 9.9 }), (e: RateLimitTimeoutError) => e.wouldWait > 9.9 && e.wouldWait <= 10 + (sharedClock().now() - now));
+  });
+});
+
+describe('across processes', () => {
+  const { dir, cleanup } = tempDir();
+  after(cleanup);
+
+  // Each child reports, per grant, the slot the limiter reserved (`at`, exact,
+  // on the shared clock) and when wait() returned (`t`). The invariant is
+  // checked on the reserved slots with no tolerance but float rounding; the
+  // observed times are checked never to come before their slot (1 µs allowed
+  // for float rounding), and their lateness is reported, not asserted, since
+  // it measures the machine's load rather than the limiter.
+  async function run(greedy: boolean, processes: number, maxCount: number, per: number, seconds: number) {
+    const file = join(dir, `${greedy ? 'greedy' : 'patient'}.json`);
+    const startAt = sharedClock().now() + 2.5;
+    const outputs = await Promise.all(Array.from({ length: processes }, (_, i) =>
+      runChild('test/fixtures/grants.ts', { RL: JSON.stringify({ file, maxCount, per, greedy, id: `p${i}`, startAt, until: startAt + seconds }) })));
+    const grants = parseGrants(outputs).filter((g) => g.at >= startAt && g.at < startAt + seconds);
+    const late = grants.map((g) => (g.t - g.at) * 1000).sort((a, b) => a - b);
+    return { grants, slots: grants.map((g) => g.at), late, startAt };
+  }
+  const lateness = (late: number[]) =>
+    `lateness after the slot: p50 ${late[late.length >> 1].toFixed(2)} ms, p99 ${late[Math.floor(late.length * 0.99)].toFixed(2)} ms, max ${late.at(-1)!.toFixed(2)} ms`;
+
+  it('patient: 4 processes share one limit, evenly spaced, at ≥ 95% of the allowed rate', async (t) => {
+    const interval = 0.02; // 50 per second
+    const { grants, slots, late } = await run(false, 4, 50, 1, 2);
+    assert.deepEqual(patientViolations(slots, interval, 1e-9), [], 'no two slots closer than per/maxCount');
+    assert.ok(late[0] >= -0.001, `a grant came ${-late[0]} ms before its slot`);
+    const rate = (slots.length - 1) / (slots.at(-1)! - slots[0]);
+    assert.ok(rate >= 0.95 * 50 && rate <= 50 * (1 + 1e-9), `rate ${rate.toFixed(2)}/s`);
+    assert.equal(new Set(grants.map((g) => g.id)).size, 4, 'every process got grants');
+    t.diagnostic(`${slots.length} grants, ${rate.toFixed(2)}/s of 50/s; ${lateness(late)}`);
+  });
+
+  it('greedy: 4 processes never exceed maxCount in any window of per, at ≥ 95% of the allowed rate', async (t) => {
+    const { grants, slots, late } = await run(true, 4, 10, 0.5, 2);
+    assert.ok(maxInWindow(slots, 0.5, 1e-9) <= 10, `a window held ${maxInWindow(slots, 0.5, 1e-9)}`);
+    assert.ok(late[0] >= -0.001, `a grant came ${-late[0]} ms before its slot`);
+    // 2 s of a 10 per 0.5 s limit allows 40 grants: bursts at 0, 0.5, 1 and 1.5 s.
+    assert.ok(slots.length >= 0.95 * 40 && slots.length <= 40, `${slots.length} grants`);
+    assert.equal(new Set(grants.map((g) => g.id)).size, 4, 'every process got grants');
+    t.diagnostic(`${slots.length} grants of 40 allowed; ${lateness(late)}`);
+  });
+});
+
+function readLink(path: string): string {
+  return execFileSync('readlink', [path], { encoding: 'utf8' }).trim();
+}
+
+function procStart(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+}

@@ -1,0 +1,76 @@
+// Shared by the tests: running child programs, and checking merged grant
+// times against the limit.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const ROOT = new URL('..', import.meta.url).pathname;
+
+/** A temporary directory, removed by the returned cleanup. */
+export function tempDir(prefix = 'ratelimit-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** One grant: who, the slot reserved for it (`at`) and when it was seen (`t`), on the shared clock. */
+export interface Grant { id: string; at: number; t: number }
+
+/** Children started by the tests, all killed by killAll (call it in t.after / finally). */
+const running = new Set<ChildProcess>();
+export function killAll(): void {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+}
+process.on('exit', killAll);
+
+/**
+ * Runs `node --import tsx <script>` (not the tsx wrapper, so a signal reaches
+ * the process under test) and resolves with its stdout when it exits 0.
+ */
+export function runChild(script: string, env: Record<string, string>, opts: { timeoutMs?: number; onSpawn?: (c: ChildProcess) => void } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
+      cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.add(child);
+    opts.onSpawn?.(child);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => { out += d; });
+    child.stderr!.on('data', (d) => { err += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${script} exited with ${code ?? signal}: ${err.slice(-2000)}`));
+    });
+  });
+}
+
+export function parseGrants(outputs: string[]): Grant[] {
+  return outputs.flatMap((o) => o.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Grant)).sort((a, b) => a.at - b.at);
+}
+
+/** Gaps between consecutive grants that are shorter than `interval - tolerance`. */
+export function patientViolations(times: number[], interval: number, tolerance: number): number[] {
+  const bad: number[] = [];
+  for (let i = 1; i < times.length; i++) if (times[i] - times[i - 1] < interval - tolerance) bad.push(times[i] - times[i - 1]);
+  return bad;
+}
+
+/**
+ * The largest number of grants in any window [t, t + per - tolerance). Grants
+ * are recorded a little after they happen, so a window is shortened by the
+ * recording tolerance; a fixed-window or double-grant bug still shows as a
+ * whole extra grant in a window.
+ */
+export function maxInWindow(times: number[], per: number, tolerance: number): number {
+  let most = 0;
+  for (let i = 0, j = 0; i < times.length; i++) {
+    while (j < times.length && times[j] < times[i] + per - tolerance) j++;
+    most = Math.max(most, j - i);
+  }
+  return most;
+}
