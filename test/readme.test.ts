@@ -1,0 +1,254 @@
+// Checks every fenced code block in README.md, so the README cannot rot.
+//
+// Convention for README code blocks (the fence's first word decides):
+//   ```ts / ```typescript  Type-checked with the project's tsconfig (strict),
+//                         each block on its own as an ES module (top-level
+//                         await is fine). A block must declare what it uses.
+//   ```js / ```javascript  The same, checked as JavaScript (allowJs + checkJs).
+//                         In both, a relative import is read from the repository
+//                         root, as if the block sat next to a copied
+//                         ratelimit.ts: './ratelimit.ts' and './ratelimit' mean
+//                         the real file; a name not found at the root is looked
+//                         up in examples/ (e.g. './redis-store.ts').
+//   ```sh / ```bash / ```shell
+//                         Commands. Not run; each is checked to name only what
+//                         exists: `npm run X` / `npm test` need that script in
+//                         package.json, `npx X` needs X in node_modules/.bin,
+//                         and a path in the repository (`examples/x.ts`,
+//                         `ratelimit.ts`, ...) must exist. For cp/mv/ln the last
+//                         argument (the destination) is not checked.
+//   ```console            The same for lines starting with `$ `; other lines are output.
+//   ```json               Must parse.
+//   ```text / ```output   Program output or prose; shown as is, not checked.
+// Any other fence (including one with no language) fails: pick one of the
+// above, and use ```text for output and for code in other languages.
+//
+// To prove the checks can fail, each run also feeds them a rotted copy of a
+// README block (an option renamed, a script that does not exist) and expects
+// them to complain.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const README = join(ROOT, 'README.md');
+
+interface Block { lang: string; line: number; text: string }
+
+/** The fenced code blocks of a markdown text; `line` is the 1-based line of the first line inside the fence. */
+export function fencedBlocks(markdown: string): Block[] {
+  const lines = markdown.split('\n');
+  const blocks: Block[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^( {0,3}|\s*(?:[-*+]|\d+[.)])\s+|\s+)(`{3,}|~{3,})\s*([^`\s]*)/.exec(lines[i]);
+    if (!open) continue;
+    const indent = lines[i].length - lines[i].trimStart().length;
+    const fence = open[2];
+    const body: string[] = [];
+    let j = i + 1;
+    for (; j < lines.length; j++) {
+      const close = lines[j].trim();
+      if (close.startsWith(fence[0].repeat(fence.length)) && /^(`+|~+)$/.test(close)) break;
+      // Strip the fence's indentation (blocks inside list items are indented).
+      body.push(lines[j].slice(Math.min(indent, lines[j].length - lines[j].trimStart().length)));
+    }
+    blocks.push({ lang: open[3].toLowerCase(), line: i + 2, text: body.join('\n') });
+    i = j;
+  }
+  return blocks;
+}
+
+const KINDS: Record<string, 'ts' | 'js' | 'shell' | 'console' | 'json' | 'text'> = {
+  ts: 'ts', typescript: 'ts', js: 'js', javascript: 'js', mjs: 'js',
+  sh: 'shell', bash: 'shell', shell: 'shell', console: 'console',
+  json: 'json', text: 'text', txt: 'text', output: 'text',
+};
+
+// --- TypeScript and JavaScript blocks -------------------------------------
+
+// Rewrites relative import specifiers so a block written as if it sat next
+// to ratelimit.ts (at the repository root) resolves from `fromDir`.
+function rewriteImports(code: string, fromDir: string): string {
+  return code.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])(\.{1,2}\/[^'"]+)\2/g, (_, lead: string, q: string, spec: string) => {
+    const candidates = [spec, `${spec}.ts`].flatMap((s) => [join(ROOT, s), join(ROOT, 'examples', s)]);
+    const found = candidates.find((p) => existsSync(p) && !p.endsWith('/')) ?? join(ROOT, spec);
+    let rel = relative(fromDir, found);
+    if (!rel.startsWith('.')) rel = `./${rel}`;
+    return `${lead}${q}${rel}${q}`;
+  });
+}
+
+interface CheckedFile { file: string; block: Block; label: string }
+
+/** Type-checks the blocks in one tsc run; returns its errors, each mapped to a README line. */
+function typeCheck(items: { block: Block; label: string }[]): { label: string; message: string }[] {
+  const dir = join(ROOT, 'scratch', `readme-check-${process.pid}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  try {
+    const files: CheckedFile[] = items.map(({ block, label }, n) => {
+      const ext = KINDS[block.lang] === 'js' ? 'js' : 'ts';
+      const file = join(dir, `block-${n + 1}.${ext}`);
+      // `export {}` makes every block a module of its own; it adds a line at
+      // the end, so the block's line numbers stay the README's.
+      writeFileSync(file, `${rewriteImports(block.text, dir)}\nexport {};\n`);
+      return { file, block, label };
+    });
+    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
+      extends: relative(dir, join(ROOT, 'tsconfig.json')),
+      compilerOptions: { allowJs: true, checkJs: true, noEmit: true },
+      include: ['*.ts', '*.js'],
+      exclude: [],
+    }));
+    let output = '';
+    try {
+      execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json'), '--pretty', 'false'],
+        { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (error) {
+      const e = error as { stdout?: string; stderr?: string };
+      output = `${e.stdout ?? ''}${e.stderr ?? ''}`;
+      if (!output.trim()) throw error;
+    }
+    const errors: { label: string; message: string }[] = [];
+    for (const line of output.split('\n')) {
+      const m = /^(.*?)\((\d+),(\d+)\): (error .*)$/.exec(line.trim());
+      if (!m) {
+        if (line.trim() && !line.startsWith(' ')) errors.push({ label: 'tsc', message: line.trim() });
+        continue;
+      }
+      const hit = files.find((f) => resolve(ROOT, m[1]) === f.file || resolve(dir, m[1]) === f.file);
+      if (!hit) { errors.push({ label: 'tsc', message: line.trim() }); continue; }
+      errors.push({ label: hit.label, message: `README.md line ${hit.block.line + Number(m[2]) - 1}: ${m[4]}` });
+    }
+    return errors;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// --- shell blocks ------------------------------------------------------------
+
+const REPO_PATH = /^(?:\.\/)?(?:[\w.-]+\/)*[\w.-]+\.(?:ts|mts|js|mjs|cjs|json|md)$|^(?:\.\/)?(?:examples|test|bench|scripts)\//;
+
+/** The problems in a shell block: scripts, binaries and repository paths it names that do not exist. */
+export function checkShell(text: string, kind: 'shell' | 'console'): string[] {
+  const scripts: Record<string, string> = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts ?? {};
+  const problems: string[] = [];
+  let lines = text.replace(/\\\n/g, ' ').split('\n');
+  if (kind === 'console') lines = lines.filter((l) => l.startsWith('$ ')).map((l) => l.slice(2));
+  let base = ROOT;
+  for (const raw of lines) {
+    const line = raw.replace(/(^|\s)#.*$/, '').trim();
+    if (!line) continue;
+    for (const part of line.split(/&&|\|\||[;&|]/)) {
+      let words = part.trim().split(/\s+/).filter(Boolean).map((w) => w.replace(/^['"]|['"]$/g, ''));
+      while (words.length && /^(do|then|else|time|exec|nohup|sudo|\(|\{)$|^\w+=/.test(words[0])) words = words.slice(1);
+      if (!words.length) continue;
+      const [cmd, ...args] = words;
+      if (cmd === 'for' || cmd === 'while' || cmd === 'if') continue;
+      if (cmd === 'cd') {
+        const to = resolve(base, args[0] ?? '~');
+        if (base && existsSync(to)) base = to; else base = ''; // unknown directory: stop checking paths
+        continue;
+      }
+      if (cmd === 'npm') {
+        const [sub, name] = args;
+        if ((sub === 'test' || sub === 't') && !scripts.test) problems.push(`"${part.trim()}": package.json has no "test" script`);
+        if ((sub === 'run' || sub === 'run-script') && name && !scripts[name]) {
+          problems.push(`"${part.trim()}": package.json has no "${name}" script`);
+        }
+        if (sub !== 'run' && sub !== 'run-script' && sub !== 'test' && sub !== 't' && sub !== 'install' && sub !== 'i' && sub !== 'ci') {
+          problems.push(`"${part.trim()}": npm ${sub} is not one of install, ci, test, run`);
+        }
+        continue;
+      }
+      if (cmd === 'npx') {
+        const bin = args.find((a) => !a.startsWith('-'));
+        if (bin && !existsSync(join(ROOT, 'node_modules', '.bin', bin))) {
+          problems.push(`"${part.trim()}": ${bin} is not installed by npm install (node_modules/.bin/${bin})`);
+        }
+      }
+      if (!base) continue;
+      const checked = cmd === 'cp' || cmd === 'mv' || cmd === 'ln' ? args.slice(0, -1) : args;
+      for (const arg of checked) {
+        if (arg.startsWith('-') || !REPO_PATH.test(arg)) continue;
+        if (!existsSync(resolve(base, arg))) problems.push(`"${part.trim()}": ${arg} does not exist in the repository`);
+      }
+    }
+  }
+  return problems;
+}
+
+// --- the tests ---------------------------------------------------------------
+
+const readme = existsSync(README) ? readFileSync(README, 'utf8') : '';
+const blocks = fencedBlocks(readme);
+const label = (b: Block) => `README.md line ${b.line - 1} (\`\`\`${b.lang})`;
+
+test('README.md exists and has code blocks', () => {
+  assert.ok(readme, 'README.md is missing');
+  assert.ok(blocks.length > 0, 'README.md has no fenced code blocks');
+});
+
+test('every README code block uses a known fence', () => {
+  const unknown = blocks.filter((b) => !KINDS[b.lang]).map((b) => `${label(b)}: fence "${b.lang || '(none)'}"`);
+  assert.deepEqual(unknown, [], `use one of: ${Object.keys(KINDS).join(', ')} (see the top of test/readme.test.ts)`);
+});
+
+test('README TypeScript and JavaScript blocks type-check against ratelimit.ts', () => {
+  const code = blocks.filter((b) => KINDS[b.lang] === 'ts' || KINDS[b.lang] === 'js');
+  assert.ok(code.length > 0, 'README.md has no ts/js blocks to check');
+  // The canary: a copy of the first block that builds a RateLimit, with its
+  // maxCount renamed. The same tsc run must reject it, or the check is blind.
+  const model = code.find((b) => KINDS[b.lang] === 'ts' && /new RateLimit\(\{[^}]*maxCount/.test(b.text));
+  assert.ok(model, 'README.md has no ts block that calls new RateLimit({ maxCount, ... })');
+  const canary = { ...model, text: model.text.replace(/maxCount/g, 'max_count') };
+  const errors = typeCheck([
+    ...code.map((block) => ({ block, label: label(block) })),
+    { block: canary, label: 'canary' },
+  ]);
+  const fromReadme = errors.filter((e) => e.label !== 'canary');
+  assert.deepEqual(fromReadme.map((e) => `${e.label}: ${e.message}`), []);
+  assert.ok(errors.some((e) => e.label === 'canary' && /max_count|maxCount/.test(e.message)),
+    `a README block with maxCount renamed to max_count type-checked without error; the check is not working\n${JSON.stringify(errors)}`);
+});
+
+test('README shell blocks name only scripts and files that exist', () => {
+  const shell = blocks.filter((b) => KINDS[b.lang] === 'shell' || KINDS[b.lang] === 'console');
+  assert.ok(shell.length > 0, 'README.md has no shell blocks (it should show its commands)');
+  const problems = shell.flatMap((b) => checkShell(b.text, KINDS[b.lang] as 'shell' | 'console').map((p) => `${label(b)}: ${p}`));
+  assert.deepEqual(problems, []);
+  // The canary: rotted commands must be reported, each of them.
+  const rotted = checkShell('npm install && npm run no-such-script\nnpx tsx examples/no-such-example.ts\nnpx no-such-bin', 'shell');
+  assert.equal(rotted.length, 3, `the shell check missed rotted commands: ${JSON.stringify(rotted)}`);
+});
+
+test('README shows the install-and-run and test commands exactly', () => {
+  const shellText = blocks.filter((b) => KINDS[b.lang] === 'shell').map((b) => b.text).join('\n');
+  assert.match(shellText, /^npm install && npm run example$/m);
+  assert.match(shellText, /^npm test$/m);
+});
+
+test('README JSON blocks parse', () => {
+  for (const b of blocks.filter((x) => KINDS[x.lang] === 'json')) {
+    assert.doesNotThrow(() => JSON.parse(b.text), `${label(b)} is not valid JSON`);
+  }
+});
+
+test('README mentions every export of ratelimit.ts and every option', () => {
+  const source = readFileSync(join(ROOT, 'ratelimit.ts'), 'utf8');
+  const exported = [...source.matchAll(/^export\s+(?:declare\s+)?(?:abstract\s+)?(?:class|function|const|let|interface|type)\s+(\w+)/gm)].map((m) => m[1]);
+  assert.ok(exported.includes('RateLimit'), 'could not read the exports of ratelimit.ts');
+  // Options: the member names of RateLimitOptions and WaitOptions.
+  const options = ['RateLimitOptions', 'WaitOptions'].flatMap((name) => {
+    const body = new RegExp(`interface ${name}\\s*\\{([\\s\\S]*?)\\n\\}`).exec(source)?.[1] ?? '';
+    return [...body.matchAll(/^\s{2}(\w+)\??:/gm)].map((m) => m[1]);
+  });
+  assert.ok(options.includes('maxCount') && options.includes('maxWait'), 'could not read the option names of ratelimit.ts');
+  const missing = [...exported, ...options].filter((name) => !new RegExp(`\\b${name}\\b`).test(readme));
+  assert.deepEqual(missing, [], 'README.md does not mention these exports or options of ratelimit.ts');
+});
