@@ -62,13 +62,13 @@ if (process.argv[2] === 'child') {
     const t0 = clock();
     for (const child of children) child.stdin!.end(`${t0}\n`);
     console.log(`${CHILDREN} processes, ${CALLS_EACH} calls each, sharing ${LIMIT.maxCount} calls per ${LIMIT.per} s through ${file}\n`);
-    console.log('  time     who                           waited');
+    console.log(`  time     ${'who'.padEnd(32)}waited`);
     // Print each child's grants as they come, in one timeline.
     await Promise.all(outputs.map(async (out) => {
       for (let r = await out.next(); !r.done; r = await out.next()) {
         const g = JSON.parse(r.value);
         const who = `${g.name} (pid ${g.pid}) call ${g.call}`;
-        console.log(`${(g.at / 1000).toFixed(3).padStart(6)} s   ${who.padEnd(30)}${g.waited.toFixed(3)} s`);
+        console.log(`${(g.at / 1000).toFixed(3).padStart(6)} s   ${who.padEnd(32)}${g.waited.toFixed(3)} s`);
       }
     }));
     const codes = await Promise.all(children.map((c) => c.exitCode ?? new Promise((r) => c.once('exit', r))));

@@ -39,10 +39,10 @@ if (isMainThread) {
     await Promise.all(workers.map((w) => new Promise((ready) => w.once('message', ready))));
     const t0 = clock();
     console.log(`${WORKERS} worker threads, ${CALLS_EACH} calls each, sharing ${LIMIT.maxCount} calls per ${LIMIT.per} s through ${file}\n`);
-    console.log('  time     who                   waited');
+    console.log(`  time     ${'who'.padEnd(18)}waited`);
     const done = workers.map((w, i) => new Promise<void>((resolve, reject) => {
       w.on('message', (g: Grant) => {
-        console.log(`${(g.at / 1000).toFixed(3).padStart(6)} s   worker ${g.id} call ${g.call}   ${g.waited.toFixed(3)} s`);
+        console.log(`${(g.at / 1000).toFixed(3).padStart(6)} s   ${`worker ${g.id} call ${g.call}`.padEnd(18)}${g.waited.toFixed(3)} s`);
       });
       w.on('error', reject);
       w.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker ${i + 1} exited with ${code}`))));
