@@ -73,7 +73,8 @@ if (process.argv[2] === 'child') {
     }));
     const codes = await Promise.all(children.map((c) => c.exitCode ?? new Promise((r) => c.once('exit', r))));
     if (codes.some((c) => c !== 0)) throw new Error(`a child failed: exit codes ${codes.join(', ')}`);
-    console.log(`\n${CHILDREN * CALLS_EACH} calls in ${((clock() - t0) / 1000).toFixed(2)} s; never more than one every ${LIMIT.per / LIMIT.maxCount} s.`);
+    console.log(`\n${CHILDREN * CALLS_EACH} calls in ${((clock() - t0) / 1000).toFixed(2)} s, in slots ${LIMIT.per / LIMIT.maxCount} s apart` +
+      ' (a printed time can trail its slot by a few ms on a busy machine).');
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill();
     rmSync(dir, { recursive: true, force: true });

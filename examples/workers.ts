@@ -50,7 +50,8 @@ if (isMainThread) {
     }));
     await Promise.all(done);
     const seconds = (clock() - t0) / 1000;
-    console.log(`\n${WORKERS * CALLS_EACH} calls in ${seconds.toFixed(2)} s; never more than one every ${LIMIT.per / LIMIT.maxCount} s.`);
+    console.log(`\n${WORKERS * CALLS_EACH} calls in ${seconds.toFixed(2)} s, in slots ${LIMIT.per / LIMIT.maxCount} s apart` +
+      ' (a printed time can trail its slot by a few ms on a busy machine).');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
