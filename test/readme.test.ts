@@ -40,13 +40,13 @@ const README = join(ROOT, 'README.md');
 interface Block { lang: string; line: number; text: string }
 
 /** The fenced code blocks of a markdown text; `line` is the 1-based line of the first line inside the fence. */
-export function fencedBlocks(markdown: string): Block[] {
+function fencedBlocks(markdown: string): Block[] {
   const lines = markdown.split('\n');
   const blocks: Block[] = [];
   for (let i = 0; i < lines.length; i++) {
-    const open = /^( {0,3}|\s*(?:[-*+]|\d+[.)])\s+|\s+)(`{3,}|~{3,})\s*([^`\s]*)/.exec(lines[i]);
+    const open = /^(\s*)(`{3,}|~{3,})\s*([^`\s]*)/.exec(lines[i]);
     if (!open) continue;
-    const indent = lines[i].length - lines[i].trimStart().length;
+    const indent = open[1].length;
     const fence = open[2];
     const body: string[] = [];
     let j = i + 1;
@@ -135,7 +135,7 @@ function typeCheck(items: { block: Block; label: string }[]): { label: string; m
 const REPO_PATH = /^(?:\.\/)?(?:[\w.-]+\/)*[\w.-]+\.(?:ts|mts|js|mjs|cjs|json|md)$|^(?:\.\/)?(?:examples|test|bench|scripts)\//;
 
 /** The problems in a shell block: scripts, binaries and repository paths it names that do not exist. */
-export function checkShell(text: string, kind: 'shell' | 'console'): string[] {
+function checkShell(text: string, kind: 'shell' | 'console'): string[] {
   const scripts: Record<string, string> = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts ?? {};
   const problems: string[] = [];
   let lines = text.replace(/\\\n/g, ' ').split('\n');
