@@ -15,7 +15,7 @@ import {
   RateLimit, RateLimitTimeoutError, MemoryStore, FileStore, reserve, giveBack, sharedClock,
   type Limit, type LimitState, type Reservation,
 } from './ratelimit.ts';
-import { tempDir, runChild, parseGrants, patientViolations, maxInWindow, killAll, ROOT } from './test/helpers.ts';
+import { tempDir, runChild, parseGrants, patientViolations, maxInWindow, killAll, ROOT, BAD_OPTIONS } from './test/helpers.ts';
 
 after(killAll);
 
@@ -47,35 +47,7 @@ async function warningsDuring(f: () => Promise<unknown> | unknown): Promise<stri
 
 describe('options', () => {
   const good = { maxCount: 2, per: 1 };
-  const bad: [string, Record<string, unknown>, typeof TypeError | typeof RangeError][] = [
-    ['maxCount', { maxCount: 0 }, RangeError],
-    ['maxCount', { maxCount: -1 }, RangeError],
-    ['maxCount', { maxCount: 1.5 }, RangeError],
-    ['maxCount', { maxCount: NaN }, RangeError],
-    ['maxCount', { maxCount: Infinity }, RangeError],
-    ['maxCount', { maxCount: '2' }, TypeError],
-    ['maxCount', { maxCount: null }, TypeError],
-    ['maxCount', { maxCount: undefined }, TypeError],
-    ['per', { per: 0 }, RangeError],
-    ['per', { per: -1 }, RangeError],
-    ['per', { per: NaN }, RangeError],
-    ['per', { per: Infinity }, RangeError],
-    ['per', { per: '1' }, TypeError],
-    ['per', { per: null }, TypeError],
-    ['per', { per: undefined }, TypeError],
-    ['greedy', { greedy: 'yes' }, TypeError],
-    ['greedy', { greedy: 1 }, TypeError],
-    ['staleAfter', { staleAfter: 0 }, RangeError],
-    ['staleAfter', { staleAfter: -1 }, RangeError],
-    ['staleAfter', { staleAfter: NaN }, RangeError],
-    ['staleAfter', { staleAfter: Infinity }, RangeError],
-    ['staleAfter', { staleAfter: '5' }, TypeError],
-    ['file', { file: 42 }, TypeError],
-    ['file', { file: '' }, RangeError],
-    ['store', { store: {} }, TypeError],
-    ['store', { store: 'redis' }, TypeError],
-  ];
-  for (const [name, override, type] of bad) {
+  for (const [name, override, type] of BAD_OPTIONS) {
     it(`rejects ${name} = ${String(Object.values(override)[0])} with a ${type.name} naming it`, () => {
       assert.throws(() => new RateLimit({ ...good, ...override } as never), (e: Error) => {
         assert.ok(e instanceof type, `expected ${type.name}, got ${e.constructor.name}: ${e.message}`);

@@ -74,3 +74,33 @@ export function maxInWindow(times: number[], per: number, tolerance: number): nu
   }
   return most;
 }
+
+/** Every bad option value, and the error class it must get (added to { maxCount: 2, per: 1 }). */
+export const BAD_OPTIONS: [string, Record<string, unknown>, typeof TypeError | typeof RangeError][] = [
+  ['maxCount', { maxCount: 0 }, RangeError],
+  ['maxCount', { maxCount: -1 }, RangeError],
+  ['maxCount', { maxCount: 1.5 }, RangeError],
+  ['maxCount', { maxCount: NaN }, RangeError],
+  ['maxCount', { maxCount: Infinity }, RangeError],
+  ['maxCount', { maxCount: '2' }, TypeError],
+  ['maxCount', { maxCount: null }, TypeError],
+  ['maxCount', { maxCount: undefined }, TypeError],
+  ['per', { per: 0 }, RangeError],
+  ['per', { per: -1 }, RangeError],
+  ['per', { per: NaN }, RangeError],
+  ['per', { per: Infinity }, RangeError],
+  ['per', { per: '1' }, TypeError],
+  ['per', { per: null }, TypeError],
+  ['per', { per: undefined }, TypeError],
+  ['greedy', { greedy: 'yes' }, TypeError],
+  ['greedy', { greedy: 1 }, TypeError],
+  ['staleAfter', { staleAfter: 0 }, RangeError],
+  ['staleAfter', { staleAfter: -1 }, RangeError],
+  ['staleAfter', { staleAfter: NaN }, RangeError],
+  ['staleAfter', { staleAfter: Infinity }, RangeError],
+  ['staleAfter', { staleAfter: '5' }, TypeError],
+  ['file', { file: 42 }, TypeError],
+  ['file', { file: '' }, RangeError],
+  ['store', { store: {} }, TypeError],
+  ['store', { store: 'redis' }, TypeError],
+];

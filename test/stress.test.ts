@@ -1,0 +1,17 @@
+// The stress and fault suite in its bounded form (about 45 s), run by npm
+// test. `npm run test:stress` runs the same scenarios longer and prints their
+// figures. See test/stress/scenarios.ts for what each one does.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { scenarios, killWorkers } from './stress/scenarios.ts';
+
+describe('stress and faults (bounded)', () => {
+  after(killWorkers);
+  for (const [key, run] of Object.entries(scenarios)) {
+    it(key, async (t) => {
+      const outcome = await run('bounded');
+      for (const [k, v] of Object.entries(outcome.figures)) t.diagnostic(`${k}: ${v}`);
+      assert.deepEqual(outcome.failures, [], `${outcome.name}: ${outcome.failures.join('; ')}`);
+    });
+  }
+});

@@ -1,0 +1,66 @@
+// A child program for the stress suite. It loops on a shared limit until
+// `until` (a time on the shared clock; at least once) or SIGTERM and writes one JSON line per event to
+// stdout, at once, so the record survives the process being killed:
+//   {"id","r":at,"rt":t,"lw":ms}  a slot was reserved at `at`, at time `rt`
+//                          (shared clock); the lock took `lw` ms to get
+//   {"id","g":at,"t":t}    that slot's wait() returned at `t`
+//   {"id","warn":msg}      a process warning (e.g. a state file recreated)
+//   {"id","error":msg}     wait() failed; the loop goes on
+//   {"id","done":true,"broken":n,"lost":n}  a clean finish
+// `at` is read inside the store's own transaction, so it is exact.
+import { writeSync } from 'node:fs';
+import { FileStore, RateLimit, sharedClock, type RateLimitStore, type Transaction } from '../../ratelimit.ts';
+
+export interface WorkerConfig {
+  file: string; maxCount: number; per: number; greedy?: boolean; staleAfter?: number;
+  id: string; startAt: number; until: number; sync?: boolean; weight?: number;
+}
+const cfg: WorkerConfig = JSON.parse(process.env.RL ?? '{}');
+const emit = (o: object) => writeSync(1, JSON.stringify({ id: cfg.id, ...o }) + '\n');
+process.on('warning', (w) => emit({ warn: w.message }));
+// SIGTERM asks for a clean finish after the current wait.
+let stop = false;
+process.on('SIGTERM', () => { stop = true; });
+
+const file = new FileStore(cfg.file, { staleAfter: cfg.staleAfter });
+let reserved = NaN;
+let called = 0;
+let ran = 0;
+let ranAt = 0;
+const peek = <T>(tx: Transaction<T>): Transaction<T> => (state, now) => {
+  ran = performance.now();
+  ranAt = now;
+  const out = tx(state, now);
+  const r = out.result as { at?: number };
+  reserved = out.state && typeof r?.at === 'number' ? r.at : NaN;
+  return out;
+};
+const report = <T>(result: T): T => {
+  if (!Number.isNaN(reserved)) emit({ r: reserved, rt: ranAt, lw: +(ran - called).toFixed(3) });
+  return result;
+};
+const store: RateLimitStore = {
+  name: file.name,
+  update: (tx) => {
+    called = performance.now();
+    const result = file.update(peek(tx));
+    return result instanceof Promise ? result.then(report) : report(result);
+  },
+  updateSync: (tx) => { called = performance.now(); return report(file.updateSync(peek(tx))); },
+};
+const limit = new RateLimit({ maxCount: cfg.maxCount, per: cfg.per, greedy: cfg.greedy, store });
+const clock = sharedClock();
+
+const lead = cfg.startAt - clock.now();
+if (lead > 0) await new Promise((r) => setTimeout(r, lead * 1000));
+do {
+  try {
+    reserved = NaN;
+    if (cfg.sync) limit.waitSync({ weight: cfg.weight }); else await limit.wait({ weight: cfg.weight });
+    emit({ g: reserved, t: clock.now() });
+  } catch (error) {
+    emit({ error: (error as Error).message });
+    await new Promise((r) => setTimeout(r, 5));
+  }
+} while (!stop && clock.now() < cfg.until);
+emit({ done: true, broken: file.locksBroken, lost: file.locksLost });
