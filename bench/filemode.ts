@@ -1,53 +1,70 @@
-// Cost of one uncontended acquisition in file mode, against the floor of the
-// file system: a bare lock cycle (open 'wx', close, unlink) on the same disk.
-// Both are timed in alternating rounds in one process, so a noisy neighbour
-// slows both alike; the figures are medians over the rounds, and the ratio is
-// the median of the per-round ratios.
+// Question 2: what one uncontended acquisition across processes costs: this
+// file's file mode against a lock library plus a JSON file, SQLite, and the
+// floor of the file system, a bare lock cycle (open 'wx', close, unlink).
+//
+// All contenders run in one process, in a rotated order within every round,
+// so a noisy neighbour slows them alike. Figures are medians over the
+// rounds; ratios are medians of the per-round ratios.
 //
 //   npm run bench:file            (or: node --import tsx bench/filemode.ts)
-import { closeSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RateLimit } from '../ratelimit.ts';
+import { fmt, median, printTable, rotate, tempDir } from './lib.ts';
+import { crossPeers, FREE, type Acquire } from './peers.ts';
 
-const ROUNDS = Number(process.env.ROUNDS ?? 15);
-const N = Number(process.env.N ?? 4000);
-const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'ratelimit-bench-'));
+const ROUNDS = Number(process.env.ROUNDS ?? 9);
+const N = Number(process.env.N ?? 2000);
+const { dir, remove } = tempDir('file');
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-function time(n: number, f: () => void): number {
-  const start = performance.now();
-  for (let i = 0; i < n; i++) f();
-  return ((performance.now() - start) * 1000) / n; // µs per call
-}
-async function timeAsync(n: number, f: () => Promise<unknown>): Promise<number> {
-  const start = performance.now();
-  for (let i = 0; i < n; i++) await f();
-  return ((performance.now() - start) * 1000) / n;
-}
+interface Contender { name: string; acquire: Acquire; sync: boolean; close?: () => void }
+const contenders: Contender[] = [];
+try {
+  for (const peer of crossPeers) {
+    const { acquire, close } = await peer.open(dir, false);
+    contenders.push({ name: peer.name, acquire, close, sync: !peer.name.startsWith('proper-lockfile') && !peer.name.startsWith('ratelimit') });
+  }
+  // This file's other ways to take a slot, on their own state files.
+  const patient = new RateLimit({ maxCount: FREE.maxCount, per: FREE.per, file: join(dir, 'patient.json') });
+  const greedy = new RateLimit({ maxCount: 1000, per: 1e-6, greedy: true, file: join(dir, 'greedy.json') });
+  contenders.splice(2, 0,
+    { name: 'ratelimit waitSync()', acquire: () => patient.waitSync(), sync: true },
+    { name: 'ratelimit tryAcquire()', acquire: () => patient.tryAcquire(), sync: true },
+    { name: 'ratelimit wait(), greedy', acquire: () => greedy.wait(), sync: false },
+  );
+  const floor = contenders[0].name;
+  const oursName = contenders[1].name;
 
-const lock = join(dir, 'bare.lock');
-const bare = () => { closeSync(openSync(lock, 'wx')); unlinkSync(lock); };
-// A limit that never binds, so only the cost of acquiring is measured.
-const patient = new RateLimit({ maxCount: 1e9, per: 1, file: join(dir, 'patient.json') });
-const greedy = new RateLimit({ maxCount: 1000, per: 1e-6, greedy: true, file: join(dir, 'greedy.json') });
+  const run = async (c: Contender, n: number): Promise<number> => {
+    const start = performance.now();
+    if (c.sync) for (let i = 0; i < n; i++) c.acquire();
+    else for (let i = 0; i < n; i++) await c.acquire();
+    return ((performance.now() - start) * 1000) / n;
+  };
 
-const rows: Record<string, number[]> = { bare: [], tryAcquire: [], wait: [], waitSync: [], greedyWait: [] };
-const ratios: Record<string, number[]> = { tryAcquire: [], wait: [], waitSync: [], greedyWait: [] };
-time(N, bare); time(N, () => patient.tryAcquire()); // warm up
-for (let r = 0; r < ROUNDS; r++) {
-  const b = time(N, bare);
-  rows.bare.push(b);
-  const t = { tryAcquire: time(N, () => patient.tryAcquire()), wait: await timeAsync(N, () => patient.wait()),
-    waitSync: time(N, () => patient.waitSync()), greedyWait: await timeAsync(N, () => greedy.wait()) };
-  for (const [k, v] of Object.entries(t)) { rows[k].push(v); ratios[k].push(v / b); }
-}
-rmSync(dir, { recursive: true, force: true });
-
-console.log(`file mode, uncontended: ${ROUNDS} rounds x ${N} calls, medians (directory ${tmpdir()})`);
-console.log('what'.padEnd(34), 'µs/call'.padStart(8), ' x bare lock cycle');
-console.log('bare lock cycle (open wx+close+unlink)'.padEnd(34), median(rows.bare).toFixed(1).padStart(8), '   1.00');
-for (const k of Object.keys(ratios)) {
-  const label = { tryAcquire: 'tryAcquire() patient', wait: 'await wait() patient', waitSync: 'waitSync() patient', greedyWait: 'await wait() greedy' }[k]!;
-  console.log(label.padEnd(34), median(rows[k]).toFixed(1).padStart(8), median(ratios[k]).toFixed(2).padStart(7));
+  for (const c of contenders) await run(c, 200); // warm up
+  const us: Record<string, number[]> = {};
+  const xFloor: Record<string, number[]> = {};
+  const xOurs: Record<string, number[]> = {};
+  for (const c of contenders) { us[c.name] = []; xFloor[c.name] = []; xOurs[c.name] = []; }
+  for (let round = 0; round < ROUNDS; round++) {
+    const t: Record<string, number> = {};
+    for (const c of rotate(contenders, round)) t[c.name] = await run(c, N);
+    for (const c of contenders) {
+      us[c.name].push(t[c.name]);
+      xFloor[c.name].push(t[c.name] / t[floor]);
+      xOurs[c.name].push(t[c.name] / t[oursName]);
+    }
+  }
+  printTable(
+    `2. One uncontended acquisition across processes (lock, read state, write state, unlock): ${N} in a row, median of ${ROUNDS} rounds, directory ${dir.slice(0, dir.lastIndexOf('/'))}`,
+    ['contender', 'µs per acquisition', 'x floor', 'x this file'],
+    contenders.map((c) => [c.name, fmt(median(us[c.name]), 1), fmt(median(xFloor[c.name]), 2), fmt(median(xOurs[c.name]), 2)]),
+    [
+      'Every contender computes the next slot with the same reserve() from ratelimit.ts on a JSON state; only locking and storage differ.',
+      ...crossPeers.map((p) => `${p.name}: ${p.how}`),
+    ],
+  );
+} finally {
+  for (const c of contenders) c.close?.();
+  remove();
 }
