@@ -1,0 +1,350 @@
+// examples/redis-store.ts: one limit shared by every machine that talks to the
+// same Redis. A store for ratelimit.ts, built on the `redis` client (npm
+// `redis`, v5 or later); ratelimit.ts itself stays free of dependencies.
+//
+//   import { RateLimit } from './ratelimit.ts';
+//   import { RedisStore } from './redis-store.ts';
+//
+//   const store = new RedisStore({ url: 'redis://cache.internal:6379', key: 'ratelimit:github' });
+//   const limit = new RateLimit({ maxCount: 10, per: 1, store });
+//   await limit.wait();              // now call the API
+//   await limit.wait({ maxWait: 0 }); // go only if a slot is free now, else RateLimitTimeoutError
+//   await store.close();             // optional: an idle store does not keep the process alive
+//
+// What it does:
+// - The state is one Redis key holding the limit's JSON state (plus the time
+//   it was written). Every program that names the same key, on any machine,
+//   shares one limit; they must agree on maxCount, per and greedy.
+// - An update reads the key and the server's TIME in one script, runs the
+//   limiter's transaction here, and writes the result back with a
+//   compare-and-set script that succeeds only if the key still holds what was
+//   read. If another client got there first, the script answers with the new
+//   value and time and the transaction runs again, up to `maxAttempts` times;
+//   after that the call fails with a RedisStoreError (reason 'conflict').
+// - The time comes from the Redis server, so clients whose own clocks
+//   disagree (by an hour, say) still share one clock. It is the server's wall
+//   clock: if it is stepped back, the state is shifted back with it at the
+//   next update, so nobody stalls; if it is stepped forward, up to one
+//   window's worth of extra calls can go through.
+// - The key expires 2 x per after the last reserved time, when its content
+//   can no longer hold anyone back, so idle limits leave nothing behind.
+// - When Redis is down or does not answer, a call fails with a RedisStoreError
+//   ('unreachable' or 'timeout') after at most `timeout` seconds per round
+//   trip. Nothing reconnects in the background: the next call tries again.
+// - There is no updateSync (a network round trip cannot be made blocking), so
+//   waitSync() and tryAcquire() throw a TypeError. Use
+//   `await limit.wait({ maxWait: 0 })` to take a slot only if one is free now.
+//
+// Run it as a demo against a Redis server (start two at once to see them share):
+//   REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/redis-store.ts
+
+import { createClient } from 'redis';
+import { pathToFileURL } from 'node:url';
+import { RateLimit, type LimitState, type RateLimitStore, type Transaction } from '../ratelimit.ts';
+
+export interface RedisStoreOptions {
+  /** The key that holds the state. Every client sharing the limit names the same key. */
+  key: string;
+  /** Where Redis is. Default: the REDIS_URL environment variable, else redis://127.0.0.1:6379. */
+  url?: string;
+  /** Seconds to wait for a connection or for one round trip before failing. Default 2. */
+  timeout?: number;
+  /** How many times an update is tried when other clients keep changing the key. Default 100. */
+  maxAttempts?: number;
+}
+
+/** Why a {@link RedisStore} call failed. */
+export type RedisStoreFailure = 'unreachable' | 'timeout' | 'conflict';
+
+/** A call to Redis failed; `reason` says how. Nothing was reserved unless Redis took the write before failing. */
+export class RedisStoreError extends Error {
+  readonly reason: RedisStoreFailure;
+  constructor(reason: RedisStoreFailure, message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'RedisStoreError';
+    this.reason = reason;
+  }
+}
+
+// Reads the key ('' when absent) and the server's time, atomically.
+const READ = `return { redis.call('GET', KEYS[1]) or '', redis.call('TIME') }`;
+
+// Writes ARGV[2] with a time to live of ARGV[3] ms if the key still holds
+// ARGV[1] ('' meaning absent). Otherwise returns what it holds now and the time.
+const COMPARE_AND_SET = `
+local current = redis.call('GET', KEYS[1]) or ''
+if current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return { 1 }
+end
+return { 0, current, redis.call('TIME') }`;
+
+function newClient(url: string, timeoutMs: number) {
+  return createClient({
+    url,
+    // Fail instead of queueing commands while disconnected, and never
+    // reconnect in the background: each call decides for itself.
+    disableOfflineQueue: true,
+    socket: { connectTimeout: timeoutMs, reconnectStrategy: false },
+  });
+}
+type Client = ReturnType<typeof newClient>;
+interface Pending { tx: Transaction<unknown>; resolve: (value: unknown) => void; reject: (error: unknown) => void }
+type Outcome = { result: unknown } | { error: unknown };
+
+/** Keeps a limit's state in one Redis key. See the top of this file. */
+export class RedisStore implements RateLimitStore {
+  readonly name: string;
+  readonly key: string;
+  /** The Redis URL with any password removed. */
+  readonly url: string;
+  /** How many compare-and-set attempts lost to another client, in total. */
+  conflicts = 0;
+  private readonly fullUrl: string;
+  private readonly timeoutMs: number;
+  private readonly maxAttempts: number;
+  private client?: Client;
+  private connecting?: Promise<Client>;
+  // Updates waiting for the next batch, and whether a batch is under way.
+  private pending: Pending[] = [];
+  private busy = false;
+
+  constructor(options: RedisStoreOptions) {
+    const { key, url = process.env.REDIS_URL || 'redis://127.0.0.1:6379', timeout = 2, maxAttempts = 100 } = options;
+    if (typeof key !== 'string' || key === '') throw new TypeError('RedisStore: key must be a non-empty string');
+    if (!(Number.isFinite(timeout) && timeout > 0)) throw new RangeError(`RedisStore: timeout must be seconds above 0, got ${timeout}`);
+    if (!(Number.isInteger(maxAttempts) && maxAttempts >= 1)) throw new RangeError(`RedisStore: maxAttempts must be an integer of 1 or more, got ${maxAttempts}`);
+    this.key = key;
+    this.fullUrl = url;
+    this.url = withoutPassword(url);
+    this.timeoutMs = Math.ceil(timeout * 1000);
+    this.maxAttempts = maxAttempts;
+    this.name = `Redis key ${JSON.stringify(key)} at ${this.url}`;
+  }
+
+  /**
+   * Runs `tx` atomically on the key. Updates made from this process while
+   * another is in flight are batched: they run one after another on the
+   * same state and time, and are written with one compare-and-set. So they
+   * never conflict with each other, and many concurrent wait() calls cost
+   * two round trips, not two each.
+   */
+  update<T>(tx: Transaction<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ tx, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.busy) void this.drain();
+    });
+  }
+
+  /** Closes the connection. The store can still be used: the next update reconnects. */
+  async close(): Promise<void> {
+    const client = this.client ?? (await this.connecting?.catch(() => undefined));
+    this.client = undefined;
+    if (client?.isOpen) await client.close().catch(() => client.destroy());
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    while (this.pending.length) {
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        const outcomes = await this.transact(batch.map((p) => p.tx));
+        batch.forEach((p, i) => ('error' in outcomes[i] ? p.reject(outcomes[i].error) : p.resolve(outcomes[i].result)));
+      } catch (error) {
+        for (const p of batch) p.reject(error);
+      }
+    }
+    this.busy = false;
+  }
+
+  // Runs the transactions in order on the key's state, and writes the result
+  // if any of them changed it. A transaction that throws fails alone.
+  private async transact(txs: Transaction<unknown>[]): Promise<Outcome[]> {
+    const client = await this.connect();
+    let [raw, time] = (await this.call(client, READ, [])) as [string, [string, string]];
+    for (let attempt = 1; ; attempt++) {
+      const now = Number(time[0]) + Number(time[1]) / 1e6;
+      let state = this.decode(raw, now);
+      let changed = false;
+      const outcomes: Outcome[] = txs.map((tx) => {
+        try {
+          const out = tx(state, now);
+          if (out.state) { state = out.state; changed = true; }
+          return { result: out.result };
+        } catch (error) {
+          return { error };
+        }
+      });
+      if (!changed || !state) return outcomes;
+      const text = JSON.stringify({ ...state, written: now });
+      const ttl = Math.max(1, Math.ceil((Math.max(latest(state) - now, 0) + 2 * state.per) * 1000));
+      const reply = (await this.call(client, COMPARE_AND_SET, [raw, text, String(ttl)])) as [number, string?, [string, string]?];
+      if (reply[0] === 1) return outcomes;
+      this.conflicts++;
+      if (attempt >= this.maxAttempts) {
+        throw new RedisStoreError('conflict', `ratelimit: ${this.name} was changed by other clients during each of ` +
+          `${attempt} attempts to update it; too many clients on one key, or raise maxAttempts`);
+      }
+      if (attempt === 1) {
+        // Try again at once with the value and time the script sent back.
+        [, raw, time] = reply as [number, string, [string, string]];
+      } else {
+        // Still losing: back off for a random time that doubles with each
+        // attempt (up to 32 ms), so the contenders spread out, then read afresh.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(32, 2 ** (attempt - 2))));
+        [raw, time] = (await this.call(client, READ, [])) as [string, [string, string]];
+      }
+    }
+  }
+
+  // The stored text as a state. A state written at a later time than `now`
+  // means the server's clock went back: it is shifted back by the same amount,
+  // so the step costs nobody any extra waiting.
+  private decode(raw: string, now: number): LimitState | undefined {
+    if (raw === '') return undefined;
+    let value: any;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = undefined;
+    }
+    if (!isStored(value)) {
+      process.emitWarning(`ratelimit: ${this.name} does not hold a limit's state; starting it afresh`);
+      return undefined;
+    }
+    const { written, ...state } = value;
+    if (written <= now) return state;
+    const shift = (t: number) => t - (written - now);
+    return { ...state, next: state.next === undefined ? undefined : shift(state.next), grants: state.grants?.map(shift) };
+  }
+
+  // Runs one script with a deadline. A connection that missed it is dropped
+  // (replies come in order, so it is of no further use); the next update opens
+  // a new one.
+  private async call(client: Client, script: string, args: string[]): Promise<unknown> {
+    try {
+      return await this.deadline(client.eval(script, { keys: [this.key], arguments: args }), client, 'answer');
+    } catch (error) {
+      if (error instanceof RedisStoreError) throw error;
+      if (!client.isReady) {
+        this.drop(client);
+        throw new RedisStoreError('unreachable', `ratelimit: lost the connection to Redis at ${this.url}: ${describe(error)}`, error);
+      }
+      throw new Error(`ratelimit: Redis at ${this.url} refused an update of key ${JSON.stringify(this.key)}: ${describe(error)}`, { cause: error });
+    }
+  }
+
+  private connect(): Promise<Client> {
+    if (this.client?.isReady) return Promise.resolve(this.client);
+    if (this.client) this.drop(this.client);
+    this.connecting ??= this.open().finally(() => { this.connecting = undefined; });
+    return this.connecting;
+  }
+
+  private async open(): Promise<Client> {
+    const client = newClient(this.fullUrl, this.timeoutMs);
+    let lastError: unknown;
+    client.on('error', (error) => { lastError = error; }); // without a listener, errors crash the process
+    try {
+      await this.deadline(client.connect(), client, 'accept a connection');
+    } catch (error) {
+      this.drop(client);
+      if (error instanceof RedisStoreError) throw error;
+      throw new RedisStoreError('unreachable', `ratelimit: cannot reach Redis at ${this.url}: ${describe(lastError ?? error)}`, error);
+    }
+    // An idle connection does not keep the process alive; a call in progress
+    // does, through its deadline timer.
+    client.unref();
+    this.client = client;
+    return client;
+  }
+
+  private async deadline<T>(promise: Promise<T>, client: Client, what: string): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.drop(client);
+        reject(new RedisStoreError('timeout', `ratelimit: Redis at ${this.url} did not ${what} within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+    });
+    promise.catch(() => undefined); // it may reject after the deadline won
+    try {
+      return await Promise.race([promise, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private drop(client: Client): void {
+    if (this.client === client) this.client = undefined;
+    try { client.destroy(); } catch { /* already closed */ }
+  }
+}
+
+// The latest time a state refers to; it holds nobody back after that plus `per`.
+function latest(state: LimitState): number {
+  return Math.max(state.next ?? -Infinity, ...(state.grants ?? []));
+}
+
+function isStored(v: any): v is LimitState & { written: number } {
+  return typeof v === 'object' && v !== null && Number.isSafeInteger(v.maxCount) && typeof v.per === 'number' &&
+    typeof v.greedy === 'boolean' && Number.isFinite(v.written) && (v.next === undefined || Number.isFinite(v.next)) &&
+    (v.grants === undefined || (Array.isArray(v.grants) && v.grants.every(Number.isFinite)));
+}
+
+function withoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length) return error.errors.map(describe).join('; ');
+  return error instanceof Error ? error.message || error.name : String(error);
+}
+
+// ---------------------------------------------------------------------------
+// Demo: `npx tsx examples/redis-store.ts` with REDIS_URL set. Prints when each
+// call went, by the Redis server's clock. Start it in two terminals at once
+// and the two timelines interleave without either breaking the limit.
+// ---------------------------------------------------------------------------
+
+async function demo(): Promise<void> {
+  for (const greedy of [false, true]) {
+    const store = new RedisStore({ key: `ratelimit:example:${greedy ? 'greedy' : 'patient'}` });
+    const limit = new RateLimit({ maxCount: 3, per: 2, greedy, store });
+    console.log(`${greedy ? '\n' : ''}${greedy ? 'greedy' : 'patient'}, 3 calls per 2 s, ${store.name}:`);
+    let first: number | undefined;
+    for (let i = 1; i <= 7; i++) {
+      const waited = await limit.wait();
+      const now = await serverTime(store);
+      first ??= now;
+      console.log(`  call ${i} at +${(now - first).toFixed(3)} s (waited ${waited.toFixed(3)} s)`);
+    }
+    try {
+      await limit.wait({ maxWait: 0 });
+      console.log('  wait({ maxWait: 0 }): a slot was free, taken');
+    } catch (error) {
+      console.log(`  wait({ maxWait: 0 }): ${(error as Error).message}`);
+    }
+    await store.close();
+  }
+}
+
+// The server's time, read through the store itself (a transaction that
+// changes nothing), for the demo's timeline.
+function serverTime(store: RedisStore): Promise<number> {
+  return store.update((_state, now) => ({ result: now }));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  demo().catch((error) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exitCode = 1;
+  });
+}
