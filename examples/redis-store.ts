@@ -1,39 +1,46 @@
 // examples/redis-store.ts: one limit shared by every machine that talks to the
-// same Redis. A store for ratelimit.ts, built on the `redis` client (npm
-// `redis`, v5 or later); ratelimit.ts itself stays free of dependencies.
+// same Redis. A store for ratelimit.ts built on the `redis` npm client
+// (written against v6); ratelimit.ts itself stays free of dependencies.
+// Copy both files next to your program and `npm install redis`.
 //
 //   import { RateLimit } from './ratelimit.ts';
 //   import { RedisStore } from './redis-store.ts';
 //
 //   const store = new RedisStore({ url: 'redis://cache.internal:6379', key: 'ratelimit:github' });
 //   const limit = new RateLimit({ maxCount: 10, per: 1, store });
-//   await limit.wait();              // now call the API
+//   await limit.wait();               // now call the API
 //   await limit.wait({ maxWait: 0 }); // go only if a slot is free now, else RateLimitTimeoutError
-//   await store.close();             // optional: an idle store does not keep the process alive
+//   await store.close();              // optional: an idle store does not keep the process alive
 //
 // What it does:
-// - The state is one Redis key holding the limit's JSON state (plus the time
-//   it was written). Every program that names the same key, on any machine,
-//   shares one limit; they must agree on maxCount, per and greedy.
+// - The state is one Redis key holding the limit's JSON state and the time it
+//   was written. Every program that names the same key, on any machine,
+//   shares one limit; they must agree on maxCount, per and greedy (a mismatch
+//   is an error that says so).
 // - An update reads the key and the server's TIME in one script, runs the
-//   limiter's transaction here, and writes the result back with a
-//   compare-and-set script that succeeds only if the key still holds what was
-//   read. If another client got there first, the script answers with the new
-//   value and time and the transaction runs again, up to `maxAttempts` times;
-//   after that the call fails with a RedisStoreError (reason 'conflict').
+//   limiter's transaction here, and writes the result with a compare-and-set
+//   script that succeeds only if the key still holds what was read. If
+//   another client wrote first, the transaction runs again on the new value,
+//   up to `maxAttempts` times, backing off at random after the second loss;
+//   then the call fails with a RedisStoreError (reason 'conflict'). Updates
+//   from one process are batched, so they never conflict with each other.
 // - The time comes from the Redis server, so clients whose own clocks
 //   disagree (by an hour, say) still share one clock. It is the server's wall
-//   clock: if it is stepped back, the state is shifted back with it at the
-//   next update, so nobody stalls; if it is stepped forward, up to one
-//   window's worth of extra calls can go through.
-// - The key expires 2 x per after the last reserved time, when its content
-//   can no longer hold anyone back, so idle limits leave nothing behind.
-// - When Redis is down or does not answer, a call fails with a RedisStoreError
-//   ('unreachable' or 'timeout') after at most `timeout` seconds per round
-//   trip. Nothing reconnects in the background: the next call tries again.
+//   clock: if it is stepped back, the stored times are shifted back with it
+//   at the next update, so nobody waits for the step; if it is stepped
+//   forward, up to one window's worth of extra calls can go through.
+// - The key expires 2 x per after the last reserved time. Past `per` after
+//   it, the state no longer holds anyone back, so idle limits leave nothing.
+// - When Redis is down, refuses connections or stops answering, a call fails
+//   with a RedisStoreError (reason 'unreachable' or 'timeout') within
+//   `timeout` seconds of the step that got no answer. Nothing reconnects in
+//   the background; the next call connects afresh.
 // - There is no updateSync (a network round trip cannot be made blocking), so
 //   waitSync() and tryAcquire() throw a TypeError. Use
 //   `await limit.wait({ maxWait: 0 })` to take a slot only if one is free now.
+// - Other connection settings (TLS is rediss://, a password goes in the URL;
+//   Sentinel or Cluster need createSentinel/createCluster) belong in
+//   newClient() below. Both scripts touch only the one key.
 //
 // Run it as a demo against a Redis server (start two at once to see them share):
 //   REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/redis-store.ts
@@ -56,7 +63,11 @@ export interface RedisStoreOptions {
 /** Why a {@link RedisStore} call failed. */
 export type RedisStoreFailure = 'unreachable' | 'timeout' | 'conflict';
 
-/** A call to Redis failed; `reason` says how. Nothing was reserved unless Redis took the write before failing. */
+/**
+ * A call to Redis failed; `reason` says how. The caller was given no slot.
+ * (After a 'timeout' Redis may still have made the write: then a slot is used
+ * up that nobody takes, which errs on the side of fewer calls.)
+ */
 export class RedisStoreError extends Error {
   readonly reason: RedisStoreFailure;
   constructor(reason: RedisStoreFailure, message: string, cause?: unknown) {
@@ -318,13 +329,12 @@ async function demo(): Promise<void> {
   for (const greedy of [false, true]) {
     const store = new RedisStore({ key: `ratelimit:example:${greedy ? 'greedy' : 'patient'}` });
     const limit = new RateLimit({ maxCount: 3, per: 2, greedy, store });
-    console.log(`${greedy ? '\n' : ''}${greedy ? 'greedy' : 'patient'}, 3 calls per 2 s, ${store.name}:`);
-    let first: number | undefined;
+    console.log(`${greedy ? '\n' : ''}${greedy ? 'greedy' : 'patient'}, 3 calls per 2 s, ${store.name}, process ${process.pid}:`);
     for (let i = 1; i <= 7; i++) {
       const waited = await limit.wait();
-      const now = await serverTime(store);
-      first ??= now;
-      console.log(`  call ${i} at +${(now - first).toFixed(3)} s (waited ${waited.toFixed(3)} s)`);
+      // Redis's clock (UTC time of day), so timelines of several processes line up.
+      const now = new Date((await serverTime(store)) * 1000).toISOString().slice(11, 23);
+      console.log(`  ${now}  call ${i}, waited ${waited.toFixed(3)} s`);
     }
     try {
       await limit.wait({ maxWait: 0 });
