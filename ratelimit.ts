@@ -426,6 +426,7 @@ export class FileStore implements RateLimitStore {
   private readonly lockPath: string;
   private readonly breakPath: string;
   private readonly staleAfter: number;
+  private acquiredAt = 0;
   private owner?: { path: string; fd: number; ino: number; token: string; seq: number; size: number; prefix: string };
   // The last state this process read or wrote: a fallback if the file is
   // deleted or corrupted under us, so its history is not simply forgotten.
@@ -493,6 +494,7 @@ export class FileStore implements RateLimitStore {
     const owner = this.stampOwner();
     try {
       linkSync(owner.path, this.lockPath);
+      this.acquiredAt = performance.now();
       return 0;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
@@ -519,14 +521,32 @@ export class FileStore implements RateLimitStore {
     try {
       result = this.transact(tx);
     } finally {
-      // Release the lock only if it is still ours. If it is not, we were
-      // paused past staleAfter and a breaker took it; the breaker gave the
-      // state file a new inode first (see renewState), so whatever we wrote
-      // went to the old one, which nobody reads. Then start over.
-      if (this.holding()) unlinkQuietly(this.lockPath);
-      else { result = LOST; this.locksLost++; }
+      // If the lock is no longer ours, we were paused past staleAfter and a
+      // breaker took it; it gave the state file a new inode first (see
+      // renewState), so whatever we wrote went to the old one, which nobody
+      // reads. Then start over.
+      if (!this.release(this.lockPath, this.acquiredAt, this.staleAfter)) { result = LOST; this.locksLost++; }
     }
     return result;
+  }
+
+  // Removes a lock we hold, and says whether it was ours. Others may break
+  // the lock once it is `breakableAfter` seconds old, so we remove it only
+  // within half that time of taking it, reading the clock just before the
+  // unlink: performance.now() makes no system call, so a SIGSTOP cannot land
+  // between the check and the unlink (signals arrive on the way out of one).
+  // A holder paused longer leaves the lock for a breaker (itself included)
+  // once it is staleAfter old.
+  private release(path: string, since: number, breakableAfter: number): boolean {
+    if (lstatSync(path, { throwIfNoEntry: false })?.ino !== this.owner?.ino) return false;
+    if (performance.now() - since < breakableAfter * 500) {
+      unlinkQuietly(path);
+    } else {
+      // Leave it, and stop using its inode: rewriting our owner record would
+      // make the lock look fresh to breakers.
+      this.dropOwner();
+    }
+    return true;
   }
 
   // True while the lock is our own hard link. Our owner file is linked at the
@@ -549,6 +569,7 @@ export class FileStore implements RateLimitStore {
       if (breaker && this.staleness(breaker, BREAK_LOCK_STALE_S)) unlinkQuietly(this.breakPath);
       return false;
     }
+    const since = performance.now();
     try {
       const now = readSmall(this.lockPath);
       if (!now) return true;
@@ -556,6 +577,8 @@ export class FileStore implements RateLimitStore {
       // A holder that is not proven dead may wake up and write: move the
       // state to a new inode first, so that write lands in the old one.
       if (why !== 'dead') this.renewState();
+      // As in release(): act only well within the break lock's own lease.
+      if (performance.now() - since >= BREAK_LOCK_STALE_S * 500) return false;
       unlinkQuietly(this.lockPath);
       this.locksBroken++;
       const dead = parseOwner(seen.text);
@@ -565,7 +588,7 @@ export class FileStore implements RateLimitStore {
       }
       return true;
     } finally {
-      if (lstatSync(this.breakPath, { throwIfNoEntry: false })?.ino === this.owner?.ino) unlinkQuietly(this.breakPath);
+      this.release(this.breakPath, since, BREAK_LOCK_STALE_S);
     }
   }
 
@@ -589,7 +612,6 @@ export class FileStore implements RateLimitStore {
     const clock = sharedClock();
     const now = clock.now();
     const rec = parseOwner(lock.text);
-    if (rec?.token === this.owner?.token) return 'dead'; // ours, left by an update that threw
     const me = identity();
     if (rec && rec.host === me.host && rec.ns === me.ns && rec.boot === me.boot && me.boot) {
       if (!processAlive(rec.pid, rec.start)) return 'dead';
@@ -657,6 +679,7 @@ export class FileStore implements RateLimitStore {
   private dropOwner(): void {
     if (!this.owner) return;
     closeQuietly(this.owner.fd);
+    unlinkQuietly(this.owner.path);
     ownerFiles.delete(this.owner.path);
     this.owner = undefined;
   }

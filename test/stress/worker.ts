@@ -1,6 +1,7 @@
-// A child program for the stress suite. It loops on a shared limit until
-// `until` (a time on the shared clock; at least once) or SIGTERM and writes one JSON line per event to
-// stdout, at once, so the record survives the process being killed:
+// A child program for the stress suite. Once started (see below) it loops on
+// a shared limit until `until` (at least once) or SIGTERM, and writes one JSON
+// line per event to stdout at once, so the record survives a kill:
+//   {"id","ready":true}    loaded; waiting for its start line
 //   {"id","r":at,"rt":t,"lw":ms}  a slot was reserved at `at`, at time `rt`
 //                          (shared clock); the lock took `lw` ms to get
 //   {"id","g":at,"t":t}    that slot's wait() returned at `t`
@@ -13,7 +14,7 @@ import { FileStore, RateLimit, sharedClock, type RateLimitStore, type Transactio
 
 export interface WorkerConfig {
   file: string; maxCount: number; per: number; greedy?: boolean; staleAfter?: number;
-  id: string; startAt: number; until: number; sync?: boolean; weight?: number;
+  id: string; sync?: boolean; weight?: number;
 }
 const cfg: WorkerConfig = JSON.parse(process.env.RL ?? '{}');
 const emit = (o: object) => writeSync(1, JSON.stringify({ id: cfg.id, ...o }) + '\n');
@@ -51,7 +52,18 @@ const store: RateLimitStore = {
 const limit = new RateLimit({ maxCount: cfg.maxCount, per: cfg.per, greedy: cfg.greedy, store });
 const clock = sharedClock();
 
-const lead = cfg.startAt - clock.now();
+// Say we are loaded, then wait for the start line on stdin: {"startAt","until"}
+// on the shared clock. Every worker then starts together, however long each
+// took to start up.
+emit({ ready: true });
+const go: { startAt: number; until: number } = await new Promise((resolve) => {
+  let buffer = '';
+  process.stdin.on('data', (d) => {
+    buffer += d;
+    if (buffer.includes('\n')) { process.stdin.destroy(); resolve(JSON.parse(buffer)); }
+  });
+});
+const lead = go.startAt - clock.now();
 if (lead > 0) await new Promise((r) => setTimeout(r, lead * 1000));
 do {
   try {
@@ -62,5 +74,5 @@ do {
     emit({ error: (error as Error).message });
     await new Promise((r) => setTimeout(r, 5));
   }
-} while (!stop && clock.now() < cfg.until);
+} while (!stop && clock.now() < go.until);
 emit({ done: true, broken: file.locksBroken, lost: file.locksLost });
