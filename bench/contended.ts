@@ -7,13 +7,13 @@
 // contender in turn, in time windows fixed ahead by the parent (all children
 // on the same contender at once), in a rotated order each round.
 //
-//   node --import tsx bench/contended.ts     (ROUNDS=3 WINDOW_MS=500 PROCS=2,4,8)
+//   node --import tsx bench/contended.ts     (ROUNDS=3 WINDOW_MS=400 PROCS=2,4,8)
 import { fmt, median, printTable, quantile, rotate, startAll, startChild, tempDir } from './lib.ts';
 import { crossPeers } from './peers.ts';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
-const WINDOW_MS = Number(process.env.WINDOW_MS ?? 500);
-const GAP_MS = Number(process.env.GAP_MS ?? 250);
+const WINDOW_MS = Number(process.env.WINDOW_MS ?? 400);
+const GAP_MS = Number(process.env.GAP_MS ?? 150);
 const PROCS = (process.env.PROCS ?? '2,4,8').split(',').map(Number);
 const names = crossPeers.map((p) => p.name);
 const ours = names[1];

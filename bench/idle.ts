@@ -5,7 +5,6 @@
 // number of node processes that only sleep for those 5 seconds.
 //
 //   node --import tsx bench/idle.ts           (ROUNDS=3 SECONDS=5)
-import { join } from 'node:path';
 import { fmt, median, printTable, startAll, startChild, tempDir } from './lib.ts';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -16,24 +15,27 @@ const cpu: Record<string, number[]> = { sleep: [], wait: [], waitSync: [] };
 const wall: Record<string, number[]> = { sleep: [], wait: [], waitSync: [] };
 const grants: Record<string, number[]> = { sleep: [], wait: [], waitSync: [] };
 
-for (let round = 0; round < ROUNDS; round++) {
-  const { dir, remove } = tempDir('idle');
-  try {
-    // The three groups run at the same time, each on its own state file:
-    // they are idle, so they hardly disturb one another.
-    const children = modes.flatMap((mode) => Array.from({ length: PROCS }, () =>
-      startChild('idle-child.ts', { mode, file: join(dir, `${mode}.json`), seconds: SECONDS }, 90_000)));
-    await startAll(children);
-    const lines = (await Promise.all(children.map((c) => c.done))).flat().filter((l) => !l.ready);
+// Every child runs all rounds, one every PERIOD_MS, so start-up is paid once.
+// The three groups run at the same time, each on its own state files: they
+// are idle, so they hardly disturb one another. A waitSync() process may run
+// past SECONDS to its last slot (up to 4 s later with 4 processes at 1/s).
+const PERIOD_MS = SECONDS * 1000 + 4500;
+const { dir, remove } = tempDir('idle');
+try {
+  const children = modes.flatMap((mode) => Array.from({ length: PROCS }, () =>
+    startChild('idle-child.ts', { mode, dir, seconds: SECONDS, rounds: ROUNDS, periodMs: PERIOD_MS }, ROUNDS * PERIOD_MS + 60_000)));
+  await startAll(children);
+  const lines = (await Promise.all(children.map((c) => c.done))).flat().filter((l) => !l.ready);
+  for (let round = 0; round < ROUNDS; round++) {
     for (const mode of modes) {
-      const mine = lines.filter((l) => l.mode === mode);
+      const mine = lines.filter((l) => l.mode === mode && l.round === round);
       cpu[mode].push(mine.reduce((a, l) => a + l.cpuMs, 0));
       wall[mode].push(Math.max(...mine.map((l) => l.wallMs)));
       grants[mode].push(mine.reduce((a, l) => a + l.grants, 0));
     }
-  } finally {
-    remove();
   }
+} finally {
+  remove();
 }
 
 const label: Record<string, string> = {

@@ -38,7 +38,7 @@ for (const k of Object.keys(results)) for (const n of names) results[k][n] = [];
 // In one process: this process runs each window itself.
 for (let round = 0; round < ROUNDS; round++) {
   for (const contender of rotate(names, round)) {
-    const grants = await runWindow({ contender, start: hrMs() + 150, calls: CALLS, ms: INTERVAL });
+    const grants = await runWindow({ contender, start: hrMs() + 100, calls: CALLS, ms: INTERVAL });
     results['1 process'][contender].push(score(grants));
   }
 }
@@ -46,7 +46,7 @@ for (let round = 0; round < ROUNDS; round++) {
 // Across processes: 4 children run the same windows at the same moments.
 const { dir, remove } = tempDir('precision');
 try {
-  const span = CALLS * INTERVAL + 700;
+  const span = CALLS * INTERVAL + 400;
   const windows: Window[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     for (const contender of rotate(names, round)) {

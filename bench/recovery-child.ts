@@ -2,10 +2,9 @@
 // lock and keeps it until it is killed, or the waiter, which waits for the
 // lock and reports when it got it. Times are process.hrtime milliseconds
 // (CLOCK_MONOTONIC on Linux: the same clock in every process).
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileStore } from '../ratelimit.ts';
-import { jobArg, send, sleep } from './lib.ts';
+import { childReady, jobArg, send } from './lib.ts';
 
 interface Job { role: 'hold' | 'wait'; contender: string; dir: string; giveUpMs: number }
 const job = jobArg<Job>();
@@ -14,9 +13,6 @@ const load = async (name: string): Promise<any> => { const m = await import(name
 const forever = new Int32Array(new SharedArrayBuffer(4));
 
 const state = join(job.dir, 'state.json');
-const lockMarker: Record<string, string> = {
-  ours: `${state}.lock`, 'proper-lockfile': `${state}.lock`, lockfile: `${state}.lock`, sqlite: join(job.dir, 'state.sqlite-wal'),
-};
 
 async function hold(): Promise<void> {
   switch (job.contender) {
@@ -58,8 +54,6 @@ async function hold(): Promise<void> {
 }
 
 async function wait(): Promise<void> {
-  // Start waiting once the holder's lock is there.
-  while (!existsSync(lockMarker[job.contender])) await sleep(1);
   let take: () => Promise<unknown> | unknown;
   switch (job.contender) {
     case 'ours': {
@@ -84,6 +78,8 @@ async function wait(): Promise<void> {
       take = () => { db.exec('BEGIN IMMEDIATE'); db.exec('COMMIT'); };
     }
   }
+  // The parent says go once the holder holds the lock.
+  await childReady();
   send({ waiting: hrMs() });
   try {
     await take();
