@@ -427,6 +427,7 @@ export class FileStore implements RateLimitStore {
   private readonly breakPath: string;
   private readonly staleAfter: number;
   private acquiredAt = 0;
+  private state?: { fd: number; ino: number };
   private owner?: { path: string; fd: number; ino: number; token: string; seq: number; size: number; prefix: string };
   // The last state this process read or wrote: a fallback if the file is
   // deleted or corrupted under us, so its history is not simply forgotten.
@@ -704,7 +705,7 @@ export class FileStore implements RateLimitStore {
   private transact<T>(tx: Transaction<T>): T | typeof LOST {
     const clock = sharedClock();
     const { fd, size } = this.openState();
-    try {
+    {
       // If we were paused between taking the lock and opening the state, the
       // lock may have been broken meanwhile: then this descriptor may be the
       // live file, so stop before reading or writing. Once this check passes,
@@ -725,19 +726,27 @@ export class FileStore implements RateLimitStore {
         this.seenFile = true;
       }
       return result;
-    } finally {
-      closeSync(fd);
     }
   }
 
-  // Opens the state file for read and write, never through a symbolic link.
+  // The state file, open for read and write, never through a symbolic link.
+  // The descriptor is kept between calls while the path still names the same
+  // file (an open descriptor keeps its inode number from being reused), so
+  // most calls cost one lstat instead of open, fstat and close.
   private openState(): { fd: number; size: number } {
+    const seen = lstatSync(this.path, { throwIfNoEntry: false });
+    if (this.state && seen?.isFile() && seen.ino === this.state.ino) return { fd: this.state.fd, size: seen.size };
+    if (this.state) closeQuietly(this.state.fd);
+    this.state = undefined;
     const flags = constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW;
     for (let tries = 0; ; tries++) {
       try {
         const fd = openSync(this.path, flags, 0o600);
         const stat = fstatSync(fd);
-        if (stat.isFile()) return { fd, size: stat.size };
+        if (stat.isFile()) {
+          this.state = { fd, ino: stat.ino };
+          return { fd, size: stat.size };
+        }
         closeSync(fd);
         throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
       } catch (error) {
