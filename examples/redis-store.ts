@@ -258,7 +258,7 @@ export class RedisStore implements RateLimitStore {
     let lastError: unknown;
     client.on('error', (error) => { lastError = error; }); // without a listener, errors crash the process
     try {
-      await this.deadline(client.connect(), client, 'accept a connection');
+      await this.deadline(client.connect(), client, 'complete the connection');
     } catch (error) {
       this.drop(client);
       if (error instanceof RedisStoreError) throw error;

@@ -35,6 +35,11 @@ function kill(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
   try { process.kill(-proc.pid!, signal); } catch { try { proc.kill(signal); } catch { /* gone */ } }
 }
 process.on('exit', () => { for (const p of running) kill(p); });
+// Children started by the pool exit when their stdin closes, but redis-server
+// would outlive an interrupted run.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => { for (const p of running) kill(p); process.exit(130); });
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -195,25 +200,26 @@ async function share(children: Child[], opts: { maxCount: number; per: number; g
   return { grants, reports, seconds: opts.seconds, startAt, wallMinusBoot: Date.now() / 1000 - clock.now() };
 }
 
-// Two checks of the merged grants of all children:
+// Three checks of the merged grants of all children:
 // - The slots Redis handed out, on the server's clock, must keep the limit
 //   exactly (1 µs allows for float rounding of epoch seconds). A lost update
 //   or a client on its own clock breaks this.
-// - The times the calls really went, on the boot clock, must keep it within a
-//   tolerance. They are late by the time from the server's reply to the
-//   child's timer firing and reading the clock: measured here about 2 ms at
-//   the median, but with five node processes on the 2 cores a child now and
-//   then stalls for tens of ms (70 ms was the worst seen), which shortens the
-//   gap after it. A slot given twice or a window holding one call too many
-//   shows up as calls a few ms apart, so the tolerances sit between the two:
-//   a patient gap must be at least 20 ms of the 100 ms slot, and maxCount+1
-//   greedy calls must span at least half the window.
-// And no call may go before its slot. The server's clock is this machine's
-// wall clock, converted to the boot clock with an offset read to within a
-// millisecond (Date.now() has ms resolution), hence 2 ms.
+// - No call may go before its slot. The server's clock is this machine's
+//   wall clock, converted to the boot clock with an offset read to within a
+//   millisecond (Date.now() has ms resolution), hence 2 ms.
+// - The times the calls really went, on the boot clock, must keep the limit
+//   within a tolerance. They are late by the time from the server's reply to
+//   the child's timer firing and reading the clock: about 2 ms at the median
+//   here, but on this shared 2-core machine (load average 10 to 20 while
+//   measuring) a child now and then stalls, which shortens the gap after it;
+//   the worst stall seen in about 30 runs was 180 ms. A slot given twice, or
+//   a window holding one call too many, shows up as calls a few ms apart. So
+//   the slots are long (250 ms patient, a 1 s greedy window) and the
+//   tolerances sit between the two: a patient gap must be at least 50 ms,
+//   and maxCount+1 greedy calls must span at least half a window.
 const EXACT = 1e-6;
-const PATIENT_TOLERANCE = 0.08; // of a 100 ms slot
-const GREEDY_TOLERANCE = 0.25;  // of a 500 ms window
+const PATIENT_TOLERANCE = 0.2; // of a 250 ms slot
+const GREEDY_TOLERANCE = 0.5;  // of a 1 s window
 const EARLY_TOLERANCE = 0.002;
 
 type Diag = { diagnostic(m: string): void };
@@ -285,11 +291,11 @@ describe('processes sharing one limit through Redis', () => {
   });
 
   test('three processes keep a patient limit', async (t) => {
-    checkRun(t, await share(pool.slice(1), { maxCount: 10, per: 1, greedy: false, seconds: 2 }), 10, 1, false);
+    checkRun(t, await share(pool.slice(1), { maxCount: 4, per: 1, greedy: false, seconds: 2 }), 4, 1, false);
   });
 
   test('three processes keep a greedy limit', async (t) => {
-    checkRun(t, await share(pool.slice(1), { maxCount: 10, per: 0.5, greedy: true, seconds: 1.5 }), 10, 0.5, true);
+    checkRun(t, await share(pool.slice(1), { maxCount: 10, per: 1, greedy: true, seconds: 2 }), 10, 1, true);
   });
 
   // If the store used each client's own clock, the faked child would put the
@@ -304,11 +310,11 @@ describe('processes sharing one limit through Redis', () => {
       t.diagnostic(`child wall clocks vs this process: ${[skew, ...others].map((x) => x.toFixed(1)).join(', ')} s`);
       assert.ok(Math.abs(skew - 3600) < 5, `faketime did not move the child's wall clock an hour ahead (it is ${skew.toFixed(1)} s off)`);
       assert.ok(others.every((x) => Math.abs(x) < 5), 'the other children\'s wall clocks should agree with this one');
-      const [maxCount, per, seconds] = greedy ? [10, 0.5, 1.5] : [10, 1, 2];
-      const run = await share(pool.slice(0, 3), { maxCount, per, greedy, seconds });
+      const maxCount = greedy ? 10 : 4;
+      const run = await share(pool.slice(0, 3), { maxCount, per: 1, greedy, seconds: 2 });
       t.diagnostic(`the child an hour ahead got ${run.reports[0].grants.length} of ${run.grants.length} grants`);
       assert.ok(run.reports[0].grants.length > 0, 'the child with the skewed clock got no grant at all');
-      checkRun(t, run, maxCount, per, greedy);
+      checkRun(t, run, maxCount, 1, greedy);
     });
   }
 });
@@ -431,12 +437,17 @@ test('a server that stops answering, dies, and comes back', async (t) => {
   try {
     assert.equal((await timed()).error, undefined);
 
-    kill(server, 'SIGSTOP'); // accepts connections, answers nothing
-    const stalled = await timed();
-    t.diagnostic(`stopped server: ${stalled.error?.message} after ${stalled.ms.toFixed(0)} ms`);
-    assert.equal(stalled.error?.reason, 'timeout');
-    assert.match(stalled.error.message, /did not answer within 500 ms/);
-    assert.ok(stalled.ms >= 490 && stalled.ms < 1500, `failed after ${stalled.ms} ms; the timeout is 500 ms`);
+    // A stopped server still accepts connections (the kernel does that) but
+    // answers nothing: first on the open connection, then on a new one.
+    kill(server, 'SIGSTOP');
+    for (const expected of [/did not answer within 500 ms/, /did not complete the connection within 500 ms/]) {
+      const stalled = await timed();
+      t.diagnostic(`stopped server: ${stalled.error?.message} after ${stalled.ms.toFixed(0)} ms`);
+      assert.equal(stalled.error?.reason, 'timeout');
+      assert.match(stalled.error!.message, expected);
+      // Timers fire up to ~1 ms early; a loaded machine makes them late.
+      assert.ok(stalled.ms >= 490 && stalled.ms < 1500, `failed after ${stalled.ms} ms; the timeout is 500 ms`);
+    }
 
     kill(server, 'SIGCONT');
     assert.equal((await timed()).error, undefined, 'no recovery once the server answered again');
