@@ -262,7 +262,7 @@ export class RedisStore implements RateLimitStore {
     } catch (error) {
       this.drop(client);
       if (error instanceof RedisStoreError) throw error;
-      throw new RedisStoreError('unreachable', `ratelimit: cannot reach Redis at ${this.url}: ${describe(lastError ?? error)}`, error);
+      throw new RedisStoreError('unreachable', `ratelimit: cannot connect to Redis at ${this.url}: ${describe(lastError ?? error)}`, error);
     }
     // An idle connection does not keep the process alive; a call in progress
     // does, through its deadline timer.

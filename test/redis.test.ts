@@ -224,7 +224,7 @@ const EARLY_TOLERANCE = 0.002;
 
 type Diag = { diagnostic(m: string): void };
 
-// Calls that went within `per` of each other, `n` grants apart, closer than `min`.
+// Pairs of grants `n` apart in `sorted` that are closer than `min` seconds.
 function tooClose(sorted: Grant[], key: 'slot' | 'went', n: number, min: number, startAt: number, base: number): string[] {
   const found: string[] = [];
   for (let i = 0; i + n < sorted.length; i++) {
@@ -245,6 +245,7 @@ function smallest(sorted: Grant[], key: 'slot' | 'went', n: number): number {
 
 function checkRun(t: Diag, run: Run, maxCount: number, per: number, greedy: boolean): void {
   const { grants } = run;
+  assert.ok(grants.length > 0, 'no child got any grant');
   assert.ok(grants.every((g) => typeof g.slot === 'number'), 'a child did not report its slots');
   // Patient: neighbours at least per/maxCount apart. Greedy: any maxCount+1
   // grants span at least per (else one window of per holds maxCount+1).
@@ -421,7 +422,7 @@ test('with no Redis listening, a caller gets a clear error at once and its proce
   assert.equal(report.ok, false);
   assert.equal(report.name, 'RedisStoreError');
   assert.equal(report.reason, 'unreachable');
-  assert.match(report.message, new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));
+  assert.match(report.message, new RegExp(`cannot connect to Redis at redis://127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));
   assert.ok(report.ms < 1000, `took ${report.ms} ms to fail`);
 });
 
@@ -455,7 +456,7 @@ test('a server that stops answering, dies, and comes back', async (t) => {
     // The first call after the server died may find the old connection
     // still open and lose it mid-call; the next one cannot connect.
     await stop(server);
-    for (const expected of [/(lost the connection to|cannot reach) Redis at/, /cannot reach Redis at .*ECONNREFUSED/]) {
+    for (const expected of [/(lost the connection to|cannot connect to) Redis at/, /cannot connect to Redis at .*ECONNREFUSED/]) {
       const dead = await timed();
       t.diagnostic(`dead server: ${dead.error?.message} after ${dead.ms.toFixed(0)} ms`);
       assert.equal(dead.error?.reason, 'unreachable');
