@@ -31,6 +31,8 @@
 //   forward, up to one window's worth of extra calls can go through.
 // - The key expires 2 x per after the last reserved time. Past `per` after
 //   it, the state no longer holds anyone back, so idle limits leave nothing.
+//   If Redis loses the key early (a restart without persistence, eviction, a
+//   failover before the write reached the replica), the limit starts afresh.
 // - When Redis is down, refuses connections or stops answering, a call fails
 //   with a RedisStoreError (reason 'unreachable' or 'timeout') within
 //   `timeout` seconds of the step that got no answer. Nothing reconnects in
