@@ -297,7 +297,9 @@ export class RedisStore implements RateLimitStore {
 
 // The latest time a state refers to; it holds nobody back after that plus `per`.
 function latest(state: LimitState): number {
-  return Math.max(state.next ?? -Infinity, ...(state.grants ?? []));
+  let last = state.next ?? -Infinity;
+  for (const t of state.grants ?? []) if (t > last) last = t; // no spread: grants can be many
+  return last;
 }
 
 function isStored(v: any): v is LimitState & { written: number } {
