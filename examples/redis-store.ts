@@ -29,6 +29,9 @@
 //   clock: if it is stepped back, the stored times are shifted back with it
 //   at the next update, so nobody waits for the step; if it is stepped
 //   forward, up to one window's worth of extra calls can go through.
+//   A call goes about 1.5 round trips to Redis after its slot (never before
+//   it), so callers with very different round-trip times can come closer
+//   together than the limit by the difference.
 // - The key expires 2 x per after the last reserved time. Past `per` after
 //   it, the state no longer holds anyone back, so idle limits leave nothing.
 //   If Redis loses the key early (a restart without persistence, eviction, a
