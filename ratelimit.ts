@@ -248,7 +248,8 @@ export class RateLimit {
 
   private syncStore(method: string): Required<RateLimitStore> {
     if (typeof this.store.updateSync !== 'function') {
-      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; use wait()`);
+      const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
+      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; use ${instead}`);
     }
     return this.store as Required<RateLimitStore>;
   }
