@@ -22,8 +22,11 @@ const grants: Record<string, number[]> = { sleep: [], wait: [], waitSync: [] };
 const PERIOD_MS = SECONDS * 1000 + 4500;
 const { dir, remove } = tempDir('idle');
 try {
+  // --no-memory-reducer: an idle node process otherwise spends about 100 ms
+  // of CPU some seconds after start-up shrinking its heap, limiter or not,
+  // and that lands in a random round of a random group.
   const children = modes.flatMap((mode) => Array.from({ length: PROCS }, () =>
-    startChild('idle-child.ts', { mode, dir, seconds: SECONDS, rounds: ROUNDS, periodMs: PERIOD_MS }, ROUNDS * PERIOD_MS + 60_000)));
+    startChild('idle-child.ts', { mode, dir, seconds: SECONDS, rounds: ROUNDS, periodMs: PERIOD_MS }, ROUNDS * PERIOD_MS + 60_000, ['--no-memory-reducer'])));
   await startAll(children);
   const lines = (await Promise.all(children.map((c) => c.done))).flat().filter((l) => !l.ready);
   for (let round = 0; round < ROUNDS; round++) {
@@ -50,6 +53,9 @@ printTable(
     String(median(grants[m])), fmt(median(wall[m]) / 1000, 2)]),
   [
     'CPU from process.cpuUsage() (user + system, all threads) between the common start and the end, summed over the processes.',
+    `CPU ms in each round: ${modes.map((m) => `${m} ${cpu[m].map((c) => fmt(c, 1)).join(' / ')}`).join('; ')}.`,
+    'The processes run with node --no-memory-reducer: otherwise V8 spends about 100 ms of CPU shrinking the heap of any idle',
+    'process some seconds after start-up, with or without a limiter, and that lands in a random round of a random group.',
     'Start-up is not counted: before the start, each limiter process made one call on a throwaway file (loading the file-mode',
     'code and reading /proc once); that first call costs a few ms of CPU once per process.',
     `waitSync() returns only at a slot, so its processes run until the first slot after ${SECONDS} s.`,

@@ -87,8 +87,8 @@ export interface Child {
  * process, so a kill hits it and not a wrapper). The child prints its results
  * as JSON lines on stdout. It is killed if it runs past `timeoutMs`.
  */
-export function startChild(script: string, job: unknown, timeoutMs = 60_000): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(benchDir, script), JSON.stringify(job)], {
+export function startChild(script: string, job: unknown, timeoutMs = 60_000, nodeFlags: string[] = []): Child {
+  const proc = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', join(benchDir, script), JSON.stringify(job)], {
     cwd: benchDir, stdio: ['pipe', 'pipe', 'pipe'],
   });
   children.add(proc);
