@@ -25,7 +25,7 @@ const contenders: Contender[] = [];
 try {
   for (const peer of crossPeers) {
     const { acquire, close } = await peer.open(dir, false);
-    contenders.push({ name: peer.name, acquire, close, sync: !peer.name.startsWith('proper-lockfile') && !peer.name.startsWith('ratelimit') });
+    contenders.push({ name: peer.name, acquire, close, sync: !/^(proper-lockfile|ratelimit|candidate)/.test(peer.name) });
   }
   // This file's other ways to take a slot, on their own state files.
   const patient = new RateLimit({ maxCount: FREE.maxCount, per: FREE.per, file: join(dir, 'patient.json') });

@@ -7,7 +7,7 @@
 //
 //   node --import tsx bench/overhead.ts        (ROUNDS=5 N=100000 by default)
 import { fmt, median, printTable, rotate, sleep } from './lib.ts';
-import { inProcessPeers, ours, type Acquire } from './peers.ts';
+import { candidate, inProcessPeers, ours, type Acquire } from './peers.ts';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const N = Number(process.env.N ?? 100_000);
@@ -20,7 +20,7 @@ interface Contender { name: string; setting: string; make: () => Promise<Acquire
 const asyncNoop = async () => undefined;
 const contenders: Contender[] = [
   { name: 'floor: await an async no-op', setting: 'await (async () => undefined)()', make: async () => asyncNoop },
-  { name: ours.name, setting: ours.setting({ kind: 'free' }), make: () => ours.make({ kind: 'free' }) },
+  ...[ours, ...candidate].map((p) => ({ name: p.name, setting: p.setting({ kind: 'free' }), make: () => p.make({ kind: 'free' }) })),
   ...inProcessPeers.map((p) => ({
     name: p.name, setting: p.setting({ kind: 'free' }), make: () => p.make({ kind: 'free' }),
     // async-sema releases each token on a 1 s timer; let those fire before the next contender runs.

@@ -5,8 +5,19 @@
 // They are loaded with import() of a computed name, so type-checking the
 // repository never needs them installed; the few calls used are typed here.
 import { closeSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { RateLimit, reserve, type Limit, type LimitState } from '../ratelimit.ts';
+
+/**
+ * RATELIMIT_CANDIDATE=path/to/changed-copy.ts adds that copy of ratelimit.ts
+ * as one more contender to questions 1 to 3, measured side by side with the
+ * current file, to see what a change buys before making it.
+ */
+const candidatePath = process.env.RATELIMIT_CANDIDATE;
+const Candidate: typeof RateLimit | undefined = candidatePath
+  ? (await import(pathToFileURL(resolve(candidatePath)).href)).RateLimit
+  : undefined;
 
 const load = async (name: string): Promise<any> => {
   const mod = await import(name);
@@ -44,6 +55,16 @@ export const ours: InProcessPeer = {
     return () => limit.wait();
   },
 };
+
+/** The candidate copy of ratelimit.ts, when RATELIMIT_CANDIDATE names one. */
+export const candidate: InProcessPeer[] = Candidate ? [{
+  name: 'candidate (RATELIMIT_CANDIDATE)',
+  setting: (m) => `${candidatePath}: ${ours.setting(m)}`,
+  make: async (m) => {
+    const limit = new Candidate({ maxCount: m.kind === 'free' ? BIG : 1000 / m.ms, per: 1 });
+    return () => limit.wait();
+  },
+}] : [];
 
 export const inProcessPeers: InProcessPeer[] = [
   {
@@ -156,6 +177,14 @@ export const crossPeers: CrossPeer[] = [
       return { acquire: () => limit.wait() };
     },
   },
+  ...(Candidate ? [{
+    name: 'candidate (RATELIMIT_CANDIDATE)',
+    how: `${candidatePath}, used as above`,
+    open: async (dir: string) => {
+      const limit = new Candidate({ maxCount: FREE.maxCount, per: FREE.per, file: join(dir, 'candidate.json') });
+      return { acquire: () => limit.wait() };
+    },
+  }] : []),
   {
     name: 'proper-lockfile + JSON',
     how: 'await lock(file) (mkdir lock, mtime probe), readFileSync + writeFileSync of the JSON, await release() (rmdir); contended: retries { retries: 2000, minTimeout: 1, maxTimeout: 4 }',

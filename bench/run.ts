@@ -7,7 +7,7 @@
 //   ONLY=overhead,recovery npm run bench   some of them (names below)
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchDir } from './lib.ts';
 
@@ -31,7 +31,10 @@ const version = (name: string) => {
   } catch { return '?'; }
 };
 console.log(`ratelimit benchmarks, ${new Date().toISOString()}`);
-console.log(`node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, temp dir ${process.env.BENCH_DIR ?? 'os.tmpdir()'}`);
+const dir = process.env.BENCH_DIR ?? tmpdir();
+const fsType = (spawnSync('df', ['-T', dir], { encoding: 'utf8' }).stdout ?? '').split('\n')[1]?.split(/\s+/)[1] ?? 'unknown';
+const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+console.log(`node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, files in ${dir} (${fsType}), load average ${load()}`);
 console.log(`peers: ${['bottleneck', 'limiter', 'p-throttle', 'async-sema', 'rate-limiter-flexible', 'proper-lockfile', 'lockfile', 'better-sqlite3'].map((n) => `${n} ${version(n)}`).join(', ')}`);
 
 const started = performance.now();
@@ -40,7 +43,7 @@ for (const name of chosen) {
   const t = performance.now();
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(benchDir, `${name}.ts`)], { stdio: 'inherit', timeout: 240_000 });
   if (r.status !== 0) { failed++; console.error(`\n${name}: failed (${r.signal ?? `exit ${r.status}`})`); }
-  console.log(`  (${name}: ${((performance.now() - t) / 1000).toFixed(1)} s)`);
+  console.log(`  (${name}: ${((performance.now() - t) / 1000).toFixed(1)} s; load average ${load()})`);
 }
-console.log(`\nAll done in ${((performance.now() - started) / 1000).toFixed(0)} s.`);
+console.log(`\nAll done in ${((performance.now() - started) / 1000).toFixed(0)} s; load average now ${load()}.`);
 process.exit(failed ? 1 : 0);
