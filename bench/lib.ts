@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -90,6 +90,8 @@ export interface Child {
 export function startChild(script: string, job: unknown, timeoutMs = 60_000, nodeFlags: string[] = []): Child {
   const proc = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', join(benchDir, script), JSON.stringify(job)], {
     cwd: benchDir, stdio: ['pipe', 'pipe', 'pipe'],
+    // A candidate copy named relative to where the bench was started must still be found from bench/.
+    env: process.env.RATELIMIT_CANDIDATE ? { ...process.env, RATELIMIT_CANDIDATE: resolve(process.env.RATELIMIT_CANDIDATE) } : process.env,
   });
   children.add(proc);
   const lines: any[] = [];
