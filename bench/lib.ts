@@ -58,16 +58,21 @@ export function printTable(title: string, header: string[], rows: string[][], no
   for (const n of notes) console.log(`  ${n}`);
 }
 
-/** A temporary directory, removed by the returned function. */
+// Temporary directories not yet removed, so an interrupted run removes them too.
+const tempDirs = new Set<string>();
+
+/** A temporary directory, removed by the returned function (or when this process exits). */
 export function tempDir(prefix: string): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), `ratelimit-bench-${prefix}-`));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  tempDirs.add(dir);
+  return { dir, remove: () => { rmSync(dir, { recursive: true, force: true }); tempDirs.delete(dir); } };
 }
 
 // Every child started by this process, so that none outlives it.
 const children = new Set<ChildProcess>();
 function killAll(): void {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 }
 process.once('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {

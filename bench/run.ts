@@ -42,6 +42,7 @@ let failed = 0;
 for (const name of chosen) {
   const t = performance.now();
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(benchDir, `${name}.ts`)], { stdio: 'inherit', timeout: 240_000 });
+  if (r.status === 130 || r.signal === 'SIGINT') { console.error('\ninterrupted'); process.exit(130); }
   if (r.status !== 0) { failed++; console.error(`\n${name}: failed (${r.signal ?? `exit ${r.status}`})`); }
   console.log(`  (${name}: ${((performance.now() - t) / 1000).toFixed(1)} s; load average ${load()})`);
 }
