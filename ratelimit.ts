@@ -90,6 +90,8 @@ export interface LimitState extends Limit {
 export interface Reservation {
   /** When the call may go, on the store's clock. */
   at: number;
+  /** When the reservation was made, on the same clock. */
+  now: number;
   weight: number;
   /** Patient mode: `next` before and after this reservation, to undo it. */
   before?: number;
@@ -191,10 +193,13 @@ export class RateLimit {
    * Rejects with {@link RateLimitTimeoutError} at once, taking no slot, if the
    * slot is more than `maxWait` away, and with `signal.reason` if aborted.
    */
-  async wait(options: WaitOptions = {}): Promise<number> {
-    const { signal, maxWait, weight } = this.checkWaitOptions(options);
+  async wait(options?: WaitOptions): Promise<number> {
+    const { signal, maxWait, weight } = options === undefined ? DEFAULT_WAIT : this.checkWaitOptions(options);
     signal?.throwIfAborted();
-    const r = await this.store.update(this.reserveTx(weight, maxWait));
+    let r = this.store.update(this.reserveTx(weight, maxWait));
+    // Await only a store that is really asynchronous: awaiting a plain value
+    // still costs a trip through the microtask queue.
+    if (isPromiseLike(r)) r = await r;
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, maxWait);
     const waited = r.at - r.now;
     if (waited <= 0 && !signal?.aborted) return 0;
@@ -230,13 +235,18 @@ export class RateLimit {
 
   // A transaction that reserves a slot, or, if it is more than maxWait away,
   // takes nothing and returns how long the wait would be.
-  private reserveTx(weight: number, maxWait: number): Transaction<number | (Reservation & { now: number })> {
-    return (state, now) => {
+  private reserveTx(weight: number, maxWait: number): Transaction<number | Reservation> {
+    if (weight === 1 && maxWait === Infinity && this.plainTx) return this.plainTx;
+    const tx: Transaction<number | Reservation> = (state, now) => {
       const r = reserve(this.limit, checkState(this.limit, state, this.store.name), now, weight);
       if (r.reservation.at - now > maxWait) return { result: r.reservation.at - now };
-      return { state: r.state, result: { ...r.reservation, now } };
+      return { state: r.state, result: r.reservation };
     };
+    if (weight === 1 && maxWait === Infinity) this.plainTx = tx;
+    return tx;
   }
+  // The transaction of a plain wait() (weight 1, no maxWait), made once.
+  private plainTx?: Transaction<number | Reservation>;
 
   private async giveBackQuietly(r: Reservation): Promise<void> {
     try {
@@ -260,8 +270,11 @@ export class RateLimit {
     }
     const { signal, maxWait = Infinity, weight = 1 } = options;
     checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
-    checkNumber('weight', weight, `an integer from 1 to maxCount (${this.maxCount})`,
-      Number.isInteger(weight) && weight >= 1 && weight <= this.maxCount);
+    // The message is built only on failure: a template string here would be
+    // built on every call.
+    if (!(Number.isInteger(weight) && weight >= 1 && weight <= this.maxCount)) {
+      checkNumber('weight', weight, `an integer from 1 to maxCount (${this.maxCount})`, false);
+    }
     if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof signal.addEventListener !== 'function')) {
       throw new TypeError(`ratelimit: signal must be an AbortSignal, got ${show(signal)}`);
     }
@@ -293,7 +306,7 @@ export function reserve(limit: Limit, state: LimitState | undefined, now: number
     const before = state?.next;
     const at = before === undefined ? now : Math.max(now, before);
     const after = at + (weight * per) / maxCount;
-    return { state: { maxCount, per, greedy, next: after }, reservation: { at, weight, before, after } };
+    return { state: { maxCount, per, greedy, next: after }, reservation: { at, now, weight, before, after } };
   }
   // Grants at or before now - per can never share a window with a grant at
   // now or later, so they are dropped; this keeps the state small.
@@ -302,7 +315,7 @@ export function reserve(limit: Limit, state: LimitState | undefined, now: number
   const mustExpire = grants.length - (maxCount - weight); // how many grants must leave the window first
   if (mustExpire > 0) at = Math.max(at, grants[mustExpire - 1] + per);
   for (let i = 0; i < weight; i++) grants.push(at);
-  return { state: { maxCount, per, greedy, grants: grants.slice(-maxCount) }, reservation: { at, weight } };
+  return { state: { maxCount, per, greedy, grants: grants.slice(-maxCount) }, reservation: { at, now, weight } };
 }
 
 /**
@@ -645,7 +658,7 @@ export class FileStore implements RateLimitStore {
     // Pad to the longest record so far: rewriting in place never leaves the
     // tail of a longer one behind, and costs no truncate.
     owner.size = Math.max(owner.size, text.length);
-    writeSync(owner.fd, text.padEnd(owner.size), 0);
+    writeAt0(owner.fd, text.padEnd(owner.size));
     return owner;
   }
 
@@ -721,7 +734,7 @@ export class FileStore implements RateLimitStore {
       if (state) {
         const text = JSON.stringify({ ...state, clock: clock.tag, written: now, wall: Date.now() / 1000 });
         const padded = size > text.length && size - text.length <= SHRINK_SLACK ? text.padEnd(size) : text;
-        writeSync(fd, padded, 0);
+        writeAt0(fd, padded);
         if (size > padded.length) ftruncateSync(fd, padded.length);
         this.last = state;
         this.seenFile = true;
@@ -861,11 +874,7 @@ export function sharedClock(): SharedClock {
   const boot = identity().boot;
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
   if (boot && readUptime() !== undefined) {
-    const uptime = readUptime()!;
-    const h = hr();
-    // /proc/uptime truncates to 10 ms, so a clock that is the boot clock
-    // reads 0 to 10 ms ahead of it.
-    if (h - uptime >= 0 && h - uptime < 0.05) return (clockCache = { tag: `boot:${boot}`, now: hr });
+    if (hrtimeIsBootClock(hr)) return (clockCache = { tag: `boot:${boot}`, now: hr });
     const offset = uptimeOffset();
     if (offset !== undefined) {
       const mono = () => performance.now() / 1000 + offset;
@@ -875,22 +884,62 @@ export function sharedClock(): SharedClock {
   return (clockCache = { tag: 'wall', now: () => Date.now() / 1000 });
 }
 
-// The boot clock minus performance.now()/1000, found by polling /proc/uptime
-// until its value ticks over: at that instant the boot clock is exactly the
-// new value. Takes up to 10 ms of polling, once per process.
-function uptimeOffset(): number | undefined {
-  const first = readUptime();
-  if (first === undefined) return undefined;
-  const start = performance.now();
-  let previous = start;
-  while (performance.now() - start < 50) {
+// Whether process.hrtime counts from boot (Node) rather than from this
+// process's start (Bun, Deno). /proc/uptime is the boot clock truncated to
+// 10 ms, so if hrtime is the boot clock, a read of /proc/uptime between two
+// hrtime readings h1, h2 gives u with h1 - 10 ms < u <= h2. Read it between
+// two hrtime readings close together: one that the scheduler preempted in
+// between proves nothing either way, so it is tried again.
+function hrtimeIsBootClock(hr: () => number): boolean {
+  for (let tries = 0; tries < 50; tries++) {
+    const h1 = hr();
     const u = readUptime();
-    const end = performance.now();
-    // The tick happened between the previous read and this one; take the middle.
-    if (u !== undefined && u > first) return u - (previous + end) / 2000;
-    previous = end;
+    const h2 = hr();
+    if (u === undefined) return false;
+    if (h2 - h1 > 0.001) continue;
+    return u <= h2 + 0.0005 && u > h1 - 0.0105;
   }
-  return undefined;
+  return false;
+}
+
+// The boot clock minus performance.now()/1000. /proc/uptime is the boot
+// clock truncated to 10 ms, so a read that returns u, made between
+// performance.now() readings p1 and p2, proves
+//   u - p2 <= offset < u + 10 ms - p1.
+// Each read narrows [lo, hi]; a read the scheduler preempted only narrows it
+// less, it can never make it wrong. The reads that narrow it most are the
+// ones just before and just after /proc/uptime ticks over, so: sleep until
+// just before the next tick is due (a task that has slept is seldom
+// preempted in its first fraction of a millisecond), poll through it, and
+// repeat until [lo, hi] is under CALIBRATION_TARGET_MS wide, or
+// CALIBRATION_MAX_MS have passed (then the middle is still within half the
+// width). Once per process; 10 to 30 ms unless the machine is very busy.
+const CALIBRATION_TARGET_MS = 0.1;
+const CALIBRATION_MAX_MS = 500;
+function uptimeOffset(): number | undefined {
+  const start = performance.now();
+  let lo = -Infinity;
+  let hi = Infinity;
+  const sample = (): boolean => {
+    const p1 = performance.now();
+    const u = readUptime();
+    const p2 = performance.now();
+    if (u === undefined) return false;
+    lo = Math.max(lo, u - p2 / 1000);
+    hi = Math.min(hi, u + 0.01 - p1 / 1000);
+    return true;
+  };
+  if (!sample()) return undefined;
+  while ((hi - lo) * 1000 > CALIBRATION_TARGET_MS && performance.now() - start < CALIBRATION_MAX_MS) {
+    // The next tick, as a boot-clock value, and the window in which it falls
+    // on performance.now(): [(tick - hi) * 1000, (tick - lo) * 1000] ms.
+    const tick = Math.floor((performance.now() / 1000 + (lo + hi) / 2) * 100 + 1) / 100;
+    sleepSyncUntil((tick - hi) * 1000 - 0.2);
+    const until = (tick - lo) * 1000 + 0.2;
+    do { if (!sample()) break; } while (performance.now() < until);
+    if (hi < lo) { lo = -Infinity; hi = Infinity; sample(); } // the clocks jumped (a suspend): start over
+  }
+  return (lo + hi) / 2;
 }
 
 function readUptime(): number | undefined {
@@ -908,7 +957,9 @@ function identity(): { host: string; ns: string; boot: string; start: string } {
   if (identityCache) return identityCache;
   const read = (f: () => string) => { try { return f(); } catch { return ''; } };
   return (identityCache = {
-    host: hostname(),
+    // Deno without --allow-sys=hostname refuses; another host's name is
+    // only compared, so an empty one just makes every lock look foreign.
+    host: read(hostname),
     ns: read(() => readlinkSync('/proc/self/ns/pid')),
     boot: read(() => readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim()),
     start: read(() => procStart(readFileSync('/proc/self/stat', 'latin1'))),
@@ -972,6 +1023,21 @@ function sleepSyncUntil(deadline: number): void {
   for (let left = deadline - performance.now(); left > 0; left = deadline - performance.now()) {
     Atomics.wait(sleeper, 0, 0, Math.min(left, MAX_TIMER_MS));
   }
+}
+
+// Writes text at the start of the file. The Buffer form of writeSync is used
+// because Deno (2.9) ignores the position in writeSync(fd, string, position)
+// and writes at the descriptor's current offset, which appends.
+function writeAt0(fd: number, text: string): void {
+  const bytes = Buffer.from(text, 'utf8');
+  writeSync(fd, bytes, 0, bytes.length, 0);
+}
+
+// The options of a plain wait(), so that it allocates and checks nothing.
+const DEFAULT_WAIT: { signal?: AbortSignal; maxWait: number; weight: number } = Object.freeze({ maxWait: Infinity, weight: 1 });
+
+function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as PromiseLike<T> | undefined)?.then === 'function';
 }
 
 function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
