@@ -34,17 +34,7 @@ const FILE_TIMEOUT_MS = 240_000;
 // ratelimit.ts. The file is still run and its result shown. If the names of
 // all its failing tests are among `failures`, the run is reported as a known
 // gap (never as a pass) and does not fail the run; any other failure does.
-const KNOWN_GAPS: { runtime: string; file: string; failures: string[]; reason: string }[] = [
-  {
-    runtime: 'deno',
-    file: 'ratelimit.test.ts',
-    // Deno reports this as an error of the whole describe() ("Promise
-    // resolution is still pending but the event loop has already resolved").
-    failures: ['file store'],
-    reason: 'the SIGKILL test in "file store" starts its child with `-e` and a dynamic import(), which Deno cannot ' +
-      'evaluate ("A dynamic import callback was not specified"); the library is not involved',
-  },
-];
+const KNOWN_GAPS: { runtime: string; file: string; failures: string[]; reason: string }[] = [];
 
 // Test runs left out by default, to keep this to a few minutes. Each is shown
 // as "not run" with its reason, never as passed; --all runs them too.
