@@ -467,24 +467,20 @@ export async function clockSteps(size: Size): Promise<Outcome> {
       // alignment error, measured at tens of µs. Allow 0.5 ms here.
       const slots = slotsOf(workers).filter((t) => t >= startAt && t < until);
       const bad = violations(slots, limit, 0.0005);
-      const waits = workers.flatMap((w) => w.events.filter((e) => e.g !== undefined && e.t !== undefined).map((e) => e.t! - e.g!));
-      const longest = Math.max(...workers.flatMap((w) => {
-        const out: number[] = [];
-        let last: number | undefined;
-        for (const e of w.events) { if (e.g !== undefined && last !== undefined) out.push(e.t! - last); if (e.t !== undefined) last = e.t; }
-        return out;
-      }));
+      // How far ahead each slot was when it was reserved. A clock mix-up
+      // shows as slots an hour away (or as overlaps, counted above); with 4
+      // workers queueing, these limits never ask for more than `per`.
+      const longest = Math.max(...eventsOf(workers, 'rt').map((e) => e.r! - e.rt!));
       const allowed = (seconds * limit.maxCount) / limit.per;
       figures[`${mode} grants`] = `${slots.length} of ${allowed} allowed`;
       figures[`${mode} violations`] = bad;
-      figures[`${mode} longest time between one worker's grants`] = `${ms(longest)} ms (per is ${limit.per * 1000} ms)`;
+      figures[`${mode} longest wait for a slot`] = `${ms(longest)} ms (per is ${limit.per * 1000} ms)`;
       figures[`${mode} workers that got grants`] = workers.filter((w) => w.events.some((e) => e.g !== undefined)).map((w) => w.id).join(', ');
       if (bad) failures.push(`${mode}: ${bad} violations`);
-      if (longest > limit.per) failures.push(`${mode}: a worker waited ${ms(longest)} ms between grants, more than per`);
+      if (longest > limit.per + EXACT) failures.push(`${mode}: a slot was reserved ${ms(longest)} ms ahead, more than per`);
       if (slots.length < 0.95 * allowed) failures.push(`${mode}: only ${slots.length} of ${allowed} grants`);
       if (workers.some((w) => !w.events.some((e) => e.g !== undefined))) failures.push(`${mode}: a worker got no grant`);
       if (hung.length) failures.push(`${mode}: hung ${hung}`);
-      void waits;
     } finally {
       killWorkers();
       cleanup();
