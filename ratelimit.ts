@@ -409,7 +409,8 @@ const SHRINK_SLACK = 4096;
 
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 let readBuffer = Buffer.alloc(4096);
-const LOST = Symbol('lock lost');
+// Returned when the lock was busy, or was lost mid-update: try again.
+const RETRY = Symbol('retry');
 
 /**
  * Keeps the state in a JSON file shared by every process that names it.
@@ -459,47 +460,42 @@ export class FileStore implements RateLimitStore {
     this.staleAfter = options.staleAfter ?? DEFAULT_STALE_AFTER;
   }
 
+  /** Runs `tx` on the state under the lock, blocking the thread while the lock is busy. */
   updateSync<T>(tx: Transaction<T>): T {
-    const started = performance.now();
-    const w = { started, inspected: started, attempt: 0 };
+    const w = lockWait();
     for (;;) {
-      const pause = this.tryLock(w);
-      if (pause === 0) {
-        const result = this.locked(tx);
-        if (result !== LOST) return result;
-      } else {
-        sleepSyncUntil(performance.now() + pause);
-      }
+      const result = this.attempt(tx, w);
+      if (result !== RETRY) return result;
+      sleepSyncUntil(performance.now() + w.pause);
     }
   }
 
+  /** Runs `tx` on the state under the lock; returns a promise only if the lock stays busy. */
   update<T>(tx: Transaction<T>): T | Promise<T> {
-    const started = performance.now();
-    const w = { started, inspected: started, attempt: 0 };
+    const w = lockWait();
     // Most acquisitions succeed at once or within a few µs: stay synchronous
     // then, and only go async when the lock stays busy.
-    while (performance.now() - started < SPIN_MS) {
-      const pause = this.tryLock(w);
-      if (pause === 0) {
-        const result = this.locked(tx);
-        if (result !== LOST) return result;
-      } else {
-        sleepSyncUntil(performance.now() + pause);
-      }
+    while (performance.now() - w.started < SPIN_MS) {
+      const result = this.attempt(tx, w);
+      if (result !== RETRY) return result;
+      sleepSyncUntil(performance.now() + w.pause);
     }
     return this.updateLater(tx, w);
   }
 
   private async updateLater<T>(tx: Transaction<T>, w: LockWait): Promise<T> {
     for (;;) {
-      const pause = this.tryLock(w);
-      if (pause === 0) {
-        const result = this.locked(tx);
-        if (result !== LOST) return result;
-      } else {
-        await new Promise((r) => setTimeout(r, Math.max(1, pause)));
-      }
+      const result = this.attempt(tx, w);
+      if (result !== RETRY) return result;
+      await new Promise((r) => setTimeout(r, Math.max(1, w.pause)));
     }
+  }
+
+  // One try: the transaction's result, or RETRY with w.pause set to the
+  // milliseconds to back off (0 after losing the lock mid-update).
+  private attempt<T>(tx: Transaction<T>, w: LockWait): T | typeof RETRY {
+    w.pause = this.tryLock(w);
+    return w.pause === 0 ? this.locked(tx) : RETRY;
   }
 
   // --- the lock -------------------------------------------------------------
@@ -531,8 +527,8 @@ export class FileStore implements RateLimitStore {
   }
 
   // Holding the lock: read the state, run the transaction, write, release.
-  private locked<T>(tx: Transaction<T>): T | typeof LOST {
-    let result: T | typeof LOST = LOST;
+  private locked<T>(tx: Transaction<T>): T | typeof RETRY {
+    let result: T | typeof RETRY = RETRY;
     try {
       result = this.transact(tx);
     } finally {
@@ -540,7 +536,7 @@ export class FileStore implements RateLimitStore {
       // breaker took it; it gave the state file a new inode first (see
       // renewState), so whatever we wrote went to the old one, which nobody
       // reads. Then start over.
-      if (!this.release(this.lockPath, this.acquiredAt, this.staleAfter)) { result = LOST; this.locksLost++; }
+      if (!this.release(this.lockPath, this.acquiredAt, this.staleAfter)) { result = RETRY; this.locksLost++; }
     }
     return result;
   }
@@ -716,7 +712,7 @@ export class FileStore implements RateLimitStore {
 
   // --- the state ------------------------------------------------------------
 
-  private transact<T>(tx: Transaction<T>): T | typeof LOST {
+  private transact<T>(tx: Transaction<T>): T | typeof RETRY {
     const clock = sharedClock();
     const { fd, size } = this.openState();
     {
@@ -725,7 +721,7 @@ export class FileStore implements RateLimitStore {
       // live file, so stop before reading or writing. Once this check passes,
       // a breaker moves the state to a new inode before breaking our lock,
       // and anything we write through this descriptor goes to the old one.
-      if (!this.holding()) return LOST;
+      if (!this.holding()) return RETRY;
       if (readBuffer.length < size) readBuffer = Buffer.alloc(size);
       const got = size ? readSync(fd, readBuffer, 0, size, 0) : 0;
       const now = clock.now();
@@ -810,7 +806,11 @@ export class FileStore implements RateLimitStore {
   }
 }
 
-interface LockWait { started: number; inspected: number; attempt: number }
+interface LockWait { started: number; inspected: number; attempt: number; pause: number }
+function lockWait(): LockWait {
+  const started = performance.now();
+  return { started, inspected: started, attempt: 0, pause: 0 };
+}
 
 interface StoredState extends LimitState { clock: string; written: number; wall: number }
 
