@@ -54,6 +54,11 @@ const NOT_RUN: { runtimes: string[]; file: (f: string) => boolean; reason: strin
     file: (f) => f === 'test/redis.test.ts',
     reason: 'tests the Redis store example with the redis package and a redis-server, not ratelimit.ts; npm test runs it under Node 20',
   },
+  {
+    runtimes: ['node22', 'node24', 'bun', 'deno'],
+    file: (f) => f === 'test/examples.test.ts',
+    reason: 'runs the examples the way the README does, with tsx on Node; npm test runs it under Node 20',
+  },
 ];
 
 interface Outcome { label: string; ok: boolean; known?: string; detail: string; seconds: number; log?: string }
