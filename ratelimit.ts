@@ -429,6 +429,13 @@ const RETRY = Symbol('retry');
  * unreadable record). Breakers take a second lock, `<file>.lock.break`, and
  * re-check that the lock is the very one judged stale before removing it, so
  * when many processes find the same stale lock, one removes it.
+ *
+ * A holder that is only paused may wake up after its lock was broken, so:
+ * the breaker first moves the state to a new inode (renewState), where the
+ * sleeper's late write cannot land; the holder checks its lock after opening
+ * the state and after writing, and starts over if it lost it; and it removes
+ * its lock only within staleAfter/2 of taking it (release), so it never
+ * removes a successor's.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
