@@ -513,6 +513,23 @@ describe('file store', () => {
     assert.ok(warnings.some((w) => /broke the lock .* held by pid/.test(w)), warnings.join());
   });
 
+  it('an abort while the lock is busy rejects promptly, without waiting for staleAfter', async () => {
+    const file = path();
+    writeFileSync(lockOf(file), JSON.stringify({
+      pid: process.ppid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
+      start: procStart(process.ppid), token: 'beef', seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
+    }));
+    const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 30 });
+    const start = performance.now();
+    await assert.rejects(limit.wait({ signal: AbortSignal.timeout(50) }), { name: 'TimeoutError' });
+    const took = performance.now() - start;
+    // The lock is retried every few ms (4 ms at most between tries); allow
+    // timer lateness on a loaded machine on top.
+    assert.ok(took >= 49 && took < 300, `took ${took.toFixed(1)} ms`);
+    execFileSync('rm', [lockOf(file)]);
+    assert.equal(limit.tryAcquire(), true, 'the aborted call took no slot');
+  });
+
   for (const [what, content] of [['an empty lockfile', ''], ['a lockfile full of garbage', '\u0000garbage{']]) {
     it(`breaks ${what} after staleAfter, measured from when it was first seen`, async () => {
       const file = path();

@@ -118,7 +118,8 @@ export type Transaction<T> = (state: LimitState | undefined, now: number) => { s
 export interface RateLimitStore {
   /** Names the state in messages, such as `state file "/tmp/api.json"`. */
   readonly name: string;
-  update<T>(tx: Transaction<T>): T | Promise<T>;
+  /** Runs `tx` atomically. If `signal` aborts while it waits (for a busy lock, say), it may reject with the signal's reason. */
+  update<T>(tx: Transaction<T>, signal?: AbortSignal): T | Promise<T>;
   updateSync?<T>(tx: Transaction<T>): T;
 }
 
@@ -196,7 +197,7 @@ export class RateLimit {
   async wait(options?: WaitOptions): Promise<number> {
     const { signal, maxWait, weight } = options === undefined ? DEFAULT_WAIT : this.checkWaitOptions(options);
     signal?.throwIfAborted();
-    let r = this.store.update(this.reserveTx(weight, maxWait));
+    let r = this.store.update(this.reserveTx(weight, maxWait), signal);
     // Await only a store that is really asynchronous: awaiting a plain value
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
@@ -477,8 +478,12 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  /** Runs `tx` on the state under the lock; returns a promise only if the lock stays busy. */
-  update<T>(tx: Transaction<T>): T | Promise<T> {
+  /**
+   * Runs `tx` on the state under the lock; returns a promise only if the
+   * lock stays busy, which rejects with `signal.reason` if `signal` aborts
+   * before the lock is taken.
+   */
+  update<T>(tx: Transaction<T>, signal?: AbortSignal): T | Promise<T> {
     const w = lockWait();
     // Most acquisitions succeed at once or within a few µs: stay synchronous
     // then, and only go async when the lock stays busy.
@@ -487,11 +492,12 @@ export class FileStore implements RateLimitStore {
       if (result !== RETRY) return result;
       sleepSyncUntil(performance.now() + w.pause);
     }
-    return this.updateLater(tx, w);
+    return this.updateLater(tx, w, signal);
   }
 
-  private async updateLater<T>(tx: Transaction<T>, w: LockWait): Promise<T> {
+  private async updateLater<T>(tx: Transaction<T>, w: LockWait, signal?: AbortSignal): Promise<T> {
     for (;;) {
+      signal?.throwIfAborted();
       const result = this.attempt(tx, w);
       if (result !== RETRY) return result;
       await new Promise((r) => setTimeout(r, Math.max(1, w.pause)));
