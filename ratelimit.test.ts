@@ -530,6 +530,28 @@ describe('file store', () => {
     assert.equal(limit.tryAcquire(), true, 'the aborted call took no slot');
   });
 
+  it('tryAcquire and maxWait do not wait long for a lock held by a live but stuck process', async () => {
+    const file = path();
+    writeFileSync(lockOf(file), JSON.stringify({
+      pid: process.ppid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
+      start: procStart(process.ppid), token: 'feed', seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
+    }));
+    const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 30 });
+    // Each gives up after its maxWait, or 10 ms for tryAcquire; allow timer
+    // lateness on a loaded machine on top.
+    let start = performance.now();
+    assert.equal(limit.tryAcquire(), false);
+    assert.ok(performance.now() - start < 200, `tryAcquire took ${(performance.now() - start).toFixed(1)} ms`);
+    start = performance.now();
+    assert.throws(() => limit.waitSync({ maxWait: 0.05 }), (e: Error) => e instanceof RateLimitTimeoutError && /lock .* stayed busy/.test(e.message));
+    assert.ok(performance.now() - start < 300, `waitSync took ${(performance.now() - start).toFixed(1)} ms`);
+    start = performance.now();
+    await assert.rejects(limit.wait({ maxWait: 0.05 }), (e: RateLimitTimeoutError) => e instanceof RateLimitTimeoutError && e.wouldWait >= 0.05);
+    assert.ok(performance.now() - start < 300, `wait took ${(performance.now() - start).toFixed(1)} ms`);
+    execFileSync('rm', [lockOf(file)]);
+    assert.equal(limit.tryAcquire(), true, 'none of them took a slot');
+  });
+
   for (const [what, content] of [['an empty lockfile', ''], ['a lockfile full of garbage', '\u0000garbage{']]) {
     it(`breaks ${what} after staleAfter, measured from when it was first seen`, async () => {
       const file = path();

@@ -118,9 +118,16 @@ export type Transaction<T> = (state: LimitState | undefined, now: number) => { s
 export interface RateLimitStore {
   /** Names the state in messages, such as `state file "/tmp/api.json"`. */
   readonly name: string;
-  /** Runs `tx` atomically. If `signal` aborts while it waits (for a busy lock, say), it may reject with the signal's reason. */
-  update<T>(tx: Transaction<T>, signal?: AbortSignal): T | Promise<T>;
-  updateSync?<T>(tx: Transaction<T>): T;
+  update<T>(tx: Transaction<T>, options?: UpdateOptions): T | Promise<T>;
+  updateSync?<T>(tx: Transaction<T>, options?: Pick<UpdateOptions, 'lockTimeout'>): T;
+}
+
+/** How long a store may wait before it runs a transaction. Stores that never wait may ignore these. */
+export interface UpdateOptions {
+  /** Stop waiting (for a busy lock, say) when this aborts, and reject with its reason. */
+  signal?: AbortSignal;
+  /** Seconds to wait for a busy lock at most; then throw a {@link RateLimitTimeoutError}. */
+  lockTimeout?: number;
 }
 
 /**
@@ -135,12 +142,12 @@ export const DEFAULT_STALE_AFTER = 10;
 
 /** Rejects a wait whose slot is further away than `maxWait`. No slot was taken. */
 export class RateLimitTimeoutError extends Error {
-  /** Seconds the call would have had to wait. */
+  /** Seconds the call would have had to wait (when the lock stayed busy: how long it waited for it). */
   readonly wouldWait: number;
   /** The `maxWait` it was given, in seconds. */
   readonly maxWait: number;
-  constructor(wouldWait: number, maxWait: number) {
-    super(`ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`);
+  constructor(wouldWait: number, maxWait: number, message?: string) {
+    super(message ?? `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`);
     this.name = 'RateLimitTimeoutError';
     this.wouldWait = wouldWait;
     this.maxWait = maxWait;
@@ -197,7 +204,7 @@ export class RateLimit {
   async wait(options?: WaitOptions): Promise<number> {
     const { signal, maxWait, weight } = options === undefined ? DEFAULT_WAIT : this.checkWaitOptions(options);
     signal?.throwIfAborted();
-    let r = this.store.update(this.reserveTx(weight, maxWait), signal);
+    let r = this.store.update(this.reserveTx(weight, maxWait), maxWait === Infinity && !signal ? undefined : { signal, lockTimeout: lockTimeout(maxWait) });
     // Await only a store that is really asynchronous: awaiting a plain value
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
@@ -220,7 +227,7 @@ export class RateLimit {
    */
   waitSync(options: Omit<WaitOptions, 'signal'> = {}): number {
     const { maxWait, weight } = this.checkWaitOptions(options);
-    const r = this.syncStore('waitSync').updateSync(this.reserveTx(weight, maxWait));
+    const r = this.syncStore('waitSync').updateSync(this.reserveTx(weight, maxWait), { lockTimeout: lockTimeout(maxWait) });
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, maxWait);
     const waited = r.at - r.now;
     if (waited <= 0) return 0;
@@ -231,7 +238,12 @@ export class RateLimit {
   /** Takes a slot only if one is free right now, and says whether it did. Never waits. */
   tryAcquire(options: Omit<WaitOptions, 'signal' | 'maxWait'> = {}): boolean {
     const { weight } = this.checkWaitOptions(options);
-    return typeof this.syncStore('tryAcquire').updateSync(this.reserveTx(weight, 0)) !== 'number';
+    try {
+      return typeof this.syncStore('tryAcquire').updateSync(this.reserveTx(weight, 0), { lockTimeout: lockTimeout(0) }) !== 'number';
+    } catch (error) {
+      if (error instanceof RateLimitTimeoutError) return false; // the lock stayed busy
+      throw error;
+    }
   }
 
   // A transaction that reserves a slot, or, if it is more than maxWait away,
@@ -251,7 +263,8 @@ export class RateLimit {
 
   private async giveBackQuietly(r: Reservation): Promise<void> {
     try {
-      await this.store.update((state) => ({ state: state && giveBack(this.limit, state, r), result: undefined }));
+      // Best effort, and quick: an aborted call should not wait long for a busy lock.
+      await this.store.update((state) => ({ state: state && giveBack(this.limit, state, r), result: undefined }), { lockTimeout: 0.1 });
     } catch (error) {
       process.emitWarning(`ratelimit: could not give back an aborted slot: ${(error as Error).message}`);
     }
@@ -469,8 +482,8 @@ export class FileStore implements RateLimitStore {
   }
 
   /** Runs `tx` on the state under the lock, blocking the thread while the lock is busy. */
-  updateSync<T>(tx: Transaction<T>): T {
-    const w = lockWait();
+  updateSync<T>(tx: Transaction<T>, options?: Pick<UpdateOptions, 'lockTimeout'>): T {
+    const w = lockWait(options?.lockTimeout);
     for (;;) {
       const result = this.attempt(tx, w);
       if (result !== RETRY) return result;
@@ -483,8 +496,8 @@ export class FileStore implements RateLimitStore {
    * lock stays busy, which rejects with `signal.reason` if `signal` aborts
    * before the lock is taken.
    */
-  update<T>(tx: Transaction<T>, signal?: AbortSignal): T | Promise<T> {
-    const w = lockWait();
+  update<T>(tx: Transaction<T>, options?: UpdateOptions): T | Promise<T> {
+    const w = lockWait(options?.lockTimeout);
     // Most acquisitions succeed at once or within a few µs: stay synchronous
     // then, and only go async when the lock stays busy.
     while (performance.now() - w.started < SPIN_MS) {
@@ -492,7 +505,7 @@ export class FileStore implements RateLimitStore {
       if (result !== RETRY) return result;
       sleepSyncUntil(performance.now() + w.pause);
     }
-    return this.updateLater(tx, w, signal);
+    return this.updateLater(tx, w, options?.signal);
   }
 
   private async updateLater<T>(tx: Transaction<T>, w: LockWait, signal?: AbortSignal): Promise<T> {
@@ -505,10 +518,17 @@ export class FileStore implements RateLimitStore {
   }
 
   // One try: the transaction's result, or RETRY with w.pause set to the
-  // milliseconds to back off (0 after losing the lock mid-update).
+  // milliseconds to back off (0 after losing the lock mid-update). Throws
+  // once the lock has been busy for longer than the wait's lockTimeout.
   private attempt<T>(tx: Transaction<T>, w: LockWait): T | typeof RETRY {
     w.pause = this.tryLock(w);
-    return w.pause === 0 ? this.locked(tx) : RETRY;
+    if (w.pause === 0) return this.locked(tx);
+    const waited = performance.now() - w.started;
+    if (waited > w.timeout) {
+      throw new RateLimitTimeoutError(waited / 1000, w.timeout / 1000,
+        `ratelimit: the lock on ${this.name} stayed busy for ${(waited / 1000).toFixed(3)} s, longer than this call may wait`);
+    }
+    return RETRY;
   }
 
   // --- the lock -------------------------------------------------------------
@@ -819,10 +839,10 @@ export class FileStore implements RateLimitStore {
   }
 }
 
-interface LockWait { started: number; inspected: number; attempt: number; pause: number }
-function lockWait(): LockWait {
+interface LockWait { started: number; inspected: number; attempt: number; pause: number; timeout: number }
+function lockWait(timeoutSeconds = Infinity): LockWait {
   const started = performance.now();
-  return { started, inspected: started, attempt: 0, pause: 0 };
+  return { started, inspected: started, attempt: 0, pause: 0, timeout: timeoutSeconds * 1000 };
 }
 
 interface StoredState extends LimitState { clock: string; written: number; wall: number }
@@ -1006,6 +1026,16 @@ function processAlive(pid: number, start: string): boolean {
 // ---------------------------------------------------------------------------
 // 5. Helpers
 // ---------------------------------------------------------------------------
+
+// How long a call may wait for a busy lock: its maxWait, but at least
+// MIN_LOCK_WAIT_S, even for tryAcquire(). A lock is normally held for tens of
+// µs, and waiters look for a dead holder every 2 ms, so 10 ms lets a call
+// ride out ordinary contention and break a dead holder's lock, while a lock
+// held by a stopped process cannot block it for staleAfter.
+const MIN_LOCK_WAIT_S = 0.01;
+function lockTimeout(maxWait: number): number {
+  return Math.max(maxWait, MIN_LOCK_WAIT_S);
+}
 
 // setTimeout takes at most 2^31-1 ms (24.8 days); a longer delay fires after
 // 1 ms. Long waits are therefore slept in chunks.
