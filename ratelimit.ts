@@ -204,7 +204,7 @@ export class RateLimit {
   async wait(options?: WaitOptions): Promise<number> {
     const { signal, maxWait, weight } = options === undefined ? DEFAULT_WAIT : this.checkWaitOptions(options);
     signal?.throwIfAborted();
-    let r = this.store.update(this.reserveTx(weight, maxWait), maxWait === Infinity && !signal ? undefined : { signal, lockTimeout: lockTimeout(maxWait) });
+    let r = this.store.update(this.reserveTx(weight, maxWait), { signal, lockTimeout: lockTimeout(maxWait) });
     // Await only a store that is really asynchronous: awaiting a plain value
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
@@ -582,7 +582,7 @@ export class FileStore implements RateLimitStore {
   // A holder paused longer leaves the lock for a breaker (itself included)
   // once it is staleAfter old.
   private release(path: string, since: number, breakableAfter: number): boolean {
-    if (lstatSync(path, { throwIfNoEntry: false })?.ino !== this.owner?.ino) return false;
+    if (!this.owns(path)) return false;
     if (performance.now() - since < breakableAfter * 500) {
       unlinkQuietly(path);
     } else {
@@ -593,10 +593,11 @@ export class FileStore implements RateLimitStore {
     return true;
   }
 
-  // True while the lock is our own hard link. Our owner file is linked at the
-  // lock's name by nobody else, so its inode number identifies our hold.
-  private holding(): boolean {
-    return lstatSync(this.lockPath, { throwIfNoEntry: false })?.ino === this.owner?.ino;
+  // True while the lock at `path` is our own hard link. Our owner file is
+  // linked at a lock's name by nobody else, so its inode number identifies
+  // our hold.
+  private owns(path: string): boolean {
+    return lstatSync(path, { throwIfNoEntry: false })?.ino === this.owner?.ino;
   }
 
   // Removes the lock if its holder is dead or it is older than staleAfter.
@@ -754,7 +755,7 @@ export class FileStore implements RateLimitStore {
       // live file, so stop before reading or writing. Once this check passes,
       // a breaker moves the state to a new inode before breaking our lock,
       // and anything we write through this descriptor goes to the old one.
-      if (!this.holding()) return RETRY;
+      if (!this.owns(this.lockPath)) return RETRY;
       if (readBuffer.length < size) readBuffer = Buffer.alloc(size);
       const got = size ? readSync(fd, readBuffer, 0, size, 0) : 0;
       const now = clock.now();
