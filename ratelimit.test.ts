@@ -15,9 +15,9 @@ import {
   RateLimit, RateLimitTimeoutError, MemoryStore, FileStore, reserve, giveBack, sharedClock,
   type Limit, type LimitState, type Reservation,
 } from './ratelimit.ts';
-import { tempDir, runChild, parseGrants, patientViolations, maxInWindow, killAll, ROOT, BAD_OPTIONS } from './test/helpers.ts';
+import { tempDir, maxInWindow, violations, ROOT, BAD_OPTIONS } from './test/helpers.ts';
+import { startWorker, launch, finish, slotsOf, killWorkers } from './test/stress/scenarios.ts';
 
-after(killAll);
 
 // Runs reservations back to back on a made-up clock: each call arrives at
 // the given time and gets the slot reserve() computes.
@@ -488,10 +488,7 @@ describe('file store', () => {
   it('breaks a lock whose holder is dead at once (a pid that has exited)', () => {
     const file = path();
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
-    writeFileSync(lockOf(file), JSON.stringify({
-      pid: dead, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
-      start: '1', token: 'deadbeef', seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
-    }));
+    writeLock(lockOf(file), dead, '1');
     const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 60 });
     const start = performance.now();
     assert.equal(limit.waitSync(), 0);
@@ -500,11 +497,8 @@ describe('file store', () => {
 
   it('respects a lock held by a live process, and breaks it after staleAfter', async () => {
     const file = path();
-    // Our own parent shell is alive; a fresh record makes it a live holder.
-    writeFileSync(lockOf(file), JSON.stringify({
-      pid: process.ppid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
-      start: procStart(process.ppid), token: 'cafe', seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
-    }));
+    // Our parent process is alive; a fresh record makes it a live holder.
+    writeLock(lockOf(file), process.ppid, procStart(process.ppid));
     const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 0.3 });
     const start = performance.now();
     const warnings = await warningsDuring(() => limit.wait());
@@ -515,10 +509,7 @@ describe('file store', () => {
 
   it('an abort while the lock is busy rejects promptly, without waiting for staleAfter', async () => {
     const file = path();
-    writeFileSync(lockOf(file), JSON.stringify({
-      pid: process.ppid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
-      start: procStart(process.ppid), token: 'beef', seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
-    }));
+    writeLock(lockOf(file), process.ppid, procStart(process.ppid));
     const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 30 });
     const start = performance.now();
     await assert.rejects(limit.wait({ signal: AbortSignal.timeout(50) }), { name: 'TimeoutError' });
@@ -532,10 +523,7 @@ describe('file store', () => {
 
   it('tryAcquire and maxWait do not wait long for a lock held by a live but stuck process', async () => {
     const file = path();
-    writeFileSync(lockOf(file), JSON.stringify({
-      pid: process.ppid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
-      start: procStart(process.ppid), token: 'feed', seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
-    }));
+    writeLock(lockOf(file), process.ppid, procStart(process.ppid));
     const limit = new RateLimit({ maxCount: 1, per: 1, file, staleAfter: 30 });
     // Each gives up after its maxWait, or 10 ms for tryAcquire; allow timer
     // lateness on a loaded machine on top.
@@ -565,7 +553,7 @@ describe('file store', () => {
     });
   }
 
-  it('breaks the lock of a holder killed with SIGKILL while holding it, within 100 ms', async () => {
+  it('breaks the lock of a holder killed with SIGKILL while holding it, within 100 ms', async (t) => {
     const file = path();
     // The child takes the lock through the library and blocks inside the
     // read-modify-write, then says so; we kill it there.
@@ -578,6 +566,7 @@ describe('file store', () => {
         return { result: 0 };
       });`);
     const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => child.kill('SIGKILL')); // also if an assertion fails first
     await new Promise<void>((resolve) => child.stdout.on('data', (d) => { if (String(d).includes('holding')) resolve(); }));
     assert.ok(existsSync(lockOf(file)), 'the child holds the lock');
     child.kill('SIGKILL');
@@ -603,46 +592,60 @@ describe('file store', () => {
 describe('across processes', () => {
   const { dir, cleanup } = tempDir();
   after(cleanup);
+  after(killWorkers);
 
-  // Each child reports, per grant, the slot the limiter reserved (`at`, exact,
-  // on the shared clock) and when wait() returned (`t`). The invariant is
-  // checked on the reserved slots with no tolerance but float rounding; the
-  // observed times are checked never to come before their slot (1 µs allowed
-  // for float rounding), and their lateness is reported, not asserted, since
-  // it measures the machine's load rather than the limiter.
-  async function run(greedy: boolean, processes: number, maxCount: number, per: number, seconds: number) {
-    const file = join(dir, `${greedy ? 'greedy' : 'patient'}.json`);
-    const startAt = sharedClock().now() + 2.5;
-    const outputs = await Promise.all(Array.from({ length: processes }, (_, i) =>
-      runChild('test/fixtures/grants.ts', { RL: JSON.stringify({ file, maxCount, per, greedy, id: `p${i}`, startAt, until: startAt + seconds }) })));
-    const grants = parseGrants(outputs).filter((g) => g.at >= startAt && g.at < startAt + seconds);
-    const late = grants.map((g) => (g.t - g.at) * 1000).sort((a, b) => a - b);
-    return { grants, slots: grants.map((g) => g.at), late, startAt };
+  // Each child (test/stress/worker.ts) reports, per grant, the slot the
+  // limiter reserved (exact, on the shared clock, read inside the
+  // transaction) and when wait() returned. The invariant is checked on the
+  // reserved slots with no tolerance but float rounding; the observed times
+  // are checked never to come before their slot (1 µs allowed for float
+  // rounding), and their lateness is reported, not asserted, since it
+  // measures the machine's load rather than the limiter.
+  async function run(limit: { maxCount: number; per: number; greedy: boolean }, processes: number, seconds: number) {
+    const file = join(dir, `${limit.greedy ? 'greedy' : 'patient'}.json`);
+    const workers = Array.from({ length: processes }, (_, i) => startWorker({ ...limit, file, id: `p${i}` }));
+    const { startAt, until } = await launch(workers, seconds);
+    assert.deepEqual(await finish(workers, until), [], 'no worker hung');
+    const inRun = (t: number) => t >= startAt && t < until;
+    const slots = slotsOf(workers).filter(inRun);
+    const grants = workers.flatMap((w) => w.events.filter((e) => e.g !== undefined && inRun(e.g)));
+    const late = grants.map((e) => (e.t! - e.g!) * 1000).sort((x, y) => x - y);
+    return { slots, late, ids: new Set(grants.map((e) => e.id)) };
   }
   const lateness = (late: number[]) =>
     `lateness after the slot: p50 ${late[late.length >> 1].toFixed(2)} ms, p99 ${late[Math.floor(late.length * 0.99)].toFixed(2)} ms, max ${late.at(-1)!.toFixed(2)} ms`;
 
   it('patient: 4 processes share one limit, evenly spaced, at ≥ 95% of the allowed rate', async (t) => {
-    const interval = 0.02; // 50 per second
-    const { grants, slots, late } = await run(false, 4, 50, 1, 2);
-    assert.deepEqual(patientViolations(slots, interval, 1e-9), [], 'no two slots closer than per/maxCount');
+    const limit = { maxCount: 50, per: 1, greedy: false }; // 20 ms apart
+    const { slots, late, ids } = await run(limit, 4, 2);
+    assert.equal(violations(slots, limit), 0, 'no two slots closer than per/maxCount');
     assert.ok(late[0] >= -0.001, `a grant came ${-late[0]} ms before its slot`);
     const rate = (slots.length - 1) / (slots.at(-1)! - slots[0]);
     assert.ok(rate >= 0.95 * 50 && rate <= 50 * (1 + 1e-9), `rate ${rate.toFixed(2)}/s`);
-    assert.equal(new Set(grants.map((g) => g.id)).size, 4, 'every process got grants');
+    assert.equal(ids.size, 4, 'every process got grants');
     t.diagnostic(`${slots.length} grants, ${rate.toFixed(2)}/s of 50/s; ${lateness(late)}`);
   });
 
   it('greedy: 4 processes never exceed maxCount in any window of per, at ≥ 95% of the allowed rate', async (t) => {
-    const { grants, slots, late } = await run(true, 4, 10, 0.5, 2);
-    assert.ok(maxInWindow(slots, 0.5, 1e-9) <= 10, `a window held ${maxInWindow(slots, 0.5, 1e-9)}`);
+    const limit = { maxCount: 10, per: 0.5, greedy: true };
+    const { slots, late, ids } = await run(limit, 4, 2);
+    assert.equal(violations(slots, limit), 0, `a window held ${maxInWindow(slots, 0.5, 1e-9)}`);
     assert.ok(late[0] >= -0.001, `a grant came ${-late[0]} ms before its slot`);
     // 2 s of a 10 per 0.5 s limit allows 40 grants: bursts at 0, 0.5, 1 and 1.5 s.
     assert.ok(slots.length >= 0.95 * 40 && slots.length <= 40, `${slots.length} grants`);
-    assert.equal(new Set(grants.map((g) => g.id)).size, 4, 'every process got grants');
+    assert.equal(ids.size, 4, 'every process got grants');
     t.diagnostic(`${slots.length} grants of 40 allowed; ${lateness(late)}`);
   });
 });
+
+// Writes a lock file with an owner record as the library writes it: process
+// `pid` (started at `start`, /proc's clock ticks) on this host and boot, now.
+function writeLock(path: string, pid: number, start: string): void {
+  writeFileSync(path, JSON.stringify({
+    pid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
+    start, token: `test${pid}`, seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
+  }));
+}
 
 function readLink(path: string): string {
   return execFileSync('readlink', [path], { encoding: 'utf8' }).trim();

@@ -13,9 +13,6 @@ export function tempDir(prefix = 'ratelimit-test-'): { dir: string; cleanup: () 
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** One grant: who, the slot reserved for it (`at`) and when it was seen (`t`), on the shared clock. */
-export interface Grant { id: string; at: number; t: number }
-
 /** Children started by the tests, all killed by killAll (call it in t.after / finally). */
 const running = new Set<ChildProcess>();
 export function killAll(): void {
@@ -28,13 +25,12 @@ process.on('exit', killAll);
  * Runs `node --import tsx <script>` (not the tsx wrapper, so a signal reaches
  * the process under test) and resolves with its stdout when it exits 0.
  */
-export function runChild(script: string, env: Record<string, string>, opts: { timeoutMs?: number; onSpawn?: (c: ChildProcess) => void } = {}): Promise<string> {
+export function runChild(script: string, env: Record<string, string>, opts: { timeoutMs?: number } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', script], {
       cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     running.add(child);
-    opts.onSpawn?.(child);
     let out = '';
     let err = '';
     child.stdout!.on('data', (d) => { out += d; });
@@ -49,14 +45,22 @@ export function runChild(script: string, env: Record<string, string>, opts: { ti
   });
 }
 
-export function parseGrants(outputs: string[]): Grant[] {
-  return outputs.flatMap((o) => o.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Grant)).sort((a, b) => a.at - b.at);
-}
-
-/** Gaps between consecutive grants that are shorter than `interval - tolerance`. */
-export function patientViolations(times: number[], interval: number, tolerance: number): number[] {
-  const bad: number[] = [];
-  for (let i = 1; i < times.length; i++) if (times[i] - times[i - 1] < interval - tolerance) bad.push(times[i] - times[i - 1]);
+/**
+ * How many slots break the limit: in patient mode, gaps under
+ * per/maxCount; in greedy mode, windows [t, t + per) holding more than
+ * maxCount. `slots` are sorted times in seconds; `tolerance` shortens the
+ * spacing or window it checks (the default allows only float rounding).
+ */
+export function violations(slots: number[], limit: { maxCount: number; per: number; greedy: boolean }, tolerance = 1e-9): number {
+  let bad = 0;
+  if (!limit.greedy) {
+    for (let i = 1; i < slots.length; i++) if (slots[i] - slots[i - 1] < limit.per / limit.maxCount - tolerance) bad++;
+  } else {
+    for (let i = 0, j = 0; i < slots.length; i++) {
+      while (j < slots.length && slots[j] < slots[i] + limit.per - tolerance) j++;
+      if (j - i > limit.maxCount) bad++;
+    }
+  }
   return bad;
 }
 

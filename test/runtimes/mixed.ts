@@ -37,6 +37,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sharedClock } from '../../ratelimit.ts';
 import { HERE, ROOT, runtime, type Runtime } from './runtimes.ts';
+import { maxInWindow } from '../helpers.ts';
 
 const CALLS = 12; // per process
 const START_LEAD_MS = 3000; // tsx takes up to a second or so to start under load
@@ -173,15 +174,6 @@ function minGap(times: number[]): number {
   let m = Infinity;
   for (let i = 1; i < times.length; i++) m = Math.min(m, times[i] - times[i - 1]);
   return m;
-}
-
-function maxInWindow(times: number[], per: number, tolerance: number): number {
-  let most = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while (j < times.length && times[j] < times[i] + per - tolerance) j++;
-    most = Math.max(most, j - i);
-  }
-  return most;
 }
 
 interface Interval { who: string; lo: number; hi: number }

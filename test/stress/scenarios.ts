@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, rmdirSync, s
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { RateLimit, sharedClock } from '../../ratelimit.ts';
-import { BAD_OPTIONS, ROOT, tempDir, maxInWindow } from '../helpers.ts';
+import { BAD_OPTIONS, ROOT, tempDir, violations } from '../helpers.ts';
 import type { WorkerConfig } from './worker.ts';
 
 export type Size = 'bounded' | 'full';
@@ -25,8 +25,8 @@ const WORKER = join(ROOT, 'test/stress/worker.ts');
 const clock = sharedClock();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Event { id: string; ready?: boolean; r?: number; rt?: number; lw?: number; g?: number; t?: number; warn?: string; error?: string; done?: boolean; broken?: number; lost?: number }
-interface Worker { id: string; proc: ChildProcess; events: Event[]; exit: Promise<number | string>; ready: Promise<void> }
+export interface Event { id: string; ready?: boolean; r?: number; rt?: number; lw?: number; g?: number; t?: number; warn?: string; error?: string; done?: boolean; broken?: number; lost?: number }
+export interface Worker { id: string; proc: ChildProcess; events: Event[]; exit: Promise<number | string>; ready: Promise<void> }
 
 // Every worker started here, so a failed scenario still kills its processes.
 const live = new Set<ChildProcess>();
@@ -36,7 +36,7 @@ export function killWorkers(): void {
 }
 process.on('exit', killWorkers);
 
-function startWorker(cfg: WorkerConfig, faketime?: { offset: string; monotonic: boolean }): Worker {
+export function startWorker(cfg: WorkerConfig, faketime?: { offset: string; monotonic: boolean }): Worker {
   const args = ['--import', 'tsx', WORKER];
   const env: NodeJS.ProcessEnv = { ...process.env, RL: JSON.stringify(cfg) };
   let proc: ChildProcess;
@@ -76,7 +76,7 @@ function startWorker(cfg: WorkerConfig, faketime?: { offset: string; monotonic: 
  * Waits until every worker has started up, then starts them together a
  * moment later. Without `seconds` they run until sent SIGTERM.
  */
-async function launch(workers: Worker[], seconds?: number): Promise<{ startAt: number; until: number }> {
+export async function launch(workers: Worker[], seconds?: number): Promise<{ startAt: number; until: number }> {
   await Promise.all(workers.map((w) => w.ready));
   const startAt = clock.now() + 0.3;
   const until = seconds === undefined ? startAt + 600 : startAt + seconds;
@@ -95,7 +95,7 @@ async function stopAll(workers: Worker[]): Promise<string[]> {
 
 // Waits for workers to finish, killing any still running `graceMs` after
 // their `until`: a worker that does not stop by itself counts as hung.
-async function finish(workers: Worker[], until: number, graceMs = 5000): Promise<string[]> {
+export async function finish(workers: Worker[], until: number, graceMs = 5000): Promise<string[]> {
   const hung: string[] = [];
   const deadline = sleep(Math.max(0, (until - clock.now()) * 1000) + graceMs).then(() => 'deadline');
   for (const w of workers) {
@@ -109,23 +109,9 @@ async function finish(workers: Worker[], until: number, graceMs = 5000): Promise
   return hung;
 }
 
-const slotsOf = (workers: Worker[]) =>
+export const slotsOf = (workers: Worker[]) =>
   workers.flatMap((w) => w.events.filter((e) => e.r !== undefined).map((e) => e.r!)).sort((a, b) => a - b);
 const eventsOf = (workers: Worker[], key: keyof Event) => workers.flatMap((w) => w.events.filter((e) => e[key] !== undefined));
-
-/** Slots that break the limit: patient gaps under per/maxCount, greedy windows of per over maxCount. */
-export function violations(slots: number[], limit: { maxCount: number; per: number; greedy: boolean }, tolerance = EXACT): number {
-  let bad = 0;
-  if (!limit.greedy) {
-    for (let i = 1; i < slots.length; i++) if (slots[i] - slots[i - 1] < limit.per / limit.maxCount - tolerance) bad++;
-  } else {
-    for (let i = 0, j = 0; i < slots.length; i++) {
-      while (j < slots.length && slots[j] < slots[i] + limit.per - tolerance) j++;
-      if (j - i > limit.maxCount) bad++;
-    }
-  }
-  return bad;
-}
 
 const ms = (s: number) => +(s * 1000).toFixed(2);
 const quantile = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : NaN; };
