@@ -21,7 +21,7 @@
 
 import {
   closeSync, constants, fstatSync, ftruncateSync, linkSync, lstatSync, openSync,
-  readdirSync, readFileSync, readlinkSync, readSync, renameSync, unlinkSync, writeFileSync, writeSync,
+  readdirSync, readFileSync, readlinkSync, readSync, realpathSync, renameSync, unlinkSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -1138,4 +1138,308 @@ function fileError(error: unknown, doing: string, path: string): Error {
     code === 'ENOTDIR' ? `a part of ${JSON.stringify(dir)} is not a directory` :
     (error as Error).message;
   return new Error(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, { cause: error });
+}
+
+// ---------------------------------------------------------------------------
+// 7. Command line. Run as a program, this file waits for a slot and then
+//    runs a command:
+//      node ratelimit.ts --file /var/tmp/api.json --max-count 10 --per 60 -- curl …
+//    Imported, it does nothing: the check below reads import.meta and
+//    argv[1] only, and everything else happens in cliMain(). This section
+//    uses nothing but the public API above; `--help` lists what it does.
+// ---------------------------------------------------------------------------
+
+const CLI_HELP = `Usage:
+  ratelimit.ts --file F [settings] [options] [-- command [args...]]
+  ratelimit.ts pause --file F [settings] SECONDS
+  ratelimit.ts status --file F [settings]
+
+Waits for a slot under the limit kept in the state file F, which every process
+naming F shares, then runs the command and exits with its exit status. Without
+a command it waits and exits 0. 'pause' holds back every caller of F for
+SECONDS (a number, or a Retry-After HTTP date); 'status' prints F's state as JSON.
+
+Settings (may be left out once F exists: they are read back from it):
+  --max-count N        N calls per --per seconds
+  --per S              the window: seconds, or with a unit (500ms, 30s, 5m, 1h, 1d)
+  --limit N/S[:UNIT]   one of several limits, e.g. --limit 500/1m --limit 30000/1m:tokens
+  --greedy             let calls go in bursts up to the limit, not evenly spaced
+  --max-concurrent N   at most N commands running at once across processes
+Options:
+  --max-wait S         exit 75 at once if the slot is further away than S
+  --cost UNIT=N        this call counts N of UNIT (default calls=1); repeatable
+  --verbose            say on stderr how long it waited
+  --quiet              print nothing on stderr but bad-argument errors
+  -h, --help           show this
+
+Exit status: the command's own (128+n if signal n killed it); 75 if --max-wait
+cannot be met; 64 for bad arguments or settings that disagree with F;
+126 or 127 if the command cannot be run or is not found; 70 for other errors.
+SIGINT, SIGTERM and SIGHUP are passed on to the command; one that arrives
+while waiting gives the slot back and ends this program.`;
+
+/** A bad command line: exit 64 with a one-line reason. */
+class CliUsageError extends Error {}
+
+interface CliArgs {
+  sub: 'run' | 'pause' | 'status';
+  file: string;
+  /** The settings, or undefined to read them back from the state. */
+  settings?: Record<string, unknown>;
+  maxWait?: number;
+  cost?: Record<string, number>;
+  quiet: boolean;
+  verbose: boolean;
+  pauseFor?: number;
+  command: string[];
+}
+
+const CLI_DURATION = /^(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?$/;
+const CLI_UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+function cliSeconds(name: string, text: string): number {
+  const m = CLI_DURATION.exec(text);
+  if (!m) throw new CliUsageError(`${name} takes seconds, such as 60, 1.5, 500ms, 5m or 1h; got ${JSON.stringify(text)}`);
+  return Number(m[1]) * (CLI_UNIT_SECONDS[m[2] ?? 's'] ?? 1);
+}
+
+function cliCount(name: string, text: string): number {
+  if (!/^\d+$/.test(text)) throw new CliUsageError(`${name} takes a whole number, got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+function cliParse(argv: string[]): CliArgs {
+  let i = 0;
+  let sub: CliArgs['sub'] = 'run';
+  if (argv[0] === 'pause' || argv[0] === 'status') { sub = argv[0]; i = 1; }
+  let file: string | undefined;
+  let maxCount: number | undefined;
+  let per: number | undefined;
+  let greedy = false;
+  let maxConcurrent: number | undefined;
+  const limits: { maxCount: number; per: number; unit?: string }[] = [];
+  const args: CliArgs = { sub, file: '', quiet: false, verbose: false, command: [] };
+  const positional: string[] = [];
+  for (; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--') { args.command = argv.slice(i + 1); break; }
+    if (!arg.startsWith('-') || /^-[\d.]/.test(arg)) { positional.push(arg); continue; }
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const value = (): string => {
+      if (eq > 0) return arg.slice(eq + 1);
+      const next = argv[++i];
+      if (next === undefined) throw new CliUsageError(`${name} needs a value`);
+      return next;
+    };
+    const flag = (): true => {
+      if (eq > 0) throw new CliUsageError(`${name} takes no value`);
+      return true;
+    };
+    switch (name) {
+      case '--file': file = value(); break;
+      case '--max-count': maxCount = cliCount(name, value()); break;
+      case '--per': per = cliSeconds(name, value()); break;
+      case '--greedy': greedy = flag(); break;
+      case '--max-concurrent': maxConcurrent = cliCount(name, value()); break;
+      case '--max-wait': args.maxWait = cliSeconds(name, value()); break;
+      case '--limit': {
+        const text = value();
+        const m = /^(\d+)\/([^:]+)(?::([A-Za-z_][\w.-]*))?$/.exec(text);
+        if (!m) throw new CliUsageError(`--limit takes COUNT/SECONDS or COUNT/SECONDS:UNIT, such as 500/60 or 30000/1m:tokens; got ${JSON.stringify(text)}`);
+        const limit: { maxCount: number; per: number; unit?: string } = { maxCount: Number(m[1]), per: cliSeconds('--limit', m[2] ?? '') };
+        if (m[3] !== undefined) limit.unit = m[3];
+        limits.push(limit);
+        break;
+      }
+      case '--cost': {
+        const text = value();
+        const m = /^([A-Za-z_][\w.-]*)=(\d+)$/.exec(text);
+        if (!m) throw new CliUsageError(`--cost takes UNIT=N, such as tokens=1200; got ${JSON.stringify(text)}`);
+        const cost = (args.cost ??= {});
+        if (m[1]! in cost) throw new CliUsageError(`--cost ${m[1]} is given twice`);
+        cost[m[1]!] = Number(m[2]);
+        break;
+      }
+      case '--quiet': case '-q': args.quiet = flag(); break;
+      case '--verbose': case '-v': args.verbose = flag(); break;
+      default: throw new CliUsageError(`unknown option ${name}`);
+    }
+  }
+  if (file === undefined) throw new CliUsageError('--file is required: the state file that every caller of this limit names');
+  args.file = file;
+  if (args.quiet && args.verbose) throw new CliUsageError('give --quiet or --verbose, not both');
+  if (sub === 'pause') {
+    if (positional.length !== 1) throw new CliUsageError('pause takes one argument: the seconds to pause (or a Retry-After date)');
+    args.pauseFor = cliPauseSeconds(positional[0]!);
+  } else if (positional.length) {
+    throw new CliUsageError(`unexpected argument ${JSON.stringify(positional[0])}${sub === 'run' ? ' (the command to run goes after --)' : ''}`);
+  }
+  if (sub !== 'run' && args.command.length) throw new CliUsageError(`${sub} runs no command`);
+  if (sub !== 'run' && (args.maxWait !== undefined || args.cost)) throw new CliUsageError(`--max-wait and --cost are for waiting, not for ${sub}`);
+  // Settings: all of them, or none (then they are read back from the state).
+  if (limits.length && (maxCount !== undefined || per !== undefined)) {
+    throw new CliUsageError('give either --max-count with --per, or --limit, not both');
+  }
+  if (!limits.length && (maxCount === undefined) !== (per === undefined)) {
+    throw new CliUsageError(maxCount === undefined ? '--per needs --max-count' : '--max-count needs --per');
+  }
+  if (limits.length || maxCount !== undefined) {
+    const settings: Record<string, unknown> = limits.length ? { limits: limits.map((l) => (greedy ? { ...l, greedy } : l)) } : { maxCount, per, greedy };
+    if (maxConcurrent !== undefined) settings.maxConcurrent = maxConcurrent;
+    args.settings = settings;
+  } else if (greedy || maxConcurrent !== undefined) {
+    throw new CliUsageError(`${greedy ? '--greedy' : '--max-concurrent'} needs the limit too: --max-count and --per, or --limit`);
+  }
+  return args;
+}
+
+// Retry-After is delta-seconds or an HTTP date (RFC 9110, 10.2.3).
+function cliPauseSeconds(text: string): number {
+  if (CLI_DURATION.test(text)) return cliSeconds('pause', text);
+  const at = /[A-Za-z]/.test(text) ? Date.parse(text) : NaN;
+  if (Number.isNaN(at)) throw new CliUsageError(`pause takes seconds (such as 30 or 5m) or an HTTP date; got ${JSON.stringify(text)}`);
+  return Math.max(0, (at - Date.now()) / 1000);
+}
+
+// The parts of the API that issue 12 adds. Until this copy of the library has
+// them, the command falls back to wait() and says what it cannot do.
+interface CliPermit { release(): void }
+interface CliLimiter {
+  wait(options?: WaitOptions): Promise<number>;
+  acquire?(options: { signal?: AbortSignal; maxWait?: number; cost?: Record<string, number> }): Promise<CliPermit>;
+  pause?(seconds: number): Promise<void>;
+  status?(): Promise<unknown>;
+}
+type CliRateLimitClass = typeof RateLimit & { fromState?(file: string): RateLimit };
+
+function cliLimiter(args: CliArgs): CliLimiter {
+  if (args.settings) return new RateLimit({ ...args.settings, file: args.file } as unknown as RateLimitOptions) as unknown as CliLimiter;
+  const fromState = (RateLimit as CliRateLimitClass).fromState;
+  if (typeof fromState !== 'function') {
+    throw new CliUsageError('give the settings (--max-count and --per, or --limit): this copy of ratelimit.ts cannot read them back from the state');
+  }
+  return fromState.call(RateLimit, args.file) as unknown as CliLimiter;
+}
+
+const CLI_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+async function cliMain(argv: string[]): Promise<void> {
+  const name = basename(process.argv[1] ?? 'ratelimit.ts');
+  let quiet = argv.includes('--quiet') || argv.includes('-q');
+  const say = (text: string) => { if (!quiet) process.stderr.write(`ratelimit: ${text}\n`); };
+  // From the first moment, a signal must not kill this process outright: it
+  // could be holding the state's lock, or a slot it should give back.
+  const abort = new AbortController();
+  let got: NodeJS.Signals | undefined;
+  let child: { kill(signal: NodeJS.Signals): boolean } | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    got ??= signal;
+    if (child) child.kill(signal);
+    else abort.abort(signal);
+  };
+  for (const s of CLI_SIGNALS) process.on(s, onSignal);
+  const finish = (code: number, signal?: NodeJS.Signals): void => {
+    for (const s of CLI_SIGNALS) process.off(s, onSignal);
+    // A program interrupted by SIGINT ends by SIGINT, so that a shell loop
+    // around it stops too (the shell shows 130 either way). It is raised in
+    // the last 'exit' listener, after the library's own have cleaned up.
+    if (signal === 'SIGINT') {
+      process.once('exit', () => { try { process.kill(process.pid, 'SIGINT'); } catch { /* then exit 130 */ } });
+    }
+    process.exitCode = code;
+    process.stdout.write('', () => process.exit(code));
+  };
+  const signalCode = async (signal: NodeJS.Signals) => 128 + ((await import('node:os')).constants.signals[signal] ?? 0);
+
+  let args: CliArgs;
+  try {
+    const head = argv.indexOf('--') < 0 ? argv : argv.slice(0, argv.indexOf('--'));
+    if (head.includes('--help') || head.includes('-h')) { process.stdout.write(`${CLI_HELP.replaceAll('ratelimit.ts', name)}\n`); return finish(0); }
+    args = cliParse(argv);
+    quiet = args.quiet;
+    if (quiet) process.removeAllListeners('warning');
+  } catch (error) {
+    if (!(error instanceof CliUsageError)) throw error;
+    process.stderr.write(`ratelimit: ${error.message} (see ${name} --help)\n`);
+    return finish(64);
+  }
+
+  let permit: CliPermit | undefined;
+  try {
+    const limit = cliLimiter(args);
+    if (args.sub === 'pause' || args.sub === 'status') {
+      const method = limit[args.sub];
+      if (typeof method !== 'function') { say(`this copy of ratelimit.ts has no ${args.sub}()`); return finish(70); }
+      const result = await method.call(limit, args.pauseFor ?? 0);
+      if (args.sub === 'status') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      return finish(0);
+    }
+    const started = performance.now();
+    if (typeof limit.acquire === 'function') {
+      const options: { signal: AbortSignal; maxWait?: number; cost?: Record<string, number> } = { signal: abort.signal };
+      if (args.maxWait !== undefined) options.maxWait = args.maxWait;
+      if (args.cost) options.cost = args.cost;
+      permit = await limit.acquire(options);
+    } else {
+      const { calls, ...others } = args.cost ?? {};
+      if (Object.keys(others).length) throw new CliUsageError(`this copy of ratelimit.ts counts calls only; --cost ${Object.keys(others)[0]} needs the limits of issue 12`);
+      const options: WaitOptions = { signal: abort.signal };
+      if (args.maxWait !== undefined) options.maxWait = args.maxWait;
+      if (calls !== undefined) options.weight = calls;
+      await limit.wait(options);
+    }
+    if (args.verbose) say(`waited ${((performance.now() - started) / 1000).toFixed(3)} s for a slot of ${resolve(args.file)}`);
+  } catch (error) {
+    permit?.release();
+    if (got) return finish(await signalCode(got), got);
+    const e = error as Error & { code?: unknown };
+    if (e instanceof RateLimitTimeoutError) { say(e.message.replace(/^ratelimit: /, '')); return finish(75); }
+    const usage = e instanceof CliUsageError || e instanceof TypeError || e instanceof RangeError ||
+      e.code === 'ERR_RATELIMIT_MISMATCH' || e.code === 'ERR_RATELIMIT_NO_STATE';
+    process.stderr.write(`ratelimit: ${String(e.message).replace(/^ratelimit: /, '')}${usage ? ` (see ${name} --help)` : ''}\n`);
+    return finish(usage ? 64 : 70);
+  }
+  if (got) { permit?.release(); return finish(await signalCode(got), got); }
+  if (!args.command.length) { permit?.release(); return finish(0); }
+
+  const { spawn } = await import('node:child_process');
+  const [command, ...rest] = args.command as [string, ...string[]];
+  const ran = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException }>((done) => {
+    const c = spawn(command, rest, { stdio: 'inherit' });
+    child = c;
+    c.once('error', (error) => done({ code: null, signal: null, error }));
+    c.once('exit', (code, signal) => done({ code, signal }));
+  });
+  permit?.release();
+  if (ran.error) {
+    const missing = ran.error.code === 'ENOENT';
+    say(`cannot run ${JSON.stringify(command)}: ${missing ? 'no such command' : ran.error.message}`);
+    return finish(missing ? 127 : 126);
+  }
+  if (ran.signal) return finish(await signalCode(ran.signal), ran.signal);
+  return finish(ran.code ?? 70);
+}
+
+// True when this file is the program being run, not a module imported by
+// one. Deno, Bun and Node 22.18+/24 say so in import.meta.main; elsewhere
+// (Node 20 with tsx) argv[1] is the script's path, compared through realpath
+// so that a symbolic link to this file counts as this file.
+function cliIsMain(): boolean {
+  const meta = import.meta as ImportMeta & { main?: unknown };
+  if (typeof meta.main === 'boolean') return meta.main;
+  const script = process.argv[1];
+  if (!script || typeof meta.url !== 'string' || !meta.url.startsWith('file:')) return false;
+  try {
+    return realpathSync(script) === realpathSync(new URL(meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (cliIsMain()) {
+  cliMain(process.argv.slice(2)).catch((error: unknown) => {
+    process.stderr.write(`ratelimit: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exit(70);
+  });
 }
