@@ -389,11 +389,11 @@ describe('file store', () => {
     const file = path();
     const limit = new RateLimit({ maxCount: 3, per: 2, file });
     assert.equal(limit.tryAcquire(), true);
-    const state = JSON.parse(readFileSync(file, 'utf8'));
-    assert.equal(state.maxCount, 3);
-    assert.equal(state.per, 2);
-    assert.equal(state.greedy, false);
-    assert.equal(state.clock, sharedClock().tag);
+    const stored = JSON.parse(readFileSync(file, 'utf8'));
+    assert.equal(stored.state.maxCount, 3);
+    assert.equal(stored.state.per, 2);
+    assert.equal(stored.state.greedy, false);
+    assert.equal(stored.clock, sharedClock().tag);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal(existsSync(lockOf(file)), false, 'the lock is released');
   });
@@ -415,7 +415,7 @@ describe('file store', () => {
     const greedyFile = path();
     const greedy = new RateLimit({ maxCount: 5, per: 60, greedy: true, file: greedyFile });
     for (let i = 0; i < 20; i++) greedy.tryAcquire();
-    assert.equal(JSON.parse(readFileSync(greedyFile, 'utf8')).grants.length, 5);
+    assert.equal(JSON.parse(readFileSync(greedyFile, 'utf8')).state.grants.length, 5);
   });
 
   it('refuses a state made for other settings, naming the file, both settings and the reset', () => {
@@ -438,7 +438,7 @@ describe('file store', () => {
     const limit = new RateLimit({ maxCount: 2, per: 1, file });
     const warnings = await warningsDuring(() => assert.equal(limit.tryAcquire(), true));
     assert.ok(warnings.some((w) => /could not be parsed/.test(w)), warnings.join());
-    assert.equal(JSON.parse(readFileSync(file, 'utf8')).maxCount, 2);
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).state.maxCount, 2);
   });
 
   it('recreates a deleted state file from what this process last knew, with a warning', async () => {
@@ -583,7 +583,7 @@ describe('file store', () => {
     const file = path();
     const now = sharedClock().now();
     // Written "5 s ago" on another boot's clock, with the next slot 1000 s after that write.
-    writeFileSync(file, JSON.stringify({ maxCount: 1, per: 10, greedy: false, next: 50_000 + 1000, clock: 'boot:another-boot', written: 50_000, wall: Date.now() / 1000 - 5 }));
+    writeFileSync(file, JSON.stringify({ clock: 'boot:another-boot', written: 50_000, wall: Date.now() / 1000 - 5, state: { maxCount: 1, per: 10, greedy: false, next: 50_000 + 1000 } }));
     const limit = new RateLimit({ maxCount: 1, per: 10, file });
     assert.throws(() => limit.waitSync({ maxWait: 9.9 }), (e: RateLimitTimeoutError) => e.wouldWait > 9.9 && e.wouldWait <= 10 + (sharedClock().now() - now));
   });

@@ -104,7 +104,19 @@ export interface Reservation {
  * to store (or none, to leave it as it is) and a result for the caller.
  * It is pure: a store that retries on conflict may run it more than once.
  */
-export type Transaction<T> = (state: LimitState | undefined, now: number) => { state?: LimitState; result: T };
+export type Transaction<T> = (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState; result: T };
+
+/**
+ * What a store tells a transaction about the caller, besides the time. The
+ * core records `holder` with each concurrency slot a process holds, and asks
+ * `isDead` about other holders' slots; both are opaque to the core.
+ */
+export interface TxContext {
+  /** Names this process (or client) for as long as it runs. */
+  readonly holder: string;
+  /** True only when the holder named is proven gone. What cannot be judged is alive. */
+  isDead(holder: string): boolean;
+}
 
 /**
  * Where a limit keeps its state. This is the seam between the scheduling
@@ -120,6 +132,8 @@ export interface RateLimitStore {
   readonly name: string;
   update<T>(tx: Transaction<T>, options?: UpdateOptions): T | Promise<T>;
   updateSync?<T>(tx: Transaction<T>, options?: Pick<UpdateOptions, 'lockTimeout'>): T;
+  /** Releases what the store holds (descriptors, files, connections). Later calls may reopen them. */
+  close?(): void | Promise<void>;
 }
 
 /** How long a store may wait before it runs a transaction. Stores that never wait may ignore these. */
@@ -140,17 +154,52 @@ export interface UpdateOptions {
  */
 export const DEFAULT_STALE_AFTER = 10;
 
+/**
+ * The base of every error this file throws on purpose. `code` is stable, so
+ * a program can branch on it rather than on the message:
+ * - `ERR_RATELIMIT_TIMEOUT`: {@link RateLimitTimeoutError};
+ * - `ERR_RATELIMIT_MISMATCH`: {@link RateLimitMismatchError};
+ * - `ERR_RATELIMIT_STORE`: {@link RateLimitStoreError}.
+ * Bad options are plain `TypeError`s and `RangeError`s that name the option.
+ */
+export class RateLimitError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, cause?: unknown) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    // Set by hand: Error's `cause` option needs ES2022, and users compile for ES2020 too.
+    if (cause !== undefined) Object.defineProperty(this, 'cause', { value: cause, writable: true, configurable: true });
+  }
+}
+
 /** Rejects a wait whose slot is further away than `maxWait`. No slot was taken. */
-export class RateLimitTimeoutError extends Error {
+export class RateLimitTimeoutError extends RateLimitError {
   /** Seconds the call would have had to wait (when the lock stayed busy: how long it waited for it). */
   readonly wouldWait: number;
   /** The `maxWait` it was given, in seconds. */
   readonly maxWait: number;
   constructor(wouldWait: number, maxWait: number, message?: string) {
-    super(message ?? `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`);
-    this.name = 'RateLimitTimeoutError';
+    super('ERR_RATELIMIT_TIMEOUT', message ?? `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`);
     this.wouldWait = wouldWait;
     this.maxWait = maxWait;
+  }
+}
+
+/** A state made for other settings than this limiter's. Nothing was taken or changed. */
+export class RateLimitMismatchError extends RateLimitError {
+  constructor(message: string) {
+    super('ERR_RATELIMIT_MISMATCH', message);
+  }
+}
+
+/** The store could not be used: a file that cannot be created, read or written. `cause` is the system error. */
+export class RateLimitStoreError extends RateLimitError {
+  /** The file (or other resource) concerned. */
+  readonly path: string;
+  constructor(message: string, path: string, cause?: unknown) {
+    super('ERR_RATELIMIT_STORE', message, cause);
+    this.path = path;
   }
 }
 
@@ -246,6 +295,15 @@ export class RateLimit {
     }
   }
 
+  /**
+   * Releases what the limiter holds: for a file, its descriptors and owner
+   * file. The limit itself (the shared state) is kept. Calling a method after
+   * close() reopens what it needs.
+   */
+  close(): void | Promise<void> {
+    return this.store.close?.();
+  }
+
   // A transaction that reserves a slot, or, if it is more than maxWait away,
   // takes nothing and returns how long the wait would be.
   private reserveTx(weight: number, maxWait: number): Transaction<number | Reservation> {
@@ -266,7 +324,7 @@ export class RateLimit {
       // Best effort, and quick: an aborted call should not wait long for a busy lock.
       await this.store.update((state) => ({ state: state && giveBack(this.limit, state, r), result: undefined }), { lockTimeout: 0.1 });
     } catch (error) {
-      process.emitWarning(`ratelimit: could not give back an aborted slot: ${(error as Error).message}`);
+      warn('RATELIMIT_GIVE_BACK_FAILED', `ratelimit: could not give back an aborted slot: ${(error as Error).message}`);
     }
   }
 
@@ -366,12 +424,40 @@ export function giveBack(limit: Limit, state: LimitState, r: Reservation): Limit
 function checkState(limit: Limit, state: LimitState | undefined, storeName: string): LimitState | undefined {
   if (!state) return undefined;
   if (state.maxCount === limit.maxCount && state.per === limit.per && state.greedy === limit.greedy) return state;
-  throw new Error(`ratelimit: ${storeName} was made for ${describe(state)}, but this limiter has ${describe(limit)}. ` +
+  throw new RateLimitMismatchError(`ratelimit: ${storeName} was made for ${describe(state)}, but this limiter has ${describe(limit)}. ` +
     `Use the same settings everywhere, or delete that state to reset it.`);
 }
 
 function describe(l: Limit): string {
   return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}`;
+}
+
+/**
+ * For stores: checks a value read back from storage. Returns the state, or
+ * undefined when the value is not a state (torn, foreign or damaged), in
+ * which case the store should treat the state as lost.
+ */
+export function parseState(value: unknown): LimitState | undefined {
+  const v = value as Partial<LimitState> | null;
+  if (typeof v !== 'object' || v === null) return undefined;
+  if (!Number.isSafeInteger(v.maxCount) || typeof v.per !== 'number' || typeof v.greedy !== 'boolean') return undefined;
+  if (v.next !== undefined && !Number.isFinite(v.next)) return undefined;
+  if (v.grants !== undefined && !(Array.isArray(v.grants) && v.grants.every(Number.isFinite))) return undefined;
+  return v as LimitState;
+}
+
+/**
+ * For stores whose clock changed under a state (a reboot, another clock):
+ * moves every time in the state by `by` seconds, and puts none later than
+ * one window after `now`, so no caller waits much longer than the limit asks.
+ */
+export function shiftState(state: LimitState, by: number, now: number): LimitState {
+  const cap = now + state.per;
+  const move = (t: number) => Math.min(t + by, cap);
+  const out: LimitState = { ...state };
+  if (state.next !== undefined) out.next = move(state.next);
+  if (state.grants !== undefined) out.grants = state.grants.map(move);
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -397,11 +483,14 @@ export class MemoryStore implements RateLimitStore {
   }
 
   updateSync<T>(tx: Transaction<T>): T {
-    const { state, result } = tx(this.state, this.now());
+    const { state, result } = tx(this.state, this.now(), MEMORY_CONTEXT);
     if (state) this.state = state;
     return result;
   }
 }
+
+// In one process, every holder is this process, alive while anything can ask.
+const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false };
 
 // Lock timing. A holder keeps the lock for one read-modify-write (tens of µs),
 // so a waiter first retries quickly, sleeping the thread for a few µs to ms
@@ -531,6 +620,30 @@ export class FileStore implements RateLimitStore {
     return RETRY;
   }
 
+  /** Closes the state file and removes this process's owner file. A later call reopens them. */
+  close(): void {
+    if (this.state) closeQuietly(this.state.fd);
+    this.state = undefined;
+    this.dropOwner();
+  }
+
+  // Who we are to the core (for concurrency slots), and the proof of death
+  // for other holders: the same rule as for a lock's holder.
+  private context(): TxContext {
+    if (this.ctx) return this.ctx;
+    const me = identity();
+    const holder = JSON.stringify({ pid: process.pid, host: me.host, ns: me.ns, boot: me.boot, start: me.start });
+    const isDead = (h: string): boolean => {
+      let r: { pid?: unknown; host?: unknown; ns?: unknown; boot?: unknown; start?: unknown };
+      try { r = JSON.parse(h); } catch { return false; }
+      if (typeof r.pid !== 'number' || typeof r.start !== 'string' || !me.boot) return false;
+      if (r.host !== me.host || r.ns !== me.ns || r.boot !== me.boot) return false;
+      return !processAlive(r.pid, r.start);
+    };
+    return (this.ctx = { holder, isDead });
+  }
+  private ctx?: TxContext;
+
   // --- the lock -------------------------------------------------------------
 
   // One attempt to take the lock: 0 when taken, else milliseconds to back off.
@@ -629,7 +742,7 @@ export class FileStore implements RateLimitStore {
       const dead = parseOwner(seen.text);
       if (dead && why === 'dead') unlinkQuietly(`${this.path}.owner-${dead.token}`);
       if (why !== 'dead') {
-        process.emitWarning(`ratelimit: broke the lock ${this.lockPath}: ${why}`);
+        warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why}`);
       }
       return true;
     } finally {
@@ -760,9 +873,10 @@ export class FileStore implements RateLimitStore {
       const got = size ? readSync(fd, readBuffer, 0, size, 0) : 0;
       const now = clock.now();
       const current = this.decode(readBuffer.toString('utf8', 0, got), now);
-      const { state, result } = tx(current, now);
+      const { state, result } = tx(current, now, this.context());
       if (state) {
-        const text = JSON.stringify({ ...state, clock: clock.tag, written: now, wall: Date.now() / 1000 });
+        const stored: StoredState = { clock: clock.tag, written: now, wall: Date.now() / 1000, state };
+        const text = JSON.stringify(stored);
         const padded = size > text.length && size - text.length <= SHRINK_SLACK ? text.padEnd(size) : text;
         writeAt0(fd, padded);
         if (size > padded.length) ftruncateSync(fd, padded.length);
@@ -798,12 +912,12 @@ export class FileStore implements RateLimitStore {
         if (code === 'ELOOP' && tries === 0) {
           // A symbolic link where the state should be. Remove the link itself
           // (its target is left alone) and start a real file in its place.
-          process.emitWarning(`ratelimit: ${this.name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
+          warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${this.name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
           unlinkQuietly(this.path);
           continue;
         }
         if (code === 'EISDIR' || code === 'ENOTREG') {
-          throw new Error(`ratelimit: ${this.name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`);
+          throw new RateLimitStoreError(`ratelimit: ${this.name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, this.path, error);
         }
         throw fileError(error, 'open the state file', this.path);
       }
@@ -814,19 +928,23 @@ export class FileStore implements RateLimitStore {
   // the last one this process knew, with a warning where something was lost.
   private decode(text: string, now: number): LimitState | undefined {
     if (text.trim() === '') {
-      if (this.seenFile) process.emitWarning(`ratelimit: ${this.name} was deleted or emptied; continuing from this process's last known state`);
+      if (this.seenFile) warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} was deleted or emptied; continuing from this process's last known state`);
       return this.last;
     }
-    let raw: StoredState;
+    let raw: StoredState | undefined;
+    let state: LimitState | undefined;
     try {
       raw = JSON.parse(text);
-      if (!isStoredState(raw)) throw new Error('unexpected shape');
+      state = isEnvelope(raw) ? parseState(raw.state) : undefined;
     } catch {
-      process.emitWarning(`ratelimit: ${this.name} could not be parsed; starting it afresh from this process's last known state`);
+      state = undefined;
+    }
+    if (!raw || !state) {
+      warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} could not be parsed; starting it afresh from this process's last known state`);
       return this.last;
     }
     this.seenFile = true;
-    const { clock, written, wall, ...state } = raw;
+    const { clock, written, wall } = raw;
     const tag = sharedClock().tag;
     // Times written on another clock (before a reboot, or by a process with
     // no shared clock) are carried over by the wall clock, and none is put
@@ -836,7 +954,7 @@ export class FileStore implements RateLimitStore {
     let shift = 0;
     if (clock !== tag) shift = now - written - Math.max(0, Date.now() / 1000 - wall);
     else if (tag === 'wall' && written > now) shift = now - written;
-    return shift === 0 ? state : shiftState(state, shift, now + state.per);
+    return shift === 0 ? state : shiftState(state, shift, now);
   }
 }
 
@@ -846,18 +964,12 @@ function lockWait(timeoutSeconds = Infinity): LockWait {
   return { started, inspected: started, attempt: 0, pause: 0, timeout: timeoutSeconds * 1000 };
 }
 
-interface StoredState extends LimitState { clock: string; written: number; wall: number }
+// The state file: the core's state, wrapped with the clock it was written on.
+interface StoredState { clock: string; written: number; wall: number; state: unknown }
 
-function isStoredState(v: any): v is StoredState {
-  return typeof v === 'object' && v !== null && Number.isSafeInteger(v.maxCount) && typeof v.per === 'number' &&
-    typeof v.greedy === 'boolean' && typeof v.clock === 'string' && Number.isFinite(v.written) &&
-    Number.isFinite(v.wall) && (v.next === undefined || Number.isFinite(v.next)) &&
-    (v.grants === undefined || (Array.isArray(v.grants) && v.grants.every(Number.isFinite)));
-}
-
-function shiftState(state: LimitState, by: number, cap: number): LimitState {
-  const move = (t: number) => Math.min(t + by, cap);
-  return { ...state, next: state.next === undefined ? undefined : move(state.next), grants: state.grants?.map(move) };
+function isEnvelope(v: unknown): v is StoredState {
+  const e = v as Partial<StoredState> | null;
+  return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) && Number.isFinite(e.wall);
 }
 
 interface OwnerRecord { pid: number; host: string; ns: string; boot: string; start: string; token: string; seq: number; clock: string; time: number }
@@ -1084,6 +1196,14 @@ function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as PromiseLike<T> | undefined)?.then === 'function';
 }
 
+/**
+ * Every warning goes through here: type `RateLimitWarning` and a stable code,
+ * so `process.on('warning')` can filter them (see the README's Errors table).
+ */
+function warn(code: string, message: string): void {
+  process.emitWarning(message, { type: 'RateLimitWarning', code });
+}
+
 function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
   if (typeof value !== 'number') throw new TypeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
   if (!ok) throw new RangeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
@@ -1128,7 +1248,7 @@ function closeQuietly(fd: number): void {
 }
 
 // Turns an fs error into one that says what we were doing and what to do.
-function fileError(error: unknown, doing: string, path: string): Error {
+function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
   const code = (error as NodeJS.ErrnoException).code;
   const dir = dirname(path);
   const why =
@@ -1137,7 +1257,7 @@ function fileError(error: unknown, doing: string, path: string): Error {
     code === 'EROFS' ? `${JSON.stringify(dir)} is on a read-only file system` :
     code === 'ENOTDIR' ? `a part of ${JSON.stringify(dir)} is not a directory` :
     (error as Error).message;
-  return new Error(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, { cause: error });
+  return new RateLimitStoreError(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, path, error);
 }
 
 // ---------------------------------------------------------------------------

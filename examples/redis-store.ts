@@ -52,7 +52,8 @@
 
 import { createClient } from 'redis';
 import { pathToFileURL } from 'node:url';
-import { RateLimit, type LimitState, type RateLimitStore, type Transaction } from '../ratelimit.ts';
+import { RateLimit, type LimitState, type RateLimitStore, type Transaction, type TxContext } from '../ratelimit.ts';
+import { randomUUID } from 'node:crypto';
 
 export interface RedisStoreOptions {
   /** The key that holds the state. Every client sharing the limit names the same key. */
@@ -118,6 +119,8 @@ export class RedisStore implements RateLimitStore {
   conflicts = 0;
   private readonly fullUrl: string;
   private readonly timeoutMs: number;
+  // Slots are held under leases: a pid means nothing on another machine, so no holder is ever proven dead.
+  private readonly context: TxContext = { holder: randomUUID(), isDead: () => false };
   private readonly maxAttempts: number;
   private client?: Client;
   private connecting?: Promise<Client>;
@@ -185,7 +188,7 @@ export class RedisStore implements RateLimitStore {
       let changed = false;
       const outcomes: Outcome[] = txs.map((tx) => {
         try {
-          const out = tx(state, now);
+          const out = tx(state, now, this.context);
           if (out.state) { state = out.state; changed = true; }
           return { result: out.result };
         } catch (error) {

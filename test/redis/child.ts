@@ -29,8 +29,8 @@ for await (const line of createInterface({ input: process.stdin })) {
   const noting: RateLimitStore = {
     name: store.name,
     update<T>(tx: Transaction<T>): Promise<T> {
-      return store.update((state, now) => {
-        const out = tx(state, now);
+      return store.update((state, now, ctx) => {
+        const out = tx(state, now, ctx);
         const r = out.result as { at?: unknown };
         lastAt = out.state && typeof r === 'object' && r !== null && typeof r.at === 'number' ? r.at : undefined;
         return out;

@@ -28,10 +28,10 @@ let reserved = NaN;
 let called = 0;
 let ran = 0;
 let ranAt = 0;
-const peek = <T>(tx: Transaction<T>): Transaction<T> => (state, now) => {
+const peek = <T>(tx: Transaction<T>): Transaction<T> => (state, now, ctx) => {
   ran = performance.now();
   ranAt = now;
-  const out = tx(state, now);
+  const out = tx(state, now, ctx);
   const r = out.result as { at?: number };
   reserved = out.state && typeof r?.at === 'number' ? r.at : NaN;
   return out;
