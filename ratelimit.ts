@@ -1527,9 +1527,11 @@ async function cliMain(argv: string[]): Promise<void> {
   const [command, ...rest] = args.command as [string, ...string[]];
   const ran = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException }>((done) => {
     const c = spawn(command, rest, { stdio: 'inherit' });
-    child = c;
+    // process.kill, not c.kill: Deno (2.9) reports a child that c.kill()
+    // signalled as killed by that signal, even when it caught it and exited.
+    child = { kill: (signal) => { try { return c.pid !== undefined && process.kill(c.pid, signal); } catch { return false; } } };
     c.once('error', (error) => done({ code: null, signal: null, error }));
-    c.once('exit', (code, signal) => done({ code, signal }));
+    c.once('exit', (code, signal) => { child = undefined; done({ code, signal }); });
   });
   permit?.release();
   if (ran.error) {

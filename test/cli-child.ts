@@ -1,8 +1,8 @@
 // A program for test/cli.test.ts, run under the runtime being tested.
 //   cli-child.ts import ARGS...          imports ratelimit.ts with odd argv and
 //                                        checks that the import did nothing
-//   cli-child.ts wait FILE OUT N         a library user: N waits on FILE (4 per
-//                                        second), appending /proc/uptime to OUT
+//   cli-child.ts wait FILE OUT N         a library user: N waits on FILE (5 per
+//                                        2 s), appending /proc/uptime to OUT
 //                                        after each
 import { appendFileSync, readFileSync } from 'node:fs';
 
@@ -17,7 +17,7 @@ if (mode === 'import') {
   if (added.length) throw new Error(`importing ratelimit.ts added listeners for ${added.join(', ')}`);
   if (process.exitCode !== undefined && process.exitCode !== 0) throw new Error(`importing ratelimit.ts set process.exitCode to ${process.exitCode}`);
 } else if (mode === 'wait') {
-  const limit = new RateLimit({ maxCount: 4, per: 1, file: file! });
+  const limit = new RateLimit({ maxCount: 5, per: 2, file: file! });
   for (let i = 0; i < Number(n); i++) {
     await limit.wait();
     appendFileSync(out!, readFileSync('/proc/uptime', 'latin1'));
