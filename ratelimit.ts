@@ -2210,9 +2210,10 @@ Settings (may be left out once F exists: they are read back from it):
   --limit N/S[:UNIT]   one of several limits, e.g. --limit 500/1m --limit 30000/1m:tokens
   --greedy             let calls go in bursts up to the limit, not evenly spaced
   --max-concurrent N   at most N commands running at once across processes
+  --serial             one command at a time, spaced from the end of the last
 Options:
   --max-wait S         exit 75 at once if the slot is further away than S
-  --cost UNIT=N        this call counts N of UNIT (default calls=1); repeatable
+  --cost UNIT=N        this call costs N of UNIT (default calls=1); repeatable
   --verbose            say on stderr how long it waited
   --quiet              print nothing on stderr but bad-argument errors
   -h, --help           show this
@@ -2230,7 +2231,7 @@ interface CliArgs {
   sub: 'run' | 'pause' | 'status';
   file: string;
   /** The settings, or undefined to read them back from the state. */
-  settings?: Record<string, unknown>;
+  settings?: RateLimitOptions;
   maxWait?: number;
   cost?: Record<string, number>;
   quiet: boolean;
@@ -2262,6 +2263,7 @@ function cliParse(argv: string[]): CliArgs {
   let per: number | undefined;
   let greedy = false;
   let maxConcurrent: number | undefined;
+  let serial = false;
   const limits: { maxCount: number; per: number; unit?: string }[] = [];
   const args: CliArgs = { sub, file: '', quiet: false, verbose: false, command: [] };
   const positional: string[] = [];
@@ -2287,6 +2289,7 @@ function cliParse(argv: string[]): CliArgs {
       case '--per': per = cliSeconds(name, value()); break;
       case '--greedy': greedy = flag(); break;
       case '--max-concurrent': maxConcurrent = cliCount(name, value()); break;
+      case '--serial': serial = flag(); break;
       case '--max-wait': args.maxWait = cliSeconds(name, value()); break;
       case '--limit': {
         const text = value();
@@ -2330,41 +2333,27 @@ function cliParse(argv: string[]): CliArgs {
     throw new CliUsageError(maxCount === undefined ? '--per needs --max-count' : '--max-count needs --per');
   }
   if (limits.length || maxCount !== undefined) {
-    const settings: Record<string, unknown> = limits.length ? { limits: limits.map((l) => (greedy ? { ...l, greedy } : l)) } : { maxCount, per, greedy };
+    const settings: RateLimitOptions = limits.length ? { limits, greedy } : { maxCount, per, greedy };
     if (maxConcurrent !== undefined) settings.maxConcurrent = maxConcurrent;
+    if (serial) settings.serial = true;
     args.settings = settings;
-  } else if (greedy || maxConcurrent !== undefined) {
-    throw new CliUsageError(`${greedy ? '--greedy' : '--max-concurrent'} needs the limit too: --max-count and --per, or --limit`);
+  } else if (greedy || serial || maxConcurrent !== undefined) {
+    const which = greedy ? '--greedy' : serial ? '--serial' : '--max-concurrent';
+    throw new CliUsageError(`${which} needs the limit too: --max-count and --per, or --limit`);
   }
   return args;
 }
 
-// Retry-After is delta-seconds or an HTTP date (RFC 9110, 10.2.3).
+// Seconds such as 30 or 5m, or a Retry-After value as the API sent it.
 function cliPauseSeconds(text: string): number {
   if (CLI_DURATION.test(text)) return cliSeconds('pause', text);
-  const at = /[A-Za-z]/.test(text) ? Date.parse(text) : NaN;
-  if (Number.isNaN(at)) throw new CliUsageError(`pause takes seconds (such as 30 or 5m) or an HTTP date; got ${JSON.stringify(text)}`);
-  return Math.max(0, (at - Date.now()) / 1000);
+  const seconds = retryAfter(text);
+  if (seconds === undefined) throw new CliUsageError(`pause takes seconds (such as 30 or 5m) or an HTTP date; got ${JSON.stringify(text)}`);
+  return seconds;
 }
 
-// The parts of the API that issue 12 adds. Until this copy of the library has
-// them, the command falls back to wait() and says what it cannot do.
-interface CliPermit { release(): void }
-interface CliLimiter {
-  wait(options?: WaitOptions): Promise<number>;
-  acquire?(options: { signal?: AbortSignal; maxWait?: number; cost?: Record<string, number> }): Promise<CliPermit>;
-  pause?(seconds: number): Promise<void>;
-  status?(): Promise<unknown>;
-}
-type CliRateLimitClass = typeof RateLimit & { fromState?(file: string): RateLimit };
-
-function cliLimiter(args: CliArgs): CliLimiter {
-  if (args.settings) return new RateLimit({ ...args.settings, file: args.file } as unknown as RateLimitOptions) as unknown as CliLimiter;
-  const fromState = (RateLimit as CliRateLimitClass).fromState;
-  if (typeof fromState !== 'function') {
-    throw new CliUsageError('give the settings (--max-count and --per, or --limit): this copy of ratelimit.ts cannot read them back from the state');
-  }
-  return fromState.call(RateLimit, args.file) as unknown as CliLimiter;
+function cliLimiter(args: CliArgs): RateLimit {
+  return args.settings ? new RateLimit({ ...args.settings, file: args.file }) : RateLimit.fromState(args.file);
 }
 
 const CLI_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -2410,33 +2399,24 @@ async function cliMain(argv: string[]): Promise<void> {
     return finish(64);
   }
 
-  let permit: CliPermit | undefined;
+  // Loaded while waiting, and only when there is a command to run.
+  const childProcess = args.command.length ? import('node:child_process') : undefined;
+  let permit: Permit | undefined;
   try {
     const limit = cliLimiter(args);
-    if (args.sub === 'pause' || args.sub === 'status') {
-      const method = limit[args.sub];
-      if (typeof method !== 'function') { say(`this copy of ratelimit.ts has no ${args.sub}()`); return finish(70); }
-      const result = await method.call(limit, args.pauseFor ?? 0);
-      if (args.sub === 'status') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    if (args.sub === 'pause') {
+      await limit.pause(args.pauseFor ?? 0);
       return finish(0);
     }
-    const started = performance.now();
-    if (typeof limit.acquire === 'function') {
-      const options: { signal: AbortSignal; maxWait?: number; cost?: Record<string, number> } = { signal: abort.signal };
-      if (args.maxWait !== undefined) options.maxWait = args.maxWait;
-      if (args.cost) options.cost = args.cost;
-      permit = await limit.acquire(options);
-    } else {
-      const { calls, ...others } = args.cost ?? {};
-      if (Object.keys(others).length) throw new CliUsageError(`this copy of ratelimit.ts counts calls only; --cost ${Object.keys(others)[0]} needs the limits of issue 12`);
-      const options: WaitOptions = { signal: abort.signal };
-      if (args.maxWait !== undefined) options.maxWait = args.maxWait;
-      if (calls !== undefined) options.weight = calls;
-      await limit.wait(options);
+    if (args.sub === 'status') {
+      process.stdout.write(`${JSON.stringify(await limit.status(), null, 2)}\n`);
+      return finish(0);
     }
-    if (args.verbose) say(`waited ${((performance.now() - started) / 1000).toFixed(3)} s for a slot of ${resolve(args.file)}`);
+    const options: WaitOptions = { signal: abort.signal, maxWait: args.maxWait, cost: args.cost };
+    permit = await limit.acquire(options);
+    if (args.verbose) say(`waited ${permit.waited.toFixed(3)} s for a slot of ${resolve(args.file)}`);
   } catch (error) {
-    permit?.release();
+    await permit?.release();
     if (got) return finish(await signalCode(got), got);
     const e = error as Error & { code?: unknown };
     if (e instanceof RateLimitTimeoutError) { say(e.message.replace(/^ratelimit: /, '')); return finish(75); }
@@ -2445,10 +2425,10 @@ async function cliMain(argv: string[]): Promise<void> {
     process.stderr.write(`ratelimit: ${String(e.message).replace(/^ratelimit: /, '')}${usage ? ` (see ${name} --help)` : ''}\n`);
     return finish(usage ? 64 : 70);
   }
-  if (got) { permit?.release(); return finish(await signalCode(got), got); }
-  if (!args.command.length) { permit?.release(); return finish(0); }
+  const spawn = childProcess && (await childProcess).spawn;
+  if (got) { await permit.release(); return finish(await signalCode(got), got); }
+  if (!spawn) { await permit.release(); return finish(0); }
 
-  const { spawn } = await import('node:child_process');
   const [command, ...rest] = args.command as [string, ...string[]];
   const ran = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException }>((done) => {
     const c = spawn(command, rest, { stdio: 'inherit' });
@@ -2458,7 +2438,7 @@ async function cliMain(argv: string[]): Promise<void> {
     c.once('error', (error) => done({ code: null, signal: null, error }));
     c.once('exit', (code, signal) => { child = undefined; done({ code, signal }); });
   });
-  permit?.release();
+  await permit.release();
   if (ran.error) {
     const missing = ran.error.code === 'ENOENT';
     say(`cannot run ${JSON.stringify(command)}: ${missing ? 'no such command' : ran.error.message}`);
