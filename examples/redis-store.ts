@@ -52,7 +52,7 @@
 
 import { createClient } from 'redis';
 import { pathToFileURL } from 'node:url';
-import { RateLimit, type LimitState, type RateLimitStore, type Transaction } from '../ratelimit.ts';
+import { RateLimit, type LimitState, type RateLimitStore, type Transaction } from './ratelimit.ts';
 
 export interface RedisStoreOptions {
   /** The key that holds the state. Every client sharing the limit names the same key. */
