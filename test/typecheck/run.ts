@@ -16,9 +16,8 @@
 // checked: 8 cells. All of them use the strictest settings (STRICT below).
 // Two more cells start from each compiler's own `tsc --init`, changed only as
 // a user must to compile the files: `types: ["node"]`, and
-// allowImportingTsExtensions with noEmit. 10 cells, 20 to 45 s in all here
-//
-// (most of it TypeScript 5.9; the native compiler takes under 1 s a cell).
+// allowImportingTsExtensions with noEmit. 10 cells, 20 to 45 s in all here,
+// most of it TypeScript 5.9's (the native compiler takes under 1 s a cell).
 //
 // TypeScript 7.0 reports isolatedDeclarations errors only when it emits
 // declarations, not under noEmit as here (TypeScript 5.9 reports them
