@@ -2300,11 +2300,12 @@ function cliParse(argv: string[]): CliArgs {
       }
       case '--cost': {
         const text = value();
-        const m = /^([A-Za-z_][\w.-]*)=(\d+)$/.exec(text);
-        if (!m) throw new CliUsageError(`--cost takes UNIT=N, such as tokens=1200; got ${JSON.stringify(text)}`);
-        const cost = (args.cost ??= {});
-        if (m[1]! in cost) throw new CliUsageError(`--cost ${m[1]} is given twice`);
-        cost[m[1]!] = Number(m[2]);
+        const [, unit, amount] = /^([A-Za-z_][\w.-]*)=(\d+)$/.exec(text) ?? [];
+        if (unit === undefined) throw new CliUsageError(`--cost takes UNIT=N, such as tokens=1200; got ${JSON.stringify(text)}`);
+        const cost = args.cost ?? {};
+        if (unit in cost) throw new CliUsageError(`--cost ${unit} is given twice`);
+        cost[unit] = Number(amount);
+        args.cost = cost;
         break;
       }
       case '--quiet': case '-q': args.quiet = flag(); break;
@@ -2316,8 +2317,9 @@ function cliParse(argv: string[]): CliArgs {
   args.file = file;
   if (args.quiet && args.verbose) throw new CliUsageError('give --quiet or --verbose, not both');
   if (sub === 'pause') {
-    if (positional.length !== 1) throw new CliUsageError('pause takes one argument: the seconds to pause (or a Retry-After date)');
-    args.pauseFor = cliPauseSeconds(positional[0]!);
+    const [seconds, ...more] = positional;
+    if (seconds === undefined || more.length) throw new CliUsageError('pause takes one argument: the seconds to pause (or a Retry-After date)');
+    args.pauseFor = cliPauseSeconds(seconds);
   } else if (positional.length) {
     throw new CliUsageError(`unexpected argument ${JSON.stringify(positional[0])}${sub === 'run' ? ' (the command to run goes after --)' : ''}`);
   }
@@ -2387,7 +2389,7 @@ async function cliMain(argv: string[]): Promise<void> {
   let args: CliArgs;
   try {
     const head = argv.indexOf('--') < 0 ? argv : argv.slice(0, argv.indexOf('--'));
-    if (head.includes('--help') || head.includes('-h')) { process.stdout.write(`${CLI_HELP.replaceAll('ratelimit.ts', name)}\n`); return finish(0); }
+    if (head.includes('--help') || head.includes('-h')) { process.stdout.write(`${CLI_HELP.split('ratelimit.ts').join(name)}\n`); return finish(0); }
     args = cliParse(argv);
     quiet = args.quiet;
     if (quiet) process.removeAllListeners('warning');
