@@ -2225,8 +2225,8 @@ Settings (may be left out once F exists: they are read back from it):
 Options:
   --max-wait S         exit 75 at once if the slot is further away than S
   --cost UNIT=N        this call costs N of UNIT (default calls=1); repeatable
-  --verbose            say on stderr how long it waited
-  --quiet              print nothing on stderr but bad-argument errors
+  -v, --verbose        say on stderr how long it waited
+  -q, --quiet          no messages on stderr but errors in the arguments or setup
   -h, --help           show this
 
 Exit status: the command's own (128+n if signal n killed it); 75 if --max-wait
@@ -2373,7 +2373,7 @@ const CLI_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 async function cliMain(argv: string[]): Promise<void> {
   const name = basename(process.argv[1] ?? 'ratelimit.ts');
-  let quiet = argv.includes('--quiet') || argv.includes('-q');
+  let quiet = false;
   const say = (text: string) => { if (!quiet) process.stderr.write(`ratelimit: ${text}\n`); };
   // From the first moment, a signal must not kill this process outright: it
   // could be holding the state's lock, or a slot it should give back.
