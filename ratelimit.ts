@@ -490,7 +490,8 @@ export class RateLimit {
     if (this.maxConcurrent !== Infinity) this.noSlots('wait');
     const call = options === undefined ? this.plainCall : this.checkCall(options);
     call.signal?.throwIfAborted();
-    let r = this.store.update(this.reserveTx(call), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
+    const update = call === this.plainCall ? PLAIN_UPDATE : { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) };
+    let r = this.store.update(this.reserveTx(call), update);
     // Await only a store that is really asynchronous: awaiting a plain value
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
@@ -1274,6 +1275,8 @@ const OPTION_NAMES = ['maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 's
 const WAIT_OPTION_NAMES = ['signal', 'maxWait', 'weight', 'cost'];
 const LIMIT_OPTION_NAMES = ['maxCount', 'per', 'greedy', 'unit'];
 
+// The update options of a plain call (no signal, no maxWait), made once.
+const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
 // A call's options, checked.
 interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
 
