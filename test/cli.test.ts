@@ -130,16 +130,20 @@ test('cli: --help prints usage on stdout; bad arguments exit 64 with one line po
   }
 });
 
-test('cli: exit status is the command\'s own, 128+n for signal n, 75 for --max-wait, 127 for a missing command', async () => {
+test('cli: exit status is the command\'s own, 128+n for signal n, 75 for --max-wait, 126/127 when it cannot run', async () => {
   const { dir, cleanup } = tempDir();
   try {
     const f = (name: string) => ['--file', join(dir, `${name}.json`), '--max-count', '1', '--per', '60'];
-    const [echo, three, term, int, missing] = await Promise.all([
+    const notExecutable = join(dir, 'not-executable');
+    writeFileSync(notExecutable, 'echo ran\n', { mode: 0o644 });
+    const [echo, three, term, int, missing, denied, verbose] = await Promise.all([
       cli([...f('echo'), '--', 'echo', 'hello', 'world']),
       cli([...f('three'), '--', 'sh', '-c', 'exit 3']),
       cli([...f('term'), '--', 'sh', '-c', 'kill -TERM $$']),
       cli([...f('int'), '--', 'sh', '-c', 'kill -INT $$']),
       cli([...f('missing'), '--', 'no-such-command-here']),
+      cli([...f('denied'), '--', notExecutable]),
+      cli([...f('verbose'), '--verbose', '--', 'true']),
     ]);
     assert.equal(echo.code, 0);
     assert.equal(echo.stdout, 'hello world\n', 'stdout belongs to the command');
@@ -150,6 +154,9 @@ test('cli: exit status is the command\'s own, 128+n for signal n, 75 for --max-w
     assert.ok(int.signal === 'SIGINT' || int.code === 130, `SIGINT: ${int.code ?? int.signal}`);
     assert.equal(missing.code, 127);
     assert.match(missing.stderr, /no-such-command-here/);
+    assert.equal(denied.code, 126, denied.stderr);
+    assert.equal(verbose.code, 0);
+    assert.match(verbose.stderr, /^ratelimit: waited \d+\.\d{3} s for a slot of /);
     // The slot of 'echo' is taken for 60 s: --max-wait cannot be met, and the command does not run.
     const late = await cli([...f('echo'), '--max-wait', '1', '--', 'echo', 'ran']);
     assert.equal(late.code, 75, late.stderr);
