@@ -682,7 +682,13 @@ export class RateLimit {
   // takes nothing and returns how long the wait would be.
   private reserveTx(call: Call, slotId?: string): Transaction<number | Reservation | typeof BUSY> {
     const plain = call === this.plainCall && slotId === undefined;
-    if (plain && this.plainTx) return this.plainTx;
+    if (plain) {
+      // The plain wait(): no slot, no maxWait, so the core's output is the
+      // transaction's. Made once; the hot path of the whole file.
+      const { settings, store } = this;
+      this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, this.defaultCost);
+      return this.plainTx;
+    }
     const tx: Transaction<number | Reservation | typeof BUSY> = (state, now, ctx) => {
       const slot = slotId === undefined ? undefined
         : { id: slotId, holder: ctx.holder, until: now + this.slotLease, queueUntil: now + QUEUE_LEASE_S, isDead: (h: string) => ctx.isDead(h) };
@@ -691,7 +697,6 @@ export class RateLimit {
       if (out.reservation.at - now > call.maxWait) return { result: out.reservation.at - now };
       return { state: out.state, result: out.reservation };
     };
-    if (plain) this.plainTx = tx;
     return tx;
   }
   // The transaction of a plain wait() (cost 1 call, no maxWait), made once.
@@ -844,7 +849,10 @@ export class RateLimit {
  * Returns the new state; the input state is not changed.
  */
 export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], slot?: SlotRequest): { state: LimitState; reservation?: Reservation } {
-  if (!slot) return takeRate(s, state, now, cost);
+  if (!slot) {
+    const rate = takeRate(s, state, now, cost);
+    return { state: rate.state, reservation: rate.result };
+  }
   const live = (h: Slot) => h.until > now && !slot.isDead(h.holder);
   const slots = (state?.slots ?? []).filter(live);
   const queue = (state?.queue ?? []).filter(live);
@@ -854,12 +862,12 @@ export function reserve(s: Settings, state: LimitState | undefined, now: number,
   const place = queue.findIndex((h) => h.id === slot.id);
   if (free > (place === -1 ? queue.length : place)) {
     slots.push({ id: slot.id, holder: slot.holder, until: slot.until });
-    const out = takeRate(s, state, now, cost);
-    out.state.slots = slots;
+    const rate = takeRate(s, state, now, cost);
+    rate.state.slots = slots;
     if (place !== -1) queue.splice(place, 1);
-    setList(out.state, 'queue', queue);
-    out.reservation.slot = slot.id;
-    return out;
+    setList(rate.state, 'queue', queue);
+    rate.result.slot = slot.id;
+    return { state: rate.state, reservation: rate.result };
   }
   // Busy: join the queue, or renew our place in it once half its lease is
   // gone (so a waiter's polls do not each write the state). The state
@@ -1017,11 +1025,11 @@ export function pauseState(s: Settings, state: LimitState | undefined, now: numb
  * reserved. Its new slot comes after the pause.
  */
 export function reschedule(s: Settings, state: LimitState, r: Reservation, now: number): { state: LimitState; reservation: Reservation } {
-  const rate: Reservation = { at: r.at, now: r.now, cost: r.cost };
-  const back = giveBack(s, state, rate) ?? state;
-  const out = takeRate(s, back, now, r.cost);
-  if (r.slot !== undefined) out.reservation.slot = r.slot;
-  return out;
+  const withoutSlot: Reservation = { at: r.at, now: r.now, cost: r.cost };
+  const back = giveBack(s, state, withoutSlot) ?? state;
+  const rate = takeRate(s, back, now, r.cost);
+  if (r.slot !== undefined) rate.result.slot = r.slot;
+  return { state: rate.state, reservation: rate.result };
 }
 
 /** What {@link RateLimit.status} reports, from a state. */
@@ -1144,7 +1152,9 @@ function checkState(s: Settings, state: LimitState | undefined, storeName: strin
 }
 
 // Reserves the rate part of a call (no concurrency slot).
-function takeRate(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; reservation: Reservation } {
+// (It returns a transaction's output, { state, result }, so the plain wait()
+// can hand it straight to the store.)
+function takeRate(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; result: Reservation } {
   const only = s.limits.length === 1 ? s.limits[0] : undefined;
   if (only && !only.greedy) {
     // The common case, one patient limit, without the loop's arrays.
@@ -1156,15 +1166,17 @@ function takeRate(s: Settings, state: LimitState | undefined, now: number, cost:
     if (paused !== undefined && paused > at) at = paused;
     const lanes = c === 0 ? (state?.lanes ?? [{}]) : [{ next: spacedAfter(only, at, c) }];
     let out: LimitState;
-    const plain = state === undefined ? s.maxConcurrent === Infinity && !s.serial
-      : state.pausedUntil === undefined && state.slots === undefined && state.queue === undefined && state.maxConcurrent === undefined && state.serial === undefined;
+    // A state with nothing but the limits and lanes (checkState has made sure
+    // its settings are ours, so no maxConcurrent or serial either).
+    const plain = s.maxConcurrent === Infinity && !s.serial &&
+      (state === undefined || (paused === undefined && state.slots === undefined && state.queue === undefined));
     if (plain) {
       out = { v: STATE_VERSION, limits: state?.limits ?? (s.limits as LimitSettings[]), lanes };
     } else {
       out = fresh(s, state);
       out.lanes = lanes;
     }
-    return { state: out, reservation: { at, now, cost: cost as number[] } };
+    return { state: out, result: { at, now, cost: cost as number[] } };
   }
   const at = earliest(s, state, now, cost);
   const n = s.limits.length;
@@ -1180,7 +1192,7 @@ function takeRate(s: Settings, state: LimitState | undefined, now: number, cost:
   }
   const out = fresh(s, state);
   out.lanes = lanes;
-  return { state: out, reservation: { at, now, cost: cost as number[] } };
+  return { state: out, result: { at, now, cost: cost as number[] } };
 }
 
 // The earliest time at or after `now` (and after the lane's last grant, so
@@ -1205,17 +1217,19 @@ function greedyEarliest(limit: LimitSettings, runs: ReadonlyArray<readonly [numb
 // runs that left every window from `now` on. Past MAX_RUNS runs, the two
 // closest in time are merged onto the later one's time, which only ever
 // delays capacity (a unit counted later leaves its window later).
-function addUnits(limit: LimitSettings, runs: ReadonlyArray<readonly [number, number]> | undefined, at: number, c: number, now: number): Array<[number, number]> {
+function addUnits(limit: LimitSettings, runs: ReadonlyArray<[number, number]> | undefined, at: number, c: number, now: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   let placed = c === 0 || at <= now - limit.per;
-  for (const [t, n] of runs ?? []) {
+  // Runs are never changed in place, so unchanged ones are shared with the old lane.
+  for (const run of runs ?? []) {
+    const [t, n] = run;
     if (t <= now - limit.per) continue;
     if (!placed && t >= at) {
       placed = true;
       if (t === at) { out.push([t, n + c]); continue; }
       out.push([at, c]);
     }
-    out.push([t, n]);
+    out.push(run);
   }
   if (!placed) out.push([at, c]);
   if (out.length > MAX_RUNS) mergeClosest(out);
