@@ -58,7 +58,7 @@ export interface FeatureConfig {
   pauseFor?: number;
 }
 export type Command =
-  | { op: 'acquire'; cost?: Cost }
+  | { op: 'acquire'; cost?: Cost; maxWait?: number }
   | { op: 'settle'; cost: Cost }
   | { op: 'release' }
   | { op: 'wait'; cost?: Cost }
@@ -158,7 +158,7 @@ if (cfg.role === 'loop') {
     op = command.op;
     try {
       if (command.op === 'acquire') {
-        permit = await limit.acquire(command.cost ? { cost: command.cost } : {});
+        permit = await limit.acquire({ ...(command.cost ? { cost: command.cost } : {}), ...(command.maxWait !== undefined ? { maxWait: command.maxWait } : {}) });
         emit({ granted: clock.now() });
       } else if (command.op === 'settle') {
         await permit?.settle(command.cost);
