@@ -24,8 +24,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RateLimit, sharedClock, type LimitSettings } from '../ratelimit.ts';
-import { ROOT, tempDir, violations } from './helpers.ts';
+import { RateLimit, sharedClock } from '../ratelimit.ts';
+import { ROOT, brokenLimits, tempDir, violations } from './helpers.ts';
 import type { Command, FeatureConfig } from './features/worker.ts';
 
 const EXACT = 1e-9;
@@ -168,32 +168,6 @@ function callsOf(w: Worker): Call[] {
   return out;
 }
 
-/**
- * The brute-force checker of test/limits.test.ts, on the slots processes
- * were given: for each limit, every pair of neighbouring grants charged to it
- * (patient: spaced by the earlier one's cost·per/maxCount) or every window
- * (t - per, t] (greedy: at most maxCount units). Returns what breaks.
- */
-function broken(limits: readonly LimitSettings[], grants: { at: number; cost: number[] }[]): string[] {
-  const out: string[] = [];
-  limits.forEach((l, i) => {
-    const mine = grants.filter((g) => (g.cost[i] ?? 0) > 0).sort((a, b) => a.at - b.at);
-    if (!l.greedy) {
-      for (let k = 1; k < mine.length; k++) {
-        const gap = mine[k].at - mine[k - 1].at;
-        const need = (mine[k - 1].cost[i] * l.per) / l.maxCount;
-        if (gap < need - EXACT) out.push(`limit ${i} (${l.unit}): grants at ${mine[k - 1].at} and ${mine[k].at} are ${gap} s apart, less than ${need}`);
-      }
-    } else {
-      for (const g of mine) {
-        const units = mine.filter((h) => h.at > g.at - l.per + EXACT && h.at <= g.at).reduce((sum, h) => sum + h.cost[i], 0);
-        if (units > l.maxCount) out.push(`limit ${i} (${l.unit}): ${units} units in the window ending at ${g.at}`);
-      }
-    }
-  });
-  return out;
-}
-
 const quantile = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : NaN; };
 
 // ---------------------------------------------------------------------------
@@ -227,7 +201,7 @@ describe('features across processes on one state file', { timeout: 60_000 }, () 
       const tokens = grants.reduce((s, g) => s + g.cost[1 - calledI], 0);
       t.diagnostic(`${grants.length} calls, ${tokens} tokens in 2 s from ${workers.map((w) => callsOf(w).length).join('/')} calls per process; ` +
         `${spacedByCalls} spaced by the calls limit, ${heldByTokens} held longer by the tokens limit`);
-      assert.deepEqual(broken(order, grants), []);
+      assert.deepEqual(brokenLimits(order, grants), []);
       assert.ok(spacedByCalls > 0 && heldByTokens > 0, 'both limits should have governed some calls, or this run tested only one');
       assert.ok(workers.every((w) => callsOf(w).length > 0), 'a process got no call at all');
       // Saturating processes use what the limits allow: in 2 s, 40 calls or
