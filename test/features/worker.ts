@@ -20,6 +20,7 @@
 //                                  until killed (the parent sends SIGKILL)
 //   {"id","released":t}            release() resolved
 //   {"id","status":{...}}          what status() returned
+//   {"id","judgedDead":pid,"t"}    the store proved that pid dead, at t
 //   {"id","error":msg}             a call failed
 //   {"id","done":true}             a clean finish
 //
@@ -33,7 +34,7 @@ import { writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import {
   FileStore, RateLimit, sharedClock,
-  type Cost, type LimitOptions, type LimitState, type Permit, type RateLimitStore, type Transaction,
+  type Cost, type LimitOptions, type LimitState, type Permit, type RateLimitStore, type Transaction, type TxContext,
 } from '../../ratelimit.ts';
 
 export interface FeatureConfig {
@@ -76,8 +77,20 @@ let op = 'start';
 const file = new FileStore(cfg.file);
 const ids = (s: LimitState | undefined) => (s?.slots ?? []).map((h) => h.id);
 let seen: object | undefined;
+// Each time the store proves another holder dead, say so at once with the
+// time read then: a transaction's `now` is read before it runs, and the proof
+// of death (a read of /proc) comes a moment later, by however long this
+// process was descheduled in between.
+const judging = (ctx: TxContext): TxContext => ({
+  holder: ctx.holder,
+  isDead: (h) => {
+    const dead = ctx.isDead(h);
+    if (dead) emit({ judgedDead: (JSON.parse(h) as { pid: number }).pid, t: clock.now() });
+    return dead;
+  },
+});
 const peek = <T>(tx: Transaction<T>): Transaction<T> => (state, now, ctx) => {
-  const out = tx(state, now, ctx);
+  const out = tx(state, now, judging(ctx));
   const r = out.result as { at?: unknown; slot?: unknown; cost?: unknown } | undefined;
   const after = out.state ?? state;
   seen = {
