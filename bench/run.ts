@@ -5,6 +5,7 @@
 //
 //   npm run bench                      everything, about 3 to 4 minutes
 //   ONLY=overhead,recovery npm run bench   some of them (names below)
+//   ONLY=features npm run bench            the one-limit path against 484f430, and three limits
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -21,7 +22,7 @@ if (!existsSync(join(benchDir, 'node_modules'))) {
   }
 }
 
-const all = ['overhead', 'filemode', 'contended', 'precision', 'idle', 'recovery', 'timeline', 'cli'];
+const all = ['overhead', 'filemode', 'contended', 'precision', 'idle', 'recovery', 'timeline', 'cli', 'features'];
 const only = process.env.ONLY?.split(',').map((s) => s.trim());
 const chosen = only ? all.filter((n) => only.includes(n)) : all;
 

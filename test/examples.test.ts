@@ -95,4 +95,20 @@ describe('examples', () => {
     const day = Math.max(...ts) - Math.min(...ts) > 43_200 ? ts.map((t) => (t < 43_200 ? t + 86_400 : t)) : ts;
     assertSpaced(day, 0.25, 'copies of script.ts');
   });
+
+  it('github.ts: against a local server with GitHub-style limits, no request sent after the first pause is refused', async () => {
+    const out = await runChild('examples/github.ts', {});
+    const answered = out.match(/The server answered (\d+) requests: (\d+) with 200, (\d+) refused \(([\d, ]+|none)\)/);
+    assert.ok(answered, `no summary line in:\n${out}`);
+    assert.equal(Number(answered[2]), 18, 'every one of the 18 requests should succeed in the end');
+    // Another program spends the first window after 2 of this client's
+    // requests, so the third one in flight meets a 429: the pause is exercised.
+    assert.ok(Number(answered[3]) >= 1, 'no request was refused, so no pause was tested');
+    assert.ok(answered[4].split(', ').every((status) => status === '429'), `a refusal other than 429 (403 means the concurrency cap was passed): ${answered[4]}`);
+    assert.match(out, /Refused of those sent after the first pause: 0\./);
+    const most = Number(out.match(/Most in flight at once: (\d+)/)?.[1]);
+    assert.ok(most >= 1 && most <= 3, `${most} requests in flight at once; the cap is 3`);
+    assert.match(out, /In flight now: 0\./);
+    assert.equal([...out.matchAll(/pause\(\d+\) for every caller/g)].length, Number(answered[3]), 'each refusal should pause');
+  });
 });

@@ -84,6 +84,35 @@ export function violations(slots: number[], limit: { maxCount: number; per: numb
 }
 
 /**
+ * The brute-force checker of test/limits.test.ts, for the slots processes
+ * were given (times, and costs in the limits' order, as a Reservation has
+ * them): for each limit, every pair of neighbouring grants charged to it
+ * (patient: spaced by the earlier one's cost·per/maxCount) or every window
+ * (t - per, t] (greedy: at most maxCount units). Returns what breaks.
+ * `tolerance` allows for float rounding: 1e-9 on the boot clock, about 1e-6
+ * on epoch seconds (Redis TIME), whose doubles resolve about 0.24 µs.
+ */
+export function brokenLimits(limits: readonly { maxCount: number; per: number; greedy: boolean; unit: string }[], grants: { at: number; cost: number[] }[], tolerance = 1e-9): string[] {
+  const out: string[] = [];
+  limits.forEach((l, i) => {
+    const mine = grants.filter((g) => (g.cost[i] ?? 0) > 0).sort((a, b) => a.at - b.at);
+    if (!l.greedy) {
+      for (let k = 1; k < mine.length; k++) {
+        const gap = mine[k].at - mine[k - 1].at;
+        const need = (mine[k - 1].cost[i] * l.per) / l.maxCount;
+        if (gap < need - tolerance) out.push(`limit ${i} (${l.unit}): grants at ${mine[k - 1].at} and ${mine[k].at} are ${gap} s apart, less than ${need}`);
+      }
+    } else {
+      for (const g of mine) {
+        const units = mine.filter((h) => h.at > g.at - l.per + tolerance && h.at <= g.at).reduce((sum, h) => sum + h.cost[i], 0);
+        if (units > l.maxCount) out.push(`limit ${i} (${l.unit}): ${units} units in the window ending at ${g.at}`);
+      }
+    }
+  });
+  return out;
+}
+
+/**
  * The largest number of grants in any window [t, t + per - tolerance). Grants
  * are recorded a little after they happen, so a window is shortened by the
  * recording tolerance; a fixed-window or double-grant bug still shows as a

@@ -21,9 +21,9 @@ import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createClient } from 'redis';
-import { RateLimit, RateLimitTimeoutError, sharedClock, type LimitState } from '../ratelimit.ts';
+import { RateLimit, RateLimitTimeoutError, sharedClock, type LimitState, type RateLimitStore, type Transaction } from '../ratelimit.ts';
 import { RedisStore, RedisStoreError } from '../examples/redis-store.ts';
-import { skipUnlessInstalled } from './helpers.ts';
+import { brokenLimits, skipUnlessInstalled } from './helpers.ts';
 
 // A valid state used as a counter: its one lane's `next` counts the updates.
 // (The count is kept as a slot's id, whose lease runs far ahead, so the key does not expire.)
@@ -485,4 +485,180 @@ test('a server that stops answering, dies, and comes back', { skip: noRedis }, a
     await store.close();
     await stop(server);
   }
+});
+
+// ---------------------------------------------------------------------------
+// Several limits, pause, status and concurrency slots through the Redis store.
+// Slots and times are read inside the store's transaction (the attempt that
+// was written), so they are exact server times, checked to EXACT (float
+// rounding of epoch seconds). Slots across processes are leases: the store's
+// holder is a random id and no holder is ever proven dead, so a killed
+// holder's slot comes back when its lease runs out.
+
+interface Noted { now: number; wrote: boolean; at?: number; cost?: number[]; paused?: number; slots?: { id: string; until: number }[] }
+// A RedisStore as RateLimit sees it, noting each transaction it wrote or read.
+function noting(redis: RedisStore): { store: RateLimitStore; noted: Noted[] } {
+  const noted: Noted[] = [];
+  const store: RateLimitStore = {
+    name: redis.name,
+    update<T>(tx: Transaction<T>): Promise<T> {
+      let last: Noted | undefined;
+      return redis.update<T>((state, now, ctx) => {
+        const out = tx(state, now, ctx);
+        const r = out.result as { at?: unknown; cost?: number[] } | undefined;
+        const after = out.state ?? state;
+        last = {
+          now, wrote: out.state !== undefined,
+          ...(typeof r === 'object' && r !== null && typeof r.at === 'number' ? { at: r.at, cost: r.cost } : {}),
+          ...(after?.pausedUntil !== undefined ? { paused: after.pausedUntil } : {}),
+          ...(after?.slots ? { slots: after.slots.map((h) => ({ id: h.id, until: h.until })) } : {}),
+        };
+        return out;
+      }).then((result) => { if (last) noted.push(last); return result; });
+    },
+  };
+  return { store, noted };
+}
+// The last element that passes `test` (Array.prototype.findLast is ES2023; this project type-checks against ES2022).
+const lastOf = <T>(xs: T[], test: (x: T) => boolean): T | undefined => [...xs].reverse().find(test);
+const featuresChild = join(root, 'test', 'redis', 'features-child.ts');
+interface WaitReply { first?: number; final?: number; decided?: number; granted: number; error?: string; name?: string }
+
+describe('several limits, pause, status and slots through Redis', { skip: noRedis }, () => {
+  test('two clients on one key keep 10 calls/s patient and 30 tokens/s greedy together, with random token costs', async (t) => {
+    const key = `limits:${process.pid}`;
+    const limits = [{ maxCount: 10, per: 1 }, { maxCount: 30, per: 1, unit: 'tokens', greedy: true }];
+    const clients = [0, 1].map(() => { const redis = new RedisStore({ url, key }); return { redis, ...noting(redis) }; });
+    try {
+      const until = clock.now() + 1.5;
+      let seed = 7;
+      const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      await Promise.all(clients.map(async ({ store }) => {
+        const limit = new RateLimit({ limits, store });
+        while (clock.now() < until) await limit.wait({ cost: { tokens: 1 + Math.floor(random() * 6) } });
+      }));
+      const order = new RateLimit({ limits }).limits;
+      const grants = clients.flatMap((c) => c.noted.filter((n) => n.wrote && n.at !== undefined).map((n) => ({ at: n.at!, cost: n.cost! })));
+      const tokens = grants.reduce((s, g) => s + g.cost[order.findIndex((l) => l.unit === 'tokens')], 0);
+      t.diagnostic(`${grants.length} calls, ${tokens} tokens in 1.5 s; conflicts ${clients.map((c) => c.redis.conflicts).join('/')}`);
+      assert.ok(grants.length >= 10, `only ${grants.length} calls`);
+      assert.deepEqual(brokenLimits(order, grants, EXACT), []);
+    } finally {
+      await Promise.all(clients.map((c) => c.redis.close()));
+    }
+  });
+
+  test('status reports what is used and left and the pause; a call after pause() goes at its end', async () => {
+    const redis = new RedisStore({ url, key: `status:${process.pid}` });
+    const { store, noted } = noting(redis);
+    try {
+      const limit = new RateLimit({ limits: [{ maxCount: 5, per: 2, greedy: true }, { maxCount: 50, per: 2, unit: 'tokens', greedy: true }], store });
+      for (let i = 0; i < 3; i++) await limit.wait({ cost: { tokens: 10 } });
+      const before = await limit.status();
+      assert.deepEqual(before.limits.map((l) => [l.unit, l.used, l.remaining]), [['calls', 3, 2], ['tokens', 30, 20]]);
+      assert.equal(before.pausedFor, 0);
+      assert.equal(before.inFlight, 0);
+      assert.equal(before.maxConcurrent, null);
+      await limit.pause(0.3);
+      const paused = await limit.status();
+      assert.ok(paused.pausedFor > 0.25 && paused.pausedFor <= 0.3, `pausedFor ${paused.pausedFor}`);
+      assert.ok(paused.nextIn >= paused.pausedFor - EXACT, 'nextIn should include the pause');
+      const end = lastOf(noted, (n) => n.paused !== undefined)!.paused!;
+      await limit.wait();
+      const slot = lastOf(noted, (n) => n.wrote && n.at !== undefined)!.at!;
+      assert.ok(Math.abs(slot - end) < EXACT, `the call after the pause went ${slot - end} s after its end`);
+    } finally {
+      await redis.close();
+    }
+  });
+
+  test('across processes: a pause set here moves a call already asleep on its slot in another process', async (t) => {
+    const child = new Child(process.execPath, ['--import', 'tsx', featuresChild, url], process.env, 'nodejs');
+    const redis = new RedisStore({ url, key: `pause:${process.pid}` });
+    const { store, noted } = noting(redis);
+    try {
+      await child.next(30_000);
+      const ask = async <T>(command: object): Promise<T> => {
+        child.send(command);
+        const reply = await child.next<T & { error?: string }>(15_000);
+        assert.equal(reply.error, undefined, `${JSON.stringify(command)} failed`);
+        return reply;
+      };
+      const options = { limits: [{ maxCount: 2, per: 1 }] }; // a slot every 0.5 s
+      await ask({ op: 'open', key: `pause:${process.pid}`, options });
+      const limit = new RateLimit({ ...options, store });
+      await limit.status(); // connect now, not while the child sleeps
+      const first = await ask<WaitReply>({ op: 'wait' });
+      // The child's next call sleeps until first + 0.5 s; pause everyone for
+      // 0.6 s meanwhile, 0.1 to 0.2 s into its sleep.
+      child.send({ op: 'wait' });
+      await sleep(150);
+      await limit.pause(0.6);
+      const end = lastOf(noted, (n) => n.paused !== undefined)!.paused!;
+      const second = await child.next<WaitReply>(15_000);
+      assert.equal(second.error, undefined);
+      const wallMinusBoot = Date.now() / 1000 - clock.now();
+      t.diagnostic(`child's second call: reserved first + ${(second.first! - first.final!).toFixed(3)} s, ` +
+        `went at pause end + ${((second.final! - end) * 1000).toFixed(3)} ms, returned ${((second.granted + wallMinusBoot - end) * 1000).toFixed(1)} ms after it`);
+      assert.ok(Math.abs(second.first! - first.final! - 0.5) < EXACT, 'the child\'s second call was not reserved 0.5 s after its first');
+      assert.ok(second.first! > end - 0.6, 'the pause came after the child\'s slot: nothing was tested');
+      assert.ok(second.final! >= end - EXACT, `the sleeping call went ${second.final! - end} s before the pause's end`);
+      // The child recorded its return on the boot clock; the server's clock
+      // is this machine's wall clock, lined up here to about 1 ms (Date.now()).
+      assert.ok(second.granted + wallMinusBoot >= end - 0.002, 'the sleeping call returned before the pause ended');
+      const status = await ask<{ status: { pausedFor: number } }>({ op: 'status' });
+      assert.equal(status.status.pausedFor, 0);
+    } finally {
+      child.end();
+      await within(child.exited, 5000);
+      kill(child.proc);
+      await redis.close();
+    }
+  });
+
+  test('across processes: maxConcurrent counts another process\'s permit, its lease is renewed while held, and comes back a lease after its holder is killed', async (t) => {
+    const child = new Child(process.execPath, ['--import', 'tsx', featuresChild, url], process.env, 'nodejs');
+    const key = `slots:${process.pid}`;
+    const redis = new RedisStore({ url, key });
+    const { store, noted } = noting(redis);
+    try {
+      await child.next(30_000);
+      const ask = async <T>(command: object): Promise<T> => {
+        child.send(command);
+        const reply = await child.next<T & { error?: string }>(15_000);
+        assert.equal(reply.error, undefined, `${JSON.stringify(command)} failed`);
+        return reply;
+      };
+      // A 0.6 s lease, renewed every 0.2 s while held.
+      const options = { limits: [{ maxCount: 100, per: 1 }], maxConcurrent: 1, slotLease: 0.6 };
+      await ask({ op: 'open', key, options });
+      const limit = new RateLimit({ ...options, store });
+      await ask<WaitReply>({ op: 'acquire' });
+      const held = await limit.status();
+      assert.equal(held.inFlight, 1, 'status() here should count the child\'s permit');
+      assert.equal(held.maxConcurrent, 1);
+      // Waiting 1 s, longer than the lease: the child's renewals keep it.
+      await assert.rejects(limit.acquire({ maxWait: 1 }), RateLimitTimeoutError);
+
+      const killedAt = Date.now() / 1000;
+      kill(child.proc);
+      await child.exited;
+      const permit = await limit.acquire({ maxWait: 3 });
+      const grant = lastOf(noted, (n) => n.wrote && n.at !== undefined)!;
+      // The child's slot as it stood when the grant was made: the last lease it renewed.
+      const leaseEnd = Math.max(...noted.filter((n) => n.slots?.length && n.now < grant.now).flatMap((n) => n.slots!.map((h) => h.until)));
+      t.diagnostic(`slot back ${((grant.now - leaseEnd) * 1000).toFixed(1)} ms after the lease ran out, ` +
+        `${((grant.now - killedAt) * 1000).toFixed(0)} ms after the kill (lease 600 ms)`);
+      assert.ok(grant.now >= leaseEnd - EXACT, `the killed holder's slot was given out ${leaseEnd - grant.now} s before its lease ran out`);
+      // A waiter polls at most 75 ms apart, plus two round trips.
+      assert.ok(grant.now - leaseEnd < 0.25, `the slot came back ${grant.now - leaseEnd} s after its lease ran out`);
+      assert.ok(grant.now - killedAt <= 0.6 + 0.25, 'the slot took longer than a lease to come back');
+      assert.equal((await limit.status()).inFlight, 1);
+      await permit.release();
+      assert.equal((await limit.status()).inFlight, 0, 'a released slot is still counted');
+    } finally {
+      kill(child.proc);
+      await redis.close();
+    }
+  });
 });
