@@ -500,7 +500,7 @@ export class RateLimit {
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-    if (r === BUSY) throw new Error('unreachable: no concurrency cap');
+    if (isBusy(r)) throw new Error('unreachable: no concurrency cap');
     if (r.at - r.now <= 0 && !call.signal?.aborted) return 0;
     return this.sleepThrough(r, call, performance.now());
   }
@@ -519,7 +519,7 @@ export class RateLimit {
     let waited = 0;
     for (;;) {
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-      if (r === BUSY) throw new Error('unreachable: no concurrency cap');
+      if (isBusy(r)) throw new Error('unreachable: no concurrency cap');
       const left = r.at - r.now;
       if (left <= 0) return waited;
       waited += left;
@@ -559,7 +559,7 @@ export class RateLimit {
       let r = this.store.update(tx, { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
       if (isPromiseLike(r)) r = await r;
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-      if (r !== BUSY) {
+      if (!isBusy(r)) {
         const waitedForSlot = (performance.now() - started) / 1000;
         const waited = await this.sleepThrough(r, call, started);
         return new PermitHandle(this, r, waitedForSlot + waited);
@@ -567,14 +567,15 @@ export class RateLimit {
       // Every slot is held, and we are in the queue for one. A release in
       // this process wakes us at once; other processes' releases are seen by
       // polling, backing off from 1 ms to SLOT_POLL_MAX_MS so a long call
-      // costs few store reads. Giving up leaves the queue.
+      // costs few store reads; the first in the queue, whose turn is next,
+      // backs off only to SLOT_POLL_FIRST_MS. Giving up leaves the queue.
       const elapsed = (performance.now() - started) / 1000;
       try {
         if (elapsed >= call.maxWait) {
           throw new RateLimitTimeoutError(elapsed, call.maxWait,
             `ratelimit: every one of the ${this.maxConcurrent} concurrency slots stayed held for ${elapsed.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`);
         }
-        const pollMs = Math.min(SLOT_POLL_MAX_MS, 2 ** attempt) * (0.5 + Math.random());
+        const pollMs = Math.min(r.place === 0 ? SLOT_POLL_FIRST_MS : SLOT_POLL_MAX_MS, 2 ** attempt) * (0.5 + Math.random());
         await sleepUntil(performance.now() + Math.min(pollMs, (call.maxWait - elapsed) * 1000), call.signal, this.slotFreed);
       } catch (reason) {
         await this.leaveQueueQuietly(id);
@@ -677,10 +678,10 @@ export class RateLimit {
   // In-process waiters for a concurrency slot, woken by a release here.
   private readonly slotFreed: Wakeup = new Wakeup();
 
-  // A transaction that reserves a slot, or returns BUSY when every
+  // A transaction that reserves a slot, or returns its place in the queue when every
   // concurrency slot is held, or, if the slot is more than maxWait away,
   // takes nothing and returns how long the wait would be.
-  private reserveTx(call: Call, slotId?: string): Transaction<number | Reservation | typeof BUSY> {
+  private reserveTx(call: Call, slotId?: string): Transaction<number | Reservation | Busy> {
     const plain = call === this.plainCall && slotId === undefined;
     if (plain) {
       // The plain wait(): no slot, no maxWait, so the core's output is the
@@ -689,18 +690,18 @@ export class RateLimit {
       this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, this.defaultCost);
       return this.plainTx;
     }
-    const tx: Transaction<number | Reservation | typeof BUSY> = (state, now, ctx) => {
+    const tx: Transaction<number | Reservation | Busy> = (state, now, ctx) => {
       const slot = slotId === undefined ? undefined
         : { id: slotId, holder: ctx.holder, until: now + this.slotLease, queueUntil: now + QUEUE_LEASE_S, isDead: (h: string) => ctx.isDead(h) };
       const out = reserve(this.settings, state && this.checkState(state), now, call.cost, slot);
-      if (!out.reservation) return { state: out.state === state ? undefined : out.state, result: BUSY };
+      if (!out.reservation) return { state: out.state === state ? undefined : out.state, result: { place: out.place ?? 0 } };
       if (out.reservation.at - now > call.maxWait) return { result: out.reservation.at - now };
       return { state: out.state, result: out.reservation };
     };
     return tx;
   }
   // The transaction of a plain wait() (cost 1 call, no maxWait), made once.
-  private plainTx?: Transaction<number | Reservation | typeof BUSY>;
+  private plainTx?: Transaction<number | Reservation | Busy>;
 
   // After sleeping until its slot: undefined if the call may go; a new
   // reservation if a pause was set meanwhile (the old slot is given back and
@@ -845,10 +846,11 @@ export class RateLimit {
  * the latest of the limits' earliest times satisfies them all.
  * With `slot` (a limiter with maxConcurrent), it also takes a concurrency
  * slot, first reclaiming those whose holder is dead or whose lease ran out;
- * if none is free it reserves nothing and returns no reservation.
+ * if none is free to this caller it reserves nothing, and returns no
+ * reservation and its `place` in the queue of waiters instead.
  * Returns the new state; the input state is not changed.
  */
-export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], slot?: SlotRequest): { state: LimitState; reservation?: Reservation } {
+export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], slot?: SlotRequest): { state: LimitState; reservation?: Reservation; place?: number } {
   if (!slot) {
     const rate = takeRate(s, state, now, cost);
     return { state: rate.state, reservation: rate.result };
@@ -873,15 +875,16 @@ export function reserve(s: Settings, state: LimitState | undefined, now: number,
   // gone (so a waiter's polls do not each write the state). The state
   // changes only then, or if dead holders' slots or places were reclaimed.
   const mine = queue[place];
+  const at = mine ? place : queue.length;
   if (!mine) queue.push({ id: slot.id, holder: slot.holder, until: slot.queueUntil });
   else if (mine.until - now < (slot.queueUntil - now) / 2) queue[place] = { ...mine, until: slot.queueUntil };
   const unchanged = state !== undefined && mine !== undefined && queue[place] === mine &&
     slots.length === (state.slots?.length ?? 0) && queue.length === (state.queue?.length ?? 0);
-  if (unchanged) return { state };
+  if (unchanged) return { state, place: at };
   const out = fresh(s, state);
   setList(out, 'slots', slots);
   setList(out, 'queue', queue);
-  return { state: out };
+  return { state: out, place: at };
 }
 
 /** Takes a waiter's place out of the concurrency queue (it gave up waiting). */
@@ -1337,12 +1340,21 @@ const MAX_RUNS = 128;
 // A pause carried over from another clock is trusted for at most a day.
 const MAX_SHIFTED_PAUSE_S = 86_400;
 const EMPTY_LANE: Lane = Object.freeze({}) as Lane;
-// Returned by a reservation when every concurrency slot is held.
-const BUSY = 'busy' as const;
+// What a reservation returns when every concurrency slot is held: the
+// caller's place in the queue (0: next).
+interface Busy { readonly place: number }
+function isBusy(r: Reservation | Busy): r is Busy {
+  return (r as Partial<Busy>).place !== undefined;
+}
 // A waiter for a concurrency slot polls the store at most this far apart. A
 // release in the same process wakes it at once; across processes this is
 // how late a freed slot can be noticed, against a store read costing ~30 µs.
 const SLOT_POLL_MAX_MS = 50;
+// The first waiter in the queue polls at most this far apart, so a slot freed
+// in another process stands idle about half of it on average; a poll costs
+// one lock cycle (~30 µs), so this is at most a few percent of a core while
+// the waiter waits.
+const SLOT_POLL_FIRST_MS = 4;
 // A waiter's place in the concurrency queue lapses this long after its last
 // poll, so a waiter that vanished without a word (killed on another machine,
 // say) holds the queue up for at most this long. Polls come at most
