@@ -12,7 +12,7 @@ import {
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
-  RateLimit, RateLimitTimeoutError, MemoryStore, FileStore, reserve, giveBack, sharedClock,
+  RateLimit, RateLimitTimeoutError, MemoryStore, FileStore, reserve, giveBack, sharedClock, encodeOwnerRecord,
   type Limit, type LimitState, type Reservation,
 } from './ratelimit.ts';
 import { tempDir, maxInWindow, violations, ROOT, BAD_OPTIONS } from './test/helpers.ts';
@@ -641,9 +641,9 @@ describe('across processes', () => {
 // Writes a lock file with an owner record as the library writes it: process
 // `pid` (started at `start`, /proc's clock ticks) on this host and boot, now.
 function writeLock(path: string, pid: number, start: string): void {
-  writeFileSync(path, JSON.stringify({
-    pid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
-    start, token: `test${pid}`, seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
+  writeFileSync(path, encodeOwnerRecord({
+    pid, tid: pid, host: hostname(), ns: readLink('/proc/self/ns/pid'), boot: readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim(),
+    start, tstart: '', token: `test${pid}`, seq: 1, clock: sharedClock().tag, time: sharedClock().now(),
   }));
 }
 
