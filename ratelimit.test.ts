@@ -13,18 +13,30 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   RateLimit, RateLimitTimeoutError, MemoryStore, FileStore, reserve, giveBack, sharedClock, encodeOwnerRecord,
-  type Limit, type LimitState, type Reservation,
+  type LimitState, type Reservation, type Settings,
 } from './ratelimit.ts';
 import { tempDir, maxInWindow, violations, ROOT, BAD_OPTIONS } from './test/helpers.ts';
 import { startWorker, launch, finish, slotsOf, killWorkers } from './test/stress/scenarios.ts';
 
+
+// The core in its one-limit form, for the tables below.
+interface Limit { maxCount: number; per: number; greedy: boolean }
+const settingsOf = (l: Limit): Settings => ({ limits: [{ ...l, unit: 'calls' }], maxConcurrent: Infinity, serial: false });
+function reserve1(l: Limit, state: LimitState | undefined, now: number, weight = 1): { state: LimitState; reservation: Reservation } {
+  const out = reserve(settingsOf(l), state, now, [weight]);
+  return { state: out.state, reservation: out.reservation! };
+}
+const giveBack1 = (l: Limit, state: LimitState, r: Reservation) => giveBack(settingsOf(l), state, r);
+const nextOf = (state: LimitState | undefined) => state?.lanes[0]?.next;
+// A greedy lane's runs, as one time per unit granted.
+const grantsOf = (state: LimitState | undefined) => (state?.lanes[0]?.runs ?? []).flatMap(([t, n]) => Array<number>(n).fill(t));
 
 // Runs reservations back to back on a made-up clock: each call arrives at
 // the given time and gets the slot reserve() computes.
 function schedule(limit: Limit, arrivals: number[], weight = 1): number[] {
   let state: LimitState | undefined;
   return arrivals.map((now) => {
-    const r = reserve(limit, state, now, weight);
+    const r = reserve1(limit, state, now, weight);
     state = r.state;
     return r.reservation.at;
   });
@@ -107,7 +119,7 @@ describe('reserve (patient)', () => {
     let state: LimitState | undefined;
     let prev = 100;
     for (let i = 0; i < 100; i++) {
-      const r = reserve(limit, state, i === 0 ? 100 : prev + 0.003, 1);
+      const r = reserve1(limit, state, i === 0 ? 100 : prev + 0.003, 1);
       state = r.state;
       if (i > 0) assert.ok(Math.abs(r.reservation.at - (prev + 0.5)) < 1e-9);
       prev = r.reservation.at;
@@ -162,7 +174,7 @@ describe('reserve (greedy)', () => {
       for (let i = 0; i < 60; i++) {
         now += random() < 0.3 ? random() * 3 : random() * 0.2;
         const w = 1 + Math.floor(random() * l.maxCount);
-        const r = reserve(l, state, now, w);
+        const r = reserve1(l, state, now, w);
         const at = r.reservation.at;
         assert.ok(at >= now && at >= (grants.at(-1) ?? -Infinity), 'not before now, and first come first served');
         // Earliest: a moment earlier (but not before now or the last grant) would overfill a window.
@@ -173,7 +185,7 @@ describe('reserve (greedy)', () => {
         }
         for (let k = 0; k < w; k++) grants.push(at);
         state = r.state;
-        assert.ok((state.grants?.length ?? 0) <= l.maxCount, 'state holds at most maxCount grants');
+        assert.ok((state.lanes[0]?.runs?.length ?? 0) <= l.maxCount, 'state holds at most maxCount runs');
       }
       // No window [t, t+per) holds more than maxCount.
       assert.ok(maxInWindow(grants, l.per, 1e-9) <= l.maxCount, `trial ${trial}`);
@@ -181,41 +193,41 @@ describe('reserve (greedy)', () => {
   });
 
   it('drops grants that left the window, so an idle limit has a small state', () => {
-    const r1 = reserve(limit, undefined, 10, 3);
-    const r2 = reserve(limit, r1.state, 100, 1);
-    assert.deepEqual(r2.state.grants, [100]);
+    const r1 = reserve1(limit, undefined, 10, 3);
+    const r2 = reserve1(limit, r1.state, 100, 1);
+    assert.deepEqual(grantsOf(r2.state), [100]);
   });
 });
 
 describe('giveBack', () => {
   it('patient: undoes the last reservation', () => {
     const limit = { maxCount: 2, per: 1, greedy: false };
-    const a = reserve(limit, undefined, 10);
-    const b = reserve(limit, a.state, 10);
-    const undone = giveBack(limit, b.state, b.reservation)!;
-    assert.equal(undone.next, a.state.next);
-    assert.equal(reserve(limit, undone, 10).reservation.at, 10.5, 'the next caller gets the slot back');
-    assert.equal(giveBack(limit, a.state, a.reservation)!.next, undefined, 'back to a fresh state');
+    const a = reserve1(limit, undefined, 10);
+    const b = reserve1(limit, a.state, 10);
+    const undone = giveBack1(limit, b.state, b.reservation)!;
+    assert.equal(nextOf(undone), nextOf(a.state));
+    assert.equal(reserve1(limit, undone, 10).reservation.at, 10.5, 'the next caller gets the slot back');
+    assert.equal(nextOf(giveBack1(limit, a.state, a.reservation)!), undefined, 'back to a fresh state');
   });
 
   it('patient: leaves a middle reservation spent, since later slots were spaced from it', () => {
     const limit = { maxCount: 2, per: 1, greedy: false };
-    const a = reserve(limit, undefined, 10);
-    const b = reserve(limit, a.state, 10);
-    assert.equal(giveBack(limit, b.state, a.reservation), undefined);
+    const a = reserve1(limit, undefined, 10);
+    const b = reserve1(limit, a.state, 10);
+    assert.equal(giveBack1(limit, b.state, a.reservation), undefined);
   });
 
   it('greedy: removes the grants of the reservation, whatever came after', () => {
     const limit = { maxCount: 2, per: 1, greedy: true };
-    const a = reserve(limit, undefined, 10);
-    const b = reserve(limit, a.state, 10);
-    const c = reserve(limit, b.state, 10);
+    const a = reserve1(limit, undefined, 10);
+    const b = reserve1(limit, a.state, 10);
+    const c = reserve1(limit, b.state, 10);
     assert.equal(c.reservation.at, 11);
-    // The state keeps the newest 2 grants, [10, 11]; a's grant at 10 is no
-    // longer listed, so one stands in for it after b's is removed.
-    const undone = giveBack(limit, c.state, b.reservation)!;
-    assert.deepEqual(undone.grants, [10, 11]);
-    assert.equal(reserve(limit, undone, 10).reservation.at, 11);
+    // The lane holds at least maxCount units, so older ones may have been
+    // dropped: one stands in at the oldest grant's time for b's removed one.
+    const undone = giveBack1(limit, c.state, b.reservation)!;
+    assert.deepEqual(grantsOf(undone), [10, 10, 11]);
+    assert.equal(reserve1(limit, undone, 10).reservation.at, 11);
   });
 
   it('greedy: no sequence of reservations and give-backs ever overfills a window', () => {
@@ -230,15 +242,15 @@ describe('giveBack', () => {
         now += random() * 0.3;
         if (live.length && random() < 0.3) {
           const [r] = live.splice(Math.floor(random() * live.length), 1);
-          if (r.at > now) state = giveBack(limit, state!, r) ?? state; // only a slot still ahead can be aborted
+          if (r.at > now) state = giveBack1(limit, state!, r) ?? state; // only a slot still ahead can be aborted
           else live.push(r);
         } else {
-          const r = reserve(limit, state, now, 1 + Math.floor(random() * limit.maxCount));
+          const r = reserve1(limit, state, now, 1 + Math.floor(random() * limit.maxCount));
           state = r.state;
           live.push(r.reservation);
         }
       }
-      const times = live.flatMap((r) => Array(r.weight).fill(r.at)).sort((a, b) => a - b);
+      const times = live.flatMap((r) => Array<number>(r.cost[0]!).fill(r.at)).sort((a, b) => a - b);
       assert.ok(maxInWindow(times, 1, 1e-9) <= limit.maxCount, `trial ${trial}: ${times}`);
     }
   });
@@ -390,9 +402,7 @@ describe('file store', () => {
     const limit = new RateLimit({ maxCount: 3, per: 2, file });
     assert.equal(limit.tryAcquire(), true);
     const stored = JSON.parse(readFileSync(file, 'utf8'));
-    assert.equal(stored.state.maxCount, 3);
-    assert.equal(stored.state.per, 2);
-    assert.equal(stored.state.greedy, false);
+    assert.deepEqual(stored.state.limits, [{ maxCount: 3, per: 2, greedy: false, unit: 'calls' }]);
     assert.equal(stored.clock, sharedClock().tag);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal(existsSync(lockOf(file)), false, 'the lock is released');
@@ -415,7 +425,8 @@ describe('file store', () => {
     const greedyFile = path();
     const greedy = new RateLimit({ maxCount: 5, per: 60, greedy: true, file: greedyFile });
     for (let i = 0; i < 20; i++) greedy.tryAcquire();
-    assert.equal(JSON.parse(readFileSync(greedyFile, 'utf8')).state.grants.length, 5);
+    const runs: Array<[number, number]> = JSON.parse(readFileSync(greedyFile, 'utf8')).state.lanes[0].runs;
+    assert.equal(runs.reduce((sum, [, n]) => sum + n, 0), 5);
   });
 
   it('refuses a state made for other settings, naming the file, both settings and the reset', () => {
@@ -438,7 +449,7 @@ describe('file store', () => {
     const limit = new RateLimit({ maxCount: 2, per: 1, file });
     const warnings = await warningsDuring(() => assert.equal(limit.tryAcquire(), true));
     assert.ok(warnings.some((w) => /could not be parsed/.test(w)), warnings.join());
-    assert.equal(JSON.parse(readFileSync(file, 'utf8')).state.maxCount, 2);
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).state.limits[0].maxCount, 2);
   });
 
   it('recreates a deleted state file from what this process last knew, with a warning', async () => {
@@ -583,7 +594,7 @@ describe('file store', () => {
     const file = path();
     const now = sharedClock().now();
     // Written "5 s ago" on another boot's clock, with the next slot 1000 s after that write.
-    writeFileSync(file, JSON.stringify({ clock: 'boot:another-boot', written: 50_000, wall: Date.now() / 1000 - 5, state: { maxCount: 1, per: 10, greedy: false, next: 50_000 + 1000 } }));
+    writeFileSync(file, JSON.stringify({ clock: 'boot:another-boot', written: 50_000, wall: Date.now() / 1000 - 5, state: { v: 2, limits: [{ maxCount: 1, per: 10, greedy: false, unit: 'calls' }], lanes: [{ next: 50_000 + 1000 }] } }));
     const limit = new RateLimit({ maxCount: 1, per: 10, file });
     assert.throws(() => limit.waitSync({ maxWait: 9.9 }), (e: RateLimitTimeoutError) => e.wouldWait > 9.9 && e.wouldWait <= 10 + (sharedClock().now() - now));
   });

@@ -31,80 +31,213 @@ import { randomBytes } from 'node:crypto';
 // 1. Public API
 // ---------------------------------------------------------------------------
 
-/** Options for {@link RateLimit}. Every duration is in seconds. */
-export interface RateLimitOptions {
-  /** How many calls may go ahead per `per` seconds. A positive integer. */
+/** One limit: at most `maxCount` units of `unit` per `per` seconds. */
+export interface LimitOptions {
+  /** How many units may go ahead per `per` seconds. A positive integer. */
   maxCount: number;
   /** Length of the window in seconds. Finite and greater than 0. */
   per: number;
+  /** Greedy or patient for this limit alone; by default the limiter's `greedy`. */
+  greedy?: boolean | undefined;
+  /** What the limit counts: `"calls"` (the default), or a name that costs use, such as `"tokens"`. */
+  unit?: string | undefined;
+}
+
+/**
+ * Options for {@link RateLimit}. Every duration is in seconds. Give one limit
+ * as `maxCount` and `per`, or several as `limits`.
+ */
+export interface RateLimitOptions {
+  /** How many calls may go ahead per `per` seconds. A positive integer. */
+  maxCount?: number | undefined;
+  /** Length of the window in seconds. Finite and greater than 0. */
+  per?: number | undefined;
   /**
    * false (default), patient: calls are spaced evenly, one every
    * `per / maxCount` seconds. true, greedy: calls go at once until `maxCount`
    * is reached, and no window of `per` seconds ever holds more than `maxCount`.
    */
-  greedy?: boolean;
+  greedy?: boolean | undefined;
+  /**
+   * Several limits that every call must satisfy together, such as requests
+   * per minute, tokens per minute and requests per day. A call is reserved in
+   * all of them in one transaction, or in none.
+   */
+  limits?: readonly LimitOptions[] | undefined;
+  /**
+   * At most this many calls in flight at once, across every process sharing
+   * the state. A call holds its place from {@link RateLimit.acquire} until
+   * {@link Permit.release}. Use `acquire()` or `run()`; `wait()` cannot know
+   * when a call ends.
+   */
+  maxConcurrent?: number | undefined;
+  /**
+   * One call at a time, and each call's spacing counts from the moment the
+   * previous one was released rather than from its start: an API that slows
+   * down is never sent a new call while the last one is still running. Implies
+   * `maxConcurrent: 1`.
+   */
+  serial?: boolean | undefined;
+  /**
+   * Seconds a concurrency slot is kept for a holder that cannot be proven
+   * dead but has stopped renewing it (a paused process, another machine).
+   * A held permit renews its slot every third of this. Default 60.
+   */
+  slotLease?: number | undefined;
   /**
    * Path of a JSON state file. Every process that names the same file shares
-   * one limit; the lock `<file>.lock` lives beside it. Without `file` (and
-   * without `store`) the limit lives in memory and covers this process only.
+   * one limit; the lock `<file>.lock` lives beside it. A relative path is
+   * resolved against the current directory, so prefer an absolute one.
+   * Without `file` (and without `store`) the limit lives in memory and covers
+   * this process only.
    */
-  file?: string;
+  file?: string | undefined;
   /**
    * Seconds after which a lock whose holder cannot be proven dead is treated
    * as abandoned and broken. Default 10. See {@link DEFAULT_STALE_AFTER}.
    */
-  staleAfter?: number;
+  staleAfter?: number | undefined;
   /** Somewhere else to keep the state, such as Redis. See {@link RateLimitStore}. */
-  store?: RateLimitStore;
+  store?: RateLimitStore | undefined;
 }
 
-/** Options for one call of {@link RateLimit.wait}, {@link RateLimit.waitSync}, {@link RateLimit.tryAcquire}. */
+/** What a call costs in each unit, such as `{ tokens: 1200 }`. A call costs `{ calls: 1 }` unless it says otherwise. */
+export type Cost = Readonly<Record<string, number>>;
+
+/** Options for one call of {@link RateLimit.wait}, {@link RateLimit.acquire} and the rest. */
 export interface WaitOptions {
   /** Aborting rejects the wait with `signal.reason` and gives the slot back where it can. */
-  signal?: AbortSignal;
-  /** If the slot is further away than this many seconds, fail at once with {@link RateLimitTimeoutError}. */
-  maxWait?: number;
-  /** The call counts as this many calls: an integer from 1 to `maxCount`. Default 1. */
-  weight?: number;
-}
-
-/** The settings a state was made for. */
-export interface Limit {
-  maxCount: number;
-  per: number;
-  greedy: boolean;
+  signal?: AbortSignal | undefined;
+  /** If the call would wait longer than this many seconds, fail at once with {@link RateLimitTimeoutError}. */
+  maxWait?: number | undefined;
+  /** The call counts as this many calls: `weight: n` is `cost: { calls: n }`. Default 1. */
+  weight?: number | undefined;
+  /** What the call costs in each unit; each must be an integer from 0 to its limit's `maxCount`. */
+  cost?: Cost | undefined;
 }
 
 /**
- * The whole state of a limit. It is plain JSON so that any store can keep it.
- * Times are seconds on the store's clock.
+ * A call that has its slot: from {@link RateLimit.acquire}. Release it when
+ * the call is over (it frees the concurrency slot, if the limiter has
+ * `maxConcurrent`), and settle it when the real cost is known.
+ * `await using permit = await limit.acquire()` releases it at the end of the block.
  */
-export interface LimitState extends Limit {
-  /** Patient mode: the earliest time the next call may go. Absent when fresh. */
-  next?: number;
-  /** Greedy mode: grant times of the last window, oldest first, one entry per unit of weight. */
-  grants?: number[];
+export interface Permit {
+  /** Seconds the call was held back before it got the permit. */
+  readonly waited: number;
+  /** What the permit is charged now, per unit (the estimate until settled). */
+  readonly cost: Cost;
+  /**
+   * Replaces the charged cost with the real one, for the units given (others
+   * keep theirs). An overrun charges the extra and pushes later slots back; a
+   * refund gives capacity back where no later reservation depends on it, as
+   * an aborted wait does. May be called again (each call charges or refunds
+   * the difference from the last), and after release. A permit settled more
+   * than a window after its slot changes nothing: its window has passed.
+   * Never rejects: a store failure is reported as a warning.
+   */
+  settle(actual: Cost): Promise<void>;
+  /** Ends the call: frees its concurrency slot. Idempotent; never rejects (a failure is a warning). */
+  release(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** What {@link reserve} hands out: enough to wait for the slot and to give it back. */
+/** One limit's settings, as the state records them. */
+export interface LimitSettings {
+  readonly maxCount: number;
+  readonly per: number;
+  readonly greedy: boolean;
+  readonly unit: string;
+}
+
+/** Everything a state is made for. Two limiters share a state only when these agree. */
+export interface Settings {
+  /** In a fixed order (by unit, then per, then maxCount), so every process agrees on it. */
+  readonly limits: readonly LimitSettings[];
+  /** Infinity when there is no cap. */
+  readonly maxConcurrent: number;
+  readonly serial: boolean;
+}
+
+/** What {@link RateLimit.status} reports. Times are seconds from now. */
+export interface RateLimitStatus {
+  limits: Array<LimitSettings & {
+    /** Units counted against the current window, including those reserved ahead. */
+    used: number;
+    /** `maxCount - used`, never below 0. */
+    remaining: number;
+    /** Seconds until a call costing one unit of this limit could go, by this limit alone. */
+    nextIn: number;
+  }>;
+  /** Seconds until a call of the default cost could go, every limit and any pause included. */
+  nextIn: number;
+  /** Seconds left of a pause set by {@link RateLimit.pause}; 0 when none. */
+  pausedFor: number;
+  /** Calls holding a concurrency slot now, in every process. */
+  inFlight: number;
+  /** null when there is no cap. */
+  maxConcurrent: number | null;
+}
+
+/**
+ * The whole state of a limiter: plain JSON, so any store can keep it. Times
+ * are seconds on the store's clock. Stores never look inside: they call
+ * {@link parseState} and {@link shiftState}.
+ */
+export interface LimitState {
+  /** The format's version. A newer one is refused with a clear error, not overwritten. */
+  v: typeof STATE_VERSION;
+  limits: LimitSettings[];
+  maxConcurrent?: number;
+  serial?: boolean;
+  /** One per limit, in the same order. */
+  lanes: Lane[];
+  /** No call goes before this time. */
+  pausedUntil?: number;
+  /** Concurrency slots held now. */
+  slots?: Slot[];
+}
+
+/**
+ * One limit's history. Patient: `next`, the earliest time the next call may
+ * go. Greedy: `runs`, the grants still in a window, as [time, units] pairs,
+ * oldest first, so a big limit (tokens per minute) stays a few pairs long.
+ */
+export interface Lane {
+  next?: number;
+  runs?: Array<[number, number]>;
+}
+
+/** A concurrency slot: who holds it, and until when its lease runs. */
+export interface Slot {
+  id: string;
+  holder: string;
+  until: number;
+}
+
+/** What {@link reserve} hands out: enough to wait for the slot, give it back, settle and release it. */
 export interface Reservation {
   /** When the call may go, on the store's clock. */
   at: number;
   /** When the reservation was made, on the same clock. */
   now: number;
-  weight: number;
-  /** Patient mode: `next` before and after this reservation, to undo it. */
-  before?: number;
-  after?: number;
+  /** Units charged to each limit, in the settings' order. */
+  cost: number[];
+  /** Patient limits: `next` before and after this reservation, to undo or settle it. */
+  before: Array<number | undefined>;
+  after: Array<number | undefined>;
+  /** The concurrency slot held, if any. */
+  slot?: string;
 }
 
 /**
  * A read-modify-write on the state. It gets the state (undefined when there is
- * none yet) and the store's current time in seconds, and returns the new state
- * to store (or none, to leave it as it is) and a result for the caller.
- * It is pure: a store that retries on conflict may run it more than once.
+ * none yet), the store's current time in seconds and the caller's context,
+ * and returns the new state to store (or none, to leave it as it is) and a
+ * result for the caller. It is pure: a store that retries on conflict may run
+ * it more than once.
  */
-export type Transaction<T> = (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState; result: T };
+export type Transaction<T> = (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState | undefined; result: T };
 
 /**
  * What a store tells a transaction about the caller, besides the time. The
@@ -126,6 +259,8 @@ export interface TxContext {
  * `update` must run the transaction atomically with respect to every other
  * user of the same state, and give it the time on one clock that all of them
  * share. `updateSync` is the same, blocking; `waitSync` and `tryAcquire` need it.
+ * The state is opaque: a store keeps what the transaction returns and hands
+ * it back, checked with {@link parseState} when it was serialized.
  */
 export interface RateLimitStore {
   /** Names the state in messages, such as `state file "/tmp/api.json"`. */
@@ -139,9 +274,9 @@ export interface RateLimitStore {
 /** How long a store may wait before it runs a transaction. Stores that never wait may ignore these. */
 export interface UpdateOptions {
   /** Stop waiting (for a busy lock, say) when this aborts, and reject with its reason. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Seconds to wait for a busy lock at most; then throw a {@link RateLimitTimeoutError}. */
-  lockTimeout?: number;
+  lockTimeout?: number | undefined;
 }
 
 /**
@@ -154,12 +289,16 @@ export interface UpdateOptions {
  */
 export const DEFAULT_STALE_AFTER = 10;
 
+/** The version of this file, also written into the state (see {@link LimitState}). */
+export const VERSION = '0.2.0';
+
 /**
  * The base of every error this file throws on purpose. `code` is stable, so
  * a program can branch on it rather than on the message:
  * - `ERR_RATELIMIT_TIMEOUT`: {@link RateLimitTimeoutError};
  * - `ERR_RATELIMIT_MISMATCH`: {@link RateLimitMismatchError};
- * - `ERR_RATELIMIT_STORE`: {@link RateLimitStoreError}.
+ * - `ERR_RATELIMIT_STORE`: {@link RateLimitStoreError};
+ * - `ERR_RATELIMIT_NO_STATE`: {@link RateLimit.fromState} found no state.
  * Bad options are plain `TypeError`s and `RangeError`s that name the option.
  */
 export class RateLimitError extends Error {
@@ -173,7 +312,7 @@ export class RateLimitError extends Error {
   }
 }
 
-/** Rejects a wait whose slot is further away than `maxWait`. No slot was taken. */
+/** Rejects a wait that would last longer than `maxWait`. No slot was taken. */
 export class RateLimitTimeoutError extends RateLimitError {
   /** Seconds the call would have had to wait (when the lock stayed busy: how long it waited for it). */
   readonly wouldWait: number;
@@ -204,28 +343,91 @@ export class RateLimitStoreError extends RateLimitError {
 }
 
 /**
+ * Seconds to wait, from a `Retry-After` header: delta-seconds (`"120"`) or an
+ * HTTP date (RFC 9110, 10.2.3). Takes a `Headers` object, a plain object of
+ * headers (any case), or the header's value. Undefined when there is none or
+ * it cannot be read; never negative.
+ */
+export function retryAfter(headers: { get(name: string): string | null } | Readonly<Record<string, unknown>> | string | null | undefined, now: number = Date.now()): number | undefined {
+  let value: unknown = headers;
+  if (typeof headers === 'object' && headers !== null) {
+    if (typeof headers['get'] === 'function') value = (headers as { get(name: string): string | null }).get('retry-after');
+    else value = Object.entries(headers).find(([k]) => k.toLowerCase() === 'retry-after')?.[1];
+  }
+  if (Array.isArray(value)) value = value[0];
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, (date - now) / 1000);
+}
+
+/**
  * A rate limit. Calls are served first come, first served: a call reserves
- * the earliest slot that keeps the limit, after every slot reserved before it,
- * and then sleeps until that slot without holding any lock. A call is never
- * let through before its slot by the store's clock.
+ * the earliest slot that keeps every limit, after every slot reserved before
+ * it, and then sleeps until that slot without holding any lock. A call is
+ * never let through before its slot by the store's clock.
+ *
+ * Which method to use: `await wait()` before each call, in most code;
+ * `acquire()` (or `run()`) when the limiter has `maxConcurrent`, or when the
+ * real cost is known only after the call (`permit.settle()`); `waitSync()`
+ * in a plain script; `tryAcquire()` to skip rather than wait; `pause()` when
+ * the API says to back off; `status()` to see what is left.
  */
 export class RateLimit {
+  /** The limits, in the state's fixed order. */
+  readonly limits: readonly LimitSettings[];
+  /** The first limit's `maxCount`: the limit, in the one-limit form. */
   readonly maxCount: number;
+  /** The first limit's `per`. */
   readonly per: number;
+  /** The first limit's mode. */
   readonly greedy: boolean;
+  /** Infinity when there is no cap. */
+  readonly maxConcurrent: number;
+  readonly serial: boolean;
   /** Where the state lives: a {@link MemoryStore}, a {@link FileStore} or the store given. */
   readonly store: RateLimitStore;
-  private readonly limit: Limit;
+  private readonly settings: Settings;
+  private readonly slotLease: number;
+  // What a call costs when it names no cost: one call, in every "calls" limit.
+  private readonly defaultCost: number[];
+  // The options of a plain call, so that it allocates and checks nothing.
+  private readonly plainCall: Call;
 
-  /** Checks every option at once: TypeError for a wrong type, RangeError for a wrong value. */
+  /**
+   * Checks every option at once: TypeError for a wrong type or an unknown
+   * name, RangeError for a wrong value.
+   */
   constructor(options: RateLimitOptions) {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError(`ratelimit: options must be an object, got ${show(options)}`);
     }
-    const { maxCount, per, greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store } = options;
-    checkNumber('maxCount', maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
-    checkNumber('per', per, 'a finite number of seconds above 0', Number.isFinite(per) && per > 0);
+    checkKnown('option', options, OPTION_NAMES);
+    const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false, slotLease = DEFAULT_SLOT_LEASE_S } = options;
     if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: greedy must be a boolean, got ${show(greedy)}`);
+    if (typeof serial !== 'boolean') throw new TypeError(`ratelimit: serial must be a boolean, got ${show(serial)}`);
+    let specs: readonly LimitOptions[];
+    if (options.limits !== undefined) {
+      if (options.maxCount !== undefined || options.per !== undefined) {
+        throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
+      }
+      if (!Array.isArray(options.limits) || options.limits.length === 0) {
+        throw new TypeError(`ratelimit: limits must be a non-empty array of { maxCount, per }, got ${show(options.limits)}`);
+      }
+      specs = options.limits;
+    } else {
+      specs = [{ maxCount: options.maxCount as number, per: options.per as number }];
+    }
+    const limits = specs.map((spec, i) => checkLimit(spec, options.limits === undefined ? '' : `limits[${i}].`, greedy));
+    limits.sort(compareLimits);
+    for (let i = 1; i < limits.length; i++) {
+      if (compareLimits(limits[i - 1]!, limits[i]!) === 0) throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(limits[i]!)}`);
+    }
+    const { maxConcurrent = serial ? 1 : Infinity } = options;
+    checkNumber('maxConcurrent', maxConcurrent, 'a positive integer', maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1));
+    if (serial && maxConcurrent !== 1) throw new RangeError(`ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, got ${maxConcurrent}`);
+    checkNumber('slotLease', slotLease, 'a finite number of seconds above 0', Number.isFinite(slotLease) && slotLease > 0);
     checkNumber('staleAfter', staleAfter, 'a finite number of seconds above 0', Number.isFinite(staleAfter) && staleAfter > 0);
     if (file !== undefined && typeof file !== 'string') {
       throw new TypeError(`ratelimit: file must be a path string, got ${show(file)}`);
@@ -237,11 +439,36 @@ export class RateLimit {
     if (store !== undefined && file !== undefined) {
       throw new TypeError('ratelimit: give either file or store, not both');
     }
-    this.maxCount = maxCount;
-    this.per = per;
-    this.greedy = greedy;
-    this.limit = { maxCount, per, greedy };
+    const first = checkLimit(specs[0]!, '', greedy);
+    this.limits = limits;
+    this.maxCount = first.maxCount;
+    this.per = first.per;
+    this.greedy = first.greedy;
+    this.maxConcurrent = maxConcurrent;
+    this.serial = serial;
+    this.slotLease = slotLease;
+    this.settings = { limits, maxConcurrent, serial };
+    this.defaultCost = limits.map((l) => (l.unit === 'calls' ? 1 : 0));
+    this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
     this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter }));
+  }
+
+  /**
+   * A limiter with the settings recorded in an existing state file, for
+   * tools that only know the file (the command line uses it). Throws a
+   * {@link RateLimitError} with code `ERR_RATELIMIT_NO_STATE` if there is none.
+   */
+  static fromState(file: string, options: { staleAfter?: number | undefined } = {}): RateLimit {
+    const none = () => new RateLimitError('ERR_RATELIMIT_NO_STATE',
+      `ratelimit: there is no state at ${JSON.stringify(resolve(file))} yet, so its settings must be given`);
+    if (!exists(resolve(file))) throw none();
+    const store = new FileStore(file, options.staleAfter === undefined ? {} : { staleAfter: options.staleAfter });
+    const state = store.updateSync((s) => ({ result: s }));
+    if (!state) throw none();
+    return new RateLimit({
+      limits: state.limits, store, serial: state.serial === true,
+      maxConcurrent: state.serial === true ? undefined : state.maxConcurrent,
+    });
   }
 
   /**
@@ -251,22 +478,17 @@ export class RateLimit {
    * slot is more than `maxWait` away, and with `signal.reason` if aborted.
    */
   async wait(options?: WaitOptions): Promise<number> {
-    const { signal, maxWait, weight } = options === undefined ? DEFAULT_WAIT : this.checkWaitOptions(options);
-    signal?.throwIfAborted();
-    let r = this.store.update(this.reserveTx(weight, maxWait), { signal, lockTimeout: lockTimeout(maxWait) });
+    if (this.maxConcurrent !== Infinity) this.noSlots('wait');
+    const call = options === undefined ? this.plainCall : this.checkCall(options);
+    call.signal?.throwIfAborted();
+    let r = this.store.update(this.reserveTx(call), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
     // Await only a store that is really asynchronous: awaiting a plain value
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
-    if (typeof r === 'number') throw new RateLimitTimeoutError(r, maxWait);
-    const waited = r.at - r.now;
-    if (waited <= 0 && !signal?.aborted) return 0;
-    try {
-      await sleepUntil(performance.now() + waited * 1000, signal);
-    } catch (reason) {
-      await this.giveBackQuietly(r);
-      throw reason;
-    }
-    return waited;
+    if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
+    if (r === BUSY) throw new Error('unreachable: no concurrency cap');
+    if (r.at - r.now <= 0 && !call.signal?.aborted) return 0;
+    return this.sleepThrough(r, call, performance.now());
   }
 
   /**
@@ -275,20 +497,31 @@ export class RateLimit {
    * seconds the call was held back.
    */
   waitSync(options: Omit<WaitOptions, 'signal'> = {}): number {
-    const { maxWait, weight } = this.checkWaitOptions(options);
-    const r = this.syncStore('waitSync').updateSync(this.reserveTx(weight, maxWait), { lockTimeout: lockTimeout(maxWait) });
-    if (typeof r === 'number') throw new RateLimitTimeoutError(r, maxWait);
-    const waited = r.at - r.now;
-    if (waited <= 0) return 0;
-    sleepSyncUntil(performance.now() + waited * 1000);
-    return waited;
+    this.noSlots('waitSync');
+    const call = this.checkCall(options);
+    const store = this.syncStore('waitSync');
+    const started = performance.now();
+    let r = store.updateSync(this.reserveTx(call), { lockTimeout: lockTimeout(call.maxWait) });
+    let waited = 0;
+    for (;;) {
+      if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
+      if (r === BUSY) throw new Error('unreachable: no concurrency cap');
+      const left = r.at - r.now;
+      if (left <= 0) return waited;
+      waited += left;
+      sleepSyncUntil(performance.now() + left * 1000);
+      const again = store.updateSync(this.recheckTx(r, call, started), { lockTimeout: lockTimeout(call.maxWait) });
+      if (again === undefined) return waited;
+      r = again;
+    }
   }
 
   /** Takes a slot only if one is free right now, and says whether it did. Never waits. */
   tryAcquire(options: Omit<WaitOptions, 'signal' | 'maxWait'> = {}): boolean {
-    const { weight } = this.checkWaitOptions(options);
+    this.noSlots('tryAcquire');
+    const call = { ...this.checkCall(options), maxWait: 0 };
     try {
-      return typeof this.syncStore('tryAcquire').updateSync(this.reserveTx(weight, 0), { lockTimeout: lockTimeout(0) }) !== 'number';
+      return typeof this.syncStore('tryAcquire').updateSync(this.reserveTx(call), { lockTimeout: lockTimeout(0) }) === 'object';
     } catch (error) {
       if (error instanceof RateLimitTimeoutError) return false; // the lock stayed busy
       throw error;
@@ -296,61 +529,262 @@ export class RateLimit {
   }
 
   /**
+   * Waits as {@link wait} does and returns a {@link Permit}: the call's
+   * handle, to release when the call is over and to settle when its real cost
+   * is known. With `maxConcurrent`, it also waits for a free concurrency slot
+   * (polling the store while every slot is held), and holds it until release.
+   */
+  async acquire(options?: WaitOptions): Promise<Permit> {
+    const call = options === undefined ? this.plainCall : this.checkCall(options);
+    call.signal?.throwIfAborted();
+    const started = performance.now();
+    const slotted = this.maxConcurrent !== Infinity;
+    const id = slotted ? randomBytes(6).toString('hex') : undefined;
+    const tx = slotted ? this.reserveTx(call, id) : this.reserveTx(call);
+    for (let attempt = 0; ; attempt++) {
+      let r = this.store.update(tx, { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
+      if (isPromiseLike(r)) r = await r;
+      if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
+      if (r !== BUSY) {
+        const waitedForSlot = (performance.now() - started) / 1000;
+        const waited = await this.sleepThrough(r, call, started);
+        return new PermitHandle(this, r, waitedForSlot + waited);
+      }
+      // Every slot is held. A release in this process wakes us at once;
+      // other processes' releases are seen by polling, backing off from 1 ms
+      // to SLOT_POLL_MAX_MS so a long call costs few store reads.
+      const elapsed = (performance.now() - started) / 1000;
+      if (elapsed >= call.maxWait) {
+        throw new RateLimitTimeoutError(elapsed, call.maxWait,
+          `ratelimit: every one of the ${this.maxConcurrent} concurrency slots stayed held for ${elapsed.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`);
+      }
+      const pollMs = Math.min(SLOT_POLL_MAX_MS, 2 ** attempt) * (0.5 + Math.random());
+      await sleepUntil(performance.now() + Math.min(pollMs, (call.maxWait - elapsed) * 1000), call.signal, this.slotFreed);
+    }
+  }
+
+  /** Runs `fn` under a permit (see {@link acquire}) and releases it however `fn` ends. */
+  async run<T>(fn: (permit: Permit) => T | PromiseLike<T>, options?: WaitOptions): Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError(`ratelimit: run needs a function, got ${show(fn)}`);
+    const permit = await this.acquire(options);
+    try {
+      return await fn(permit);
+    } finally {
+      await permit.release();
+    }
+  }
+
+  /**
+   * Holds every call of every process sharing the state for at least
+   * `seconds` from now: new reservations go after it, and calls already
+   * asleep on a slot look at the state again when they wake, and take a new
+   * slot after the pause. A pause only ever extends an earlier one. Use it
+   * when the API answers 429 (see {@link retryAfter}).
+   */
+  async pause(seconds: number): Promise<void> {
+    checkNumber('pause seconds', seconds, 'a finite number of seconds, 0 or more', Number.isFinite(seconds) && seconds >= 0);
+    await this.store.update((state, now) => {
+      const current = this.checkState(state);
+      return { state: pauseState(this.settings, current, now, seconds), result: undefined };
+    });
+  }
+
+  /** What is used and left of each limit, any pause, and the calls in flight. Changes nothing. */
+  async status(): Promise<RateLimitStatus> {
+    return this.store.update((state, now, ctx) => ({ result: statusOf(this.settings, this.checkState(state), now, this.defaultCost, ctx) }));
+  }
+
+  /**
    * Releases what the limiter holds: for a file, its descriptors and owner
-   * file. The limit itself (the shared state) is kept. Calling a method after
-   * close() reopens what it needs.
+   * file. The limit itself (the shared state) is kept, and calling a method
+   * after close() reopens what it needs.
    */
   close(): void | Promise<void> {
     return this.store.close?.();
   }
 
-  // A transaction that reserves a slot, or, if it is more than maxWait away,
+  [Symbol.dispose](): void {
+    void this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // --- used by permits ------------------------------------------------------
+
+  /** @internal Charges `cost` instead of what the permit carries; returns the reservation as it now stands. */
+  settleReservation(r: Reservation, cost: number[]): Reservation | Promise<Reservation> {
+    return this.store.update((state, now) => {
+      const current = this.checkState(state);
+      if (!current) return { result: r };
+      const out = settle(this.settings, current, r, cost, now);
+      return { state: out.state, result: out.reservation };
+    });
+  }
+
+  /** @internal Frees a permit's slot (and, in serial mode, spaces the next call from now). */
+  releaseReservation(r: Reservation): void | Promise<void> {
+    if (r.slot === undefined && !this.serial) return; // nothing in the state to change
+    const done = this.store.update((state, now) => {
+      const current = this.checkState(state);
+      return { state: current && release(this.settings, current, r, now), result: undefined };
+    });
+    this.slotFreed.notify();
+    return done;
+  }
+
+  /** @internal Extends a permit's slot lease. */
+  renewSlot(slot: string): void | Promise<void> {
+    return this.store.update((state, now) => {
+      const current = this.checkState(state);
+      return { state: current && renewSlot(current, slot, now + this.slotLease), result: undefined };
+    });
+  }
+
+  /** @internal Checks a cost given to settle(): per limit, what it now is. */
+  costVector(cost: Cost, base: readonly number[]): number[] {
+    return this.toCostVector(cost, undefined, base);
+  }
+
+  /** @internal The seconds a permit renews its slot lease after. */
+  get renewEveryS(): number {
+    return this.slotLease / 3;
+  }
+
+  // --- private --------------------------------------------------------------
+
+  // In-process waiters for a concurrency slot, woken by a release here.
+  private readonly slotFreed: Wakeup = new Wakeup();
+
+  // A transaction that reserves a slot, or returns BUSY when every
+  // concurrency slot is held, or, if the slot is more than maxWait away,
   // takes nothing and returns how long the wait would be.
-  private reserveTx(weight: number, maxWait: number): Transaction<number | Reservation> {
-    if (weight === 1 && maxWait === Infinity && this.plainTx) return this.plainTx;
-    const tx: Transaction<number | Reservation> = (state, now) => {
-      const r = reserve(this.limit, checkState(this.limit, state, this.store.name), now, weight);
-      if (r.reservation.at - now > maxWait) return { result: r.reservation.at - now };
-      return { state: r.state, result: r.reservation };
+  private reserveTx(call: Call, slotId?: string): Transaction<number | Reservation | typeof BUSY> {
+    const plain = call === this.plainCall && slotId === undefined;
+    if (plain && this.plainTx) return this.plainTx;
+    const tx: Transaction<number | Reservation | typeof BUSY> = (state, now, ctx) => {
+      const slot = slotId === undefined ? undefined : { id: slotId, holder: ctx.holder, until: now + this.slotLease, isDead: (h: string) => ctx.isDead(h) };
+      const out = reserve(this.settings, state && this.checkState(state), now, call.cost, slot);
+      if (!out.reservation) return { state: out.state === state ? undefined : out.state, result: BUSY };
+      if (out.reservation.at - now > call.maxWait) return { result: out.reservation.at - now };
+      return { state: out.state, result: out.reservation };
     };
-    if (weight === 1 && maxWait === Infinity) this.plainTx = tx;
+    if (plain) this.plainTx = tx;
     return tx;
   }
-  // The transaction of a plain wait() (weight 1, no maxWait), made once.
-  private plainTx?: Transaction<number | Reservation>;
+  // The transaction of a plain wait() (cost 1 call, no maxWait), made once.
+  private plainTx?: Transaction<number | Reservation | typeof BUSY>;
+
+  // After sleeping until its slot: undefined if the call may go; a new
+  // reservation if a pause was set meanwhile (the old slot is given back and
+  // one after the pause taken); the seconds it would wait in all, if that
+  // would pass maxWait (then it holds nothing).
+  private recheckTx(r: Reservation, call: Call, startedMs: number): Transaction<Reservation | number | undefined> {
+    return (state, now) => {
+      const current = this.checkState(state);
+      if (!current || current.pausedUntil === undefined || current.pausedUntil <= r.at) return { result: undefined };
+      const moved = reschedule(this.settings, current, r, now);
+      const total = (performance.now() - startedMs) / 1000 + (moved.reservation.at - now);
+      if (total > call.maxWait) return { state: giveBack(this.settings, current, r) ?? current, result: total };
+      return { state: moved.state, result: moved.reservation };
+    };
+  }
+
+  // Sleeps until the reservation's slot, then looks for a pause set
+  // meanwhile, and sleeps again if there is one. On abort, gives the slot
+  // back. Returns the seconds slept by the reservations' times.
+  private async sleepThrough(r: Reservation, call: Call, startedMs: number): Promise<number> {
+    let waited = 0;
+    for (;;) {
+      const left = r.at - r.now;
+      waited += Math.max(0, left);
+      try {
+        if (left > 0 || call.signal?.aborted) await sleepUntil(performance.now() + left * 1000, call.signal);
+      } catch (reason) {
+        await this.giveBackQuietly(r);
+        throw reason;
+      }
+      if (left <= 0) return waited;
+      let again = this.store.update(this.recheckTx(r, call, startedMs), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
+      if (isPromiseLike(again)) again = await again;
+      if (again === undefined) return waited;
+      if (typeof again === 'number') throw new RateLimitTimeoutError(again, call.maxWait, `ratelimit: a pause moved this call's slot to ${again.toFixed(3)} s after it began waiting, more than maxWait (${call.maxWait} s)`);
+      r = again;
+    }
+  }
 
   private async giveBackQuietly(r: Reservation): Promise<void> {
     try {
       // Best effort, and quick: an aborted call should not wait long for a busy lock.
-      await this.store.update((state) => ({ state: state && giveBack(this.limit, state, r), result: undefined }), { lockTimeout: 0.1 });
+      await this.store.update((state) => {
+        const current = this.checkState(state);
+        return { state: current && giveBack(this.settings, current, r), result: undefined };
+      }, { lockTimeout: 0.1 });
+      this.slotFreed.notify();
     } catch (error) {
       warn('RATELIMIT_GIVE_BACK_FAILED', `ratelimit: could not give back an aborted slot: ${(error as Error).message}`);
     }
   }
 
-  private syncStore(method: string): Required<RateLimitStore> {
+  private checkState(state: LimitState | undefined): LimitState | undefined {
+    return checkState(this.settings, state, this.store.name);
+  }
+
+  private noSlots(method: string): void {
+    if (this.maxConcurrent !== Infinity) {
+      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent ${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
+    }
+  }
+
+  private syncStore(method: string): Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore {
     if (typeof this.store.updateSync !== 'function') {
       const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
       throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; use ${instead}`);
     }
-    return this.store as Required<RateLimitStore>;
+    return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
   }
 
-  private checkWaitOptions(options: WaitOptions): { signal?: AbortSignal; maxWait: number; weight: number } {
+
+  private checkCall(options: WaitOptions): Call {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError(`ratelimit: wait options must be an object, got ${show(options)}`);
     }
-    const { signal, maxWait = Infinity, weight = 1 } = options;
+    checkKnown('wait option', options, WAIT_OPTION_NAMES);
+    const { signal, maxWait = Infinity, weight, cost } = options;
     checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
-    // The message is built only on failure: a template string here would be
-    // built on every call.
-    if (!(Number.isInteger(weight) && weight >= 1 && weight <= this.maxCount)) {
-      checkNumber('weight', weight, `an integer from 1 to maxCount (${this.maxCount})`, false);
-    }
     if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof signal.addEventListener !== 'function')) {
       throw new TypeError(`ratelimit: signal must be an AbortSignal, got ${show(signal)}`);
     }
-    return { signal, maxWait, weight };
+    const vector = weight === undefined && cost === undefined ? this.defaultCost : this.toCostVector(cost, weight, this.defaultCost);
+    return signal === undefined ? { maxWait, cost: vector } : { signal, maxWait, cost: vector };
+  }
+
+  // A cost, checked, as units per limit. Units not named keep `base`'s.
+  private toCostVector(cost: Cost | undefined, weight: number | undefined, base: readonly number[]): number[] {
+    const units = new Set(this.limits.map((l) => l.unit));
+    const given: Record<string, number> = {};
+    if (weight !== undefined) {
+      const most = Math.min(...this.limits.filter((l) => l.unit === 'calls').map((l) => l.maxCount));
+      if (!units.has('calls')) throw new RangeError('ratelimit: weight counts calls, and no limit counts calls');
+      if (!(Number.isInteger(weight) && weight >= 1 && weight <= most)) {
+        checkNumber('weight', weight, `an integer from 1 to maxCount (${most})`, false);
+      }
+      given['calls'] = weight;
+    }
+    if (cost !== undefined) {
+      if (typeof cost !== 'object' || cost === null) throw new TypeError(`ratelimit: cost must be an object of units, such as { tokens: 100 }, got ${show(cost)}`);
+      for (const [unit, n] of Object.entries(cost)) {
+        if (!units.has(unit)) {
+          throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts (they count ${[...units].map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, [...units])}`);
+        }
+        if (unit === 'calls' && weight !== undefined) throw new TypeError('ratelimit: give weight or cost.calls, not both');
+        const most = Math.min(...this.limits.filter((l) => l.unit === unit).map((l) => l.maxCount));
+        if (!(Number.isInteger(n) && n >= 0 && n <= most)) checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most})`, false);
+        given[unit] = n;
+      }
+    }
+    return this.limits.map((l, i) => given[l.unit] ?? base[i] ?? 0);
   }
 }
 
@@ -360,104 +794,589 @@ export class RateLimit {
 // ---------------------------------------------------------------------------
 
 /**
- * Reserves `weight` calls at the earliest time, not before `now` and not
- * before any earlier reservation, that keeps the limit:
- * - patient: a call of weight w goes at `max(now, next)` and pushes `next` on
- *   by w·per/maxCount. `next` is advanced from the previous slot, never from
- *   when a timer fired, so spacing does not drift; an idle period does not
- *   bank a burst, since the slot is never earlier than `now`.
- * - greedy: an exact sliding window. A grant at `t` needs at most
- *   `maxCount - w` earlier grants in `(t - per, t]`, so grants exactly `per`
+ * Reserves a call of `cost` (units per limit, in the settings' order) at the
+ * earliest time, not before `now`, not before a pause ends, and not before
+ * any earlier reservation of a limit it is charged to, that keeps every limit:
+ * - patient: a call costing c goes no earlier than the limit's `next`, and
+ *   pushes it on to `at + c·per/maxCount`. `next` is advanced from the slot,
+ *   never from when a timer fired, so spacing does not drift; an idle period
+ *   does not bank a burst, since the slot is never earlier than `now`.
+ * - greedy: an exact sliding window. A grant of c at `t` needs at most
+ *   `maxCount - c` earlier units in `(t - per, t]`, so grants exactly `per`
  *   apart are allowed and no half-open window of `per` seconds ever holds more
  *   than `maxCount`.
- * Returns the new state and the reservation; the input state is not changed.
+ * Each rule only ever allows a later time once it allows an earlier one, so
+ * the latest of the limits' earliest times satisfies them all.
+ * With `slot` (a limiter with maxConcurrent), it also takes a concurrency
+ * slot, first reclaiming those whose holder is dead or whose lease ran out;
+ * if none is free it reserves nothing and returns no reservation.
+ * Returns the new state; the input state is not changed.
  */
-export function reserve(limit: Limit, state: LimitState | undefined, now: number, weight = 1): { state: LimitState; reservation: Reservation } {
-  const { maxCount, per, greedy } = limit;
-  if (!greedy) {
-    const before = state?.next;
-    const at = before === undefined ? now : Math.max(now, before);
-    const after = at + (weight * per) / maxCount;
-    return { state: { maxCount, per, greedy, next: after }, reservation: { at, now, weight, before, after } };
+export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], slot?: SlotRequest): { state: LimitState; reservation?: Reservation } {
+  if (!slot) return takeRate(s, state, now, cost);
+  const slots = (state?.slots ?? []).filter((h) => h.until > now && !slot.isDead(h.holder));
+  if (slots.length >= s.maxConcurrent) {
+    // Busy. The state changes only if dead holders' slots were reclaimed.
+    return { state: state && slots.length === state.slots?.length ? state : withField(fresh(s, state), 'slots', slots) };
   }
-  // Grants at or before now - per can never share a window with a grant at
-  // now or later, so they are dropped; this keeps the state small.
-  const grants = (state?.grants ?? []).filter((t) => t > now - per);
-  let at = Math.max(now, grants.length ? grants[grants.length - 1] : now);
-  const mustExpire = grants.length - (maxCount - weight); // how many grants must leave the window first
-  if (mustExpire > 0) at = Math.max(at, grants[mustExpire - 1] + per);
-  for (let i = 0; i < weight; i++) grants.push(at);
-  return { state: { maxCount, per, greedy, grants: grants.slice(-maxCount) }, reservation: { at, now, weight } };
+  slots.push({ id: slot.id, holder: slot.holder, until: slot.until });
+  const out = takeRate(s, state, now, cost);
+  out.state.slots = slots;
+  out.reservation.slot = slot.id;
+  return out;
+}
+
+/** For {@link reserve}: the concurrency slot to take, and how to tell a dead holder. */
+export interface SlotRequest {
+  id: string;
+  holder: string;
+  /** When the slot's lease runs out unless renewed. */
+  until: number;
+  isDead(holder: string): boolean;
 }
 
 /**
- * Undoes a reservation where no later one depends on it, and returns the new
- * state, or undefined when nothing changes.
- * - patient: only the last reservation can be undone, since every later slot
- *   was spaced from it. A middle one stays spent; that errs on the side of
- *   fewer calls.
- * - greedy: the reservation's grants are removed. Removing a grant never puts
- *   a window over the limit, with one catch: the state keeps only the newest
- *   maxCount grants, and older ones it dropped may still be in the window.
- *   So a full list first gets copies of its oldest grant in front, standing
- *   in for the dropped ones (they were no newer); that errs on the safe side.
+ * The earliest time a call of `cost` could go, as {@link reserve} would
+ * compute it, without reserving anything.
  */
-export function giveBack(limit: Limit, state: LimitState, r: Reservation): LimitState | undefined {
-  if (!limit.greedy) {
-    if (state.next !== r.after) return undefined;
-    const { next: _, ...rest } = state;
-    return r.before === undefined ? rest : { ...rest, next: r.before };
+export function earliest(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): number {
+  let at = now;
+  if (state === undefined) return at;
+  if (state.pausedUntil !== undefined && state.pausedUntil > at) at = state.pausedUntil;
+  for (let i = 0; i < s.limits.length; i++) {
+    const c = cost[i] ?? 0;
+    if (c === 0) continue;
+    const limit = s.limits[i]!;
+    const lane = state.lanes[i];
+    if (!limit.greedy) {
+      if (lane?.next !== undefined && lane.next > at) at = lane.next;
+    } else {
+      at = Math.max(at, greedyEarliest(limit, lane?.runs, now, c));
+    }
   }
-  const grants = [...(state.grants ?? [])];
-  if (grants.lastIndexOf(r.at) === -1) return undefined;
-  if (grants.length >= limit.maxCount) grants.unshift(...Array(r.weight).fill(grants[0]));
-  let removed = 0;
-  for (let i = grants.length - 1; i >= 0 && removed < r.weight; i--) {
-    if (grants[i] === r.at) { grants.splice(i, 1); removed++; }
-  }
-  return { ...state, grants: grants.slice(-limit.maxCount) };
+  return at;
 }
 
-// The state a transaction may use: undefined when fresh, or one made for
-// exactly these settings. Two programs that disagree about the limit must not
-// silently fight over one state, so a mismatch is an error that says how to reset.
-function checkState(limit: Limit, state: LimitState | undefined, storeName: string): LimitState | undefined {
-  if (!state) return undefined;
-  if (state.maxCount === limit.maxCount && state.per === limit.per && state.greedy === limit.greedy) return state;
-  throw new RateLimitMismatchError(`ratelimit: ${storeName} was made for ${describe(state)}, but this limiter has ${describe(limit)}. ` +
-    `Use the same settings everywhere, or delete that state to reset it.`);
+/**
+ * Undoes a reservation where no later one depends on it, frees its
+ * concurrency slot, and returns the new state, or undefined when nothing
+ * changes.
+ * - patient: only a limit's last reservation can be undone, since every later
+ *   slot was spaced from it. A middle one stays spent; that errs on the side
+ *   of fewer calls.
+ * - greedy: the reservation's units are removed. Removing units never puts a
+ *   window over the limit, with one catch: the state keeps only the newest
+ *   maxCount units, and older ones it dropped may still be in the window. So
+ *   a full lane first gets as many units back at its oldest grant's time,
+ *   standing in for the dropped ones (they were no newer): the safe side.
+ */
+export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitState | undefined {
+  let changed = false;
+  const lanes = state.lanes.map((lane, i) => {
+    const out = returnUnits(s.limits[i], lane, r, i, r.cost[i] ?? 0);
+    if (out !== lane) changed = true;
+    return out;
+  });
+  const slots = r.slot === undefined ? state.slots : state.slots?.filter((h) => h.id !== r.slot);
+  if (slots !== state.slots && slots?.length !== state.slots?.length) changed = true;
+  if (!changed) return undefined;
+  const out: LimitState = { ...state, lanes };
+  if (slots !== undefined) out.slots = slots;
+  return out;
 }
 
-function describe(l: Limit): string {
-  return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}`;
+/**
+ * Charges a reservation `cost` instead of what it carries: the extra is
+ * charged as if reserved with it (patient: `next` moves on; greedy: units
+ * added at the reservation's time), and a refund is given back where
+ * {@link giveBack} could. Returns the state and the reservation as it now
+ * stands, so it can be settled again.
+ */
+export function settle(s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number): { state: LimitState; reservation: Reservation } {
+  const next: Reservation = { ...r, cost: [...r.cost], before: [...r.before], after: [...r.after] };
+  const lanes = state.lanes.map((lane, i) => {
+    const limit = s.limits[i];
+    const old = r.cost[i] ?? 0;
+    const want = cost[i] ?? old;
+    if (!limit || want === old) return lane;
+    if (want < old) {
+      const out = returnUnits(limit, lane, r, i, old - want);
+      if (out === lane) return lane; // a later reservation depends on it: stays charged
+      next.cost[i] = want;
+      if (!limit.greedy) next.after[i] = out.next;
+      return out;
+    }
+    next.cost[i] = want;
+    const extra = want - old;
+    if (!limit.greedy) {
+      const from = lane.next ?? r.at;
+      const moved = from + (extra * limit.per) / limit.maxCount;
+      if (lane.next === r.after[i]) next.after[i] = moved;
+      return { next: moved };
+    }
+    return { runs: addUnits(limit, lane.runs, r.at, extra, now) };
+  });
+  return { state: { ...state, lanes }, reservation: next };
+}
+
+/**
+ * Ends a reservation's call: frees its concurrency slot. In serial mode the
+ * next call is also spaced from now, the end of this one, rather than from
+ * its start (patient: `next` is at least `now + c·per/maxCount`; greedy: its
+ * units count from now).
+ */
+export function release(s: Settings, state: LimitState, r: Reservation, now: number): LimitState {
+  const out: LimitState = { ...state };
+  if (r.slot !== undefined && state.slots) out.slots = state.slots.filter((h) => h.id !== r.slot);
+  if (s.serial && now > r.at) {
+    out.lanes = state.lanes.map((lane, i) => {
+      const limit = s.limits[i];
+      const c = r.cost[i] ?? 0;
+      if (!limit || c === 0) return lane;
+      if (!limit.greedy) return { next: Math.max(lane.next ?? now, now + (c * limit.per) / limit.maxCount) };
+      const without = returnUnits(limit, lane, r, i, c);
+      return { runs: addUnits(limit, without.runs, now, c, now) };
+    });
+  }
+  return out;
+}
+
+/** Extends a concurrency slot's lease to `until`. The state is unchanged if the slot is gone. */
+export function renewSlot(state: LimitState, slot: string, until: number): LimitState | undefined {
+  if (!state.slots?.some((h) => h.id === slot)) return undefined;
+  return { ...state, slots: state.slots.map((h) => (h.id === slot ? { ...h, until: Math.max(h.until, until) } : h)) };
+}
+
+/** Holds every call until at least `now + seconds`. A pause only ever extends. */
+export function pauseState(s: Settings, state: LimitState | undefined, now: number, seconds: number): LimitState {
+  const out = fresh(s, state);
+  out.pausedUntil = Math.max(state?.pausedUntil ?? -Infinity, now + seconds);
+  return out;
+}
+
+/**
+ * Gives a reservation's units back and reserves them again (keeping its
+ * concurrency slot): for a call that woke to find a pause set after it
+ * reserved. Its new slot comes after the pause.
+ */
+export function reschedule(s: Settings, state: LimitState, r: Reservation, now: number): { state: LimitState; reservation: Reservation } {
+  const rate: Reservation = { at: r.at, now: r.now, cost: r.cost, before: r.before, after: r.after };
+  const back = giveBack(s, state, rate) ?? state;
+  const out = takeRate(s, back, now, r.cost);
+  if (r.slot !== undefined) out.reservation.slot = r.slot;
+  return out;
+}
+
+/** What {@link RateLimit.status} reports, from a state. */
+export function statusOf(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], ctx?: TxContext): RateLimitStatus {
+  const limits = s.limits.map((limit, i) => {
+    const lane = state?.lanes[i];
+    let used = 0;
+    if (!limit.greedy) {
+      const ahead = Math.max(0, (lane?.next ?? now) - now);
+      used = Math.min(limit.maxCount, Math.ceil((ahead * limit.maxCount) / limit.per - 1e-9));
+    } else {
+      for (const [t, n] of lane?.runs ?? []) if (t > now - limit.per) used += n;
+    }
+    const unit = s.limits.map(() => 0);
+    unit[i] = 1;
+    const nextIn = earliest(s, state ? { ...state, pausedUntil: now } : undefined, now, unit) - now;
+    return { ...limit, used, remaining: Math.max(0, limit.maxCount - used), nextIn };
+  });
+  const slots = (state?.slots ?? []).filter((h) => h.until > now && !(ctx?.isDead(h.holder) ?? false));
+  return {
+    limits,
+    nextIn: earliest(s, state, now, cost) - now,
+    pausedFor: Math.max(0, (state?.pausedUntil ?? now) - now),
+    inFlight: slots.length,
+    maxConcurrent: s.maxConcurrent === Infinity ? null : s.maxConcurrent,
+  };
 }
 
 /**
  * For stores: checks a value read back from storage. Returns the state, or
  * undefined when the value is not a state (torn, foreign or damaged), in
- * which case the store should treat the state as lost.
+ * which case the store should treat the state as lost. A state written by a
+ * newer version of this file is an error, not a loss: this copy must not
+ * overwrite what it does not understand.
  */
 export function parseState(value: unknown): LimitState | undefined {
   const v = value as Partial<LimitState> | null;
   if (typeof v !== 'object' || v === null) return undefined;
-  if (!Number.isSafeInteger(v.maxCount) || typeof v.per !== 'number' || typeof v.greedy !== 'boolean') return undefined;
-  if (v.next !== undefined && !Number.isFinite(v.next)) return undefined;
-  if (v.grants !== undefined && !(Array.isArray(v.grants) && v.grants.every(Number.isFinite))) return undefined;
+  if (typeof v.v === 'number' && v.v > STATE_VERSION) {
+    throw new RateLimitMismatchError(`ratelimit: the state was written by a newer ratelimit (state version ${v.v}; this copy, ${VERSION}, reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`);
+  }
+  if (v.v !== STATE_VERSION || !Array.isArray(v.limits) || !Array.isArray(v.lanes) || v.lanes.length !== v.limits.length) return undefined;
+  for (const l of v.limits as unknown[]) {
+    const limit = l as Partial<LimitSettings> | null;
+    if (typeof limit !== 'object' || limit === null || !Number.isSafeInteger(limit.maxCount) || !isTime(limit.per) ||
+      typeof limit.greedy !== 'boolean' || typeof limit.unit !== 'string') return undefined;
+  }
+  for (const l of v.lanes as unknown[]) {
+    const lane = l as Partial<Lane> | null;
+    if (typeof lane !== 'object' || lane === null) return undefined;
+    if (lane.next !== undefined && !isTime(lane.next)) return undefined;
+    if (lane.runs !== undefined && !(Array.isArray(lane.runs) && lane.runs.every((run) =>
+      Array.isArray(run) && run.length === 2 && isTime(run[0]) && Number.isSafeInteger(run[1]) && run[1] > 0))) return undefined;
+  }
+  if (v.pausedUntil !== undefined && !isTime(v.pausedUntil)) return undefined;
+  if (v.maxConcurrent !== undefined && !Number.isSafeInteger(v.maxConcurrent)) return undefined;
+  if (v.serial !== undefined && typeof v.serial !== 'boolean') return undefined;
+  if (v.slots !== undefined && !(Array.isArray(v.slots) && v.slots.every((h) =>
+    typeof h === 'object' && h !== null && typeof h.id === 'string' && typeof h.holder === 'string' && isTime(h.until)))) return undefined;
   return v as LimitState;
 }
 
 /**
  * For stores whose clock changed under a state (a reboot, another clock):
  * moves every time in the state by `by` seconds, and puts none later than
- * one window after `now`, so no caller waits much longer than the limit asks.
+ * one window after `now` (a pause: MAX_SHIFTED_PAUSE_S), so no caller waits
+ * much longer than the limit asks for times it cannot trust.
  */
 export function shiftState(state: LimitState, by: number, now: number): LimitState {
-  const cap = now + state.per;
-  const move = (t: number) => Math.min(t + by, cap);
-  const out: LimitState = { ...state };
-  if (state.next !== undefined) out.next = move(state.next);
-  if (state.grants !== undefined) out.grants = state.grants.map(move);
+  const longest = Math.max(...state.limits.map((l) => l.per));
+  const move = (t: number, cap: number) => Math.min(t + by, now + cap);
+  const out: LimitState = {
+    ...state,
+    lanes: state.lanes.map((lane, i) => {
+      const per = state.limits[i]?.per ?? longest;
+      const moved: Lane = {};
+      if (lane.next !== undefined) moved.next = move(lane.next, per);
+      if (lane.runs !== undefined) moved.runs = lane.runs.map(([t, n]) => [move(t, per), n]);
+      return moved;
+    }),
+  };
+  if (state.pausedUntil !== undefined) out.pausedUntil = move(state.pausedUntil, Math.max(longest, MAX_SHIFTED_PAUSE_S));
+  if (state.slots !== undefined) out.slots = state.slots.map((h) => ({ ...h, until: move(h.until, longest) }));
   return out;
+}
+
+/**
+ * For stores that expire what they keep (a Redis TTL): the time after which
+ * the state holds nobody back and can be forgotten, plus one longest window
+ * to spare.
+ */
+export function expiresAt(state: LimitState): number {
+  let last = state.pausedUntil ?? -Infinity;
+  state.lanes.forEach((lane, i) => {
+    const per = state.limits[i]?.per ?? 0;
+    if (lane.next !== undefined) last = Math.max(last, lane.next);
+    const runs = lane.runs;
+    if (runs && runs.length > 0) last = Math.max(last, runs[runs.length - 1]![0] + per);
+  });
+  for (const h of state.slots ?? []) last = Math.max(last, h.until);
+  return last + Math.max(...state.limits.map((l) => l.per));
+}
+
+// The state a transaction may use: undefined when fresh, or one made for
+// exactly these settings. Two programs that disagree about the limit must not
+// silently fight over one state, so a mismatch is an error that says how to reset.
+function checkState(s: Settings, state: LimitState | undefined, storeName: string): LimitState | undefined {
+  if (!state) return undefined;
+  if (state.limits === s.limits && state.serial === undefined && state.maxConcurrent === undefined && s.maxConcurrent === Infinity && !s.serial) return state;
+  const same = (state.limits === s.limits || (state.limits.length === s.limits.length && state.limits.every((l, i) => compareLimits(l, s.limits[i]!) === 0))) &&
+    (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial;
+  if (same) return state;
+  throw new RateLimitMismatchError(`ratelimit: ${storeName} was made for ${describeSettings(state)}, but this limiter has ${describeSettings(s)}. ` +
+    `Use the same settings everywhere, or delete that state to reset it.`);
+}
+
+// Reserves the rate part of a call (no concurrency slot).
+function takeRate(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; reservation: Reservation } {
+  const only = s.limits.length === 1 ? s.limits[0]! : undefined;
+  if (only && !only.greedy) {
+    // The common case, one patient limit, without the loop's arrays.
+    const c = cost[0] ?? 0;
+    const before = state?.lanes[0]?.next;
+    let at = now;
+    if (c > 0 && before !== undefined && before > at) at = before;
+    const paused = state?.pausedUntil;
+    if (paused !== undefined && paused > at) at = paused;
+    const next = at + (c * only.per) / only.maxCount;
+    const out = fresh(s, state);
+    out.lanes = c === 0 ? (state?.lanes ?? [{}]) : [{ next }];
+    return { state: out, reservation: { at, now, cost: cost as number[], before: [before], after: [c === 0 ? undefined : next] } };
+  }
+  const at = earliest(s, state, now, cost);
+  const n = s.limits.length;
+  const before: Array<number | undefined> = new Array(n);
+  const after: Array<number | undefined> = new Array(n);
+  const lanes: Lane[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const limit = s.limits[i]!;
+    const lane = state?.lanes[i] ?? EMPTY_LANE;
+    const c = cost[i] ?? 0;
+    if (!limit.greedy) {
+      before[i] = lane.next;
+      if (c === 0) { lanes[i] = lane; continue; }
+      const next = at + (c * limit.per) / limit.maxCount;
+      after[i] = next;
+      lanes[i] = { next };
+    } else {
+      lanes[i] = c === 0 && lane.runs === undefined ? lane : { runs: addUnits(limit, lane.runs, at, c, now) };
+    }
+  }
+  const out = fresh(s, state);
+  out.lanes = lanes;
+  return { state: out, reservation: { at, now, cost: cost as number[], before, after } };
+}
+
+// The earliest time at or after `now` (and after the lane's last grant, so
+// grants stay in order) at which a grant of c keeps (t - per, t] within maxCount.
+function greedyEarliest(limit: LimitSettings, runs: ReadonlyArray<readonly [number, number]> | undefined, now: number, c: number): number {
+  if (!runs || runs.length === 0) return now;
+  const t = Math.max(now, runs[runs.length - 1]![0]);
+  let inWindow = 0;
+  for (const [time, n] of runs) if (time > t - limit.per) inWindow += n;
+  if (inWindow + c <= limit.maxCount) return t;
+  // Wait for the oldest grants to leave the window, one run at a time.
+  for (const [time, n] of runs) {
+    if (time <= t - limit.per) continue;
+    inWindow -= n;
+    if (inWindow + c <= limit.maxCount) return Math.max(t, time + limit.per);
+  }
+  return t; // unreachable: c <= maxCount, so the window empties in time
+}
+
+// A lane's runs with c units granted at `at` (at its end if `at` is its
+// latest, else in order), dropping what can no longer matter: runs that left
+// every window from `now` on, and runs older than the newest maxCount units
+// (those alone decide any later grant). Past MAX_RUNS runs, the two closest
+// in time are merged onto the later one, which only ever delays capacity.
+function addUnits(limit: LimitSettings, runs: ReadonlyArray<[number, number]> | undefined, at: number, c: number, now: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let kept = 0;
+  // Newest first, so the count of units kept is known as we go.
+  let placed = c === 0;
+  for (let i = (runs?.length ?? 0) - 1; i >= 0; i--) {
+    let [t, n] = runs![i]!;
+    if (!placed && t <= at) {
+      if (t === at) { n += c; placed = true; } else { out.push([at, c]); kept += c; placed = true; }
+    }
+    if (t <= now - limit.per || kept >= limit.maxCount) break;
+    out.push([t, n]);
+    kept += n;
+  }
+  if (!placed && kept < limit.maxCount && at > now - limit.per) out.push([at, c]);
+  out.reverse();
+  if (out.length > MAX_RUNS) mergeClosest(out);
+  return out;
+}
+
+// Removes c units granted at the reservation's time from one lane, where no
+// later reservation depends on them. Returns the lane itself when nothing changes.
+function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservation, i: number, c: number): Lane {
+  if (!limit || c === 0) return lane;
+  if (!limit.greedy) {
+    if (lane.next === undefined || lane.next !== r.after[i]) return lane;
+    const full = r.cost[i] ?? 0;
+    if (c >= full) return r.before[i] === undefined ? {} : { next: r.before[i]! };
+    return { next: r.at + ((full - c) * limit.per) / limit.maxCount };
+  }
+  const runs = lane.runs;
+  const k = runs ? runs.findIndex(([t]) => t === r.at) : -1;
+  if (!runs || k === -1) return lane;
+  let total = 0;
+  for (const [, n] of runs) total += n;
+  const out = runs.map(([t, n]): [number, number] => [t, n]);
+  const run = out[k]!;
+  const removed = Math.min(c, run[1]);
+  run[1] -= removed;
+  // Stand-ins for the units the lane no longer holds (see giveBack).
+  if (total >= limit.maxCount) out[0]![1] += removed;
+  return { runs: out.filter(([, n]) => n > 0) };
+}
+
+// Merges the two neighbouring runs closest in time onto the later one's time.
+function mergeClosest(runs: Array<[number, number]>): void {
+  let best = 1;
+  for (let i = 2; i < runs.length; i++) {
+    if (runs[i]![0] - runs[i - 1]![0] < runs[best]![0] - runs[best - 1]![0]) best = i;
+  }
+  runs[best]![1] += runs[best - 1]![1];
+  runs.splice(best - 1, 1);
+}
+
+// A state for these settings, carrying over what `state` holds.
+function fresh(s: Settings, state: LimitState | undefined): LimitState {
+  if (state) {
+    // Field by field: cheaper than a spread on the hot path.
+    const out: LimitState = { v: state.v, limits: state.limits, lanes: state.lanes };
+    if (state.maxConcurrent !== undefined) out.maxConcurrent = state.maxConcurrent;
+    if (state.serial !== undefined) out.serial = state.serial;
+    if (state.pausedUntil !== undefined) out.pausedUntil = state.pausedUntil;
+    if (state.slots !== undefined) out.slots = state.slots;
+    return out;
+  }
+  // The settings' own array, so checkState knows it at a glance in memory.
+  const out: LimitState = { v: STATE_VERSION, limits: s.limits as LimitSettings[], lanes: s.limits.map(() => ({})) };
+  if (s.maxConcurrent !== Infinity) out.maxConcurrent = s.maxConcurrent;
+  if (s.serial) out.serial = true;
+  return out;
+}
+
+function withField<K extends keyof LimitState>(state: LimitState, key: K, value: LimitState[K]): LimitState {
+  state[key] = value;
+  return state;
+}
+
+function compareLimits(a: LimitSettings, b: LimitSettings): number {
+  return a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : a.per - b.per || a.maxCount - b.maxCount || Number(a.greedy) - Number(b.greedy);
+}
+
+function describeLimit(l: LimitSettings): string {
+  return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}${l.unit === 'calls' ? '' : `, unit=${l.unit}`}`;
+}
+
+function describeSettings(s: Pick<Settings, 'limits'> & { maxConcurrent?: number | undefined; serial?: boolean | undefined }): string {
+  const parts = s.limits.map(describeLimit);
+  if (s.maxConcurrent !== undefined && s.maxConcurrent !== Infinity) parts.push(`maxConcurrent ${s.maxConcurrent}`);
+  if (s.serial) parts.push('serial');
+  return parts.join('; ');
+}
+
+function isTime(t: unknown): t is number {
+  // Finite, and within what any clock here can read (about 31,000 years in
+  // seconds), so a stranger's `1e300` is not taken as a time.
+  return typeof t === 'number' && Math.abs(t) < 1e12;
+}
+
+// A concurrency slot's lease (see RateLimitOptions.slotLease). Long enough
+// that a holder stalled by a busy event loop or a slow store keeps its slot;
+// short enough that a paused or vanished holder's slot comes back within a minute.
+const DEFAULT_SLOT_LEASE_S = 60;
+// The state format's version (see LimitState.v).
+const STATE_VERSION = 2;
+// Greedy lanes keep at most this many runs. Each run is about 25 bytes of
+// JSON, so a lane stays within a few KB however big the limit; grants closer
+// in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
+// about that much at worst, which errs on the side of fewer calls.
+const MAX_RUNS = 128;
+// A pause carried over from another clock is trusted for at most a day.
+const MAX_SHIFTED_PAUSE_S = 86_400;
+const EMPTY_LANE: Lane = Object.freeze({}) as Lane;
+// Returned by a reservation when every concurrency slot is held.
+const BUSY = 'busy' as const;
+// A waiter for a concurrency slot polls the store at most this far apart. A
+// release in the same process wakes it at once; across processes this is
+// how late a freed slot can be noticed, against a store read costing ~30 µs.
+const SLOT_POLL_MAX_MS = 50;
+const OPTION_NAMES = ['maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store'];
+const WAIT_OPTION_NAMES = ['signal', 'maxWait', 'weight', 'cost'];
+const LIMIT_OPTION_NAMES = ['maxCount', 'per', 'greedy', 'unit'];
+
+// A call's options, checked.
+interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
+
+function checkLimit(spec: LimitOptions, prefix: string, greedyDefault: boolean): LimitSettings {
+  if (typeof spec !== 'object' || spec === null) throw new TypeError(`ratelimit: ${prefix.slice(0, -1)} must be an object of { maxCount, per }, got ${show(spec)}`);
+  if (prefix) checkKnown(`option of ${prefix.slice(0, -1)}`, spec, LIMIT_OPTION_NAMES);
+  const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
+  checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
+  checkNumber(`${prefix}per`, per, 'a finite number of seconds above 0', Number.isFinite(per) && per > 0);
+  if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: ${prefix}greedy must be a boolean, got ${show(greedy)}`);
+  if (typeof unit !== 'string' || unit === '') throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
+  return { maxCount, per, greedy, unit };
+}
+
+// Rejects names an options object should not have, suggesting the closest.
+function checkKnown(what: string, options: object, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) throw new TypeError(`ratelimit: unknown ${what} ${JSON.stringify(key)}${nearest(key, known)}`);
+  }
+}
+
+function nearest(name: string, known: readonly string[]): string {
+  let best = '';
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestDistance) { best = k; bestDistance = d; }
+  }
+  return bestDistance <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+// The handle acquire() returns. It keeps its reservation, to settle and release it.
+class PermitHandle implements Permit {
+  readonly waited: number;
+  private r: Reservation;
+  private readonly limit: RateLimit;
+  private released?: Promise<void>;
+  // Settles and the release run one after another, in the order called.
+  private queue: Promise<void> = Promise.resolve();
+  private renewTimer?: ReturnType<typeof setInterval>;
+
+  constructor(limit: RateLimit, r: Reservation, waited: number) {
+    this.limit = limit;
+    this.r = r;
+    this.waited = waited;
+    if (r.slot !== undefined) {
+      const slot = r.slot;
+      this.renewTimer = setInterval(() => {
+        this.queue = this.queue.then(() => this.limit.renewSlot(slot)).catch((error: unknown) => {
+          warn('RATELIMIT_SLOT_RENEW_FAILED', `ratelimit: could not renew a concurrency slot's lease: ${(error as Error).message}`);
+        });
+      }, limit.renewEveryS * 1000);
+      // A held permit must not keep the process alive by itself.
+      (this.renewTimer as { unref?: () => void }).unref?.();
+    }
+  }
+
+  get cost(): Cost {
+    const out: Record<string, number> = {};
+    this.limit.limits.forEach((l, i) => { out[l.unit] = this.r.cost[i] ?? 0; });
+    return out;
+  }
+
+  settle(actual: Cost): Promise<void> {
+    const vector = this.limit.costVector(actual, this.r.cost);
+    this.queue = this.queue.then(async () => {
+      this.r = await this.limit.settleReservation(this.r, vector);
+    }).catch((error: unknown) => {
+      warn('RATELIMIT_SETTLE_FAILED', `ratelimit: could not settle a permit: ${(error as Error).message}`);
+    });
+    return this.queue;
+  }
+
+  release(): Promise<void> {
+    if (this.released) return this.released;
+    clearInterval(this.renewTimer);
+    this.queue = this.queue.then(() => this.limit.releaseReservation(this.r)).catch((error: unknown) => {
+      warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release a permit: ${(error as Error).message}`);
+    });
+    return (this.released = this.queue);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+// Wakes in-process waiters at once (the file store has no notification
+// across processes, so they also poll).
+class Wakeup {
+  private waiters = new Set<() => void>();
+  add(wake: () => void): () => void {
+    this.waiters.add(wake);
+    return () => this.waiters.delete(wake);
+  }
+  notify(): void {
+    const all = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of all) wake();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1710,19 +2629,28 @@ function lockTimeout(maxWait: number): number {
 // 1 ms. Long waits are therefore slept in chunks.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-// Sleeps until performance.now() reaches `deadline`. Timers can fire up to a
-// millisecond early, so the clock is checked on waking and the rest slept.
-function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
+// Sleeps until performance.now() reaches `deadline`, or until `wake` fires.
+// Timers can fire up to a millisecond early, so the clock is checked on
+// waking and the rest slept.
+function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Promise<void> {
   return new Promise((resolve, reject) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const onAbort = () => { clearTimeout(timer); reject(signal!.reason); };
+    let unwake: (() => void) | undefined;
+    const finish = (error?: { reason: unknown }) => {
+      clearTimeout(timer);
+      unwake?.();
+      signal?.removeEventListener('abort', onAbort);
+      if (error) reject(error.reason); else resolve();
+    };
+    const onAbort = () => finish({ reason: signal?.reason });
     const tick = () => {
       const left = deadline - performance.now();
-      if (left <= 0) { signal?.removeEventListener('abort', onAbort); resolve(); return; }
+      if (left <= 0) { finish(); return; }
       timer = setTimeout(tick, Math.min(Math.ceil(left), MAX_TIMER_MS));
     };
     if (signal?.aborted) { reject(signal.reason); return; }
     signal?.addEventListener('abort', onAbort, { once: true });
+    if (wake) unwake = wake.add(() => finish());
     tick();
   });
 }
@@ -1736,9 +2664,6 @@ function sleepSyncUntil(deadline: number): void {
     Atomics.wait(sleeper, 0, 0, Math.min(left, MAX_TIMER_MS));
   }
 }
-
-// The options of a plain wait(), so that it allocates and checks nothing.
-const DEFAULT_WAIT: { signal?: AbortSignal; maxWait: number; weight: number } = Object.freeze({ maxWait: Infinity, weight: 1 });
 
 function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as PromiseLike<T> | undefined)?.then === 'function';

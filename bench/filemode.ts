@@ -28,7 +28,7 @@ try {
     contenders.push({ name: peer.name, acquire, close, sync: !/^(proper-lockfile|ratelimit|candidate)/.test(peer.name) });
   }
   // This file's other ways to take a slot, on their own state files.
-  const patient = new RateLimit({ maxCount: FREE.maxCount, per: FREE.per, file: join(dir, 'patient.json') });
+  const patient = new RateLimit({ maxCount: FREE.limits[0]!.maxCount, per: FREE.limits[0]!.per, file: join(dir, 'patient.json') });
   const greedy = new RateLimit({ maxCount: 1000, per: 1e-6, greedy: true, file: join(dir, 'greedy.json') });
   contenders.splice(2, 0,
     { name: 'ratelimit waitSync()', acquire: () => patient.waitSync(), sync: true },

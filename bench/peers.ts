@@ -7,7 +7,7 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { RateLimit, reserve, type Limit, type LimitState } from '../ratelimit.ts';
+import { RateLimit, reserve, type LimitState, type Settings } from '../ratelimit.ts';
 
 /**
  * RATELIMIT_CANDIDATE=path/to/changed-copy.ts adds that copy of ratelimit.ts
@@ -121,13 +121,14 @@ export const inProcessPeers: InProcessPeer[] = [
 // ---------------------------------------------------------------------------
 
 /** A limit that never binds: only the cost of taking a slot is measured. */
-export const FREE: Limit = { maxCount: 1_000_000_000, per: 1, greedy: false };
+export const FREE: Settings = { limits: [{ maxCount: 1_000_000_000, per: 1, greedy: false, unit: 'calls' }], maxConcurrent: Infinity, serial: false };
+const ONE_CALL = [1];
 
 const now = () => performance.timeOrigin / 1000 + performance.now() / 1000;
 
 function step(text: string | undefined): string {
   const state = text ? (JSON.parse(text) as LimitState) : undefined;
-  return JSON.stringify(reserve(FREE, state, now()).state);
+  return JSON.stringify(reserve(FREE, state, now(), ONE_CALL).state);
 }
 
 function readText(path: string): string | undefined {
@@ -173,7 +174,7 @@ export const crossPeers: CrossPeer[] = [
     name: 'ratelimit (this file)',
     how: 'new RateLimit({ file }), await wait(): link() lock, in-place rewrite of the JSON state',
     open: async (dir) => {
-      const limit = new RateLimit({ maxCount: FREE.maxCount, per: FREE.per, file: join(dir, 'ours.json') });
+      const limit = new RateLimit({ maxCount: FREE.limits[0]!.maxCount, per: FREE.limits[0]!.per, file: join(dir, 'ours.json') });
       return { acquire: () => limit.wait() };
     },
   },
@@ -181,7 +182,7 @@ export const crossPeers: CrossPeer[] = [
     name: 'candidate (RATELIMIT_CANDIDATE)',
     how: `${candidatePath}, used as above`,
     open: async (dir: string) => {
-      const limit = new Candidate({ maxCount: FREE.maxCount, per: FREE.per, file: join(dir, 'candidate.json') });
+      const limit = new Candidate({ maxCount: FREE.limits[0]!.maxCount, per: FREE.limits[0]!.per, file: join(dir, 'candidate.json') });
       return { acquire: () => limit.wait() };
     },
   }] : []),

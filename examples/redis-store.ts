@@ -52,7 +52,7 @@
 
 import { createClient } from 'redis';
 import { pathToFileURL } from 'node:url';
-import { RateLimit, type LimitState, type RateLimitStore, type Transaction, type TxContext } from '../ratelimit.ts';
+import { RateLimit, expiresAt, parseState, shiftState, type LimitState, type RateLimitStore, type Transaction, type TxContext } from '../ratelimit.ts';
 import { randomUUID } from 'node:crypto';
 
 export interface RedisStoreOptions {
@@ -196,8 +196,8 @@ export class RedisStore implements RateLimitStore {
         }
       });
       if (!changed || !state) return outcomes;
-      const text = JSON.stringify({ ...state, written: now });
-      const ttl = Math.max(1, Math.ceil((Math.max(latest(state) - now, 0) + 2 * state.per) * 1000));
+      const text = JSON.stringify({ written: now, state });
+      const ttl = Math.max(1, Math.ceil((expiresAt(state) - now) * 1000));
       const reply = (await this.call(client, COMPARE_AND_SET, [raw, text, String(ttl)])) as [number, string?, [string, string]?];
       if (reply[0] === 1) return outcomes;
       this.conflicts++;
@@ -222,20 +222,19 @@ export class RedisStore implements RateLimitStore {
   // so the step costs nobody any extra waiting.
   private decode(raw: string, now: number): LimitState | undefined {
     if (raw === '') return undefined;
-    let value: any;
+    let value: { written?: unknown; state?: unknown } | undefined;
     try {
       value = JSON.parse(raw);
     } catch {
       value = undefined;
     }
-    if (!isStored(value)) {
-      process.emitWarning(`ratelimit: ${this.name} does not hold a limit's state; starting it afresh`);
+    const state = parseState(value?.state);
+    const written = value?.written;
+    if (!state || typeof written !== 'number' || !Number.isFinite(written)) {
+      process.emitWarning(`ratelimit: ${this.name} does not hold a limit's state; starting it afresh`, { type: 'RateLimitWarning', code: 'RATELIMIT_STATE_LOST' });
       return undefined;
     }
-    const { written, ...state } = value;
-    if (written <= now) return state;
-    const shift = (t: number) => t - (written - now);
-    return { ...state, next: state.next === undefined ? undefined : shift(state.next), grants: state.grants?.map(shift) };
+    return written <= now ? state : shiftState(state, now - written, now);
   }
 
   // Runs one script with a deadline. A connection that missed it is dropped
@@ -299,19 +298,6 @@ export class RedisStore implements RateLimitStore {
     if (this.client === client) this.client = undefined;
     try { client.destroy(); } catch { /* already closed */ }
   }
-}
-
-// The latest time a state refers to; it holds nobody back after that plus `per`.
-function latest(state: LimitState): number {
-  let last = state.next ?? -Infinity;
-  for (const t of state.grants ?? []) if (t > last) last = t; // no spread: grants can be many
-  return last;
-}
-
-function isStored(v: any): v is LimitState & { written: number } {
-  return typeof v === 'object' && v !== null && Number.isSafeInteger(v.maxCount) && typeof v.per === 'number' &&
-    typeof v.greedy === 'boolean' && Number.isFinite(v.written) && (v.next === undefined || Number.isFinite(v.next)) &&
-    (v.grants === undefined || (Array.isArray(v.grants) && v.grants.every(Number.isFinite)));
 }
 
 function withoutPassword(url: string): string {

@@ -19,8 +19,11 @@ import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createClient } from 'redis';
-import { RateLimit, RateLimitTimeoutError, sharedClock } from '../ratelimit.ts';
+import { RateLimit, RateLimitTimeoutError, sharedClock, type LimitState } from '../ratelimit.ts';
 import { RedisStore, RedisStoreError } from '../examples/redis-store.ts';
+
+// A valid state used as a counter: its one lane's `next` counts the updates.
+const counterState = (n: number): LimitState => ({ v: 2, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{ next: n }] });
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const childScript = join(root, 'test', 'redis', 'child.ts');
@@ -330,9 +333,9 @@ test('many clients updating one key lose no update', async (t) => {
   // Half the clients update one at a time (every update a separate
   // compare-and-set, contending with the others); the other half start all
   // their updates at once, which the store runs in batches.
-  const increment = (state: any) => {
-    const n: number = state?.next ?? 0;
-    return { state: { maxCount: 1, per: 60, greedy: false, next: n + 1 }, result: n };
+  const increment = (state: LimitState | undefined) => {
+    const n = state?.lanes[0]?.next ?? 0;
+    return { state: counterState(n + 1), result: n };
   };
   const stores = Array.from({ length: clients }, () => new RedisStore({ url, key }));
   try {
@@ -346,7 +349,7 @@ test('many clients updating one key lose no update', async (t) => {
     t.diagnostic(`${clients} connections x ${each} updates: ${conflicts} compare-and-set conflicts retried`);
     assert.ok(conflicts > 0, 'the clients never collided, so this test proved nothing');
     assert.deepEqual(seen, Array.from({ length: clients * each }, (_, i) => i));
-    assert.equal(JSON.parse((await admin.get(key))!).next, clients * each);
+    assert.equal(JSON.parse((await admin.get(key))!).state.lanes[0].next, clients * each);
   } finally {
     await Promise.all(stores.map((s) => s.close()));
   }
@@ -357,7 +360,7 @@ test('after maxAttempts conflicts an update fails clearly, and applies nothing',
   const stores = Array.from({ length: 8 }, () => new RedisStore({ url, key, maxAttempts: 1 }));
   try {
     const outcomes = await Promise.all(stores.flatMap((s) => Array.from({ length: 10 }, () =>
-      s.update((state: any) => ({ state: { maxCount: 1, per: 60, greedy: false, next: (state?.next ?? 0) + 1 }, result: 'ok' }))
+      s.update((state) => ({ state: counterState((state?.lanes[0]?.next ?? 0) + 1), result: 'ok' }))
         .catch((e: unknown) => e))));
     const failures = outcomes.filter((o) => o !== 'ok') as RedisStoreError[];
     assert.ok(failures.length > 0, 'no update conflicted, so the limit on attempts was never tested');
@@ -366,7 +369,7 @@ test('after maxAttempts conflicts an update fails clearly, and applies nothing',
       assert.equal(f.reason, 'conflict');
       assert.match(f.message, /changed by other clients during each of 1 attempts/);
     }
-    assert.equal(JSON.parse((await admin.get(key))!).next, outcomes.length - failures.length);
+    assert.equal(JSON.parse((await admin.get(key))!).state.lanes[0].next, outcomes.length - failures.length);
   } finally {
     await Promise.all(stores.map((s) => s.close()));
   }
@@ -377,10 +380,10 @@ test('the key expires when idle, and a state written "in the future" is shifted 
   try {
     const limit = new RateLimit({ maxCount: 1, per: 0.2, store });
     await limit.wait();
-    // Patient: next = now + 0.2, so the key lives 0.2 + 2 x 0.2 = 0.6 s.
+    // Patient: next = now + 0.2, and a window to spare, so the key lives 0.4 s.
     const ttl = await admin.pTTL(store.key);
     // (The store rounds the time to live up to whole ms.)
-    assert.ok(ttl > 400 && ttl <= 601, `PTTL ${ttl} ms, expected 0.6 s after the last reserved time`);
+    assert.ok(ttl > 200 && ttl <= 401, `PTTL ${ttl} ms, expected 0.4 s after the write`);
     await sleep(ttl + 50);
     assert.equal(await admin.exists(store.key), 0, 'the key outlived its time to live');
 
@@ -388,7 +391,8 @@ test('the key expires when idle, and a state written "in the future" is shifted 
     // are an hour "ahead". Without the shift the next slot would be an hour away.
     const [sec, usec] = await admin.time() as unknown as [string, string];
     const written = Number(sec) + Number(usec) / 1e6 + 3600;
-    await admin.set(store.key, JSON.stringify({ maxCount: 1, per: 1, greedy: false, next: written + 0.3, written }));
+    const ahead = { v: 2, limits: [{ maxCount: 1, per: 1, greedy: false, unit: 'calls' }], lanes: [{ next: written + 0.3 }] };
+    await admin.set(store.key, JSON.stringify({ written, state: ahead }));
     const stepped = new RateLimit({ maxCount: 1, per: 1, store });
     const waited = await stepped.wait({ maxWait: 1 });
     assert.ok(waited > 0.25 && waited <= 0.31, `waited ${waited} s; expected the 0.3 s left before the step`);

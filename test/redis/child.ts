@@ -32,7 +32,8 @@ for await (const line of createInterface({ input: process.stdin })) {
       return store.update((state, now, ctx) => {
         const out = tx(state, now, ctx);
         const r = out.result as { at?: unknown };
-        lastAt = out.state && typeof r === 'object' && r !== null && typeof r.at === 'number' ? r.at : undefined;
+        // wait() also looks at the state again after sleeping (for a pause): that changes nothing, so it is not noted.
+        if (out.state && typeof r === 'object' && r !== null && typeof r.at === 'number') lastAt = r.at;
         return out;
       });
     },
@@ -47,6 +48,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     const left = until - clock.now();
     if (left <= 0) break;
     try {
+      lastAt = undefined;
       await limit.wait({ maxWait: left });
     } catch (error) {
       if (error instanceof RateLimitTimeoutError) break;

@@ -9,10 +9,12 @@
 // Every update adds one to a count; the final count must equal the updates
 // that succeeded, and every count must have been seen exactly once.
 import { RedisStore } from '../../examples/redis-store.ts';
+import type { LimitState } from '../../ratelimit.ts';
 
 const clients = Number(process.argv[2] ?? 16);
 const each = Number(process.argv[3] ?? 100);
-const increment = (state: any) => ({ state: { maxCount: 1, per: 60, greedy: false, next: (state?.next ?? 0) + 1 }, result: (state?.next ?? 0) as number });
+const counterState = (n: number): LimitState => ({ v: 2, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{ next: n }] });
+const increment = (state: LimitState | undefined) => ({ state: counterState((state?.lanes[0]?.next ?? 0) + 1), result: state?.lanes[0]?.next ?? 0 });
 
 for (const mode of ['one at a time', 'all at once']) {
   const key = `contention:${process.pid}:${mode}`;

@@ -33,11 +33,16 @@ const peek = <T>(tx: Transaction<T>): Transaction<T> => (state, now, ctx) => {
   ranAt = now;
   const out = tx(state, now, ctx);
   const r = out.result as { at?: number };
-  reserved = out.state && typeof r?.at === 'number' ? r.at : NaN;
+  // Only a transaction that reserved counts (wait() also looks at the state
+  // again after sleeping, for a pause; that one leaves the slot as it was).
+  fresh = out.state !== undefined && typeof r?.at === 'number';
+  if (fresh) reserved = r.at!;
   return out;
 };
+let fresh = false;
 const report = <T>(result: T): T => {
-  if (!Number.isNaN(reserved)) emit({ r: reserved, rt: ranAt, lw: +(ran - called).toFixed(3) });
+  if (fresh) emit({ r: reserved, rt: ranAt, lw: +(ran - called).toFixed(3) });
+  fresh = false;
   return result;
 };
 const store: RateLimitStore = {
