@@ -13,7 +13,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, rmdirSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { RateLimit, sharedClock } from '../../ratelimit.ts';
+import { RateLimit, encodeOwnerRecord, parseOwnerRecord, sharedClock } from '../../ratelimit.ts';
 import { BAD_OPTIONS, ROOT, tempDir, violations } from '../helpers.ts';
 import type { WorkerConfig } from './worker.ts';
 import { faultScenarios } from './faults.ts';
@@ -281,7 +281,7 @@ async function stopped(pid: number): Promise<boolean> {
 }
 
 function readLock(path: string): { pid: number } | undefined {
-  try { return JSON.parse(readFileSync(path, 'utf8')); } catch { return undefined; }
+  try { return parseOwnerRecord(readFileSync(path, 'utf8')); } catch { return undefined; }
 }
 
 /** 3. A worker is SIGSTOPped while it holds the lock, the others go on after staleAfter, then it is resumed. */
@@ -358,9 +358,11 @@ export async function racingBreakers(size: Size): Promise<Outcome> {
       // Even rounds: the owner is a dead process. Odd rounds: a live process
       // (this one) with a record older than staleAfter.
       const dead = round % 2 === 0;
-      writeFileSync(`${file}.lock`, JSON.stringify({
-        pid: dead ? deadPid() : process.pid, host: hostname(), ns: read('/proc/self/ns/pid', true), boot: read('/proc/sys/kernel/random/boot_id').trim(),
-        start: dead ? '1' : procStart(process.pid), token: `stale${round}`, seq: 1, clock: clock.tag, time: clock.now() - (dead ? 0 : 60),
+      const pid = dead ? deadPid() : process.pid;
+      const start = dead ? '1' : procStart(process.pid);
+      writeFileSync(`${file}.lock`, encodeOwnerRecord({
+        pid, tid: pid, host: hostname(), ns: read('/proc/self/ns/pid', true), boot: read('/proc/sys/kernel/random/boot_id').trim(),
+        start, tstart: start, token: `stale${round}`, seq: 1, clock: clock.tag, time: clock.now() - (dead ? 0 : 60),
       }));
       const workers = Array.from({ length: 8 }, (_, i) => startWorker({ ...limit, staleAfter: 10, file, id: `b${i}` }));
       const { until } = await launch(workers, 0.3);
