@@ -1625,9 +1625,11 @@ export class FileStore implements RateLimitStore {
       return this.whileBusy(w);
     }
     let attempt: Attempt<T> = LOST;
+    owner.holding = true;
     try {
       attempt = this.holding(tx, clock, leaseStartS, owner, hold);
     } finally {
+      owner.holding = false;
       this.release(clock, leaseStartS, owner, hold, attempt);
     }
     return attempt;
@@ -1639,17 +1641,19 @@ export class FileStore implements RateLimitStore {
     const nowMs = performance.now();
     if (nowMs - w.inspectedMs >= INSPECT_EVERY_MS) {
       w.inspectedMs = nowMs;
-      if (this.breakLock()) return BUSY_NOW;
+      // After progress (a lock or a stale break lock taken away), look again at once.
+      if (this.breakLock()) { w.inspectedMs = -Infinity; return BUSY_NOW; }
     }
     w.busyTries++;
     return { kind: 'busy', backoffMs: Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(w.busyTries, 10)) * (0.5 + Math.random()) };
   }
 
-  // True while the lock at `path` is this hold: our owner file's inode is
-  // linked there, and no later stamp of ours (another hold by this thread)
-  // has replaced the record.
-  private holds(path: string, owner: OwnerFile, hold: number): boolean {
-    if (owner.seq !== hold || owner.dropped) return false;
+  // True while the lock at `path` is ours: our owner file's inode is linked
+  // there. Nobody else links it, and this thread holds one lock at a time
+  // (a transaction runs to its end synchronously; using the same state file
+  // from inside its own transaction is an error, see breakLock).
+  private holds(path: string, owner: OwnerFile, _hold: number): boolean {
+    if (owner.dropped) return false;
     return lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
@@ -1697,6 +1701,9 @@ export class FileStore implements RateLimitStore {
   private breakLock(): boolean {
     const seen = inspect(this.lockPath);
     if (!seen) return true;
+    if (this.owner?.holding && seen.ino === this.owner.ino) {
+      throw new RateLimitStoreError(`ratelimit: ${this.name} was used from inside a transaction on the same state file; that would wait for itself`, this.path);
+    }
     const clock = this.clock;
     const dead = seen.record !== undefined && holderIsDead(seen.record);
     if (!dead && this.ageS(seen, clock) <= this.staleAfterS) return false;
@@ -1713,10 +1720,7 @@ export class FileStore implements RateLimitStore {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
       }
-      if (!taken) {
-        this.clearStaleBreakLock(clock);
-        return false;
-      }
+      if (!taken) return this.clearStaleBreakLock(clock);
       try {
         const now = inspect(this.lockPath);
         if (!now) return true;
@@ -1738,11 +1742,12 @@ export class FileStore implements RateLimitStore {
 
   // A break lock we could not take: if its breaker is dead or past its
   // lease, take it away (which also disarms that breaker's rename).
-  private clearStaleBreakLock(clock: SharedClock): void {
+  // Returns true if it took one away.
+  private clearStaleBreakLock(clock: SharedClock): boolean {
     const breaker = inspect(this.breakPath);
-    if (!breaker) return;
+    if (!breaker) return true;
     const dead = breaker.record !== undefined && holderIsDead(breaker.record);
-    if (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) this.takeAway(this.breakPath, breaker.ino);
+    return (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) && this.takeAway(this.breakPath, breaker.ino);
   }
 
   // Removes the file at `path` (a lock or the break lock) only if it is the
@@ -1823,9 +1828,15 @@ export class FileStore implements RateLimitStore {
       if (!st.isFile()) return true; // openState reports it
       const content = readFileSync(fd);
       writeAll(temp.fd, content, 0, temp.path);
-      fchmodSync(temp.fd, st.mode & 0o7777);
-      // Keep the owner where we may (root may; anyone may keep a group they are in).
-      try { fchownSync(temp.fd, st.uid, st.gid); } catch { try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ } }
+      // Keep the mode, and the owner where we may (root may; anyone may keep
+      // a group they are in). Only when they differ from what we created:
+      // Node's permission model refuses fchmod and fchown outright.
+      if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
+      const uid = process.getuid?.();
+      const gid = process.getgid?.();
+      if (st.uid !== uid || st.gid !== gid) {
+        try { fchownSync(temp.fd, st.uid, st.gid); } catch { try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ } }
+      }
     } finally {
       closeSync(fd);
     }
@@ -2084,7 +2095,7 @@ function isHolder(r: unknown): r is Holder {
 // file in use. Holds by one thread never overlap (a transaction runs to its
 // end synchronously), so sharing the inode is safe; `seq` tells this
 // thread's holds apart.
-interface OwnerFile { dir: string; fd: number; ino: number; token: string; seq: number; sizeBytes: number; names: Set<string>; dropped: boolean }
+interface OwnerFile { dir: string; fd: number; ino: number; token: string; seq: number; sizeBytes: number; names: Set<string>; dropped: boolean; holding: boolean }
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
 let exitHook: unknown;
@@ -2100,7 +2111,7 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
     } catch (error) {
       throw fileError(error, 'create the lock owner file', path);
     }
-    owner = { dir, fd, ino: fstatSync(fd).ino, token, seq: 0, sizeBytes: 0, names: new Set([path]), dropped: false };
+    owner = { dir, fd, ino: fstatSync(fd).ino, token, seq: 0, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
     ownerFiles.set(dir, owner);
     if (!exitHook) exitHook = process.once('exit', removeAllOwnerNames);
     try {
