@@ -223,9 +223,6 @@ export interface Reservation {
   now: number;
   /** Units charged to each limit, in the settings' order. */
   cost: number[];
-  /** Patient limits: `next` before and after this reservation, to undo or settle it. */
-  before: Array<number | undefined>;
-  after: Array<number | undefined>;
   /** The concurrency slot held, if any. */
   slot?: string;
 }
@@ -358,6 +355,9 @@ export function retryAfter(headers: { get(name: string): string | null } | Reado
   if (typeof value !== 'string' || value.trim() === '') return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text);
+  // An HTTP date starts with the day's name (IMF-fixdate, and the two
+  // obsolete forms); Date.parse alone would also take "-5" or "1.5".
+  if (!/^[A-Za-z]{3}/.test(text)) return undefined;
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : Math.max(0, (date - now) / 1000);
 }
@@ -865,10 +865,9 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
  *   slot was spaced from it. A middle one stays spent; that errs on the side
  *   of fewer calls.
  * - greedy: the reservation's units are removed. Removing units never puts a
- *   window over the limit, with one catch: the state keeps only the newest
- *   maxCount units, and older ones it dropped may still be in the window. So
- *   a full lane first gets as many units back at its oldest grant's time,
- *   standing in for the dropped ones (they were no newer): the safe side.
+ *   window over the limit. The lane holds every unit still in a window, so
+ *   nothing it dropped can matter; units merged into a later run (see
+ *   addUnits) cannot be told apart any more, and stay spent.
  */
 export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitState | undefined {
   let changed = false;
@@ -893,7 +892,7 @@ export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitS
  * stands, so it can be settled again.
  */
 export function settle(s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number): { state: LimitState; reservation: Reservation } {
-  const next: Reservation = { ...r, cost: [...r.cost], before: [...r.before], after: [...r.after] };
+  const next: Reservation = { ...r, cost: [...r.cost] };
   const lanes = state.lanes.map((lane, i) => {
     const limit = s.limits[i];
     const old = r.cost[i] ?? 0;
@@ -903,16 +902,15 @@ export function settle(s: Settings, state: LimitState, r: Reservation, cost: rea
       const out = returnUnits(limit, lane, r, i, old - want);
       if (out === lane) return lane; // a later reservation depends on it: stays charged
       next.cost[i] = want;
-      if (!limit.greedy) next.after[i] = out.next;
       return out;
     }
     next.cost[i] = want;
     const extra = want - old;
     if (!limit.greedy) {
-      const from = lane.next ?? r.at;
-      const moved = from + (extra * limit.per) / limit.maxCount;
-      if (lane.next === r.after[i]) next.after[i] = moved;
-      return { next: moved };
+      // Still the limit's last reservation: spaced from its slot by the new
+      // cost, exactly as reserve() would have (so it can be settled again).
+      if (lane.next === spacedAfter(limit, r.at, old)) return { next: spacedAfter(limit, r.at, want) };
+      return { next: (lane.next ?? r.at) + (extra * limit.per) / limit.maxCount };
     }
     return { runs: addUnits(limit, lane.runs, r.at, extra, now) };
   });
@@ -933,7 +931,7 @@ export function release(s: Settings, state: LimitState, r: Reservation, now: num
       const limit = s.limits[i];
       const c = r.cost[i] ?? 0;
       if (!limit || c === 0) return lane;
-      if (!limit.greedy) return { next: Math.max(lane.next ?? now, now + (c * limit.per) / limit.maxCount) };
+      if (!limit.greedy) return { next: Math.max(lane.next ?? now, spacedAfter(limit, now, c)) };
       const without = returnUnits(limit, lane, r, i, c);
       return { runs: addUnits(limit, without.runs, now, c, now) };
     });
@@ -960,7 +958,7 @@ export function pauseState(s: Settings, state: LimitState | undefined, now: numb
  * reserved. Its new slot comes after the pause.
  */
 export function reschedule(s: Settings, state: LimitState, r: Reservation, now: number): { state: LimitState; reservation: Reservation } {
-  const rate: Reservation = { at: r.at, now: r.now, cost: r.cost, before: r.before, after: r.after };
+  const rate: Reservation = { at: r.at, now: r.now, cost: r.cost };
   const back = giveBack(s, state, rate) ?? state;
   const out = takeRate(s, back, now, r.cost);
   if (r.slot !== undefined) out.reservation.slot = r.slot;
@@ -1087,38 +1085,39 @@ function takeRate(s: Settings, state: LimitState | undefined, now: number, cost:
   if (only && !only.greedy) {
     // The common case, one patient limit, without the loop's arrays.
     const c = cost[0] ?? 0;
-    const before = state?.lanes[0]?.next;
+    const last = state?.lanes[0]?.next;
     let at = now;
-    if (c > 0 && before !== undefined && before > at) at = before;
+    if (c > 0 && last !== undefined && last > at) at = last;
     const paused = state?.pausedUntil;
     if (paused !== undefined && paused > at) at = paused;
-    const next = at + (c * only.per) / only.maxCount;
-    const out = fresh(s, state);
-    out.lanes = c === 0 ? (state?.lanes ?? [{}]) : [{ next }];
-    return { state: out, reservation: { at, now, cost: cost as number[], before: [before], after: [c === 0 ? undefined : next] } };
+    const lanes = c === 0 ? (state?.lanes ?? [{}]) : [{ next: spacedAfter(only, at, c) }];
+    let out: LimitState;
+    const plain = state === undefined ? s.maxConcurrent === Infinity && !s.serial
+      : state.pausedUntil === undefined && state.slots === undefined && state.maxConcurrent === undefined && state.serial === undefined;
+    if (plain) {
+      out = { v: STATE_VERSION, limits: state?.limits ?? (s.limits as LimitSettings[]), lanes };
+    } else {
+      out = fresh(s, state);
+      out.lanes = lanes;
+    }
+    return { state: out, reservation: { at, now, cost: cost as number[] } };
   }
   const at = earliest(s, state, now, cost);
   const n = s.limits.length;
-  const before: Array<number | undefined> = new Array(n);
-  const after: Array<number | undefined> = new Array(n);
   const lanes: Lane[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const limit = s.limits[i]!;
     const lane = state?.lanes[i] ?? EMPTY_LANE;
     const c = cost[i] ?? 0;
     if (!limit.greedy) {
-      before[i] = lane.next;
-      if (c === 0) { lanes[i] = lane; continue; }
-      const next = at + (c * limit.per) / limit.maxCount;
-      after[i] = next;
-      lanes[i] = { next };
+      lanes[i] = c === 0 ? lane : { next: spacedAfter(limit, at, c) };
     } else {
       lanes[i] = c === 0 && lane.runs === undefined ? lane : { runs: addUnits(limit, lane.runs, at, c, now) };
     }
   }
   const out = fresh(s, state);
   out.lanes = lanes;
-  return { state: out, reservation: { at, now, cost: cost as number[], before, after } };
+  return { state: out, reservation: { at, now, cost: cost as number[] } };
 }
 
 // The earliest time at or after `now` (and after the lane's last grant, so
@@ -1138,27 +1137,23 @@ function greedyEarliest(limit: LimitSettings, runs: ReadonlyArray<readonly [numb
   return t; // unreachable: c <= maxCount, so the window empties in time
 }
 
-// A lane's runs with c units granted at `at` (at its end if `at` is its
-// latest, else in order), dropping what can no longer matter: runs that left
-// every window from `now` on, and runs older than the newest maxCount units
-// (those alone decide any later grant). Past MAX_RUNS runs, the two closest
-// in time are merged onto the later one, which only ever delays capacity.
-function addUnits(limit: LimitSettings, runs: ReadonlyArray<[number, number]> | undefined, at: number, c: number, now: number): Array<[number, number]> {
+// A lane's runs with c units granted at `at`, in time order, dropping the
+// runs that left every window from `now` on. Past MAX_RUNS runs, the two
+// closest in time are merged onto the later one's time, which only ever
+// delays capacity (a unit counted later leaves its window later).
+function addUnits(limit: LimitSettings, runs: ReadonlyArray<readonly [number, number]> | undefined, at: number, c: number, now: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
-  let kept = 0;
-  // Newest first, so the count of units kept is known as we go.
-  let placed = c === 0;
-  for (let i = (runs?.length ?? 0) - 1; i >= 0; i--) {
-    let [t, n] = runs![i]!;
-    if (!placed && t <= at) {
-      if (t === at) { n += c; placed = true; } else { out.push([at, c]); kept += c; placed = true; }
+  let placed = c === 0 || at <= now - limit.per;
+  for (const [t, n] of runs ?? []) {
+    if (t <= now - limit.per) continue;
+    if (!placed && t >= at) {
+      placed = true;
+      if (t === at) { out.push([t, n + c]); continue; }
+      out.push([at, c]);
     }
-    if (t <= now - limit.per || kept >= limit.maxCount) break;
     out.push([t, n]);
-    kept += n;
   }
-  if (!placed && kept < limit.maxCount && at > now - limit.per) out.push([at, c]);
-  out.reverse();
+  if (!placed) out.push([at, c]);
   if (out.length > MAX_RUNS) mergeClosest(out);
   return out;
 }
@@ -1168,23 +1163,26 @@ function addUnits(limit: LimitSettings, runs: ReadonlyArray<[number, number]> | 
 function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservation, i: number, c: number): Lane {
   if (!limit || c === 0) return lane;
   if (!limit.greedy) {
-    if (lane.next === undefined || lane.next !== r.after[i]) return lane;
+    // Only the last reservation, whose spacing nothing later was built on.
+    // Its slot is at least as late as the `next` before it and the time it
+    // was made, so going back to its slot frees as much as going back to
+    // that `next` would: every later caller comes at or after it.
     const full = r.cost[i] ?? 0;
-    if (c >= full) return r.before[i] === undefined ? {} : { next: r.before[i]! };
-    return { next: r.at + ((full - c) * limit.per) / limit.maxCount };
+    if (lane.next === undefined || lane.next !== spacedAfter(limit, r.at, full)) return lane;
+    return { next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
   }
   const runs = lane.runs;
   const k = runs ? runs.findIndex(([t]) => t === r.at) : -1;
-  if (!runs || k === -1) return lane;
-  let total = 0;
-  for (const [, n] of runs) total += n;
+  if (!runs || k === -1) return lane; // gone from the window, or merged into a later run: stays spent
   const out = runs.map(([t, n]): [number, number] => [t, n]);
-  const run = out[k]!;
-  const removed = Math.min(c, run[1]);
-  run[1] -= removed;
-  // Stand-ins for the units the lane no longer holds (see giveBack).
-  if (total >= limit.maxCount) out[0]![1] += removed;
+  out[k]![1] -= Math.min(c, out[k]![1]);
   return { runs: out.filter(([, n]) => n > 0) };
+}
+
+// Where a patient limit's `next` stands after a call of c units at `at`.
+// Always this expression, so a reservation can recognise its own `next`.
+function spacedAfter(limit: LimitSettings, at: number, c: number): number {
+  return at + (c * limit.per) / limit.maxCount;
 }
 
 // Merges the two neighbouring runs closest in time onto the later one's time.

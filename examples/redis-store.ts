@@ -52,7 +52,7 @@
 
 import { createClient } from 'redis';
 import { pathToFileURL } from 'node:url';
-import { RateLimit, expiresAt, parseState, shiftState, type LimitState, type RateLimitStore, type Transaction, type TxContext } from '../ratelimit.ts';
+import { RateLimit, expiresAt, parseState, shiftState, type LimitState, type RateLimitStore, type Transaction, type TxContext } from './ratelimit.ts';
 import { randomUUID } from 'node:crypto';
 
 export interface RedisStoreOptions {

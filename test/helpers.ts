@@ -1,6 +1,6 @@
 // Shared by the tests: running child programs, and checking merged grant
 // times against the limit.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,25 @@ export const ROOT = new URL('..', import.meta.url).pathname;
 export function tempDir(prefix = 'ratelimit-test-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * For tests that need a program from a Debian package. Runs `command` with
+ * `probe` (arguments that exit 0 when it works) and returns undefined if it
+ * ran, or else a reason naming the package and how to install it, for
+ * node:test's `skip` option, so that the test is reported as skipped, never
+ * as passed. With RATELIMIT_REQUIRE_ALL=1 in the environment (.ci/run sets
+ * it) a missing program throws instead, and the test file fails: a run that
+ * must test everything cannot pass by skipping.
+ */
+export function skipUnlessInstalled(command: string, probe: string[], pkg = command): string | undefined {
+  const ran = spawnSync(command, probe, { stdio: 'ignore', timeout: 10_000 });
+  if (!ran.error && ran.status === 0) return undefined;
+  const why = (ran.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' ? 'is not installed'
+    : ran.error ? `cannot run (${ran.error.message})` : `does not work (\`${[command, ...probe].join(' ')}\` exited with ${ran.status ?? ran.signal})`;
+  const reason = `${command} ${why}; install the Debian package ${pkg} (apt-get install ${pkg}) to run this test`;
+  if (process.env.RATELIMIT_REQUIRE_ALL === '1') throw new Error(`RATELIMIT_REQUIRE_ALL=1 forbids skipping: ${reason}`);
+  return reason;
 }
 
 /** Children started by the tests, all killed by killAll (call it in t.after / finally). */

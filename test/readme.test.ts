@@ -106,7 +106,7 @@ function typeCheck(items: { block: Block; label: string }[]): { label: string; m
     }));
     let output = '';
     try {
-      execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json'), '--pretty', 'false'],
+      execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript7', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json'), '--pretty', 'false'],
         { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (error) {
       const e = error as { stdout?: string; stderr?: string };

@@ -1,7 +1,9 @@
 // The Redis store (examples/redis-store.ts) against a real redis-server that
 // this file starts on 127.0.0.1, on a free port, and stops afterwards.
-// redis-server and faketime must be installed (Debian packages redis-server
-// and faketime; .ci/run installs them). Run: npm test, or alone:
+// It needs redis-server and faketime (Debian packages redis-server and
+// faketime; .ci/run installs them). Without redis-server every test here is
+// reported as skipped; without faketime, the two about a skewed client clock
+// are. The reason printed says which package to install. Run: npm test, or alone:
 //   node --import tsx --test test/redis.test.ts
 //
 // Grant times are recorded by each child on sharedClock() from ratelimit.ts:
@@ -21,6 +23,7 @@ import { dirname, join } from 'node:path';
 import { createClient } from 'redis';
 import { RateLimit, RateLimitTimeoutError, sharedClock, type LimitState } from '../ratelimit.ts';
 import { RedisStore, RedisStoreError } from '../examples/redis-store.ts';
+import { skipUnlessInstalled } from './helpers.ts';
 
 // A valid state used as a counter: its one lane's `next` counts the updates.
 const counterState = (n: number): LimitState => ({ v: 2, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{ next: n }] });
@@ -29,6 +32,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const childScript = join(root, 'test', 'redis', 'child.ts');
 const unreachableScript = join(root, 'test', 'redis', 'unreachable.ts');
 const clock = sharedClock();
+const noRedis = skipUnlessInstalled('redis-server', ['--version']);
+const noFaketime = skipUnlessInstalled('faketime', ['-f', '+1h', 'true']);
 
 // Every process this file starts, so that each is killed whatever happens.
 const running = new Set<ChildProcess>();
@@ -124,6 +129,7 @@ let url: string;
 let admin: ReturnType<typeof createClient>;
 
 before(async () => {
+  if (noRedis) return;
   const port = await freePort();
   redis = await startRedis(port);
   url = `redis://127.0.0.1:${port}`;
@@ -276,12 +282,14 @@ function checkRun(t: Diag, run: Run, maxCount: number, per: number, greedy: bool
 // Four child processes, started once for these tests (starting several
 // takes 2 to 3 s on these 2 cores): the first runs under faketime with its
 // wall clock an hour ahead, and joins only the runs about clocks.
-describe('processes sharing one limit through Redis', () => {
+describe('processes sharing one limit through Redis', { skip: noRedis }, () => {
   let pool: Child[] = [];
   let clocks: { wall: number; boot: number }[] = [];
 
   before(async () => {
-    pool = Array.from({ length: 4 }, (_, i) => i === 0
+    // Without faketime the first child runs unfaked, and the tests about
+    // clocks are skipped.
+    pool = Array.from({ length: 4 }, (_, i) => i === 0 && !noFaketime
       ? new Child('faketime', ['-f', '+1h', process.execPath, '--import', 'tsx', childScript, url],
         { ...process.env, FAKETIME_DONT_FAKE_MONOTONIC: '1' }, 'faketime')
       : new Child(process.execPath, ['--import', 'tsx', childScript, url], process.env, 'nodejs'));
@@ -306,7 +314,7 @@ describe('processes sharing one limit through Redis', () => {
   // next slot an hour ahead (stalling everyone) or see every grant as long
   // past (letting a burst through). The server's TIME keeps them on one clock.
   for (const greedy of [false, true]) {
-    test(`a client whose wall clock is an hour ahead keeps the ${greedy ? 'greedy' : 'patient'} limit`, async (t) => {
+    test(`a client whose wall clock is an hour ahead keeps the ${greedy ? 'greedy' : 'patient'} limit`, { skip: noFaketime }, async (t) => {
       // Each child read Date.now() and the boot clock together; the difference
       // tells its wall clock apart from this process's.
       const here = Date.now() / 1000 - clock.now();
@@ -323,7 +331,7 @@ describe('processes sharing one limit through Redis', () => {
   }
 });
 
-test('many clients updating one key lose no update', async (t) => {
+test('many clients updating one key lose no update', { skip: noRedis }, async (t) => {
   const key = `counter:${process.pid}`;
   const clients = 16;
   const each = 30;
@@ -355,7 +363,7 @@ test('many clients updating one key lose no update', async (t) => {
   }
 });
 
-test('after maxAttempts conflicts an update fails clearly, and applies nothing', async () => {
+test('after maxAttempts conflicts an update fails clearly, and applies nothing', { skip: noRedis }, async () => {
   const key = `conflict:${process.pid}`;
   const stores = Array.from({ length: 8 }, () => new RedisStore({ url, key, maxAttempts: 1 }));
   try {
@@ -375,7 +383,7 @@ test('after maxAttempts conflicts an update fails clearly, and applies nothing',
   }
 });
 
-test('the key expires when idle, and a state written "in the future" is shifted back', async () => {
+test('the key expires when idle, and a state written "in the future" is shifted back', { skip: noRedis }, async () => {
   const store = new RedisStore({ url, key: `expiry:${process.pid}` });
   try {
     const limit = new RateLimit({ maxCount: 1, per: 0.2, store });
@@ -401,7 +409,7 @@ test('the key expires when idle, and a state written "in the future" is shifted 
   }
 });
 
-test('waitSync and tryAcquire say they need updateSync; wait({ maxWait: 0 }) tries without waiting', async () => {
+test('waitSync and tryAcquire say they need updateSync; wait({ maxWait: 0 }) tries without waiting', { skip: noRedis }, async () => {
   const store = new RedisStore({ url, key: `sync:${process.pid}` });
   try {
     const limit = new RateLimit({ maxCount: 1, per: 10, store });
@@ -430,7 +438,7 @@ test('with no Redis listening, a caller gets a clear error at once and its proce
   assert.ok(report.ms < 1000, `took ${report.ms} ms to fail`);
 });
 
-test('a server that stops answering, dies, and comes back', async (t) => {
+test('a server that stops answering, dies, and comes back', { skip: noRedis }, async (t) => {
   const port = await freePort();
   let server = await startRedis(port);
   const store = new RedisStore({ url: `redis://127.0.0.1:${port}`, key: 'flaky', timeout: 0.5 });
