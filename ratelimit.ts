@@ -1449,13 +1449,13 @@ let readBuffer = Buffer.alloc(4096);
 /** Options for {@link FileStore}. */
 export interface FileStoreOptions {
   /** Seconds; see {@link DEFAULT_STALE_AFTER}. */
-  staleAfter?: number;
+  staleAfter?: number | undefined;
   /**
    * The clock for the state, the owner records and the lock's lease. By
    * default {@link sharedClock}; tests give a clock they move by hand, so
    * the stale-lock and paused-holder rules can be stepped through.
    */
-  clock?: SharedClock;
+  clock?: SharedClock | undefined;
 }
 
 /** What one try at the lock came to. The retry loops own the waiting. */
@@ -1503,9 +1503,9 @@ export class FileStore implements RateLimitStore {
   private readonly breakPath: string;
   private readonly dir: string;
   private readonly staleAfterS: number;
-  private readonly givenClock?: SharedClock;
+  private readonly givenClock: SharedClock | undefined;
   // This store's name for its thread's owner file in `dir`.
-  private owner?: OwnerFile;
+  private owner: OwnerFile | undefined;
   // The last state this process read or wrote: a fallback if the file is
   // deleted or corrupted under us, so its history is not simply forgotten.
   private last?: LimitState;
@@ -1598,7 +1598,8 @@ export class FileStore implements RateLimitStore {
       try { r = JSON.parse(h); } catch { return false; }
       return isHolder(r) && holderIsDead(r);
     };
-    return (this.ctx = { holder, isDead });
+    this.ctx = { holder, isDead };
+    return this.ctx;
   }
   private ctx?: TxContext;
 
@@ -1609,7 +1610,6 @@ export class FileStore implements RateLimitStore {
     const clock = this.clock;
     const owner = this.ownerFile();
     const leaseStartS = stampOwner(owner, clock);
-    const hold = owner.seq;
     try {
       linkSync(this.ownerName(owner), this.lockPath);
     } catch (error) {
@@ -1625,10 +1625,10 @@ export class FileStore implements RateLimitStore {
     let attempt: Attempt<T> = LOST;
     owner.holding = true;
     try {
-      attempt = this.holding(tx, clock, leaseStartS, owner, hold);
+      attempt = this.holding(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      this.release(clock, leaseStartS, owner, hold, attempt);
+      this.release(clock, leaseStartS, owner, attempt);
     }
     return attempt;
   }
@@ -1650,7 +1650,7 @@ export class FileStore implements RateLimitStore {
   // there. Nobody else links it, and this thread holds one lock at a time
   // (a transaction runs to its end synchronously; using the same state file
   // from inside its own transaction is an error, see breakLock).
-  private holds(path: string, owner: OwnerFile, _hold: number): boolean {
+  private holds(path: string, owner: OwnerFile): boolean {
     if (owner.dropped) return false;
     return lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
@@ -1659,9 +1659,9 @@ export class FileStore implements RateLimitStore {
   // lease is not over. A holder past its lease leaves the lock for a breaker
   // and stops using its owner file, whose record would make the lock look
   // fresh if rewritten.
-  private release(clock: SharedClock, leaseStartS: number, owner: OwnerFile, hold: number, attempt: Attempt<unknown>): void {
+  private release(clock: SharedClock, leaseStartS: number, owner: OwnerFile, attempt: Attempt<unknown>): void {
     if (attempt.kind !== 'taken' && attempt.kind !== 'lost') return;
-    if (!this.holds(this.lockPath, owner, hold)) return;
+    if (!this.holds(this.lockPath, owner)) return;
     // The clock is read just before the unlink: a holder stopped between the
     // two for longer than staleAfter/2 could remove a successor's lock. That
     // window is a few hundred ns of JavaScript with no system call in it.
@@ -1711,7 +1711,6 @@ export class FileStore implements RateLimitStore {
     let taken = false;
     try {
       const breakStartS = stampOwner(owner, clock, temp && basename(temp.path));
-      const hold = owner.seq;
       try {
         linkSync(this.ownerName(owner), this.breakPath);
         taken = true;
@@ -1727,11 +1726,11 @@ export class FileStore implements RateLimitStore {
         if (clock.now() - breakStartS >= BREAK_LEASE_S / 2) return false;
         if (!this.takeAway(this.lockPath, seen.ino)) return false;
         this.locksBroken++;
-        if (dead) removeOwnerNames(this.dir, seen.record!.token);
+        if (dead && seen.record) removeOwnerNames(this.dir, seen.record.token);
         else warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${this.whyStale(seen, clock)}`);
         return true;
       } finally {
-        if (this.holds(this.breakPath, owner, hold)) this.takeAway(this.breakPath, owner.ino);
+        if (this.holds(this.breakPath, owner)) this.takeAway(this.breakPath, owner.ino);
       }
     } finally {
       if (temp) discardTemp(temp);
@@ -1865,13 +1864,13 @@ export class FileStore implements RateLimitStore {
 
   // Holding the lock: read the state, run the transaction, write. The state is
   // used only within our lease; see breakLock.
-  private holding<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile, hold: number): Attempt<T> {
+  private holding<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile): Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
     // Paused between taking the lock and opening the state? Then a breaker
     // may have moved the state and this descriptor may be the new one: stop
     // before reading or writing.
-    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner, hold)) return LOST;
+    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) return LOST;
     if (readBuffer.length < sizeBytes) readBuffer = Buffer.alloc(sizeBytes);
     const got = sizeBytes ? readSync(fd, readBuffer, 0, sizeBytes, 0) : 0;
     const now = clock.now();
@@ -1883,7 +1882,7 @@ export class FileStore implements RateLimitStore {
     }
     // Paused while writing? Then a breaker may have copied the state before
     // our write: do not count on it.
-    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner, hold)) return LOST;
+    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) return LOST;
     if (state) { this.last = state; this.seenFile = true; }
     return { kind: 'taken', result };
   }
@@ -1979,7 +1978,8 @@ function openState(path: string, name: string): { fd: number; sizeBytes: number 
       const stat = fstatSync(fd);
       if (stat.isFile()) {
         openStates.set(path, { fd, ino: stat.ino });
-        if (openStates.size > MAX_OPEN_STATES) closeState(openStates.keys().next().value!);
+        const oldest = openStates.keys().next();
+        if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
         return { fd, sizeBytes: stat.size };
       }
       closeSync(fd);
@@ -2123,7 +2123,7 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
   }
   const name = `${statePath}.owner-${owner.token}`;
   if (!owner.names.has(name)) {
-    const from = owner.names.values().next().value!;
+    const from = firstName(owner);
     try {
       linkSync(from, name);
     } catch (error) {
@@ -2134,6 +2134,11 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
     owner.names.add(name);
   }
   return owner;
+}
+
+function firstName(owner: OwnerFile): string {
+  for (const name of owner.names) return name;
+  return owner.dir;
 }
 
 // A store is closed: remove its name; the last one closes the descriptor.
@@ -2170,7 +2175,7 @@ function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): numbe
   if (renew) rec.renew = renew;
   const text = encodeOwnerRecord(rec);
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
-  writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, owner.names.values().next().value ?? owner.dir);
+  writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
   return time;
 }
 
@@ -2182,14 +2187,14 @@ function sweepOwners(dir: string): void {
   try { names = readdirSync(dir); } catch { return; }
   const verdicts = new Map<string, boolean>();
   for (const name of names) {
-    const m = /\.owner-([0-9a-f]{16})$/.exec(name);
-    if (!m || m[1] === ownerFiles.get(dir)?.token) continue;
-    let dead = verdicts.get(m[1]!);
+    const token = /\.owner-([0-9a-f]{16})$/.exec(name)?.[1];
+    if (!token || token === ownerFiles.get(dir)?.token) continue;
+    let dead = verdicts.get(token);
     if (dead === undefined) {
       let file: Inspected | undefined;
       try { file = inspect(join(dir, name)); } catch { file = undefined; }
       dead = file?.record !== undefined && holderIsDead(file.record);
-      verdicts.set(m[1]!, dead);
+      verdicts.set(token, dead);
     }
     if (dead) { try { unlinkSync(join(dir, name)); } catch { /* not ours to remove, or gone */ } }
   }
@@ -2205,7 +2210,7 @@ function removeOwnerNames(dir: string, token: string): void {
 
 // --- reading the lock's names ------------------------------------------------
 
-interface Inspected { ino: number; text: string; record?: OwnerRecord }
+interface Inspected { ino: number; text: string; record?: OwnerRecord | undefined }
 
 // Reads a lock, a break lock or an owner file: undefined if it does not
 // exist. It is opened without following links and without blocking (a FIFO
@@ -2367,7 +2372,7 @@ function identity(): Identity {
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
   const own = readStat('/proc/self/stat');
   const ownThread = tid ? readStat(`/proc/self/task/${tid}/stat`) : 'unknown';
-  return (identityCache = {
+  identityCache = {
     // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
     host: read(hostname),
     ns: read(() => readlinkSync('/proc/self/ns/pid')),
@@ -2376,7 +2381,8 @@ function identity(): Identity {
     tid,
     tstart: typeof ownThread === 'object' ? ownThread.start : '',
     procIsOurs: self === String(process.pid),
-  });
+  };
+  return identityCache;
 }
 
 // ---------------------------------------------------------------------------
@@ -2421,9 +2427,10 @@ export function sharedClock(): SharedClock {
   const offsets = timeNamespaceOffsets();
   if (boot && offsets && readUptime() !== undefined) {
     const clock = bootClock(`boot:${boot}`, offsets.bootS, offsets.monoS);
-    if (clock) return (clockCache = clock);
+    if (clock) { clockCache = clock; return clock; }
   }
-  return (clockCache = wallClock());
+  clockCache = wallClock();
+  return clockCache;
 }
 
 const wallS = () => Date.now() / 1000;
@@ -2560,7 +2567,8 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   try {
     text = readFileSync('/proc/self/timens_offsets', 'latin1');
   } catch (error) {
-    return (offsetsCache = (error as NodeJS.ErrnoException).code === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined);
+    offsetsCache = (error as NodeJS.ErrnoException).code === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined;
+    return offsetsCache;
   }
   const get = (name: string) => {
     const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
@@ -2568,7 +2576,8 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   };
   const monoS = get('monotonic');
   const bootS = get('boottime');
-  return (offsetsCache = monoS === undefined || bootS === undefined ? undefined : { monoS, bootS });
+  offsetsCache = monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
+  return offsetsCache;
 }
 
 // --- file helpers ----------------------------------------------------------------
