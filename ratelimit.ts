@@ -1,20 +1,26 @@
+// SPDX-License-Identifier: MIT
+// ratelimit v0.2.0 (one file; copy it next to your script, and keep this header)
+//
 // ratelimit.ts: a rate limiter in one file, for one process or for every
 // process on the machine that names the same state file.
 //
-//   const limit = new RateLimit({ maxCount: 2, per: 5, file: 'api.ratelimit.json' });
+//   const limit = new RateLimit({ maxCount: 2, per: 5, file: '/var/tmp/api.ratelimit.json' });
 //   await limit.wait();   // now call the API
 //
 // Where things live in this file:
-//   1. Public API ........ RateLimit, its options and errors, the store seam.
-//   2. Scheduling core ... reserve() and giveBack(): pure functions of
-//                          (limit, state, now). All the rate arithmetic is here.
+//   1. Public API ........ RateLimit, its options, permits and errors, the
+//                          store seam, retryAfter().
+//   2. Scheduling core ... reserve(), giveBack(), settle(), release(),
+//                          pauseState(), statusOf(): pure functions of
+//                          (settings, state, now). All the rate arithmetic is here.
 //   3. Stores ............ MemoryStore, and FileStore (lockfile + JSON state).
 //   4. Clock ............. the one clock that processes on a host share.
 //   5. Helpers ........... sleeping, validation, small file utilities.
 //
-// Safe to change: the constants at the top of sections 3 and 4 (they say what
-// they trade), the warning texts, and anything in section 5. Change the core
-// or the lock protocol only with the tests in ratelimit.test.ts and test/ at hand.
+// Safe to change: the constants at the end of section 2 and the top of
+// sections 3 and 4 (each says what it trades), the warning texts, and
+// anything in section 5. Change the core or the lock protocol only with the
+// tests in ratelimit.test.ts and test/ at hand.
 //
 // Only node: built-ins are used, so the file runs under tsx, Node's own type
 // stripping, Bun and Deno alike.
@@ -348,7 +354,8 @@ export class RateLimitStoreError extends RateLimitError {
 export function retryAfter(headers: { get(name: string): string | null } | Readonly<Record<string, unknown>> | string | null | undefined, now: number = Date.now()): number | undefined {
   let value: unknown = headers;
   if (typeof headers === 'object' && headers !== null) {
-    if (typeof headers['get'] === 'function') value = (headers as { get(name: string): string | null }).get('retry-after');
+    const get = (headers as { get?: unknown }).get;
+    if (typeof get === 'function') value = get.call(headers, 'retry-after');
     else value = Object.entries(headers).find(([k]) => k.toLowerCase() === 'retry-after')?.[1];
   }
   if (Array.isArray(value)) value = value[0];
@@ -419,11 +426,14 @@ export class RateLimit {
     } else {
       specs = [{ maxCount: options.maxCount as number, per: options.per as number }];
     }
-    const limits = specs.map((spec, i) => checkLimit(spec, options.limits === undefined ? '' : `limits[${i}].`, greedy));
-    limits.sort(compareLimits);
-    for (let i = 1; i < limits.length; i++) {
-      if (compareLimits(limits[i - 1]!, limits[i]!) === 0) throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(limits[i]!)}`);
-    }
+    const given = specs.map((spec, i) => checkLimit(spec, options.limits === undefined ? '' : `limits[${i}].`, greedy));
+    const [first] = given;
+    if (!first) throw new TypeError('ratelimit: limits must not be empty');
+    const limits = given.slice().sort(compareLimits);
+    limits.forEach((l, i) => {
+      const previous = limits[i - 1];
+      if (previous && compareLimits(previous, l) === 0) throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(l)}`);
+    });
     const { maxConcurrent = serial ? 1 : Infinity } = options;
     checkNumber('maxConcurrent', maxConcurrent, 'a positive integer', maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1));
     if (serial && maxConcurrent !== 1) throw new RangeError(`ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, got ${maxConcurrent}`);
@@ -439,7 +449,6 @@ export class RateLimit {
     if (store !== undefined && file !== undefined) {
       throw new TypeError('ratelimit: give either file or store, not both');
     }
-    const first = checkLimit(specs[0]!, '', greedy);
     this.limits = limits;
     this.maxCount = first.maxCount;
     this.per = first.per;
@@ -763,14 +772,14 @@ export class RateLimit {
   // A cost, checked, as units per limit. Units not named keep `base`'s.
   private toCostVector(cost: Cost | undefined, weight: number | undefined, base: readonly number[]): number[] {
     const units = new Set(this.limits.map((l) => l.unit));
-    const given: Record<string, number> = {};
+    const given = new Map<string, number>();
     if (weight !== undefined) {
       const most = Math.min(...this.limits.filter((l) => l.unit === 'calls').map((l) => l.maxCount));
       if (!units.has('calls')) throw new RangeError('ratelimit: weight counts calls, and no limit counts calls');
       if (!(Number.isInteger(weight) && weight >= 1 && weight <= most)) {
         checkNumber('weight', weight, `an integer from 1 to maxCount (${most})`, false);
       }
-      given['calls'] = weight;
+      given.set('calls', weight);
     }
     if (cost !== undefined) {
       if (typeof cost !== 'object' || cost === null) throw new TypeError(`ratelimit: cost must be an object of units, such as { tokens: 100 }, got ${show(cost)}`);
@@ -781,10 +790,10 @@ export class RateLimit {
         if (unit === 'calls' && weight !== undefined) throw new TypeError('ratelimit: give weight or cost.calls, not both');
         const most = Math.min(...this.limits.filter((l) => l.unit === unit).map((l) => l.maxCount));
         if (!(Number.isInteger(n) && n >= 0 && n <= most)) checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most})`, false);
-        given[unit] = n;
+        given.set(unit, n);
       }
     }
-    return this.limits.map((l, i) => given[l.unit] ?? base[i] ?? 0);
+    return this.limits.map((l, i) => given.get(l.unit) ?? base[i] ?? 0);
   }
 }
 
@@ -843,10 +852,9 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
   let at = now;
   if (state === undefined) return at;
   if (state.pausedUntil !== undefined && state.pausedUntil > at) at = state.pausedUntil;
-  for (let i = 0; i < s.limits.length; i++) {
+  for (const [i, limit] of s.limits.entries()) {
     const c = cost[i] ?? 0;
     if (c === 0) continue;
-    const limit = s.limits[i]!;
     const lane = state.lanes[i];
     if (!limit.greedy) {
       if (lane?.next !== undefined && lane.next > at) at = lane.next;
@@ -1059,8 +1067,8 @@ export function expiresAt(state: LimitState): number {
   state.lanes.forEach((lane, i) => {
     const per = state.limits[i]?.per ?? 0;
     if (lane.next !== undefined) last = Math.max(last, lane.next);
-    const runs = lane.runs;
-    if (runs && runs.length > 0) last = Math.max(last, runs[runs.length - 1]![0] + per);
+    const lastRun = lane.runs?.[lane.runs.length - 1];
+    if (lastRun) last = Math.max(last, lastRun[0] + per);
   });
   for (const h of state.slots ?? []) last = Math.max(last, h.until);
   return last + Math.max(...state.limits.map((l) => l.per));
@@ -1072,7 +1080,7 @@ export function expiresAt(state: LimitState): number {
 function checkState(s: Settings, state: LimitState | undefined, storeName: string): LimitState | undefined {
   if (!state) return undefined;
   if (state.limits === s.limits && state.serial === undefined && state.maxConcurrent === undefined && s.maxConcurrent === Infinity && !s.serial) return state;
-  const same = (state.limits === s.limits || (state.limits.length === s.limits.length && state.limits.every((l, i) => compareLimits(l, s.limits[i]!) === 0))) &&
+  const same = (state.limits === s.limits || (state.limits.length === s.limits.length && state.limits.every((l, i) => { const mine = s.limits[i]; return mine !== undefined && compareLimits(l, mine) === 0; }))) &&
     (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial;
   if (same) return state;
   throw new RateLimitMismatchError(`ratelimit: ${storeName} was made for ${describeSettings(state)}, but this limiter has ${describeSettings(s)}. ` +
@@ -1081,7 +1089,7 @@ function checkState(s: Settings, state: LimitState | undefined, storeName: strin
 
 // Reserves the rate part of a call (no concurrency slot).
 function takeRate(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; reservation: Reservation } {
-  const only = s.limits.length === 1 ? s.limits[0]! : undefined;
+  const only = s.limits.length === 1 ? s.limits[0] : undefined;
   if (only && !only.greedy) {
     // The common case, one patient limit, without the loop's arrays.
     const c = cost[0] ?? 0;
@@ -1105,8 +1113,7 @@ function takeRate(s: Settings, state: LimitState | undefined, now: number, cost:
   const at = earliest(s, state, now, cost);
   const n = s.limits.length;
   const lanes: Lane[] = new Array(n);
-  for (let i = 0; i < n; i++) {
-    const limit = s.limits[i]!;
+  for (const [i, limit] of s.limits.entries()) {
     const lane = state?.lanes[i] ?? EMPTY_LANE;
     const c = cost[i] ?? 0;
     if (!limit.greedy) {
@@ -1123,8 +1130,9 @@ function takeRate(s: Settings, state: LimitState | undefined, now: number, cost:
 // The earliest time at or after `now` (and after the lane's last grant, so
 // grants stay in order) at which a grant of c keeps (t - per, t] within maxCount.
 function greedyEarliest(limit: LimitSettings, runs: ReadonlyArray<readonly [number, number]> | undefined, now: number, c: number): number {
-  if (!runs || runs.length === 0) return now;
-  const t = Math.max(now, runs[runs.length - 1]![0]);
+  const last = runs?.[runs.length - 1];
+  if (!runs || !last) return now;
+  const t = Math.max(now, last[0]);
   let inWindow = 0;
   for (const [time, n] of runs) if (time > t - limit.per) inWindow += n;
   if (inWindow + c <= limit.maxCount) return t;
@@ -1175,7 +1183,8 @@ function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservatio
   const k = runs ? runs.findIndex(([t]) => t === r.at) : -1;
   if (!runs || k === -1) return lane; // gone from the window, or merged into a later run: stays spent
   const out = runs.map(([t, n]): [number, number] => [t, n]);
-  out[k]![1] -= Math.min(c, out[k]![1]);
+  const run = out[k];
+  if (run) run[1] -= Math.min(c, run[1]);
   return { runs: out.filter(([, n]) => n > 0) };
 }
 
@@ -1188,11 +1197,13 @@ function spacedAfter(limit: LimitSettings, at: number, c: number): number {
 // Merges the two neighbouring runs closest in time onto the later one's time.
 function mergeClosest(runs: Array<[number, number]>): void {
   let best = 1;
-  for (let i = 2; i < runs.length; i++) {
-    if (runs[i]![0] - runs[i - 1]![0] < runs[best]![0] - runs[best - 1]![0]) best = i;
-  }
-  runs[best]![1] += runs[best - 1]![1];
-  runs.splice(best - 1, 1);
+  let bestGap = Infinity;
+  runs.forEach(([t], i) => {
+    const before = runs[i - 1];
+    if (before && t - before[0] < bestGap) { best = i; bestGap = t - before[0]; }
+  });
+  const [earlier, later] = runs.splice(best - 1, 2);
+  if (earlier && later) runs.splice(best - 1, 0, [later[0], earlier[1] + later[1]]);
 }
 
 // A state for these settings, carrying over what `state` holds.
@@ -1299,11 +1310,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const next = [i];
     for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
     }
     row = next;
   }
-  return row[b.length]!;
+  return row[b.length] ?? 0;
 }
 
 // The handle acquire() returns. It keeps its reservation, to settle and release it.
@@ -1354,7 +1365,8 @@ class PermitHandle implements Permit {
     this.queue = this.queue.then(() => this.limit.releaseReservation(this.r)).catch((error: unknown) => {
       warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release a permit: ${(error as Error).message}`);
     });
-    return (this.released = this.queue);
+    this.released = this.queue;
+    return this.released;
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -52,7 +52,7 @@
 
 import { createClient } from 'redis';
 import { pathToFileURL } from 'node:url';
-import { RateLimit, expiresAt, parseState, shiftState, type LimitState, type RateLimitStore, type Transaction, type TxContext } from './ratelimit.ts';
+import { RateLimit, RateLimitStoreError, expiresAt, parseState, shiftState, type LimitState, type RateLimitStore, type Transaction, type TxContext } from './ratelimit.ts';
 import { randomUUID } from 'node:crypto';
 
 export interface RedisStoreOptions {
@@ -67,18 +67,17 @@ export interface RedisStoreOptions {
 }
 
 /** Why a {@link RedisStore} call failed. */
-export type RedisStoreFailure = 'unreachable' | 'timeout' | 'conflict';
+export type RedisStoreFailure = 'unreachable' | 'timeout' | 'conflict' | 'refused';
 
 /**
  * A call to Redis failed; `reason` says how. The caller was given no slot.
  * (After a 'timeout' Redis may still have made the write: then a slot is used
  * up that nobody takes, which errs on the side of fewer calls.)
  */
-export class RedisStoreError extends Error {
+export class RedisStoreError extends RateLimitStoreError {
   readonly reason: RedisStoreFailure;
-  constructor(reason: RedisStoreFailure, message: string, cause?: unknown) {
-    super(message, cause === undefined ? undefined : { cause });
-    this.name = 'RedisStoreError';
+  constructor(reason: RedisStoreFailure, key: string, message: string, cause?: unknown) {
+    super(message, key, cause);
     this.reason = reason;
   }
 }
@@ -122,14 +121,15 @@ export class RedisStore implements RateLimitStore {
   // Slots are held under leases: a pid means nothing on another machine, so no holder is ever proven dead.
   private readonly context: TxContext = { holder: randomUUID(), isDead: () => false };
   private readonly maxAttempts: number;
-  private client?: Client;
-  private connecting?: Promise<Client>;
+  private client?: Client | undefined;
+  private connecting?: Promise<Client> | undefined;
   // Updates waiting for the next batch, and whether a batch is under way.
   private pending: Pending[] = [];
   private busy = false;
 
   constructor(options: RedisStoreOptions) {
-    const { key, url = process.env.REDIS_URL || 'redis://127.0.0.1:6379', timeout = 2, maxAttempts = 100 } = options;
+    const { REDIS_URL } = process.env;
+    const { key, url = REDIS_URL || 'redis://127.0.0.1:6379', timeout = 2, maxAttempts = 100 } = options;
     if (typeof key !== 'string' || key === '') throw new TypeError('RedisStore: key must be a non-empty string');
     if (!(Number.isFinite(timeout) && timeout > 0)) throw new RangeError(`RedisStore: timeout must be seconds above 0, got ${timeout}`);
     if (!(Number.isInteger(maxAttempts) && maxAttempts >= 1)) throw new RangeError(`RedisStore: maxAttempts must be an integer of 1 or more, got ${maxAttempts}`);
@@ -169,7 +169,11 @@ export class RedisStore implements RateLimitStore {
       this.pending = [];
       try {
         const outcomes = await this.transact(batch.map((p) => p.tx));
-        batch.forEach((p, i) => ('error' in outcomes[i] ? p.reject(outcomes[i].error) : p.resolve(outcomes[i].result)));
+        batch.forEach((p, i) => {
+          const outcome = outcomes[i];
+          if (outcome && 'error' in outcome) p.reject(outcome.error);
+          else p.resolve(outcome?.result);
+        });
       } catch (error) {
         for (const p of batch) p.reject(error);
       }
@@ -202,7 +206,7 @@ export class RedisStore implements RateLimitStore {
       if (reply[0] === 1) return outcomes;
       this.conflicts++;
       if (attempt >= this.maxAttempts) {
-        throw new RedisStoreError('conflict', `ratelimit: ${this.name} was changed by other clients during each of ` +
+        throw new RedisStoreError('conflict', this.key, `ratelimit: ${this.name} was changed by other clients during each of ` +
           `${attempt} attempts to update it; too many clients on one key, or raise maxAttempts`);
       }
       if (attempt === 1) {
@@ -247,9 +251,9 @@ export class RedisStore implements RateLimitStore {
       if (error instanceof RedisStoreError) throw error;
       if (!client.isReady) {
         this.drop(client);
-        throw new RedisStoreError('unreachable', `ratelimit: lost the connection to Redis at ${this.url}: ${describe(error)}`, error);
+        throw new RedisStoreError('unreachable', this.key, `ratelimit: lost the connection to Redis at ${this.url}: ${describe(error)}`, error);
       }
-      throw new Error(`ratelimit: Redis at ${this.url} refused an update of key ${JSON.stringify(this.key)}: ${describe(error)}`, { cause: error });
+      throw new RedisStoreError('refused', this.key, `ratelimit: Redis at ${this.url} refused an update of key ${JSON.stringify(this.key)}: ${describe(error)}`, error);
     }
   }
 
@@ -269,7 +273,7 @@ export class RedisStore implements RateLimitStore {
     } catch (error) {
       this.drop(client);
       if (error instanceof RedisStoreError) throw error;
-      throw new RedisStoreError('unreachable', `ratelimit: cannot connect to Redis at ${this.url}: ${describe(lastError ?? error)}`, error);
+      throw new RedisStoreError('unreachable', this.key, `ratelimit: cannot connect to Redis at ${this.url}: ${describe(lastError ?? error)}`, error);
     }
     // An idle connection does not keep the process alive; a call in progress
     // does, through its deadline timer.
@@ -283,7 +287,7 @@ export class RedisStore implements RateLimitStore {
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         this.drop(client);
-        reject(new RedisStoreError('timeout', `ratelimit: Redis at ${this.url} did not ${what} within ${this.timeoutMs} ms`));
+        reject(new RedisStoreError('timeout', this.key, `ratelimit: Redis at ${this.url} did not ${what} within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
     });
     promise.catch(() => undefined); // it may reject after the deadline won
@@ -311,7 +315,9 @@ function withoutPassword(url: string): string {
 }
 
 function describe(error: unknown): string {
-  if (error instanceof AggregateError && error.errors.length) return error.errors.map(describe).join('; ');
+  // AggregateError (ES2021) by its shape, so the file compiles for ES2020 too.
+  const errors = (error as { errors?: unknown } | null)?.errors;
+  if (Array.isArray(errors) && errors.length) return errors.map(describe).join('; ');
   return error instanceof Error ? error.message || error.name : String(error);
 }
 

@@ -26,7 +26,9 @@ import { RedisStore, RedisStoreError } from '../examples/redis-store.ts';
 import { skipUnlessInstalled } from './helpers.ts';
 
 // A valid state used as a counter: its one lane's `next` counts the updates.
-const counterState = (n: number): LimitState => ({ v: 2, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{ next: n }] });
+// (The count is kept as a slot's id, whose lease runs far ahead, so the key does not expire.)
+const counterState = (n: number): LimitState => ({ v: 2, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{}], slots: [{ id: String(n), holder: 'counter', until: 1e11 }] });
+const countOf = (state: LimitState | undefined): number => Number(state?.slots?.[0]?.id ?? 0);
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const childScript = join(root, 'test', 'redis', 'child.ts');
@@ -342,7 +344,7 @@ test('many clients updating one key lose no update', { skip: noRedis }, async (t
   // compare-and-set, contending with the others); the other half start all
   // their updates at once, which the store runs in batches.
   const increment = (state: LimitState | undefined) => {
-    const n = state?.lanes[0]?.next ?? 0;
+    const n = countOf(state);
     return { state: counterState(n + 1), result: n };
   };
   const stores = Array.from({ length: clients }, () => new RedisStore({ url, key }));
@@ -357,7 +359,7 @@ test('many clients updating one key lose no update', { skip: noRedis }, async (t
     t.diagnostic(`${clients} connections x ${each} updates: ${conflicts} compare-and-set conflicts retried`);
     assert.ok(conflicts > 0, 'the clients never collided, so this test proved nothing');
     assert.deepEqual(seen, Array.from({ length: clients * each }, (_, i) => i));
-    assert.equal(JSON.parse((await admin.get(key))!).state.lanes[0].next, clients * each);
+    assert.equal(Number(JSON.parse((await admin.get(key))!).state.slots[0].id), clients * each);
   } finally {
     await Promise.all(stores.map((s) => s.close()));
   }
@@ -368,7 +370,7 @@ test('after maxAttempts conflicts an update fails clearly, and applies nothing',
   const stores = Array.from({ length: 8 }, () => new RedisStore({ url, key, maxAttempts: 1 }));
   try {
     const outcomes = await Promise.all(stores.flatMap((s) => Array.from({ length: 10 }, () =>
-      s.update((state) => ({ state: counterState((state?.lanes[0]?.next ?? 0) + 1), result: 'ok' }))
+      s.update((state) => ({ state: counterState((countOf(state)) + 1), result: 'ok' }))
         .catch((e: unknown) => e))));
     const failures = outcomes.filter((o) => o !== 'ok') as RedisStoreError[];
     assert.ok(failures.length > 0, 'no update conflicted, so the limit on attempts was never tested');
@@ -377,7 +379,7 @@ test('after maxAttempts conflicts an update fails clearly, and applies nothing',
       assert.equal(f.reason, 'conflict');
       assert.match(f.message, /changed by other clients during each of 1 attempts/);
     }
-    assert.equal(JSON.parse((await admin.get(key))!).state.lanes[0].next, outcomes.length - failures.length);
+    assert.equal(Number(JSON.parse((await admin.get(key))!).state.slots[0].id), outcomes.length - failures.length);
   } finally {
     await Promise.all(stores.map((s) => s.close()));
   }

@@ -42,3 +42,8 @@ test('the header of ratelimit.ts names the license and the version in package.js
   const version = /^\/\/ ratelimit v(\d+\.\d+\.\d+)(?: .*)?$/.exec(versions[0]!)?.[1];
   assert.equal(version, pkg.version, `the header says "${versions[0]}", but package.json's version is ${pkg.version}`);
 });
+
+test('the VERSION that ratelimit.ts exports is the same version', async () => {
+  const { VERSION } = await import('../ratelimit.ts');
+  assert.equal(VERSION, pkg.version);
+});
