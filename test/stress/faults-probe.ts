@@ -131,7 +131,8 @@ if (!isMainThread) {
     const during = fdCount();
     for (const l of limits) await l.close?.();
     const after = fdCount();
-    const owners = readdirSync(cfg.dir).filter((n) => n.includes('.owner-')).length;
+    let owners = -1;
+    try { owners = readdirSync(cfg.dir).filter((n) => n.includes('.owner-')).length; } catch { /* the table is still full */ }
     emit({ result: true, done, ms: +ms.toFixed(0), fdsBefore: before, fdsWithAll: during, fdsAfterClose: after, ownerFilesAfterClose: owners, ...(failed ? { failed } : {}) });
     process.exit(0);
   }

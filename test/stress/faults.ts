@@ -131,9 +131,9 @@ const doneOf = (workers: Worker[]) => workers.map((w) => w.events.find((e) => e.
 const brokenBy = (workers: Worker[]) => doneOf(workers).reduce((s, d) => s + (d?.broken ?? 0), 0);
 const quantile = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : NaN; };
 
-async function stopAll(workers: Worker[]): Promise<string[]> {
+async function stopAll(workers: Worker[], graceMs = 5000): Promise<string[]> {
   for (const w of workers) { signal(w, 'SIGCONT'); signal(w, 'SIGTERM'); }
-  return finish(workers, clock.now());
+  return finish(workers, clock.now(), graceMs);
 }
 
 // A lock record for the main thread of `pid` on this host, written as the store writes one.
@@ -275,10 +275,10 @@ export async function breakerStopped(size: Size): Promise<Outcome> {
         const workers = Array.from({ length: 4 }, (_, i) => startWorker({ ...limit, staleAfter, file, id: `m${i}`, clockCheck: true }));
         await launch(workers);
         await sleep(300);
-        const budget = performance.now() + (size === 'full' ? 20_000 : 8_000);
+        const budget = performance.now() + (size === 'full' ? 20_000 : 6_000);
         // Each catch stops a breaker at some point of its break; only some
         // points are dangerous, so several catches are made per round.
-        const catches = size === 'full' ? 6 : 3;
+        const catches = size === 'full' ? 6 : 2;
         let caught = 0;
         while (caught < catches && performance.now() < budget) {
           attempts++;
@@ -311,7 +311,7 @@ export async function breakerStopped(size: Size): Promise<Outcome> {
           await sleep(1500);
           signal(breaker, 'SIGCONT');
           signal(holder, 'SIGCONT');
-          await sleep(700);
+          await sleep(400);
         }
         const hung = await stopAll(workers);
         caughtRounds += caught;
@@ -380,7 +380,7 @@ export async function diskFull(size: Size): Promise<Outcome> {
   try {
     // (a) A greedy state that grows past one page while the disk is full.
     {
-      const seconds = size === 'full' ? 6 : 3;
+      const seconds = size === 'full' ? 6 : 2;
       const limit = { maxCount: 400, per: 3, greedy: true };
       const file = join(mnt, 'grow.json');
       // The state exists and is small; then the disk is filled but for one
@@ -396,7 +396,7 @@ export async function diskFull(size: Size): Promise<Outcome> {
       await sleep(seconds * 1000);
       unlinkSync(filler);
       const freedAt = clock.now();
-      await sleep(1500);
+      await sleep(size === 'full' ? 1500 : 800);
       const hung = await stopAll(workers);
       const slots = workers.flatMap((w) => w.events.filter((e) => e.r !== undefined).map((e) => e.r!)).sort((a, b) => a - b);
       const bad = violations(slots, limit);
@@ -489,7 +489,9 @@ function permissionArgs(dir: string): string[] | undefined {
     : works(process.execPath, ['--experimental-permission', '-e', '0']) ? '--experimental-permission' : undefined;
   if (!flag) return undefined;
   const modules = realpathSync(join(ROOT, 'node_modules'));
-  const reads = [`${modules}/*`, `${modules.toUpperCase()}/*`, `${ROOT.replace(/\/$/, '')}/*`, `${ROOT.replace(/\/$/, '').toUpperCase()}/*`, `${tmpdir()}/*`, `${tmpdir().toUpperCase()}/*`, `${dir}/*`];
+  // The repository's parent, so the repository directory itself is readable too.
+  const parent = dirname(ROOT.replace(/\/$/, ''));
+  const reads = [`${modules}/*`, `${modules.toUpperCase()}/*`, `${parent}/*`, `${parent.toUpperCase()}/*`, `${tmpdir()}/*`, `${tmpdir().toUpperCase()}/*`, `${dir}/*`];
   for (let d = dirname(ROOT.replace(/\/$/, '')); ; d = dirname(d)) {
     reads.push(join(d, 'package.json'));
     if (d === '/') break;
@@ -604,7 +606,7 @@ export async function clockNamespaces(size: Size): Promise<Outcome> {
   if (!works('unshare', ['--time', '--fork', '--boottime', '1', 'true'])) return skip('clocks that disagree', 'unshare --time was refused (needs root and Linux 5.6)');
   const failures: string[] = [];
   const figures: Record<string, string | number> = {};
-  const seconds = size === 'full' ? 4 : 1.5;
+  const seconds = size === 'full' ? 4 : 1;
   const variants: [string, string[]][] = [
     ['boottime +3600 s', ['--boottime', '3600']],
     ['monotonic and boottime +3600 s', ['--monotonic', '3600', '--boottime', '3600']],
@@ -908,10 +910,11 @@ export async function manyLimiters(size: Size): Promise<Outcome> {
   const failures: string[] = [];
   const figures: Record<string, string | number> = {};
   const n = size === 'full' ? 5000 : 2000;
-  // Measured on the fixed code at well under 0.5 ms a limiter; 1 ms each
-  // allows for a loaded 2-core machine and still fails a per-limiter
-  // directory scan, which makes the whole run quadratic.
-  const perLimiterMs = 1;
+  // Measured here at 1.06 ms a limiter with other test runs sharing the 2
+  // cores; 2 ms each allows for that and still fails a per-limiter
+  // directory scan, which makes the run quadratic (2.3 ms each already
+  // over the first 500 on 484f430).
+  const perLimiterMs = 2;
   const { dir, cleanup } = tempDir();
   try {
     const { lines } = await runProbe({ mode: 'many', dir, n }, { wrap: ['prlimit', '--nofile=1024:1024'], overallMs: 120_000 });
@@ -948,9 +951,14 @@ export async function manyLimiters(size: Size): Promise<Outcome> {
  * Shared by the namespace scenarios: ordinary workers and odd ones on one
  * file. Each odd worker is stopped holding the lock for half of staleAfter
  * (nobody may break it), then one is killed holding it: how long the others
- * stall is the figure, bounded by staleAfter + 0.5 s.
+ * stall is the figure: a holder that can be proven dead must be found so at
+ * once (PROVEN_DEAD_MS); one that cannot, within staleAfter + 0.5 s.
  */
-async function nsHolders(name: string, size: Size, odd: { id: string; wrap: Wrap }[], normal = 2): Promise<Outcome> {
+// A holder that can be proven dead (same kernel, same host's /proc) should
+// have its lock broken at a waiter's first look, a few ms; 250 ms allows for
+// a loaded 2-core machine and still fails a wait of staleAfter (1.5 s).
+const PROVEN_DEAD_MS = 250;
+async function nsHolders(name: string, size: Size, odd: { id: string; wrap: Wrap }[], normal = 2, provable = true): Promise<Outcome> {
   const failures: string[] = [];
   const figures: Record<string, string | number> = {};
   const staleAfter = size === 'full' ? 3 : 1.5;
@@ -987,7 +995,7 @@ async function nsHolders(name: string, size: Size, odd: { id: string; wrap: Wrap
     const rest = workers.filter((w) => w !== victim);
     // A worker that finished its loop but whose wrapper (nsenter) lingers
     // is not hung: only a loop that never ends is.
-    const hung = (await stopAll(rest)).filter((id) => !workers.find((w) => w.id === id)!.events.some((e) => e.done));
+    const hung = (await stopAll(rest, 2000)).filter((id) => !workers.find((w) => w.id === id)!.events.some((e) => e.done));
     await finish([victim], clock.now(), 2000);
     const { slots, err } = hostSlots(workers);
     const bad = violations(slots, limit, EXACT + err);
@@ -1000,7 +1008,8 @@ async function nsHolders(name: string, size: Size, odd: { id: string; wrap: Wrap
     const errors = eventsOf(rest, 'error');
     if (early.length) failures.push(`a live holder's lock was broken: ${early.join(', ')}`);
     if (bad) failures.push(`${bad} slots out of line`);
-    if (!Number.isNaN(killedAt) && (freedMs > (staleAfter + 0.5) * 1000 || stall > staleAfter + 0.5)) failures.push(`after the kill, the lock stood ${freedMs} ms and others stalled ${ms(stall)} ms (staleAfter ${staleAfter} s)`);
+    const boundMs = provable ? PROVEN_DEAD_MS : (staleAfter + 0.5) * 1000;
+    if (!Number.isNaN(killedAt) && (freedMs > boundMs || stall * 1000 > boundMs)) failures.push(`after the kill, the lock stood ${freedMs} ms and others stalled ${ms(stall)} ms (bound ${boundMs} ms, staleAfter ${staleAfter} s)`);
     if (errors.length) failures.push(`errors: ${errors.slice(0, 2).map((e) => `${e.id}: ${e.error}`)}`);
     if (hung.length) failures.push(`hung: ${hung.map((id) => `${id} (last: ${JSON.stringify(workers.find((w) => w.id === id)?.events.slice(-1)[0])})`)}`);
   } finally {
@@ -1039,7 +1048,7 @@ export async function pidNamespaceHostProc(size: Size): Promise<Outcome> {
     const prefix = ['nsenter', `--target=${init}`, '--pid', '--'];
     return await nsHolders('pid namespace without its own /proc', size, [
       { id: 'in the namespace 1', wrap: { prefix } }, { id: 'in the namespace 2', wrap: { prefix } },
-    ], 1);
+    ], 1, false);
   } finally {
     holder.kill('SIGKILL');
     extra.delete(holder.pid!);
@@ -1048,8 +1057,8 @@ export async function pidNamespaceHostProc(size: Size): Promise<Outcome> {
 
 /**
  * 8d. A worker thread terminated while it holds the lock. Its process lives
- * on, so others cannot see it die: the stall for the others and for the
- * process itself are the figures, bounded by staleAfter + 0.5 s.
+ * on, but it can tell its own thread is gone: the lock must stand no longer
+ * than PROVEN_DEAD_MS, and the process's own next call must go through.
  */
 export async function threadTerminated(size: Size): Promise<Outcome> {
   const failures: string[] = [];
@@ -1076,7 +1085,8 @@ export async function threadTerminated(size: Size): Promise<Outcome> {
       const stall = after ? after.lw! / 1000 : Infinity;
       figures['the terminated thread\'s lock stood for'] = `${term.freedMs} ms (staleAfter ${staleAfter * 1000} ms)`;
       figures['lock wait of the first reservation by another process after that'] = `${ms(stall)} ms`;
-      if ((term.freedMs as number) > (staleAfter + 0.5) * 1000) failures.push(`the terminated thread's lock stood ${term.freedMs} ms`);
+      // Its own process can prove the thread gone (see PROVEN_DEAD_MS).
+      if ((term.freedMs as number) > PROVEN_DEAD_MS) failures.push(`the terminated thread's lock stood ${term.freedMs} ms`);
       figures['the same process\'s next call'] = res ? (res.ok ? `granted in ${res.ms} ms` : `error: ${res.error}`) : 'no answer';
       if (stall > staleAfter + 0.5) failures.push(`others stalled ${ms(stall)} ms`);
       if (!res?.ok) failures.push(`the process's own next call: ${res?.error ?? 'no answer'}`);

@@ -80,7 +80,7 @@ export function startWorker(cfg: WorkerConfig, faketime?: { offset: string; mono
   proc.stderr!.on('data', (d) => { stderr += d; });
   const exit = new Promise<number | string>((resolve) => proc.on('exit', (code, signal) => {
     live.delete(proc);
-    if (code !== 0 && signal === null) events.push({ id: cfg.id, error: `exited ${code}: ${stderr.slice(-500)}` });
+    if (code !== 0 && signal === null) events.push({ id: cfg.id, error: `exited ${code}: ${stderr.replace(/\n\s+at .*/g, '').slice(-700)}` });
     isReady();
     resolve(code ?? signal!);
   }));
