@@ -13,14 +13,20 @@
 //   2. Scheduling core ... reserve(), giveBack(), settle(), release(),
 //                          pauseState(), statusOf(): pure functions of
 //                          (settings, state, now). All the rate arithmetic is here.
-//   3. Stores ............ MemoryStore, and FileStore (lockfile + JSON state).
-//   4. Clock ............. the one clock that processes on a host share.
-//   5. Helpers ........... sleeping, validation, small file utilities.
+//   3. Stores ............ MemoryStore; then, between the BEGIN FILE STORE
+//                          and END FILE STORE banners, FileStore: its lock,
+//                          owner records, state file and descriptors,
+//   4. Liveness .......... holderIsDead(): whether a lock's holder is gone,
+//   5. Clock ............. the one clock that processes on a host share.
+//   6. Helpers ........... sleeping, validation, warnings.
 //
-// Safe to change: the constants at the end of section 2 and the top of
-// sections 3 and 4 (each says what it trades), the warning texts, and
-// anything in section 5. Change the core or the lock protocol only with the
-// tests in ratelimit.test.ts and test/ at hand.
+// Safe to change: the constants at the end of section 2 and at the top of
+// the file store (each says what it trades), the warning texts, and
+// anything in section 6. Change the core or the lock protocol only with the
+// tests in ratelimit.test.ts and test/ at hand (npm run test:core is the
+// fast loop). For memory only, delete from BEGIN FILE STORE to END FILE
+// STORE, RateLimit.fromState, and the FileStore branch in RateLimit's
+// constructor.
 //
 // Only node: built-ins are used, so the file runs under tsx, Node's own type
 // stripping, Bun and Deno alike.
