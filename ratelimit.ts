@@ -2331,15 +2331,16 @@ function goneFromNamespace(rec: Holder, me: Identity): boolean {
   try {
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
+      let status: string;
+      try { status = readFileSync(`/proc/${entry}/status`, 'latin1'); } catch { continue; } // exited meanwhile
+      const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+      if (nspid?.length === 1) continue; // in the host's namespace only, so not in the holder's
       let ns: string;
       try { ns = readlinkSync(`/proc/${entry}/ns/pid`); } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        dead = false; break; // cannot see this one: cannot prove anything
+        dead = false; break; // a nested namespace we cannot see: cannot prove anything
       }
       if (ns !== rec.ns) continue;
-      let status: string;
-      try { status = readFileSync(`/proc/${entry}/status`, 'latin1'); } catch { continue; }
-      const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
       if (!nspid || Number(nspid[nspid.length - 1]) !== rec.pid) continue;
       const stat = readStat(`/proc/${entry}/stat`);
       if (stat === 'gone') continue;
