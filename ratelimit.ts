@@ -1679,8 +1679,8 @@ export class FileStore implements RateLimitStore {
   // and stops using its owner file, whose record would make the lock look
   // fresh if rewritten.
   private release(clock: SharedClock, leaseStartS: number, owner: OwnerFile, attempt: Attempt<unknown>): void {
-    if (attempt.kind !== 'taken' && attempt.kind !== 'lost') return;
-    if (!this.holds(this.lockPath, owner)) return;
+    // A taken hold was checked just now, at the end of holding().
+    if (attempt.kind !== 'taken' && !this.holds(this.lockPath, owner)) return;
     // The clock is read just before the unlink: a holder stopped between the
     // two for longer than staleAfter/2 could remove a successor's lock. That
     // window is a few hundred ns of JavaScript with no system call in it.
@@ -1889,10 +1889,10 @@ export class FileStore implements RateLimitStore {
     // Paused between taking the lock and opening the state? Then a breaker
     // may have moved the state and this descriptor may be the new one: stop
     // before reading or writing.
-    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) return LOST;
+    const now = clock.now();
+    if (now - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) return LOST;
     if (readBuffer.length < sizeBytes) readBuffer = Buffer.alloc(sizeBytes);
     const got = sizeBytes ? readSync(fd, readBuffer, 0, sizeBytes, 0) : 0;
-    const now = clock.now();
     const current = this.decode(readBuffer.toString('utf8', 0, got), now, clock);
     const { state, result } = tx(current, now, this.context());
     if (state) {
@@ -2081,7 +2081,17 @@ export interface OwnerRecord {
 
 /** The one way an owner record is written. */
 export function encodeOwnerRecord(r: OwnerRecord): string {
-  return JSON.stringify(r);
+  return holderPart(r) + recordTail(r.seq, r.clock, r.time, r.renew);
+}
+
+// The record is written on every lock attempt, so it is built as text in
+// two parts: who (fixed for a thread's owner file, so made once) and when.
+function holderPart(r: Holder & { token: string }): string {
+  const s = JSON.stringify;
+  return `{"pid":${r.pid},"tid":${r.tid ?? 0},"host":${s(r.host)},"ns":${s(r.ns)},"boot":${s(r.boot)},"start":${s(r.start)},"tstart":${s(r.tstart ?? '')},"token":${s(r.token)}`;
+}
+function recordTail(seq: number, clock: string, time: number, renew: string | undefined): string {
+  return `,"seq":${seq},"clock":${JSON.stringify(clock)},"time":${time}${renew === undefined ? '' : `,"renew":${JSON.stringify(renew)}`}}`;
 }
 
 /** The one way an owner record is read: the record, or undefined for anything else (empty, torn, foreign). */
@@ -2112,7 +2122,7 @@ function isHolder(r: unknown): r is Holder {
 // file in use. Holds by one thread never overlap (a transaction runs to its
 // end synchronously), so sharing the inode is safe; `seq` tells this
 // thread's holds apart.
-interface OwnerFile { dir: string; fd: number; ino: number; token: string; seq: number; sizeBytes: number; names: Set<string>; dropped: boolean; holding: boolean }
+interface OwnerFile { dir: string; fd: number; ino: number; token: string; seq: number; sizeBytes: number; names: Set<string>; dropped: boolean; holding: boolean; prefix?: string }
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
 let exitHook: unknown;
@@ -2188,11 +2198,9 @@ function removeAllOwnerNames(): void {
 // record so far, so rewriting in place never leaves the tail of a longer one.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   owner.seq++;
-  const me = identity();
   const time = clock.now();
-  const rec: OwnerRecord = { ...holderOf(me), token: owner.token, seq: owner.seq, clock: clock.tag, time };
-  if (renew) rec.renew = renew;
-  const text = encodeOwnerRecord(rec);
+  owner.prefix ??= holderPart({ ...holderOf(identity()), token: owner.token });
+  const text = owner.prefix + recordTail(owner.seq, clock.tag, time, renew);
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
   writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
   return time;
