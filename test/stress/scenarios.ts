@@ -449,7 +449,7 @@ export async function stateFaults(size: Size): Promise<Outcome> {
     if (hung.length) failures.push(`hung: ${hung}`);
     if (unclear.length) failures.push(`unclear errors: ${unclear.slice(0, 3)}`);
     if (workers.some((w) => !w.events.some((e) => e.done))) failures.push('a worker did not finish cleanly');
-    if (!existsSync(file) || JSON.parse(readFileSync(file, 'utf8')).state?.maxCount !== 200) failures.push('the state file was not recovered');
+    if (!existsSync(file) || JSON.parse(readFileSync(file, 'utf8')).state?.limits?.[0]?.maxCount !== 200) failures.push('the state file was not recovered');
     return {
       name: 'state under their feet',
       figures: {
