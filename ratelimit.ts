@@ -1944,24 +1944,22 @@ function lockWait(timeoutSeconds = Infinity): LockWait {
 //   fallback): carried over by the wall clock, less WALL_MARGIN_S for its
 //   millisecond readings, and capped at one window ahead (shiftState).
 // - Same clock, but written "in our future": the writer's clock is ahead of
-//   ours (a clock stepped back, or an undetected clock split): treat the
-//   write as made just now.
-// - Same clock, but more time passed on ours than on the wall clock since
-//   the write: ours is ahead of the writer's (CLOCK_MONOTONIC against
-//   CLOCK_BOOTTIME after a suspend): move the times later by the difference.
-// The last two are not capped, so waiters queued by other processes keep
-// their places.
+//   ours (a clock stepped back, or a suspend not yet noticed): treat the
+//   write as made just now. Not capped, so waiters queued by other
+//   processes keep their places.
+// A writer whose clock is behind ours cannot be told from an old write by
+// our clock alone, and the wall clock is no referee (it is stepped, and
+// faked per process), so the shared clock itself must not lag: sharedClock
+// subtracts time namespace offsets and rechecks its line-up with the boot
+// clock whenever a second has passed on either clock (a suspend moves the
+// wall clock, so it is caught on the first reading after it).
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-const CLOCK_DRIFT_PER_S = 1e-3;
 function clockShiftS(raw: StoredState, now: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
   const wallSinceS = clock.wall ? clock.wall() - raw.wall : undefined;
   if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, (wallSinceS ?? 0) - WALL_MARGIN_S), capped: true };
   if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
-  if (wallSinceS !== undefined && sinceWrittenS - wallSinceS > CLOCKS_AGREE_S + CLOCK_DRIFT_PER_S * sinceWrittenS) {
-    return { byS: sinceWrittenS - Math.max(0, wallSinceS - WALL_MARGIN_S), capped: false };
-  }
   return undefined;
 }
 
