@@ -187,6 +187,8 @@ export interface RateLimitStatus {
   pausedFor: number;
   /** Calls holding a concurrency slot now, in every process. */
   inFlight: number;
+  /** Calls queued for a concurrency slot, in every process. */
+  waiting: number;
   /** null when there is no cap. */
   maxConcurrent: number | null;
 }
@@ -208,6 +210,8 @@ export interface LimitState {
   pausedUntil?: number;
   /** Concurrency slots held now. */
   slots?: Slot[];
+  /** Callers waiting for a concurrency slot, oldest first: a freed slot goes to them in turn. */
+  queue?: Slot[];
 }
 
 /**
@@ -496,7 +500,8 @@ export class RateLimit {
     if (this.maxConcurrent !== Infinity) this.noSlots('wait');
     const call = options === undefined ? this.plainCall : this.checkCall(options);
     call.signal?.throwIfAborted();
-    let r = this.store.update(this.reserveTx(call), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
+    const update = call === this.plainCall ? PLAIN_UPDATE : { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) };
+    let r = this.store.update(this.reserveTx(call), update);
     // Await only a store that is really asynchronous: awaiting a plain value
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
@@ -565,16 +570,22 @@ export class RateLimit {
         const waited = await this.sleepThrough(r, call, started);
         return new PermitHandle(this, r, waitedForSlot + waited);
       }
-      // Every slot is held. A release in this process wakes us at once;
-      // other processes' releases are seen by polling, backing off from 1 ms
-      // to SLOT_POLL_MAX_MS so a long call costs few store reads.
+      // Every slot is held, and we are in the queue for one. A release in
+      // this process wakes us at once; other processes' releases are seen by
+      // polling, backing off from 1 ms to SLOT_POLL_MAX_MS so a long call
+      // costs few store reads. Giving up leaves the queue.
       const elapsed = (performance.now() - started) / 1000;
-      if (elapsed >= call.maxWait) {
-        throw new RateLimitTimeoutError(elapsed, call.maxWait,
-          `ratelimit: every one of the ${this.maxConcurrent} concurrency slots stayed held for ${elapsed.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`);
+      try {
+        if (elapsed >= call.maxWait) {
+          throw new RateLimitTimeoutError(elapsed, call.maxWait,
+            `ratelimit: every one of the ${this.maxConcurrent} concurrency slots stayed held for ${elapsed.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`);
+        }
+        const pollMs = Math.min(SLOT_POLL_MAX_MS, 2 ** attempt) * (0.5 + Math.random());
+        await sleepUntil(performance.now() + Math.min(pollMs, (call.maxWait - elapsed) * 1000), call.signal, this.slotFreed);
+      } catch (reason) {
+        await this.leaveQueueQuietly(id);
+        throw reason;
       }
-      const pollMs = Math.min(SLOT_POLL_MAX_MS, 2 ** attempt) * (0.5 + Math.random());
-      await sleepUntil(performance.now() + Math.min(pollMs, (call.maxWait - elapsed) * 1000), call.signal, this.slotFreed);
     }
   }
 
@@ -679,7 +690,8 @@ export class RateLimit {
     const plain = call === this.plainCall && slotId === undefined;
     if (plain && this.plainTx) return this.plainTx;
     const tx: Transaction<number | Reservation | typeof BUSY> = (state, now, ctx) => {
-      const slot = slotId === undefined ? undefined : { id: slotId, holder: ctx.holder, until: now + this.slotLease, isDead: (h: string) => ctx.isDead(h) };
+      const slot = slotId === undefined ? undefined
+        : { id: slotId, holder: ctx.holder, until: now + this.slotLease, queueUntil: now + QUEUE_LEASE_S, isDead: (h: string) => ctx.isDead(h) };
       const out = reserve(this.settings, state && this.checkState(state), now, call.cost, slot);
       if (!out.reservation) return { state: out.state === state ? undefined : out.state, result: BUSY };
       if (out.reservation.at - now > call.maxWait) return { result: out.reservation.at - now };
@@ -726,6 +738,16 @@ export class RateLimit {
       if (again === undefined) return waited;
       if (typeof again === 'number') throw new RateLimitTimeoutError(again, call.maxWait, `ratelimit: a pause moved this call's slot to ${again.toFixed(3)} s after it began waiting, more than maxWait (${call.maxWait} s)`);
       r = again;
+    }
+  }
+
+  private async leaveQueueQuietly(id: string | undefined): Promise<void> {
+    if (id === undefined) return;
+    try {
+      await this.store.update((state) => ({ state: state && leaveQueue(state, id), result: undefined }), { lockTimeout: 0.1 });
+      this.slotFreed.notify(); // the next waiter in this process may be first now
+    } catch (error) {
+      warn('RATELIMIT_GIVE_BACK_FAILED', `ratelimit: could not leave the queue for a concurrency slot: ${(error as Error).message}`);
     }
   }
 
@@ -829,15 +851,42 @@ export class RateLimit {
  */
 export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], slot?: SlotRequest): { state: LimitState; reservation?: Reservation } {
   if (!slot) return takeRate(s, state, now, cost);
-  const slots = (state?.slots ?? []).filter((h) => h.until > now && !slot.isDead(h.holder));
-  if (slots.length >= s.maxConcurrent) {
-    // Busy. The state changes only if dead holders' slots were reclaimed.
-    return { state: state && slots.length === state.slots?.length ? state : withField(fresh(s, state), 'slots', slots) };
+  const live = (h: Slot) => h.until > now && !slot.isDead(h.holder);
+  const slots = (state?.slots ?? []).filter(live);
+  const queue = (state?.queue ?? []).filter(live);
+  // First come, first served: a free slot goes to the oldest waiters in the
+  // queue; a newcomer gets one only if there are more free slots than waiters.
+  const free = s.maxConcurrent - slots.length;
+  const place = queue.findIndex((h) => h.id === slot.id);
+  if (free > (place === -1 ? queue.length : place)) {
+    slots.push({ id: slot.id, holder: slot.holder, until: slot.until });
+    const out = takeRate(s, state, now, cost);
+    out.state.slots = slots;
+    if (place !== -1) queue.splice(place, 1);
+    setList(out.state, 'queue', queue);
+    out.reservation.slot = slot.id;
+    return out;
   }
-  slots.push({ id: slot.id, holder: slot.holder, until: slot.until });
-  const out = takeRate(s, state, now, cost);
-  out.state.slots = slots;
-  out.reservation.slot = slot.id;
+  // Busy: join the queue, or renew our place in it once half its lease is
+  // gone (so a waiter's polls do not each write the state). The state
+  // changes only then, or if dead holders' slots or places were reclaimed.
+  const mine = queue[place];
+  if (!mine) queue.push({ id: slot.id, holder: slot.holder, until: slot.queueUntil });
+  else if (mine.until - now < (slot.queueUntil - now) / 2) queue[place] = { ...mine, until: slot.queueUntil };
+  const unchanged = state !== undefined && mine !== undefined && queue[place] === mine &&
+    slots.length === (state.slots?.length ?? 0) && queue.length === (state.queue?.length ?? 0);
+  if (unchanged) return { state };
+  const out = fresh(s, state);
+  setList(out, 'slots', slots);
+  setList(out, 'queue', queue);
+  return { state: out };
+}
+
+/** Takes a waiter's place out of the concurrency queue (it gave up waiting). */
+export function leaveQueue(state: LimitState, id: string): LimitState | undefined {
+  if (!state.queue?.some((h) => h.id === id)) return undefined;
+  const out: LimitState = { ...state };
+  setList(out, 'queue', state.queue.filter((h) => h.id !== id));
   return out;
 }
 
@@ -847,6 +896,8 @@ export interface SlotRequest {
   holder: string;
   /** When the slot's lease runs out unless renewed. */
   until: number;
+  /** When its place in the queue of waiters lapses, if it stops polling. */
+  queueUntil: number;
   isDead(holder: string): boolean;
 }
 
@@ -894,7 +945,7 @@ export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitS
   if (slots !== state.slots && slots?.length !== state.slots?.length) changed = true;
   if (!changed) return undefined;
   const out: LimitState = { ...state, lanes };
-  if (slots !== undefined) out.slots = slots;
+  if (slots !== undefined) setList(out, 'slots', slots);
   return out;
 }
 
@@ -939,7 +990,7 @@ export function settle(s: Settings, state: LimitState, r: Reservation, cost: rea
  */
 export function release(s: Settings, state: LimitState, r: Reservation, now: number): LimitState {
   const out: LimitState = { ...state };
-  if (r.slot !== undefined && state.slots) out.slots = state.slots.filter((h) => h.id !== r.slot);
+  if (r.slot !== undefined && state.slots) setList(out, 'slots', state.slots.filter((h) => h.id !== r.slot));
   if (s.serial && now > r.at) {
     out.lanes = state.lanes.map((lane, i) => {
       const limit = s.limits[i];
@@ -995,12 +1046,14 @@ export function statusOf(s: Settings, state: LimitState | undefined, now: number
     const nextIn = earliest(s, state ? { ...state, pausedUntil: now } : undefined, now, unit) - now;
     return { ...limit, used, remaining: Math.max(0, limit.maxCount - used), nextIn };
   });
-  const slots = (state?.slots ?? []).filter((h) => h.until > now && !(ctx?.isDead(h.holder) ?? false));
+  const live = (h: Slot) => h.until > now && !(ctx?.isDead(h.holder) ?? false);
+  const slots = (state?.slots ?? []).filter(live);
   return {
     limits,
     nextIn: earliest(s, state, now, cost) - now,
     pausedFor: Math.max(0, (state?.pausedUntil ?? now) - now),
     inFlight: slots.length,
+    waiting: (state?.queue ?? []).filter(live).length,
     maxConcurrent: s.maxConcurrent === Infinity ? null : s.maxConcurrent,
   };
 }
@@ -1034,8 +1087,10 @@ export function parseState(value: unknown): LimitState | undefined {
   if (v.pausedUntil !== undefined && !isTime(v.pausedUntil)) return undefined;
   if (v.maxConcurrent !== undefined && !Number.isSafeInteger(v.maxConcurrent)) return undefined;
   if (v.serial !== undefined && typeof v.serial !== 'boolean') return undefined;
-  if (v.slots !== undefined && !(Array.isArray(v.slots) && v.slots.every((h) =>
-    typeof h === 'object' && h !== null && typeof h.id === 'string' && typeof h.holder === 'string' && isTime(h.until)))) return undefined;
+  const isSlots = (list: unknown) => Array.isArray(list) && list.every((h: Partial<Slot> | null) =>
+    typeof h === 'object' && h !== null && typeof h.id === 'string' && typeof h.holder === 'string' && isTime(h.until));
+  if (v.slots !== undefined && !isSlots(v.slots)) return undefined;
+  if (v.queue !== undefined && !isSlots(v.queue)) return undefined;
   return v as LimitState;
 }
 
@@ -1060,6 +1115,7 @@ export function shiftState(state: LimitState, by: number, now: number): LimitSta
   };
   if (state.pausedUntil !== undefined) out.pausedUntil = move(state.pausedUntil, Math.max(longest, MAX_SHIFTED_PAUSE_S));
   if (state.slots !== undefined) out.slots = state.slots.map((h) => ({ ...h, until: move(h.until, longest) }));
+  if (state.queue !== undefined) out.queue = state.queue.map((h) => ({ ...h, until: move(h.until, longest) }));
   return out;
 }
 
@@ -1076,7 +1132,7 @@ export function expiresAt(state: LimitState): number {
     const lastRun = lane.runs?.[lane.runs.length - 1];
     if (lastRun) last = Math.max(last, lastRun[0] + per);
   });
-  for (const h of state.slots ?? []) last = Math.max(last, h.until);
+  for (const h of [...(state.slots ?? []), ...(state.queue ?? [])]) last = Math.max(last, h.until);
   return last + Math.max(...state.limits.map((l) => l.per));
 }
 
@@ -1107,7 +1163,7 @@ function takeRate(s: Settings, state: LimitState | undefined, now: number, cost:
     const lanes = c === 0 ? (state?.lanes ?? [{}]) : [{ next: spacedAfter(only, at, c) }];
     let out: LimitState;
     const plain = state === undefined ? s.maxConcurrent === Infinity && !s.serial
-      : state.pausedUntil === undefined && state.slots === undefined && state.maxConcurrent === undefined && state.serial === undefined;
+      : state.pausedUntil === undefined && state.slots === undefined && state.queue === undefined && state.maxConcurrent === undefined && state.serial === undefined;
     if (plain) {
       out = { v: STATE_VERSION, limits: state?.limits ?? (s.limits as LimitSettings[]), lanes };
     } else {
@@ -1221,6 +1277,7 @@ function fresh(s: Settings, state: LimitState | undefined): LimitState {
     if (state.serial !== undefined) out.serial = state.serial;
     if (state.pausedUntil !== undefined) out.pausedUntil = state.pausedUntil;
     if (state.slots !== undefined) out.slots = state.slots;
+    if (state.queue !== undefined) out.queue = state.queue;
     return out;
   }
   // The settings' own array, so checkState knows it at a glance in memory.
@@ -1230,9 +1287,11 @@ function fresh(s: Settings, state: LimitState | undefined): LimitState {
   return out;
 }
 
-function withField<K extends keyof LimitState>(state: LimitState, key: K, value: LimitState[K]): LimitState {
-  state[key] = value;
-  return state;
+// Sets a list field of the state, leaving it out when empty (so a state
+// with nothing held stays as small as one that never had anything).
+function setList(state: LimitState, key: 'slots' | 'queue', list: Slot[]): void {
+  if (list.length) state[key] = list;
+  else delete state[key];
 }
 
 function compareLimits(a: LimitSettings, b: LimitSettings): number {
@@ -1276,10 +1335,17 @@ const BUSY = 'busy' as const;
 // release in the same process wakes it at once; across processes this is
 // how late a freed slot can be noticed, against a store read costing ~30 µs.
 const SLOT_POLL_MAX_MS = 50;
+// A waiter's place in the concurrency queue lapses this long after its last
+// poll, so a waiter that vanished without a word (killed on another machine,
+// say) holds the queue up for at most this long. Polls come at most
+// SLOT_POLL_MAX_MS apart, so a live waiter renews it many times over.
+const QUEUE_LEASE_S = 2;
 const OPTION_NAMES = ['maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store'];
 const WAIT_OPTION_NAMES = ['signal', 'maxWait', 'weight', 'cost'];
 const LIMIT_OPTION_NAMES = ['maxCount', 'per', 'greedy', 'unit'];
 
+// The update options of a plain call (no signal, no maxWait), made once.
+const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
 // A call's options, checked.
 interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
 

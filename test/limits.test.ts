@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   RateLimit, RateLimitError, RateLimitMismatchError, RateLimitTimeoutError, MemoryStore,
-  reserve, giveBack, settle, release, pauseState, reschedule, statusOf, parseState, shiftState, expiresAt, retryAfter,
+  reserve, giveBack, settle, release, leaveQueue, pauseState, reschedule, statusOf, parseState, shiftState, expiresAt, retryAfter,
   type LimitSettings, type LimitState, type Reservation, type Settings,
 } from '../ratelimit.ts';
 
@@ -279,7 +279,7 @@ describe('pause (core)', () => {
 
 describe('concurrency slots (core)', () => {
   const s = settings([calls(1000, 1)], { maxConcurrent: 2 });
-  const slot = (id: string, holder: string, until: number, dead: string[] = []) => ({ id, holder, until, isDead: (h: string) => dead.includes(h) });
+  const slot = (id: string, holder: string, until: number, dead: string[] = []) => ({ id, holder, until, queueUntil: until - 58, isDead: (h: string) => dead.includes(h) });
 
   it('gives at most maxConcurrent slots, and none while all are held', () => {
     const a = reserve(s, undefined, 0, [1], slot('a', 'p1', 60));
@@ -287,9 +287,34 @@ describe('concurrency slots (core)', () => {
     const c = reserve(s, b.state, 0, [1], slot('c', 'p2', 60));
     assert.ok(a.reservation && b.reservation);
     assert.equal(c.reservation, undefined);
-    assert.equal(c.state, b.state, 'a busy try changes nothing');
-    const freed = release(s, b.state, a.reservation!, 1);
-    assert.ok(reserve(s, freed, 1, [1], slot('c', 'p2', 60)).reservation);
+    assert.deepEqual(c.state.queue?.map((h) => h.id), ['c'], 'a busy try joins the queue');
+    assert.equal(reserve(s, c.state, 0.5, [1], slot('c', 'p2', 60)).state, c.state, 'trying again soon after changes nothing');
+    const freed = release(s, c.state, a.reservation!, 1);
+    assert.ok(reserve(s, freed, 1, [1], slot('c', 'p2', 61)).reservation);
+  });
+
+  it('first come, first served: a freed slot goes to the oldest waiter, not to a newcomer (nor to the caller who just released)', () => {
+    const a = reserve(s, undefined, 0, [1], slot('a', 'p1', 60));
+    const b = reserve(s, a.state, 0, [1], slot('b', 'p1', 60));
+    const waiting = reserve(s, b.state, 0.1, [1], slot('w', 'p2', 60)).state;
+    const freed = release(s, waiting, a.reservation!, 1);
+    const newcomer = reserve(s, freed, 1, [1], slot('a2', 'p1', 61));
+    assert.equal(newcomer.reservation, undefined, 'the releaser re-taking at once is queued behind w');
+    assert.deepEqual(newcomer.state.queue?.map((h) => h.id), ['w', 'a2']);
+    const w = reserve(s, newcomer.state, 1.01, [1], slot('w', 'p2', 61));
+    assert.ok(w.reservation, 'w, first in the queue, gets the slot');
+    assert.deepEqual(w.state.queue?.map((h) => h.id), ['a2']);
+  });
+
+  it('a queued waiter that is dead, or stopped renewing its place, does not hold the queue up', () => {
+    const a = reserve(s, undefined, 0, [1], slot('a', 'p1', 60));
+    const b = reserve(s, a.state, 0, [1], slot('b', 'p1', 60));
+    const queued = reserve(s, b.state, 0, [1], slot('gone', 'dead', 60)).state; // its place lapses at 2
+    const freed = release(s, queued, a.reservation!, 1);
+    assert.equal(reserve(s, freed, 1, [1], slot('n', 'p3', 61)).reservation, undefined, 'its place still runs');
+    assert.ok(reserve(s, freed, 1, [1], slot('n', 'p3', 61, ['dead'])).reservation, 'a dead waiter is passed over');
+    assert.ok(reserve(s, freed, 2.01, [1], slot('n', 'p3', 62)).reservation, 'a lapsed place is passed over');
+    assert.equal(leaveQueue(queued, 'gone')?.queue, undefined, 'leaveQueue takes the place out');
   });
 
   it('reclaims a slot at once when its holder is proven dead, and after its lease otherwise', () => {
