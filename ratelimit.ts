@@ -1552,7 +1552,7 @@ type Attempt<T> =
 const LOST = { kind: 'lost' } as const;
 const BUSY_NOW = { kind: 'busy', backoffMs: 0 } as const;
 
-interface LockWait { startedMs: number; inspectedMs: number; busyTries: number; timeoutMs: number }
+interface LockWait { startedMs: number; inspectedMs: number; busyTries: number; graceTries: number; timeoutMs: number }
 
 /**
  * Keeps the state in a JSON file shared by every process that names it.
@@ -1655,6 +1655,10 @@ export class FileStore implements RateLimitStore {
   private pauseMs(a: Exclude<Attempt<unknown>, { kind: 'taken' }>, w: LockWait): number {
     if (a.kind === 'lost') { this.locksLost++; return 0; }
     const waitedMs = performance.now() - w.startedMs;
+    // A lock just broken (or a break lock cleared) gets a few more tries
+    // even past the timeout: a slow break must not end a call that would
+    // now get the lock.
+    if (a.backoffMs === 0 && w.graceTries++ < 3) return 0;
     if (waitedMs > w.timeoutMs) {
       throw new RateLimitTimeoutError(waitedMs / 1000, w.timeoutMs / 1000,
         `ratelimit: the lock on ${this.name} stayed busy for ${(waitedMs / 1000).toFixed(3)} s, longer than this call may wait`);
@@ -2000,7 +2004,7 @@ export class FileStore implements RateLimitStore {
 
 function lockWait(timeoutSeconds = Infinity): LockWait {
   const startedMs = performance.now();
-  return { startedMs, inspectedMs: startedMs, busyTries: 0, timeoutMs: timeoutSeconds * 1000 };
+  return { startedMs, inspectedMs: startedMs, busyTries: 0, graceTries: 0, timeoutMs: timeoutSeconds * 1000 };
 }
 
 // How far to move a state's times onto our clock: undefined when the writer

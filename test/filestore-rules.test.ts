@@ -240,7 +240,7 @@ describe('file store rules (made-up clock)', () => {
     assert.ok(fds() <= base, 'close() released every descriptor');
     assert.deepEqual(readdirSync(sub).filter((f) => f.includes('.owner-')), [], 'and every owner file name');
     const store = new FileStore(join(sub, 'disposed.json'));
-    { using s = store; new RateLimit({ maxCount: 1, per: 1, store: s }).tryAcquire(); }
+    try { new RateLimit({ maxCount: 1, per: 1, store }).tryAcquire(); } finally { store[Symbol.dispose](); }
     assert.ok(fds() <= base, 'Symbol.dispose closes too');
   });
 
