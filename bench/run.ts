@@ -21,7 +21,7 @@ if (!existsSync(join(benchDir, 'node_modules'))) {
   }
 }
 
-const all = ['overhead', 'filemode', 'contended', 'precision', 'idle', 'recovery', 'timeline'];
+const all = ['overhead', 'filemode', 'contended', 'precision', 'idle', 'recovery', 'timeline', 'cli'];
 const only = process.env.ONLY?.split(',').map((s) => s.trim());
 const chosen = only ? all.filter((n) => only.includes(n)) : all;
 

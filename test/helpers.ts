@@ -127,3 +127,18 @@ export const BAD_OPTIONS: [string, Record<string, unknown>, typeof TypeError | t
   ['store', { store: {} }, TypeError],
   ['store', { store: 'redis' }, TypeError],
 ];
+
+/**
+ * The argument list that runs `script` as a program under the runtime running
+ * this code: `deno run -A`, `bun`, `node` where Node strips types itself, and
+ * `node --import tsx` under tsx or on Node 20 (never the tsx wrapper, so a
+ * signal reaches the process under test).
+ */
+export function runtimeCommand(script: string): string[] {
+  const g = globalThis as { Bun?: unknown; Deno?: { execPath(): string } };
+  if (g.Deno) return [g.Deno.execPath(), 'run', '-A', script];
+  if (g.Bun) return [process.execPath, script];
+  const strips = (process as { features?: { typescript?: unknown } }).features?.typescript;
+  const tsx = !strips || process.execArgv.some((a) => a.includes('tsx'));
+  return tsx ? [process.execPath, '--import', 'tsx', script] : [process.execPath, script];
+}

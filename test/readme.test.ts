@@ -11,12 +11,15 @@
 //                         the real file; a name not found at the root is looked
 //                         up in examples/ (e.g. './redis-store.ts').
 //   ```sh / ```bash / ```shell
-//                         Commands. Not run; each is checked to name only what
-//                         exists: `npm run X` / `npm test` need that script in
-//                         package.json, `npx X` needs X in node_modules/.bin,
-//                         and a path in the repository (`examples/x.ts`,
-//                         `ratelimit.ts`, ...) must exist. For cp/mv/ln the last
-//                         argument (the destination) is not checked.
+//                         Commands. Each block must parse (`sh -n`), and each
+//                         is checked to name only what exists: `npm run X` /
+//                         `npm test` need that script in package.json, `npx X`
+//                         needs X in node_modules/.bin, and a path in the
+//                         repository (`examples/x.ts`, `ratelimit.ts`, ...)
+//                         must exist. For cp/mv/ln the last argument (the
+//                         destination) is not checked. Not run as a whole, but
+//                         every use of ratelimit.ts as a command is: see
+//                         cliInvocations() below.
 //   ```console            The same for lines starting with `$ `; other lines are output.
 //   ```json               Must parse.
 //   ```text / ```output   Program output or prose; shown as is, not checked.
@@ -29,10 +32,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runtimeCommand } from './helpers.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const README = join(ROOT, 'README.md');
@@ -183,6 +188,86 @@ function checkShell(text: string, kind: 'shell' | 'console'): string[] {
   return problems;
 }
 
+/** The problem `sh -n` finds in a shell block (a syntax error), or '' when it parses. */
+function shellSyntax(text: string): string {
+  const r = spawnSync('sh', ['-n'], { input: text, encoding: 'utf8' });
+  return r.status === 0 ? '' : (r.stderr || `sh -n exited ${r.status}`).trim();
+}
+
+// --- ratelimit.ts as a command in shell blocks --------------------------------
+
+/** The words of one line of shell, quotes removed; an operator (&&, |, ;, >, ...) is a word of its own. */
+function shellWords(line: string): { word: string; literal: boolean }[] {
+  const words: { word: string; literal: boolean }[] = [];
+  const re = /\s*(&&|\|\||[;|&()<>]|#.*$|(?:'[^']*'|"(?:[^"\\]|\\.)*"|[^\s;|&()<>'"])+)/y;
+  for (let m = re.exec(line); m && m[1]; m = re.exec(line)) {
+    const raw = m[1];
+    if (raw.startsWith('#')) break;
+    words.push({ word: raw.replace(/'([^']*)'|"((?:[^"\\]|\\.)*)"/g, (_, a, b) => a ?? b), literal: !/[$`]/.test(raw.replace(/'[^']*'/g, '')) });
+  }
+  return words;
+}
+
+interface Invocation { line: string; args: string[]; hasCommand: boolean }
+
+/**
+ * Every use of ratelimit.ts as a command in a shell block: the arguments up to
+ * `--` (or the end of that simple command), with whether a command follows.
+ * Invocations whose arguments are not all literal (`"$file"`) are left out:
+ * they are only parsed, by `sh -n`.
+ */
+function cliInvocations(text: string): { run: Invocation[]; skipped: string[] } {
+  const run: Invocation[] = [];
+  const skipped: string[] = [];
+  for (const line of text.replace(/\\\n/g, ' ').split('\n')) {
+    const words = shellWords(line);
+    // ratelimit.ts as the script a runtime runs: `node`, `npx tsx`, `bun`,
+    // `deno run -A`, `node --import tsx` (not `cp ratelimit.ts ...`).
+    const isScript = (w: { word: string }, k: number) => /(^|\/)ratelimit\.ts$/.test(w.word) &&
+      (/^(node|tsx|bun|-A|--allow-all)$/.test(words[k - 1]?.word ?? '') || words[k - 2]?.word === '--import');
+    for (let i = words.findIndex(isScript); i >= 0; i = words.findIndex((w, k) => k > i && isScript(w, k))) {
+      const args: { word: string; literal: boolean }[] = [];
+      let hasCommand = false;
+      for (const w of words.slice(i + 1)) {
+        if (/^(&&|\|\||[;|&()<>])$/.test(w.word)) break;
+        if (w.word === '--') { hasCommand = true; break; }
+        args.push(w);
+      }
+      if (args.every((a) => a.literal)) run.push({ line: line.trim(), args: args.map((a) => a.word), hasCommand });
+      else skipped.push(line.trim());
+    }
+  }
+  return { run, skipped };
+}
+
+/**
+ * Runs an invocation for real, under the runtime running this test, with its
+ * --file moved into `dir` (the same README path, the same temporary file) and
+ * its command replaced by `true`. A wait gets --max-wait 0: an example whose
+ * limit holds the call back (exit 75) was still understood. Returns a problem,
+ * or '' when the command line was accepted.
+ */
+function runInvocation(inv: Invocation, dir: string, files: Map<string, string>): string {
+  const args = [...inv.args];
+  const at = args.indexOf('--file');
+  const given = at >= 0 ? args[at + 1] : undefined;
+  if (given !== undefined) {
+    if (!files.has(given)) files.set(given, join(dir, `state-${files.size}.json`));
+    args[at + 1] = files.get(given)!;
+  }
+  const sub = args[0] === 'pause' || args[0] === 'status' ? args[0] : 'run';
+  if (sub === 'run') args.push('--max-wait', '0');
+  if (inv.hasCommand) args.push('--', 'true');
+  const [bin, ...pre] = runtimeCommand(join(ROOT, 'ratelimit.ts'));
+  const r = spawnSync(bin!, [...pre, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  const ok = r.status === 0 || (sub === 'run' && r.status === 75);
+  if (!ok) return `"${inv.line}": exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim()}`;
+  if (sub === 'status') {
+    try { JSON.parse(r.stdout); } catch { return `"${inv.line}": status printed no JSON: ${r.stdout}`; }
+  }
+  return '';
+}
+
 // --- the tests ---------------------------------------------------------------
 
 const readme = existsSync(README) ? readFileSync(README, 'utf8') : '';
@@ -225,6 +310,54 @@ test('README shell blocks name only scripts and files that exist', () => {
   // The canary: rotted commands must be reported, each of them.
   const rotted = checkShell('npm install && npm run no-such-script\nnpx tsx examples/no-such-example.ts\nnpx no-such-bin', 'shell');
   assert.equal(rotted.length, 3, `the shell check missed rotted commands: ${JSON.stringify(rotted)}`);
+});
+
+test('README shell blocks parse as sh', () => {
+  const shell = blocks.filter((b) => KINDS[b.lang] === 'shell');
+  const problems = shell.map((b) => [label(b), shellSyntax(b.text)]).filter(([, p]) => p).map(([l, p]) => `${l}: ${p}`);
+  assert.deepEqual(problems, []);
+  // The canary: an unfinished if must be reported.
+  assert.notEqual(shellSyntax('if true; then\n  echo yes\n'), '', 'sh -n accepted an if without fi; the check is not working');
+});
+
+test('README: every ratelimit.ts command line in a shell block runs', () => {
+  const shell = blocks.filter((b) => KINDS[b.lang] === 'shell');
+  const found = shell.map((b) => ({ b, ...cliInvocations(b.text) }));
+  const count = found.reduce((n, f) => n + f.run.length, 0);
+  assert.ok(count >= 5, `README.md shows ${count} ratelimit.ts command lines with literal arguments; the check expects the section on the shell to show several`);
+  const problems: string[] = [];
+  for (const { b, run } of found) {
+    if (!run.length) continue;
+    // Each block on its own: its own state files, in the order it shows them.
+    const dir = mkdtempSync(join(tmpdir(), 'ratelimit-readme-'));
+    try {
+      const files = new Map<string, string>();
+      for (const inv of run) {
+        const p = runInvocation(inv, dir, files);
+        if (p) problems.push(`${label(b)}: ${p}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  assert.deepEqual(problems, []);
+  // The canary: a rotted option is reported.
+  const dir = mkdtempSync(join(tmpdir(), 'ratelimit-readme-'));
+  try {
+    const [rotted] = cliInvocations('node ratelimit.ts --file /tmp/x.json --max-count 2 --window 60 -- true').run;
+    assert.ok(rotted && runInvocation(rotted, dir, new Map()), 'a command line with an unknown option ran; the check is not working');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('README shows ratelimit.ts --help as it prints it', () => {
+  const shown = blocks.find((b, i) => KINDS[b.lang] === 'text' && b.text.startsWith('Usage:') && i > 0);
+  assert.ok(shown, 'README.md has no ```text block with the output of ratelimit.ts --help');
+  const [bin, ...pre] = runtimeCommand(join(ROOT, 'ratelimit.ts'));
+  const r = spawnSync(bin!, [...pre, '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(shown.text.trimEnd(), r.stdout.trimEnd());
 });
 
 test('README shows the install-and-run and test commands exactly', () => {

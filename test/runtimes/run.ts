@@ -11,9 +11,14 @@
 //   3. Checks that the runtimes agree on the shared clock (clock.ts).
 //   4. Runs the mixed test: Node, Bun and Deno processes on one state file,
 //      in patient and greedy mode (mixed.ts).
+//   5. Runs ratelimit.ts as a command the way each runtime starts it
+//      (`node ratelimit.ts`, `bun ratelimit.ts`, `deno run -A ratelimit.ts`,
+//      tsx), and imports it, which must do nothing (cli.ts). The command's
+//      own tests (test/cli.test.ts) also run in step 2 under every runtime.
 //
-// Prints a summary and exits non-zero if anything failed. Takes about two
-// minutes, plus the install the first time.
+// Prints a summary and exits non-zero if anything failed. Takes about four
+// minutes (3 min 48 s in one run here, test/cli.test.ts about 30 s of that
+// under each runtime), plus the install the first time.
 // Options: runtime names to run only those test runs (e.g. `-- bun deno`);
 // --no-mixed skips steps 3 and 4 (and says so); --all also runs what
 // NOT_RUN below leaves out.
@@ -23,6 +28,7 @@ import { createWriteStream, existsSync, mkdtempSync, readdirSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { checkClocks, describeClocks } from './clock.ts';
+import { runCliChecks } from './cli.ts';
 import { runMixed } from './mixed.ts';
 import { HERE, ROOT, RUNTIMES, missing, type Runtime } from './runtimes.ts';
 
@@ -101,6 +107,11 @@ if (withMixed) {
   }
 } else {
   console.log('clock agreement and mixed test: NOT RUN (--no-mixed)');
+}
+{
+  const started = performance.now();
+  const r = runCliChecks(runtimes);
+  report({ label: `the command under ${runtimes.map((rt) => rt.name).join(', ')}`, ok: r.ok, detail: r.lines.join('\n'), seconds: (performance.now() - started) / 1000 });
 }
 
 // Summary.

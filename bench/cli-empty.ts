@@ -1,0 +1,2 @@
+// For bench/cli.ts: a program that does nothing, to time a runtime's own start-up.
+export {};

@@ -1,0 +1,2 @@
+// For bench/cli.ts: a program that only imports ratelimit.ts.
+import '../ratelimit.ts';

@@ -1,0 +1,347 @@
+// ratelimit.ts as a command, in real processes, under the runtime running
+// this file (npm test: Node 20 with tsx; npm run test:runtimes: also Node 22
+// and 24 stripping types, `bun ratelimit.ts`, `deno run -A ratelimit.ts`).
+// Only test() with an async function is used, so every runtime's runner can
+// run it.
+//
+// Timing rules, and why:
+// - Each command run under the limit is `cat /proc/uptime`: the boot clock,
+//   one clock for every process, not moved by wall-clock steps. It counts in
+//   10 ms steps, and a run records its time after its slot: the waiter wakes,
+//   spawns `cat`, and `cat` reads the clock, each step delayed by a busy
+//   machine. So gaps between recorded runs are checked against half a slot,
+//   not a whole one. A limit that the invocations did not share gives many
+//   gaps near 0; one late record gives one short gap. With other work
+//   loading this 2-core machine to a load average of 11, one run was
+//   recorded 0.4 s late, so one gap under half a slot is allowed. That a slot
+//   is never given twice is the library's own multi-process tests' job, with
+//   exact grant times; here it is that separate invocations share the limit.
+// - Where a test needs a process to be waiting, it waits until the state file
+//   changes (the waiter's reservation), rather than sleeping a guessed time.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RateLimitStatus } from '../ratelimit.ts';
+import { ROOT, runtimeCommand, tempDir } from './helpers.ts';
+
+const CLI = runtimeCommand(join(ROOT, 'ratelimit.ts'));
+
+interface Ran { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+function spawnCli(args: string[], onStdout?: (text: string, child: ReturnType<typeof spawn>) => void) {
+  const child = spawn(CLI[0]!, [...CLI.slice(1), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => { stdout += d; onStdout?.(stdout, child); });
+  child.stderr!.on('data', (d) => { stderr += d; });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const done = new Promise<Ran>((resolve) => child.on('close', (code, signal) => {
+    clearTimeout(timer);
+    resolve({ code, signal, stdout, stderr });
+  }));
+  return { child, done };
+}
+
+const cli = (args: string[]) => spawnCli(args).done;
+
+// process.kill, not child.kill: Deno (2.9) reports a child that child.kill()
+// signalled as killed by that signal, even when it caught it and exited.
+function send(child: ReturnType<typeof spawn>, signal: NodeJS.Signals): void {
+  process.kill(child.pid!, signal);
+}
+
+// Runs a shell script in which `rl` runs ratelimit.ts.
+function shell(script: string): Promise<Ran> {
+  return new Promise((resolve) => {
+    const child = spawn('sh', ['-c', `rl() { ${CLI.map(quote).join(' ')} "$@"; }\n${script}`], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => { stdout += d; });
+    child.stderr!.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
+  });
+}
+
+function quote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Times recorded by `cat /proc/uptime` runs, sorted, in seconds. */
+function uptimes(file: string): number[] {
+  return readFileSync(file, 'latin1').trim().split('\n').map((l) => parseFloat(l)).sort((a, b) => a - b);
+}
+
+function uptime(): number {
+  return parseFloat(readFileSync('/proc/uptime', 'latin1'));
+}
+
+/** Resolves once the file's text differs from `from` (a waiter wrote its reservation). */
+async function changed(file: string, from: string, timeoutMs = 15_000): Promise<void> {
+  const started = performance.now();
+  while (readFileSync(file, 'utf8') === from) {
+    if (performance.now() - started > timeoutMs) throw new Error(`${file} did not change within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The gaps between consecutive times that are shorter than `seconds`. */
+function gapsUnder(times: number[], seconds: number): number[] {
+  const bad: number[] = [];
+  for (let i = 1; i < times.length; i++) if (times[i]! - times[i - 1]! < seconds) bad.push(times[i]! - times[i - 1]!);
+  return bad;
+}
+
+test('cli: --help prints usage on stdout; bad arguments exit 64 with one line pointing to --help', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = join(dir, 'state.json');
+    const help = await cli(['--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage:/);
+    assert.match(help.stdout, /--max-wait/);
+    assert.equal(help.stderr, '');
+    // The first use makes the state; a later one with other settings is refused.
+    assert.equal((await cli(['--file', f, '--max-count', '2', '--per', '60'])).code, 0);
+    const bad: [string, string[]][] = [
+      ['no --file', ['--max-count', '1', '--per', '1']],
+      ['unknown option', ['--file', f, '--bogus']],
+      ['--max-count without --per', ['--file', f, '--max-count', '2']],
+      ['zero count', ['--file', join(dir, 'other.json'), '--max-count', '0', '--per', '1']],
+      ['a command without --', ['--file', f, 'echo', 'hi']],
+      ['pause without seconds', ['pause', '--file', f]],
+      ['settings that disagree with the state', ['--file', f, '--max-count', '3', '--per', '60']],
+    ];
+    const results = await Promise.all(bad.map(([, args]) => cli([...args, '--', 'echo', 'ran'])));
+    results.forEach((r, i) => {
+      const what = bad[i]![0];
+      assert.equal(r.code, 64, `${what}: exit ${r.code}, stderr ${r.stderr}`);
+      assert.equal(r.stdout, '', `${what}: the command ran`);
+      assert.match(r.stderr, /^ratelimit: [^\n]+ \(see ratelimit\.ts --help\)\n$/, `${what}: stderr ${JSON.stringify(r.stderr)}`);
+    });
+    assert.match(results[6]!.stderr, /maxCount=2/, 'the mismatch message says what the state was made for');
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: exit status is the command\'s own, 128+n for signal n, 75 for --max-wait, 126/127 when it cannot run', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = (name: string) => ['--file', join(dir, `${name}.json`), '--max-count', '1', '--per', '60'];
+    const notExecutable = join(dir, 'not-executable');
+    writeFileSync(notExecutable, 'echo ran\n', { mode: 0o644 });
+    const [echo, three, term, int, missing, denied, verbose] = await Promise.all([
+      cli([...f('echo'), '--', 'echo', 'hello', 'world']),
+      cli([...f('three'), '--', 'sh', '-c', 'exit 3']),
+      cli([...f('term'), '--', 'sh', '-c', 'kill -TERM $$']),
+      cli([...f('int'), '--', 'sh', '-c', 'kill -INT $$']),
+      cli([...f('missing'), '--', 'no-such-command-here']),
+      cli([...f('denied'), '--', notExecutable]),
+      cli([...f('verbose'), '--verbose', '--', 'true']),
+    ]);
+    assert.equal(echo.code, 0);
+    assert.equal(echo.stdout, 'hello world\n', 'stdout belongs to the command');
+    assert.equal(echo.stderr, '');
+    assert.equal(three.code, 3);
+    assert.equal(term.code, 128 + 15);
+    // Killed by SIGINT, it ends by SIGINT itself, so a shell loop around it stops.
+    assert.ok(int.signal === 'SIGINT' || int.code === 130, `SIGINT: ${int.code ?? int.signal}`);
+    assert.equal(missing.code, 127);
+    assert.match(missing.stderr, /no-such-command-here/);
+    assert.equal(denied.code, 126, denied.stderr);
+    assert.equal(verbose.code, 0);
+    assert.match(verbose.stderr, /^ratelimit: waited \d+\.\d{3} s for a slot of /);
+    // The slot of 'echo' is taken for 60 s: --max-wait cannot be met, and the command does not run.
+    const late = await cli([...f('echo'), '--max-wait', '1', '--', 'echo', 'ran']);
+    assert.equal(late.code, 75, late.stderr);
+    assert.equal(late.stdout, '');
+    assert.match(late.stderr, /^ratelimit: .*away/);
+    const quiet = await cli([...f('echo'), '--max-wait', '1', '--quiet', '--', 'echo', 'ran']);
+    assert.equal(quiet.code, 75);
+    assert.equal(quiet.stderr, '', '--quiet prints nothing');
+    // The shell sees the same statuses.
+    const seen = await shell(`rl ${f('three2').map(quote).join(' ')} -- sh -c 'exit 3'; echo "$?"; rl ${f('int2').map(quote).join(' ')} -- sh -c 'kill -INT $$'; echo "$?"`);
+    assert.equal(seen.stdout, '3\n130\n', seen.stderr);
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: 20 invocations from 5 parallel shell loops keep the limit (5 per 2 s, patient)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = join(dir, 'state.json');
+    const times = join(dir, 'times');
+    const loop = `for i in 1 2 3 4; do rl --file ${quote(f)} --max-count 5 --per 2 -- cat /proc/uptime >> ${quote(times)} || exit 1; done`;
+    const loops = await Promise.all(Array.from({ length: 5 }, () => shell(loop)));
+    loops.forEach((r) => assert.equal(r.code, 0, r.stderr));
+    const t = uptimes(times);
+    assert.equal(t.length, 20);
+    const slot = 0.4;
+    const short = gapsUnder(t, slot / 2);
+    assert.ok(short.length <= 1, `${short.length} gaps under half a slot (${short.map((g) => g.toFixed(3)).join(', ')} s) in ${t.map((x) => x.toFixed(2)).join(' ')}`);
+    assert.ok(t[19]! - t[0]! >= 19 * slot - slot, `20 runs in ${(t[19]! - t[0]!).toFixed(2)} s, at least ${(19 * slot).toFixed(2)} s expected`);
+    assert.ok(!existsSync(`${f}.lock`), 'a lock was left behind');
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: the same file shared with a library user keeps the limit', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = join(dir, 'state.json');
+    const times = join(dir, 'times');
+    const loop = `for i in 1 2 3; do rl --file ${quote(f)} --max-count 5 --per 2 -- cat /proc/uptime >> ${quote(times)} || exit 1; done`;
+    const user = runtimeCommand(join(ROOT, 'test', 'cli-child.ts'));
+    const library = shell(`${[...user, 'wait', f, times, '5'].map(quote).join(' ')}`);
+    const all = await Promise.all([shell(loop), shell(loop), library]);
+    all.forEach((r) => assert.equal(r.code, 0, r.stderr));
+    const t = uptimes(times);
+    assert.equal(t.length, 11);
+    const short = gapsUnder(t, 0.2);
+    assert.ok(short.length <= 1, `${short.length} gaps under half a slot (${short.map((g) => g.toFixed(3)).join(', ')} s) in ${t.map((x) => x.toFixed(2)).join(' ')}`);
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: SIGTERM and SIGINT reach the command, and its exit status is passed on', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const script = 'trap "echo got TERM; exit 7" TERM; trap "echo got INT; exit 8" INT; echo ready; while :; do sleep 0.05; done';
+    const run = (name: string, signal: NodeJS.Signals) => spawnCli(
+      ['--file', join(dir, `${name}.json`), '--max-count', '1', '--per', '1', '--', 'sh', '-c', script],
+      (out, child) => { if (out === 'ready\n') send(child, signal); },
+    ).done;
+    const [term, int] = await Promise.all([run('term', 'SIGTERM'), run('int', 'SIGINT')]);
+    assert.equal(term.stdout, 'ready\ngot TERM\n');
+    assert.equal(term.code, 7, term.stderr);
+    assert.equal(int.stdout, 'ready\ngot INT\n');
+    assert.equal(int.code, 8, int.stderr);
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: interrupted while waiting, it gives its slot back and leaves no lock', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    // One call per 4 s. The first run takes the slot at t0, between tA and
+    // tB (its start and end as seen here); the second reserves t0+4 and is
+    // interrupted while it waits. If it gave the slot back, a third run gets
+    // t0+4 <= tB+4 again; if not, t0+8 >= tA+8. The third's --max-wait ends
+    // at tB+4.5, which tells the two apart unless the first run and the
+    // third's start-up together take more than 3.5 s.
+    const check = async (signal: NodeJS.Signals) => {
+      const f = join(dir, `${signal}.json`);
+      const limit = ['--file', f, '--max-count', '1', '--per', '4'];
+      const tA = uptime();
+      assert.equal((await cli([...limit, '--', 'true'])).code, 0);
+      const tB = uptime();
+      const before = readFileSync(f, 'utf8');
+      const waiting = spawnCli([...limit, '--', 'echo', 'ran']);
+      await changed(f, before);
+      send(waiting.child, signal);
+      const r = await waiting.done;
+      assert.equal(r.stdout, '', 'the command ran');
+      if (signal === 'SIGINT') assert.ok(r.signal === 'SIGINT' || r.code === 130, `SIGINT: ${r.code ?? r.signal}`);
+      else assert.equal(r.code, 128 + 15);
+      assert.ok(!existsSync(`${f}.lock`), 'a lock was left behind');
+      assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith(`${signal}.json.`)), [], 'files were left beside the state');
+      const maxWait = (tB + 4.5 - uptime()).toFixed(3);
+      assert.ok(tB - tA < 3, `the first run took ${(tB - tA).toFixed(2)} s, too slow for this test to tell anything`);
+      const third = await cli([...limit, '--max-wait', maxWait, '--', 'true']);
+      assert.equal(third.code, 0, `the slot was not given back: ${third.stderr}`);
+    };
+    await Promise.all([check('SIGINT'), check('SIGTERM')]);
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: importing ratelimit.ts does nothing, whatever the argv; a symbolic link to it runs as the command', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const user = runtimeCommand(join(ROOT, 'test', 'cli-child.ts'));
+    const odd = await shell(`${[...user, 'import', '--help', 'status', '--file', join(dir, 'x.json'), '--', 'false'].map(quote).join(' ')}`);
+    assert.equal(odd.code, 0, odd.stderr);
+    assert.equal(odd.stdout, '');
+    assert.equal(odd.stderr, '');
+    assert.ok(!existsSync(join(dir, 'x.json')));
+    const link = join(dir, 'rl.ts');
+    symlinkSync(join(ROOT, 'ratelimit.ts'), link);
+    const linked = await shell(`${runtimeCommand(link).map(quote).join(' ')} --help`);
+    assert.equal(linked.code, 0, linked.stderr);
+    assert.match(linked.stdout, /^Usage:/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: pause holds back an invocation that is already waiting', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = join(dir, 'state.json');
+    const times = join(dir, 'times');
+    // One call per 3 s: the waiter's slot is at most 3 s away when it starts
+    // waiting, and the pause (a process that starts in well under that)
+    // lands before it, to end 4 s after it was asked for.
+    const limit = ['--file', f, '--max-count', '1', '--per', '3'];
+    assert.equal((await cli([...limit, '--', 'true'])).code, 0);
+    const before = readFileSync(f, 'utf8');
+    const waiting = spawnCli([...limit, '--', 'sh', '-c', `cat /proc/uptime >> ${quote(times)}`]);
+    await changed(f, before);
+    const paused = uptime();
+    const p = await cli(['pause', '--file', f, '4']);
+    assert.equal(p.code, 0, p.stderr);
+    const w = await waiting.done;
+    assert.equal(w.code, 0, w.stderr);
+    const [ran] = uptimes(times);
+    assert.ok(ran! >= paused + 4 - 0.01, `ran ${(ran! - paused).toFixed(3)} s after the pause began, before it ended`);
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: status prints the state as JSON; settings are read back from the state', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = join(dir, 'state.json');
+    assert.equal((await cli(['--file', f, '--limit', '10/60', '--limit', '1000/60:tokens', '--greedy', '--cost', 'tokens=100'])).code, 0);
+    const again = await cli(['--file', f, '--cost', 'tokens=50', '--', 'echo', 'ran']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout, 'ran\n');
+    const s = await cli(['status', '--file', f]);
+    assert.equal(s.code, 0, s.stderr);
+    const status = JSON.parse(s.stdout) as RateLimitStatus;
+    assert.deepEqual(status.limits.map((l) => [l.unit, l.maxCount, l.per, l.used]), [['calls', 10, 60, 2], ['tokens', 1000, 60, 150]]);
+    assert.equal(status.pausedFor, 0);
+    const none = await cli(['status', '--file', join(dir, 'none.json')]);
+    assert.equal(none.code, 64, 'status of a state that does not exist, without settings');
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: --max-concurrent holds the slot while the command runs', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = join(dir, 'state.json');
+    const log = join(dir, 'log');
+    writeFileSync(log, '');
+    // 3 commands of 0.5 s each, at most one at a time: they cannot overlap.
+    const one = `rl --file ${quote(f)} --max-count 100 --per 1 --max-concurrent 1 -- sh -c 'echo start >> ${log}; sleep 0.5; echo end >> ${log}'`;
+    const all = await Promise.all([shell(one), shell(one), shell(one)]);
+    all.forEach((r) => assert.equal(r.code, 0, r.stderr));
+    assert.equal(readFileSync(log, 'utf8'), 'start\nend\n'.repeat(3));
+  } finally {
+    cleanup();
+  }
+});
