@@ -13,21 +13,28 @@
 //   2. Scheduling core ... reserve(), giveBack(), settle(), release(),
 //                          pauseState(), statusOf(): pure functions of
 //                          (settings, state, now). All the rate arithmetic is here.
-//   3. Stores ............ MemoryStore, and FileStore (lockfile + JSON state).
-//   4. Clock ............. the one clock that processes on a host share.
-//   5. Helpers ........... sleeping, validation, small file utilities.
+//   3. Stores ............ MemoryStore; then, between the BEGIN FILE STORE
+//                          and END FILE STORE banners, FileStore: its lock,
+//                          owner records, state file and descriptors,
+//   4. Liveness .......... holderIsDead(): whether a lock's holder is gone,
+//   5. Clock ............. the one clock that processes on a host share.
+//   6. Helpers ........... sleeping, validation, warnings.
+//   7. Command line ...... run as a program: wait for a slot, then a command.
 //
-// Safe to change: the constants at the end of section 2 and the top of
-// sections 3 and 4 (each says what it trades), the warning texts, and
-// anything in section 5. Change the core or the lock protocol only with the
-// tests in ratelimit.test.ts and test/ at hand.
+// Safe to change: the constants at the end of section 2 and at the top of
+// the file store (each says what it trades), the warning texts, and
+// anything in section 6. Change the core or the lock protocol only with the
+// tests in ratelimit.test.ts and test/ at hand (npm run test:core is the
+// fast loop). For memory only, delete from BEGIN FILE STORE to END FILE
+// STORE, RateLimit.fromState, the FileStore branch in RateLimit's
+// constructor, and section 7 (the command line works on a file).
 //
 // Only node: built-ins are used, so the file runs under tsx, Node's own type
 // stripping, Bun and Deno alike.
 
 import {
-  closeSync, constants, fstatSync, ftruncateSync, linkSync, lstatSync, openSync,
-  readdirSync, readFileSync, readlinkSync, readSync, realpathSync, renameSync, unlinkSync, writeFileSync, writeSync,
+  closeSync, constants, fchmodSync, fchownSync, fstatSync, ftruncateSync, linkSync, lstatSync, openSync,
+  readdirSync, readFileSync, readlinkSync, readSync, realpathSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -1513,6 +1520,13 @@ export class MemoryStore implements RateLimitStore {
 // In one process, every holder is this process, alive while anything can ask.
 const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false };
 
+// ===========================================================================
+// BEGIN FILE STORE. From here to END FILE STORE: the file store, its lock,
+// owner records, liveness checks and the shared clock. For a memory-only
+// copy, delete this region and the `FileStore` branch of the RateLimit
+// constructor (see the header).
+// ===========================================================================
+
 // Lock timing. A holder keeps the lock for one read-modify-write (tens of µs),
 // so a waiter first retries quickly, sleeping the thread for a few µs to ms
 // (SPIN_MS in all). Past that an async wait() yields to the event loop and
@@ -1524,42 +1538,70 @@ const MAX_BACKOFF_MS = 4;
 // so every 2 ms is cheap, and a crashed holder stalls the others for a few ms
 // rather than the 100 ms that callers would notice.
 const INSPECT_EVERY_MS = 2;
-// A break lock (see breakStale) is held for microseconds; one older than this
-// has a paused or dead breaker and is removed.
-const BREAK_LOCK_STALE_S = 1;
+// The lease of a break lock (see breakLock): a breaker holds it for well
+// under a millisecond; one older than this has a paused or dead breaker and
+// is taken away from it.
+const BREAK_LEASE_S = 1;
 // A state file over this size is cut back when a smaller state is written, so
 // a file once filled with garbage does not stay large.
-const SHRINK_SLACK = 4096;
+const SHRINK_SLACK_BYTES = 4096;
+// State files kept open per thread. Reopening costs an open and an fstat
+// (about 10 µs); keeping every one open would run a process with thousands
+// of limiters out of descriptors.
+const MAX_OPEN_STATES = 32;
+// A limiter in another pid namespace is looked for by scanning /proc, which
+// costs about 5 ms with 80 processes here; a stuck lock is rescanned this often, so a holder
+// killed there is found dead within about this long.
+const NAMESPACE_SCAN_EVERY_MS = 100;
 
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
 let readBuffer = Buffer.alloc(4096);
-// Returned when the lock was busy, or was lost mid-update: try again.
-const RETRY = Symbol('retry');
+
+/** Options for {@link FileStore}. */
+export interface FileStoreOptions {
+  /** Seconds; see {@link DEFAULT_STALE_AFTER}. */
+  staleAfter?: number | undefined;
+  /**
+   * The clock for the state, the owner records and the lock's lease. By
+   * default {@link sharedClock}; tests give a clock they move by hand, so
+   * the stale-lock and paused-holder rules can be stepped through.
+   */
+  clock?: SharedClock | undefined;
+}
+
+/** What one try at the lock came to. The retry loops own the waiting. */
+type Attempt<T> =
+  | { kind: 'taken'; result: T }
+  | { kind: 'busy'; backoffMs: number }
+  | { kind: 'lost' }; // we held it, but past our lease: the state may have moved on, so start over
+
+const LOST = { kind: 'lost' } as const;
+const BUSY_NOW = { kind: 'busy', backoffMs: 0 } as const;
+
+interface LockWait { startedMs: number; inspectedMs: number; busyTries: number; graceTries: number; timeoutMs: number }
 
 /**
  * Keeps the state in a JSON file shared by every process that names it.
  *
- * The lock is `<file>.lock`. Each process writes its owner record (pid, host,
- * boot, process start time, token, time on the shared clock) into a file of
- * its own, `<file>.owner-<token>`, and takes the lock by hard-linking that
- * file to the lock's name. `link()` is atomic and fails if the name exists, so
- * the lock never exists without its record, even if the process is killed
- * at any instant. The lock is held for one read-modify-write of the state,
- * never while sleeping.
+ * The lock is `<file>.lock`. Each thread keeps one owner file per directory
+ * (pid, thread, host, pid namespace, boot, start times, token, and the time
+ * on the shared clock: see {@link encodeOwnerRecord}), reachable as
+ * `<file>.owner-<token>` for each state file it uses there, and takes the
+ * lock by hard-linking it to the lock's name. `link()` is atomic and fails if
+ * the name exists, so the lock never exists without its record, even if the
+ * process is killed at any instant. The lock is held for one
+ * read-modify-write of the state, never while sleeping.
  *
- * A lock is broken when its holder is proven dead (same host: no such pid, a
- * zombie, or a pid reused by a newer process), at once; or when it is older
- * than `staleAfter` by the shared clock (a paused holder, another host, an
- * unreadable record). Breakers take a second lock, `<file>.lock.break`, and
- * re-check that the lock is the very one judged stale before removing it, so
- * when many processes find the same stale lock, one removes it.
- *
- * A holder that is only paused may wake up after its lock was broken, so:
- * the breaker first moves the state to a new inode (renewState), where the
- * sleeper's late write cannot land; the holder checks its lock after opening
- * the state and after writing, and starts over if it lost it; and it removes
- * its lock only within staleAfter/2 of taking it (release), so it never
- * removes a successor's.
+ * A lock is broken when its holder is proven dead ({@link holderIsDead}), at
+ * once, or when it is older than `staleAfter` (a paused holder, another host,
+ * an unreadable record). A holder's lease is the first half of that: it uses
+ * the state only if it opened it, and finished writing it, within
+ * staleAfter/2 of the time in its record, and otherwise starts over. Breakers
+ * take a second lock, `<file>.lock.break`, move the state to a new inode
+ * (so a paused holder's late write lands in a file nobody reads) and only
+ * then take the stale lock away; see breakLock for why a breaker that is
+ * itself paused cannot undo anything.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1567,37 +1609,44 @@ export class FileStore implements RateLimitStore {
   readonly path: string;
   /** How many stale locks this store has broken. */
   locksBroken = 0;
-  /** How many times this store found its lock broken under it (it was paused past staleAfter) and started over. */
+  /** How many times this store found its lease over (it was paused past staleAfter/2) and started over. */
   locksLost = 0;
   private readonly lockPath: string;
   private readonly breakPath: string;
-  private readonly staleAfter: number;
-  private acquiredAt = 0;
-  private state?: { fd: number; ino: number };
-  private owner?: { path: string; fd: number; ino: number; token: string; seq: number; size: number; prefix: string };
+  private readonly dir: string;
+  private readonly staleAfterS: number;
+  private readonly givenClock: SharedClock | undefined;
+  // This store's name for its thread's owner file in `dir`.
+  private owner: OwnerFile | undefined;
   // The last state this process read or wrote: a fallback if the file is
   // deleted or corrupted under us, so its history is not simply forgotten.
   private last?: LimitState;
   private seenFile = false;
-  // First sighting, on the shared clock, of each lock whose age cannot be
-  // read from its record (unreadable record, or a different clock).
+  // First sighting, on our clock, of each lock or break lock (by inode and
+  // text): a lower bound of its age that needs no trust in its record.
   private readonly firstSeen = new Map<string, number>();
 
-  constructor(file: string, options: { staleAfter?: number } = {}) {
+  constructor(file: string, options: FileStoreOptions = {}) {
     this.path = resolve(file);
     this.name = `state file ${JSON.stringify(this.path)}`;
     this.lockPath = `${this.path}.lock`;
     this.breakPath = `${this.path}.lock.break`;
-    this.staleAfter = options.staleAfter ?? DEFAULT_STALE_AFTER;
+    this.dir = dirname(this.path);
+    this.staleAfterS = options.staleAfter ?? DEFAULT_STALE_AFTER;
+    this.givenClock = options.clock;
+  }
+
+  private get clock(): SharedClock {
+    return this.givenClock ?? sharedClock();
   }
 
   /** Runs `tx` on the state under the lock, blocking the thread while the lock is busy. */
   updateSync<T>(tx: Transaction<T>, options?: Pick<UpdateOptions, 'lockTimeout'>): T {
     const w = lockWait(options?.lockTimeout);
     for (;;) {
-      const result = this.attempt(tx, w);
-      if (result !== RETRY) return result;
-      sleepSyncUntil(performance.now() + w.pause);
+      const a = this.tryOnce(tx, w);
+      if (a.kind === 'taken') return a.result;
+      sleepSyncUntil(performance.now() + this.pauseMs(a, w));
     }
   }
 
@@ -1610,10 +1659,10 @@ export class FileStore implements RateLimitStore {
     const w = lockWait(options?.lockTimeout);
     // Most acquisitions succeed at once or within a few µs: stay synchronous
     // then, and only go async when the lock stays busy.
-    while (performance.now() - w.started < SPIN_MS) {
-      const result = this.attempt(tx, w);
-      if (result !== RETRY) return result;
-      sleepSyncUntil(performance.now() + w.pause);
+    while (performance.now() - w.startedMs < SPIN_MS) {
+      const a = this.tryOnce(tx, w);
+      if (a.kind === 'taken') return a.result;
+      sleepSyncUntil(performance.now() + this.pauseMs(a, w));
     }
     return this.updateLater(tx, w, options?.signal);
   }
@@ -1621,45 +1670,49 @@ export class FileStore implements RateLimitStore {
   private async updateLater<T>(tx: Transaction<T>, w: LockWait, signal?: AbortSignal): Promise<T> {
     for (;;) {
       signal?.throwIfAborted();
-      const result = this.attempt(tx, w);
-      if (result !== RETRY) return result;
-      await new Promise((r) => setTimeout(r, Math.max(1, w.pause)));
+      const a = this.tryOnce(tx, w);
+      if (a.kind === 'taken') return a.result;
+      const pauseMs = this.pauseMs(a, w);
+      await new Promise((r) => setTimeout(r, Math.max(1, pauseMs)));
     }
   }
 
-  // One try: the transaction's result, or RETRY with w.pause set to the
-  // milliseconds to back off (0 after losing the lock mid-update). Throws
-  // once the lock has been busy for longer than the wait's lockTimeout.
-  private attempt<T>(tx: Transaction<T>, w: LockWait): T | typeof RETRY {
-    w.pause = this.tryLock(w);
-    if (w.pause === 0) return this.locked(tx);
-    const waited = performance.now() - w.started;
-    if (waited > w.timeout) {
-      throw new RateLimitTimeoutError(waited / 1000, w.timeout / 1000,
-        `ratelimit: the lock on ${this.name} stayed busy for ${(waited / 1000).toFixed(3)} s, longer than this call may wait`);
+  // How long to wait before the next try; throws once the lock has been busy
+  // for longer than the call may wait.
+  private pauseMs(a: Exclude<Attempt<unknown>, { kind: 'taken' }>, w: LockWait): number {
+    if (a.kind === 'lost') { this.locksLost++; return 0; }
+    const waitedMs = performance.now() - w.startedMs;
+    // A lock just broken (or a break lock cleared) gets a few more tries
+    // even past the timeout: a slow break must not end a call that would
+    // now get the lock.
+    if (a.backoffMs === 0 && w.graceTries++ < 3) return 0;
+    if (waitedMs > w.timeoutMs) {
+      throw new RateLimitTimeoutError(waitedMs / 1000, w.timeoutMs / 1000,
+        `ratelimit: the lock on ${this.name} stayed busy for ${(waitedMs / 1000).toFixed(3)} s, longer than this call may wait`);
     }
-    return RETRY;
+    return a.backoffMs;
   }
 
-  /** Closes the state file and removes this process's owner file. A later call reopens them. */
+  /** Closes the state file and removes this store's name for the owner file. A later call reopens them. */
   close(): void {
-    if (this.state) closeQuietly(this.state.fd);
-    this.state = undefined;
-    this.dropOwner();
+    closeState(this.path);
+    if (this.owner) releaseOwner(this.owner, this.path);
+    this.owner = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   // Who we are to the core (for concurrency slots), and the proof of death
   // for other holders: the same rule as for a lock's holder.
   private context(): TxContext {
     if (this.ctx) return this.ctx;
-    const me = identity();
-    const holder = JSON.stringify({ pid: process.pid, host: me.host, ns: me.ns, boot: me.boot, start: me.start });
+    const holder = JSON.stringify(holderOf(identity()));
     const isDead = (h: string): boolean => {
-      let r: { pid?: unknown; host?: unknown; ns?: unknown; boot?: unknown; start?: unknown };
+      let r: unknown;
       try { r = JSON.parse(h); } catch { return false; }
-      if (typeof r.pid !== 'number' || typeof r.start !== 'string' || !me.boot) return false;
-      if (r.host !== me.host || r.ns !== me.ns || r.boot !== me.boot) return false;
-      return !processAlive(r.pid, r.start);
+      return isHolder(r) && holderIsDead(r);
     };
     this.ctx = { holder, isDead };
     return this.ctx;
@@ -1668,287 +1721,291 @@ export class FileStore implements RateLimitStore {
 
   // --- the lock -------------------------------------------------------------
 
-  // One attempt to take the lock: 0 when taken, else milliseconds to back off.
-  private tryLock(w: LockWait): number {
-    const owner = this.stampOwner();
+  // One try: take the lock, and if taken, run the transaction under it.
+  private tryOnce<T>(tx: Transaction<T>, w: LockWait): Attempt<T> {
+    const clock = this.clock;
+    const owner = this.ownerFile();
+    const leaseStartS = stampOwner(owner, clock);
     try {
-      linkSync(owner.path, this.lockPath);
-      this.acquiredAt = performance.now();
-      return 0;
+      linkSync(this.ownerName(owner), this.lockPath);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') {
-        // Our owner file vanished (someone cleaned the directory): make a new one.
-        if (!exists(owner.path)) { this.dropOwner(); return 0.01; }
-        throw fileError(error, 'create the lock', this.lockPath);
+      if (code === 'ENOENT' && !exists(this.ownerName(owner))) {
+        // Our owner file's name vanished (someone cleaned the directory): make a new one.
+        dropOwner(owner);
+        return BUSY_NOW;
       }
       if (code !== 'EEXIST') throw fileError(error, 'create the lock', this.lockPath);
+      return this.whileBusy(w);
     }
-    const now = performance.now();
-    if (now - w.inspected >= INSPECT_EVERY_MS) {
-      w.inspected = now;
-      if (this.breakStale()) return 0.01;
-    }
-    w.attempt++;
-    // Exponential backoff from 20 µs, with jitter so waiters don't retry in step.
-    return Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(w.attempt, 10)) * (0.5 + Math.random());
-  }
-
-  // Holding the lock: read the state, run the transaction, write, release.
-  private locked<T>(tx: Transaction<T>): T | typeof RETRY {
-    let result: T | typeof RETRY = RETRY;
+    let attempt: Attempt<T> = LOST;
+    owner.holding = true;
     try {
-      result = this.transact(tx);
+      attempt = this.holding(tx, clock, leaseStartS, owner);
     } finally {
-      // If the lock is no longer ours, we were paused past staleAfter and a
-      // breaker took it; it gave the state file a new inode first (see
-      // renewState), so whatever we wrote went to the old one, which nobody
-      // reads. Then start over.
-      if (!this.release(this.lockPath, this.acquiredAt, this.staleAfter)) { result = RETRY; this.locksLost++; }
+      owner.holding = false;
+      this.release(clock, leaseStartS, owner, attempt);
     }
-    return result;
+    return attempt;
   }
 
-  // Removes a lock we hold, and says whether it was ours. Others may break
-  // the lock once it is `breakableAfter` seconds old, so we remove it only
-  // within half that time of taking it, reading the clock just before the
-  // unlink: performance.now() makes no system call, so a SIGSTOP cannot land
-  // between the check and the unlink (signals arrive on the way out of one).
-  // A holder paused longer leaves the lock for a breaker (itself included)
-  // once it is staleAfter old.
-  private release(path: string, since: number, breakableAfter: number): boolean {
-    if (!this.owns(path)) return false;
-    if (performance.now() - since < breakableAfter * 500) {
-      unlinkQuietly(path);
-    } else {
-      // Leave it, and stop using its inode: rewriting our owner record would
-      // make the lock look fresh to breakers.
-      this.dropOwner();
+  // The lock is busy: every INSPECT_EVERY_MS see whether it may be broken;
+  // back off exponentially from 20 µs, with jitter so waiters don't retry in step.
+  private whileBusy(w: LockWait): Attempt<never> {
+    const nowMs = performance.now();
+    if (nowMs - w.inspectedMs >= INSPECT_EVERY_MS) {
+      w.inspectedMs = nowMs;
+      // After progress (a lock or a stale break lock taken away), look again at once.
+      if (this.breakLock()) { w.inspectedMs = -Infinity; return BUSY_NOW; }
     }
-    return true;
+    w.busyTries++;
+    return { kind: 'busy', backoffMs: Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(w.busyTries, 10)) * (0.5 + Math.random()) };
   }
 
-  // True while the lock at `path` is our own hard link. Our owner file is
-  // linked at a lock's name by nobody else, so its inode number identifies
-  // our hold.
-  private owns(path: string): boolean {
-    return lstatSync(path, { throwIfNoEntry: false })?.ino === this.owner?.ino;
+  // True while the lock at `path` is ours: our owner file's inode is linked
+  // there. Nobody else links it, and this thread holds one lock at a time
+  // (a transaction runs to its end synchronously; using the same state file
+  // from inside its own transaction is an error, see breakLock).
+  private holds(path: string, owner: OwnerFile): boolean {
+    if (owner.dropped) return false;
+    return lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
-  // Removes the lock if its holder is dead or it is older than staleAfter.
-  // Returns true if the lock may now be free.
-  private breakStale(): boolean {
-    const seen = readSmall(this.lockPath);
-    if (!seen) return true;
-    const why = this.staleness(seen, this.staleAfter);
-    if (!why) return false;
-    // Only one breaker at a time: otherwise a slow breaker could remove the
-    // fresh lock that a faster one's successor has just taken.
-    if (!this.linkOwnerAt(this.breakPath)) {
-      const breaker = readSmall(this.breakPath);
-      if (breaker && this.staleness(breaker, BREAK_LOCK_STALE_S)) unlinkQuietly(this.breakPath);
-      return false;
-    }
-    const since = performance.now();
-    try {
-      const now = readSmall(this.lockPath);
-      if (!now) return true;
-      if (now.ino !== seen.ino || now.text !== seen.text) return false; // it changed hands meanwhile
-      // A holder that is not proven dead may wake up and write: move the
-      // state to a new inode first, so that write lands in the old one.
-      if (why !== 'dead') this.renewState();
-      // As in release(): act only well within the break lock's own lease.
-      if (performance.now() - since >= BREAK_LOCK_STALE_S * 500) return false;
-      unlinkQuietly(this.lockPath);
-      this.locksBroken++;
-      const dead = parseOwner(seen.text);
-      if (dead && why === 'dead') unlinkQuietly(`${this.path}.owner-${dead.token}`);
-      if (why !== 'dead') {
-        warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why}`);
+  // After the transaction: remove the lock if it is still this hold and our
+  // lease is not over. A holder past its lease leaves the lock for a breaker
+  // and stops using its owner file, whose record would make the lock look
+  // fresh if rewritten.
+  private release(clock: SharedClock, leaseStartS: number, owner: OwnerFile, attempt: Attempt<unknown>): void {
+    // A taken hold was checked just now, at the end of holding().
+    if (attempt.kind !== 'taken' && !this.holds(this.lockPath, owner)) return;
+    // The clock is read just before the unlink: a holder stopped between the
+    // two for longer than staleAfter/2 could remove a successor's lock. That
+    // window is a few hundred ns of JavaScript with no system call in it.
+    if (clock.now() - leaseStartS < this.staleAfterS / 2) {
+      try { unlinkSync(this.lockPath); } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError(error, 'remove the lock', this.lockPath);
       }
-      return true;
-    } finally {
-      this.release(this.breakPath, since, BREAK_LOCK_STALE_S);
-    }
-  }
-
-  // Copies the state file to a new inode under the same name. A paused holder
-  // keeps a descriptor to the old inode; its late write goes there, unseen.
-  private renewState(): void {
-    const temp = `${this.path}.renew-${this.owner!.token}`;
-    try {
-      const fd = openSync(this.path, constants.O_RDONLY | O_NOFOLLOW);
-      let content: Buffer;
-      try { content = readFileSync(fd); } finally { closeSync(fd); }
-      writeFileSync(temp, content, { mode: 0o600, flag: 'w' });
-      renameSync(temp, this.path);
-    } catch {
-      unlinkQuietly(temp); // no state file, or not a plain one: nothing to protect
-    }
-  }
-
-  // Why a lock may be broken, or '' while it must be respected.
-  private staleness(lock: { ino: number; text: string }, staleAfter: number): string {
-    const clock = sharedClock();
-    const now = clock.now();
-    const rec = parseOwner(lock.text);
-    const me = identity();
-    if (rec && rec.host === me.host && rec.ns === me.ns && rec.boot === me.boot && me.boot) {
-      if (!processAlive(rec.pid, rec.start)) return 'dead';
-    } else if (rec && rec.host === me.host && rec.boot !== me.boot && me.boot) {
-      return 'dead'; // taken before this machine last booted
-    }
-    let age: number;
-    if (rec && rec.clock === clock.tag) {
-      age = now - rec.time;
     } else {
-      const key = `${lock.ino}:${lock.text}`;
-      const first = this.firstSeen.get(key) ?? now;
-      if (this.firstSeen.size > 100) this.firstSeen.clear();
-      this.firstSeen.set(key, first);
-      age = now - first;
+      dropOwner(owner);
     }
-    if (age <= staleAfter) return '';
-    return rec ? `held by pid ${rec.pid} on ${rec.host} for ${age.toFixed(1)} s (staleAfter is ${staleAfter} s)`
-      : `its owner record is unreadable and it is ${age.toFixed(1)} s old (staleAfter is ${staleAfter} s)`;
   }
 
-  // Our owner file, with a fresh record (new sequence number and time) so each
-  // hold is told apart from the last one by breakers that compare contents.
-  private stampOwner(): NonNullable<FileStore['owner']> {
-    const owner = this.owner ?? this.makeOwner();
-    owner.seq++;
-    const clock = sharedClock();
-    const text = `${owner.prefix},"seq":${owner.seq},"clock":${JSON.stringify(clock.tag)},"time":${clock.now()}}`;
-    // Pad to the longest record so far: rewriting in place never leaves the
-    // tail of a longer one behind, and costs no truncate.
-    owner.size = Math.max(owner.size, text.length);
-    writeAt0(owner.fd, text.padEnd(owner.size));
-    return owner;
-  }
-
-  private linkOwnerAt(path: string): boolean {
+  // Sees whether the lock may be broken, and breaks it if so. Returns true
+  // if the lock may now be free.
+  //
+  // Why a breaker that is paused at any instant cannot roll the state back
+  // or remove a lock it did not judge:
+  // 1. It holds `<file>.lock.break` (a link of its owner file, whose record
+  //    names its temp file T) for every step below.
+  // 2. It copies the state into T, created beforehand with O_EXCL under an
+  //    unpredictable name, then renames T over the state. Whoever takes a
+  //    break lock away from its name (a stale one, or by mistake) first
+  //    unlinks the T its record names. So a breaker that lost its break lock
+  //    can no longer rename anything into place: rename(T) fails with ENOENT.
+  //    While a breaker holds the break lock no one else breaks the lock, so
+  //    nobody else writes the state between its copy and its rename; the
+  //    stale holder may, but its lease is over and it discards what it did.
+  // 3. It then takes the stale lock away by renaming it to a private name,
+  //    and checks the renamed file is the very inode it judged. If it is not
+  //    (a paused breaker came back after someone else broke the lock and a
+  //    new holder took it), it links it back, so that holder keeps its lock.
+  // A holder that is only paused does no harm either: its descriptor was
+  // opened within its lease, and the state it names was then moved to a new
+  // inode before the lock was taken from it.
+  private breakLock(): boolean {
+    const seen = inspect(this.lockPath);
+    if (!seen) return true;
+    if (this.owner?.holding && seen.ino === this.owner.ino) {
+      throw new RateLimitStoreError(`ratelimit: ${this.name} was used from inside a transaction on the same state file; that would wait for itself`, this.path);
+    }
+    const clock = this.clock;
+    const dead = seen.record !== undefined && holderIsDead(seen.record);
+    if (!dead && this.ageS(seen, clock) <= this.staleAfterS) return false;
+    // Only a holder proven dead cannot write again: otherwise protect the state.
+    const temp = dead ? undefined : this.makeTemp();
+    const owner = this.ownerFile();
+    let taken = false;
     try {
-      linkSync(this.stampOwner().path, path);
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw fileError(error, 'create the lock', path);
+      const breakStartS = stampOwner(owner, clock, temp && basename(temp.path));
+      try {
+        linkSync(this.ownerName(owner), this.breakPath);
+        taken = true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
+      }
+      if (!taken) return this.clearStaleBreakLock(clock);
+      try {
+        const now = inspect(this.lockPath);
+        if (!now) return true;
+        if (now.ino !== seen.ino || now.text !== seen.text) return false; // it changed hands meanwhile
+        if (temp && !this.renewState(temp)) return false;
+        if (clock.now() - breakStartS >= BREAK_LEASE_S / 2) return false;
+        if (!this.takeAway(this.lockPath, seen.ino)) return false;
+        this.locksBroken++;
+        if (dead && seen.record) removeOwnerNames(this.dir, seen.record.token);
+        else warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${this.whyStale(seen, clock)}`);
+        return true;
+      } finally {
+        if (this.holds(this.breakPath, owner)) this.takeAway(this.breakPath, owner.ino);
+      }
+    } finally {
+      if (temp) discardTemp(temp);
     }
   }
 
-  private makeOwner(): NonNullable<FileStore['owner']> {
-    const token = randomBytes(8).toString('hex');
-    const path = `${this.path}.owner-${token}`;
+  // A break lock we could not take: if its breaker is dead or past its
+  // lease, take it away (which also disarms that breaker's rename).
+  // Returns true if it took one away.
+  private clearStaleBreakLock(clock: SharedClock): boolean {
+    const breaker = inspect(this.breakPath);
+    if (!breaker) return true;
+    const dead = breaker.record !== undefined && holderIsDead(breaker.record);
+    return (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) && this.takeAway(this.breakPath, breaker.ino);
+  }
+
+  // Removes the file at `path` (a lock or the break lock) only if it is the
+  // inode `ino`; returns whether it did. It is renamed to a private name
+  // first, so what is removed is known. A break lock taken away, ours or
+  // another's, first loses its breaker's temp file (see breakLock).
+  private takeAway(path: string, ino: number): boolean {
+    const aside = `${path}.gone-${randomBytes(8).toString('hex')}`;
+    try {
+      renameSync(path, aside);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw fileError(error, 'remove', path);
+    }
+    const got = inspect(aside);
+    if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(this.dir, basename(got.record.renew)));
+    if (got?.ino === ino || path === this.breakPath) {
+      unlinkIfThere(aside);
+      return got?.ino === ino;
+    }
+    // Not the lock we judged: put it back for its holder.
+    try {
+      linkSync(aside, path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'restore the lock', path);
+      warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path} and could not put it back`);
+    }
+    unlinkIfThere(aside);
+    return false;
+  }
+
+  private ageS(lock: Inspected, clock: SharedClock): number {
+    const now = clock.now();
+    const key = `${lock.ino}:${lock.text}`;
+    const first = this.firstSeen.get(key) ?? now;
+    if (this.firstSeen.size > 100) this.firstSeen.clear();
+    this.firstSeen.set(key, first);
+    const seenForS = now - first;
+    // The record's own time counts only on our clock; either way the lock
+    // is at least as old as we have been watching it.
+    const rec = lock.record;
+    return rec && rec.clock === clock.tag ? Math.max(now - rec.time, seenForS) : seenForS;
+  }
+
+  private whyStale(lock: Inspected, clock: SharedClock): string {
+    const age = this.ageS(lock, clock).toFixed(1);
+    const rec = lock.record;
+    return rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age} s (staleAfter is ${this.staleAfterS} s)`
+      : `its owner record is unreadable and it is ${age} s old (staleAfter is ${this.staleAfterS} s)`;
+  }
+
+  // A temp file for a copy of the state: created exclusively, never through a
+  // link, mode 0600, under a name nobody can predict.
+  private makeTemp(): { path: string; fd: number } {
+    const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
+    try {
+      return { path, fd: openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600) };
+    } catch (error) {
+      throw fileError(error, 'create a temp file for the state', path);
+    }
+  }
+
+  // Copies the state file into `temp` and renames it over the state, keeping
+  // the state's owner, group and mode. A paused holder keeps a descriptor to
+  // the old inode; its late write goes there, unseen. False if our break lock
+  // was taken away meanwhile (then nothing was renamed).
+  private renewState(temp: { path: string; fd: number }): boolean {
     let fd: number;
     try {
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+      fd = openSync(this.path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     } catch (error) {
-      throw fileError(error, 'create the lock owner file', path);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ELOOP') return true; // no state to protect (a link is replaced at the next open)
+      throw fileError(error, 'read the state file', this.path);
     }
-    const me = identity();
-    // The parts of the owner record that never change, as the start of its JSON.
-    const prefix = JSON.stringify({ pid: process.pid, host: me.host, ns: me.ns, boot: me.boot, start: me.start, token }).slice(0, -1);
-    this.owner = { path, fd, ino: fstatSync(fd).ino, token, seq: 0, size: 0, prefix };
-    ownerFiles.add(path);
-    if (!exitHook) exitHook = process.once('exit', removeOwnerFiles);
-    this.sweepOwners();
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) return true; // openState reports it
+      const content = readFileSync(fd);
+      writeAll(temp.fd, content, 0, temp.path);
+      // Keep the mode, and the owner where we may (root may; anyone may keep
+      // a group they are in). Only when they differ from what we created:
+      // Node's permission model refuses fchmod and fchown outright.
+      if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
+      const uid = process.getuid?.();
+      const gid = process.getgid?.();
+      if (st.uid !== uid || st.gid !== gid) {
+        try { fchownSync(temp.fd, st.uid, st.gid); } catch { try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ } }
+      }
+    } finally {
+      closeSync(fd);
+    }
+    closeSync(temp.fd);
+    temp.fd = -1;
+    try {
+      renameSync(temp.path, this.path);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw fileError(error, 'replace the state file', this.path);
+    }
+  }
+
+  // --- owner files ------------------------------------------------------------
+
+  private ownerFile(): OwnerFile {
+    if (this.owner && !this.owner.dropped) return this.owner;
+    this.owner = acquireOwner(this.dir, this.path);
     return this.owner;
   }
 
-  private dropOwner(): void {
-    if (!this.owner) return;
-    closeQuietly(this.owner.fd);
-    unlinkQuietly(this.owner.path);
-    ownerFiles.delete(this.owner.path);
-    this.owner = undefined;
-  }
-
-  // Removes owner files left by dead processes of this host. Runs once per
-  // process and store, when its own owner file is made.
-  private sweepOwners(): void {
-    const prefix = `${basename(this.path)}.owner-`;
-    let names: string[];
-    try { names = readdirSync(dirname(this.path)); } catch { return; }
-    for (const name of names) {
-      if (!name.startsWith(prefix)) continue;
-      const path = join(dirname(this.path), name);
-      if (path === this.owner?.path) continue;
-      const file = readSmall(path);
-      if (file && this.staleness(file, Infinity) === 'dead') unlinkQuietly(path);
-    }
+  private ownerName(owner: OwnerFile): string {
+    return `${this.path}.owner-${owner.token}`;
   }
 
   // --- the state ------------------------------------------------------------
 
-  private transact<T>(tx: Transaction<T>): T | typeof RETRY {
-    const clock = sharedClock();
-    const { fd, size } = this.openState();
-    {
-      // If we were paused between taking the lock and opening the state, the
-      // lock may have been broken meanwhile: then this descriptor may be the
-      // live file, so stop before reading or writing. Once this check passes,
-      // a breaker moves the state to a new inode before breaking our lock,
-      // and anything we write through this descriptor goes to the old one.
-      if (!this.owns(this.lockPath)) return RETRY;
-      if (readBuffer.length < size) readBuffer = Buffer.alloc(size);
-      const got = size ? readSync(fd, readBuffer, 0, size, 0) : 0;
-      const now = clock.now();
-      const current = this.decode(readBuffer.toString('utf8', 0, got), now);
-      const { state, result } = tx(current, now, this.context());
-      if (state) {
-        const stored: StoredState = { clock: clock.tag, written: now, wall: Date.now() / 1000, state };
-        const text = JSON.stringify(stored);
-        const padded = size > text.length && size - text.length <= SHRINK_SLACK ? text.padEnd(size) : text;
-        writeAt0(fd, padded);
-        if (size > padded.length) ftruncateSync(fd, padded.length);
-        this.last = state;
-        this.seenFile = true;
-      }
-      return result;
+  // Holding the lock: read the state, run the transaction, write. The state is
+  // used only within our lease; see breakLock.
+  private holding<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile): Attempt<T> {
+    const halfLeaseS = this.staleAfterS / 2;
+    const { fd, sizeBytes } = openState(this.path, this.name);
+    // Paused between taking the lock and opening the state? Then a breaker
+    // may have moved the state and this descriptor may be the new one: stop
+    // before reading or writing.
+    const now = clock.now();
+    if (now - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) return LOST;
+    if (readBuffer.length < sizeBytes) readBuffer = Buffer.alloc(sizeBytes);
+    const got = sizeBytes ? readSync(fd, readBuffer, 0, sizeBytes, 0) : 0;
+    const current = this.decode(readBuffer.toString('utf8', 0, got), now, clock);
+    const { state, result } = tx(current, now, this.context());
+    if (state) {
+      const stored: StoredState = { clock: clock.tag, written: now, wall: clock.wall ? clock.wall() : Date.now() / 1000, state };
+      writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
     }
-  }
-
-  // The state file, open for read and write, never through a symbolic link.
-  // The descriptor is kept between calls while the path still names the same
-  // file (an open descriptor keeps its inode number from being reused), so
-  // most calls cost one lstat instead of open, fstat and close.
-  private openState(): { fd: number; size: number } {
-    const seen = lstatSync(this.path, { throwIfNoEntry: false });
-    if (this.state && seen?.isFile() && seen.ino === this.state.ino) return { fd: this.state.fd, size: seen.size };
-    if (this.state) closeQuietly(this.state.fd);
-    this.state = undefined;
-    const flags = constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW;
-    for (let tries = 0; ; tries++) {
-      try {
-        const fd = openSync(this.path, flags, 0o600);
-        const stat = fstatSync(fd);
-        if (stat.isFile()) {
-          this.state = { fd, ino: stat.ino };
-          return { fd, size: stat.size };
-        }
-        closeSync(fd);
-        throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ELOOP' && tries === 0) {
-          // A symbolic link where the state should be. Remove the link itself
-          // (its target is left alone) and start a real file in its place.
-          warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${this.name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
-          unlinkQuietly(this.path);
-          continue;
-        }
-        if (code === 'EISDIR' || code === 'ENOTREG') {
-          throw new RateLimitStoreError(`ratelimit: ${this.name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, this.path, error);
-        }
-        throw fileError(error, 'open the state file', this.path);
-      }
-    }
+    // Paused while writing? Then a breaker may have copied the state before
+    // our write: do not count on it.
+    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) return LOST;
+    if (state) { this.last = state; this.seenFile = true; }
+    return { kind: 'taken', result };
   }
 
   // Parses the file's text. A missing, empty or unreadable state falls back to
   // the last one this process knew, with a warning where something was lost.
-  private decode(text: string, now: number): LimitState | undefined {
+  private decode(text: string, now: number, clock: SharedClock): LimitState | undefined {
     if (text.trim() === '') {
       if (this.seenFile) warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} was deleted or emptied; continuing from this process's last known state`);
       return this.last;
@@ -1966,24 +2023,41 @@ export class FileStore implements RateLimitStore {
       return this.last;
     }
     this.seenFile = true;
-    const { clock, written, wall } = raw;
-    const tag = sharedClock().tag;
-    // Times written on another clock (before a reboot, or by a process with
-    // no shared clock) are carried over by the wall clock, and none is put
-    // more than `per` ahead, so no caller waits much more than `per` for them.
-    // On the wall clock itself, a state written "in the future" means the
-    // clock was stepped back: shift it so the step costs no extra waiting.
-    let shift = 0;
-    if (clock !== tag) shift = now - written - Math.max(0, Date.now() / 1000 - wall);
-    else if (tag === 'wall' && written > now) shift = now - written;
-    return shift === 0 ? state : shiftState(state, shift, now);
+    const shift = clockShiftS(raw, now, clock);
+    if (shift === undefined) return state;
+    return shift.capped ? shiftState(state, shift.byS, now) : shiftState(state, shift.byS, Infinity);
   }
 }
 
-interface LockWait { started: number; inspected: number; attempt: number; pause: number; timeout: number }
 function lockWait(timeoutSeconds = Infinity): LockWait {
-  const started = performance.now();
-  return { started, inspected: started, attempt: 0, pause: 0, timeout: timeoutSeconds * 1000 };
+  const startedMs = performance.now();
+  return { startedMs, inspectedMs: startedMs, busyTries: 0, graceTries: 0, timeoutMs: timeoutSeconds * 1000 };
+}
+
+// How far to move a state's times onto our clock: undefined when the writer
+// and we agree. The slack always errs late: a slot moved too late costs a
+// little waiting, one moved too early lets a call through.
+// - Written on another clock (before a reboot, or on the wall-clock
+//   fallback): carried over by the wall clock, less WALL_MARGIN_S for its
+//   millisecond readings, and capped at one window ahead (shiftState).
+// - Same clock, but written "in our future": the writer's clock is ahead of
+//   ours (a clock stepped back, or a suspend not yet noticed): treat the
+//   write as made just now. Not capped, so waiters queued by other
+//   processes keep their places.
+// A writer whose clock is behind ours cannot be told from an old write by
+// our clock alone, and the wall clock is no referee (it is stepped, and
+// faked per process), so the shared clock itself must not lag: sharedClock
+// subtracts time namespace offsets and rechecks its line-up with the boot
+// clock whenever a second has passed on either clock (a suspend moves the
+// wall clock, so it is caught on the first reading after it).
+const WALL_MARGIN_S = 0.002;
+const CLOCKS_AGREE_S = 0.005;
+function clockShiftS(raw: StoredState, now: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
+  const sinceWrittenS = now - raw.written;
+  const wallSinceS = clock.wall ? clock.wall() - raw.wall : undefined;
+  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, (wallSinceS ?? 0) - WALL_MARGIN_S), capped: true };
+  if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
+  return undefined;
 }
 
 // The state file: the core's state, wrapped with the clock it was written on.
@@ -1994,27 +2068,448 @@ function isEnvelope(v: unknown): v is StoredState {
   return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) && Number.isFinite(e.wall);
 }
 
-interface OwnerRecord { pid: number; host: string; ns: string; boot: string; start: string; token: string; seq: number; clock: string; time: number }
+// --- state descriptors, shared per thread --------------------------------------
 
-function parseOwner(text: string): OwnerRecord | undefined {
-  try {
-    const r = JSON.parse(text);
-    return typeof r?.pid === 'number' && typeof r.token === 'string' && typeof r.time === 'number' ? r : undefined;
-  } catch {
-    return undefined;
+// The state file, open for read and write, never through a symbolic link and
+// never blocking on a special file. The descriptor is kept between calls
+// while the path still names the same file (an open descriptor keeps its
+// inode number from being reused), so most calls cost one lstat instead of
+// open, fstat and close. At most MAX_OPEN_STATES are kept, least recently used out.
+const openStates = new Map<string, { fd: number; ino: number }>();
+function openState(path: string, name: string): { fd: number; sizeBytes: number } {
+  const seen = lstatSync(path, { throwIfNoEntry: false });
+  const cached = openStates.get(path);
+  if (cached && seen?.isFile() && seen.ino === cached.ino) {
+    openStates.delete(path);
+    openStates.set(path, cached);
+    return { fd: cached.fd, sizeBytes: seen.size };
+  }
+  closeState(path);
+  const flags = constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK;
+  for (let tries = 0; ; tries++) {
+    try {
+      const fd = openSync(path, flags, 0o600);
+      const stat = fstatSync(fd);
+      if (stat.isFile()) {
+        openStates.set(path, { fd, ino: stat.ino });
+        const oldest = openStates.keys().next();
+        if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
+        return { fd, sizeBytes: stat.size };
+      }
+      closeSync(fd);
+      throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' && tries === 0) {
+        // A symbolic link where the state should be. Remove the link itself
+        // (its target is left alone) and start a real file in its place.
+        warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
+        try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
+        continue;
+      }
+      if (code === 'EISDIR' || code === 'ENOTREG' || code === 'ENXIO') {
+        throw new RateLimitStoreError(`ratelimit: ${name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, path, error);
+      }
+      throw fileError(error, 'open the state file', path);
+    }
   }
 }
 
-// Owner files of this process, removed when it exits normally. Killed
-// processes leave theirs; the next process to open that store sweeps them.
-const ownerFiles = new Set<string>();
+function closeState(path: string): void {
+  const open = openStates.get(path);
+  if (!open) return;
+  openStates.delete(path);
+  closeQuietly(open.fd);
+}
+
+// Writes a new state over the old one of `oldBytes`, in place. A write that
+// cannot complete (a full disk) throws, and leaves the old state readable:
+// the part beyond the old end is written first, and cut off again if it
+// fails; the rest overwrites blocks the file already has.
+function writeState(fd: number, text: string, oldBytes: number, path: string): void {
+  const padded = oldBytes > text.length && oldBytes - text.length <= SHRINK_SLACK_BYTES ? text.padEnd(oldBytes) : text;
+  const bytes = Buffer.from(padded, 'utf8');
+  if (bytes.length > oldBytes) {
+    try {
+      writeAll(fd, bytes.subarray(oldBytes), oldBytes, path);
+    } catch (error) {
+      try { ftruncateSync(fd, oldBytes); } catch { /* reported below */ }
+      throw error;
+    }
+  }
+  writeAll(fd, bytes.subarray(0, Math.min(bytes.length, oldBytes)), 0, path);
+  if (oldBytes > bytes.length) ftruncateSync(fd, bytes.length);
+}
+
+// writeSync at `position` until every byte is written; a short write is
+// retried, and the error that stops it (ENOSPC, EDQUOT) is thrown. The
+// Buffer form is used because Deno (2.9) ignores the position in
+// writeSync(fd, string, position) and appends.
+function writeAll(fd: number, bytes: Uint8Array, position: number, path: string): void {
+  for (let done = 0; done < bytes.length;) {
+    let n: number;
+    try {
+      n = writeSync(fd, bytes, done, bytes.length - done, position + done);
+    } catch (error) {
+      throw fileError(error, 'write', path);
+    }
+    if (n <= 0) throw fileError(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }), 'write', path);
+    done += n;
+  }
+}
+
+// --- owner files and records ----------------------------------------------------
+
+/**
+ * An owner record: who holds a lock, as `<file>.lock` and the owner files
+ * hold it. `tid` is the Linux thread id (equal to `pid` on the main thread),
+ * `start`/`tstart` the process's and thread's start times (clock ticks since
+ * boot, less any time namespace offset), `ns` the pid namespace, `boot` the
+ * kernel's boot id. Fields that could not be read are empty: they make the
+ * holder impossible to judge, never dead. `renew` names the temp file of a
+ * breaker (see FileStore).
+ */
+export interface OwnerRecord {
+  pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
+  token: string; seq: number; clock: string; time: number; renew?: string;
+}
+
+/** The one way an owner record is written. */
+export function encodeOwnerRecord(r: OwnerRecord): string {
+  return holderPart(r) + recordTail(r.seq, r.clock, r.time, r.renew);
+}
+
+// The record is written on every lock attempt, so it is built as text in
+// two parts: who (fixed for a thread's owner file, so made once) and when.
+function holderPart(r: Holder & { token: string }): string {
+  const s = JSON.stringify;
+  return `{"pid":${r.pid},"tid":${r.tid ?? 0},"host":${s(r.host)},"ns":${s(r.ns)},"boot":${s(r.boot)},"start":${s(r.start)},"tstart":${s(r.tstart ?? '')},"token":${s(r.token)}`;
+}
+function recordTail(seq: number, clock: string, time: number, renew: string | undefined): string {
+  return `,"seq":${seq},"clock":${JSON.stringify(clock)},"time":${time}${renew === undefined ? '' : `,"renew":${JSON.stringify(renew)}`}}`;
+}
+
+/** The one way an owner record is read: the record, or undefined for anything else (empty, torn, foreign). */
+export function parseOwnerRecord(text: string): OwnerRecord | undefined {
+  let parsed: unknown;
+  try { parsed = JSON.parse(text); } catch { return undefined; }
+  if (!isHolder(parsed)) return undefined;
+  const r = parsed as Partial<OwnerRecord>;
+  if (typeof r.token !== 'string' || !Number.isFinite(r.seq) || typeof r.clock !== 'string' || !Number.isFinite(r.time)) return undefined;
+  if (r.renew !== undefined && typeof r.renew !== 'string') return undefined;
+  return r as OwnerRecord;
+}
+
+// The fields that name a holder (also the core's holder strings).
+type Holder = Pick<OwnerRecord, 'pid' | 'tid' | 'host' | 'ns' | 'boot' | 'start' | 'tstart'>;
+function holderOf(me: Identity): Holder {
+  return { pid: process.pid, tid: me.tid, host: me.host, ns: me.ns, boot: me.boot, start: me.start, tstart: me.tstart };
+}
+function isHolder(r: unknown): r is Holder {
+  const h = r as Partial<Holder> | null;
+  return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) && (h.tid === undefined || Number.isSafeInteger(h.tid)) &&
+    typeof h.host === 'string' && typeof h.ns === 'string' && typeof h.boot === 'string' && typeof h.start === 'string' &&
+    (h.tstart === undefined || typeof h.tstart === 'string');
+}
+
+// One owner file per thread and directory, whatever the number of limiters:
+// one descriptor, and one name `<file>.owner-<token>` (a hard link) per state
+// file in use. Holds by one thread never overlap (a transaction runs to its
+// end synchronously), so sharing the inode is safe; `seq` tells this
+// thread's holds apart.
+interface OwnerFile { dir: string; fd: number; ino: number; token: string; seq: number; sizeBytes: number; names: Set<string>; dropped: boolean; holding: boolean; prefix?: string }
+const ownerFiles = new Map<string, OwnerFile>();
+const sweptDirs = new Set<string>();
 let exitHook: unknown;
-function removeOwnerFiles(): void {
-  for (const path of ownerFiles) unlinkQuietly(path);
+
+function acquireOwner(dir: string, statePath: string): OwnerFile {
+  let owner = ownerFiles.get(dir);
+  if (!owner) {
+    const token = randomBytes(8).toString('hex');
+    const path = `${statePath}.owner-${token}`;
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+    } catch (error) {
+      throw fileError(error, 'create the lock owner file', path);
+    }
+    owner = { dir, fd, ino: fstatSync(fd).ino, token, seq: 0, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
+    ownerFiles.set(dir, owner);
+    if (!exitHook) exitHook = process.once('exit', removeAllOwnerNames);
+    try {
+      stampOwner(owner, { tag: 'none', now: () => 0 }); // fails now, not at the first lock, on a full disk
+    } catch (error) {
+      dropOwner(owner);
+      throw error;
+    }
+    if (!sweptDirs.has(dir)) { sweptDirs.add(dir); sweepOwners(dir); }
+    return owner;
+  }
+  const name = `${statePath}.owner-${owner.token}`;
+  if (!owner.names.has(name)) {
+    const from = firstName(owner);
+    try {
+      linkSync(from, name);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') { dropOwner(owner); return acquireOwner(dir, statePath); }
+      if (code !== 'EEXIST' || lstatSync(name).ino !== owner.ino) throw fileError(error, 'create the lock owner file', name);
+    }
+    owner.names.add(name);
+  }
+  return owner;
+}
+
+function firstName(owner: OwnerFile): string {
+  for (const name of owner.names) return name;
+  return owner.dir;
+}
+
+// A store is closed: remove its name; the last one closes the descriptor.
+function releaseOwner(owner: OwnerFile, statePath: string): void {
+  const name = `${statePath}.owner-${owner.token}`;
+  if (!owner.names.has(name) || owner.dropped) return;
+  if (owner.names.size === 1) { dropOwner(owner); return; }
+  owner.names.delete(name);
+  unlinkIfThere(name);
+}
+
+// Stops using an owner file: its names are removed and its descriptor closed;
+// any lock still linked to it keeps the inode (and its record) alive.
+function dropOwner(owner: OwnerFile): void {
+  if (owner.dropped) return;
+  owner.dropped = true;
+  if (ownerFiles.get(owner.dir) === owner) ownerFiles.delete(owner.dir);
+  closeQuietly(owner.fd);
+  for (const name of owner.names) unlinkIfThere(name);
+}
+
+function removeAllOwnerNames(): void {
+  for (const owner of ownerFiles.values()) for (const name of owner.names) { try { unlinkSync(name); } catch { /* exiting */ } }
+}
+
+// Writes a fresh record (next sequence number, time now) and returns that
+// time: it starts the lease of the hold that follows. Padded to the longest
+// record so far, so rewriting in place never leaves the tail of a longer one.
+function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
+  owner.seq++;
+  const time = clock.now();
+  owner.prefix ??= holderPart({ ...holderOf(identity()), token: owner.token });
+  const text = owner.prefix + recordTail(owner.seq, clock.tag, time, renew);
+  owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
+  writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
+  return time;
+}
+
+// Removes owner-file names left by dead holders. Once per thread and
+// directory: one directory read, whatever the number of limiters there.
+// Files we may not remove (another user's) or cannot judge are left.
+function sweepOwners(dir: string): void {
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return; }
+  const verdicts = new Map<string, boolean>();
+  for (const name of names) {
+    const token = /\.owner-([0-9a-f]{16})$/.exec(name)?.[1];
+    if (!token || token === ownerFiles.get(dir)?.token) continue;
+    let dead = verdicts.get(token);
+    if (dead === undefined) {
+      let file: Inspected | undefined;
+      try { file = inspect(join(dir, name)); } catch { file = undefined; }
+      dead = file?.record !== undefined && holderIsDead(file.record);
+      verdicts.set(token, dead);
+    }
+    if (dead) { try { unlinkSync(join(dir, name)); } catch { /* not ours to remove, or gone */ } }
+  }
+}
+
+// Every name a dead holder's owner file has in `dir`.
+function removeOwnerNames(dir: string, token: string): void {
+  if (!/^[0-9a-f]{16}$/.test(token)) return;
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return; }
+  for (const name of names) if (name.endsWith(`.owner-${token}`)) { try { unlinkSync(join(dir, name)); } catch { /* another user's, or gone */ } }
+}
+
+// --- reading the lock's names ------------------------------------------------
+
+interface Inspected { ino: number; text: string; record?: OwnerRecord | undefined }
+
+// Reads a lock, a break lock or an owner file: undefined if it does not
+// exist. It is opened without following links and without blocking (a FIFO
+// would block open() and freeze the event loop), and anything but a regular
+// file is a clear error naming it. A file we may not read is returned with
+// no record: its holder cannot be judged, so it is broken only when stale.
+function inspect(path: string): Inspected | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is a symbolic link, not a lock made by ratelimit; remove it`, path, error);
+    if (code === 'EACCES' || code === 'EPERM') {
+      const st = lstatSync(path, { throwIfNoEntry: false });
+      if (!st) return undefined;
+      if (!st.isFile()) throw notALock(path, st);
+      return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
+    }
+    throw fileError(error, 'read', path);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notALock(path, st);
+    const buf = Buffer.alloc(4096);
+    let n: number;
+    try { n = readSync(fd, buf, 0, buf.length, 0); } catch (error) { throw fileError(error, 'read', path); }
+    const text = buf.toString('utf8', 0, n);
+    return { ino: st.ino, text, record: parseOwnerRecord(text) };
+  } finally {
+    closeQuietly(fd);
+  }
+}
+
+function notALock(path: string, st: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean }): RateLimitStoreError {
+  const what = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'not a regular file';
+  return new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is ${what}, not a lock made by ratelimit; remove it`, path);
+}
+
+function discardTemp(temp: { path: string; fd: number }): void {
+  if (temp.fd >= 0) closeQuietly(temp.fd);
+  unlinkIfThere(temp.path);
 }
 
 // ---------------------------------------------------------------------------
-// 4. Clock. Processes sharing a file must read time on one clock, and an
+// 4. Liveness. Whether a lock's holder is proven gone. Fail-closed: whatever
+//    cannot be read or compared means "alive", and such a lock is broken
+//    only once it is older than staleAfter.
+// ---------------------------------------------------------------------------
+
+/**
+ * True only when the holder named by the record is proven gone: same kernel
+ * boot (boot id), and then, in our pid namespace, no such process (or a
+ * zombie, or a newer process under a reused pid) or no such thread in it; or,
+ * from the host's pid namespace, no such process left in the holder's.
+ * A record with an empty or foreign boot id, another namespace we cannot
+ * see into, or a /proc we cannot read is judged alive. Hostnames are not
+ * compared: containers on one kernel may each have their own.
+ */
+export function holderIsDead(rec: Holder): boolean {
+  const me = identity();
+  if (!me.boot || rec.boot !== me.boot) return false;
+  if (!me.ns || rec.ns !== me.ns) return goneFromNamespace(rec, me);
+  return !taskAlive(rec.pid, rec.tid ?? 0, rec.start, rec.tstart ?? '', me);
+}
+
+// Is the task alive, judged in our own pid namespace? Through /proc when it
+// shows our namespace; else by signal 0 (no start time then, so a reused pid
+// counts as alive).
+function taskAlive(pid: number, tid: number, start: string, tstart: string, me: Identity): boolean {
+  if (!me.procIsOurs) {
+    try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code !== 'ESRCH'; }
+  }
+  const proc = readStat(`/proc/${pid}/stat`);
+  if (proc === 'gone') return false;
+  if (proc === 'unknown') return true;
+  if (proc.state === 'Z' || proc.state === 'X') return false;
+  if (start && proc.start !== start) return false;
+  if (!tid || tid === pid) return true;
+  const thread = readStat(`/proc/${pid}/task/${tid}/stat`);
+  if (thread === 'gone') return false;
+  if (thread === 'unknown') return true;
+  if (thread.state === 'Z' || thread.state === 'X') return false;
+  return !tstart || thread.start === tstart;
+}
+
+// A holder in another pid namespace is proven gone only from the host's
+// namespace (the one that sees every process), when every process's
+// namespace could be read and none in the holder's has its pid (NSpid) and
+// start time. Costs a /proc scan, so results are kept NAMESPACE_SCAN_EVERY_MS.
+const PID_NS_INIT = 'pid:[4026531836]';
+const scans = new Map<string, { atMs: number; dead: boolean }>();
+function goneFromNamespace(rec: Holder, me: Identity): boolean {
+  if (me.ns !== PID_NS_INIT || !me.procIsOurs || !rec.ns) return false;
+  const key = `${rec.ns}:${rec.pid}:${rec.start}`;
+  const memo = scans.get(key);
+  if (memo && performance.now() - memo.atMs < NAMESPACE_SCAN_EVERY_MS) return memo.dead;
+  let dead = true;
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      let status: string;
+      try { status = readFileSync(`/proc/${entry}/status`, 'latin1'); } catch { continue; } // exited meanwhile
+      const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+      if (nspid?.length === 1) continue; // in the host's namespace only, so not in the holder's
+      let ns: string;
+      try { ns = readlinkSync(`/proc/${entry}/ns/pid`); } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        dead = false; break; // a nested namespace we cannot see: cannot prove anything
+      }
+      if (ns !== rec.ns) continue;
+      if (!nspid || Number(nspid[nspid.length - 1]) !== rec.pid) continue;
+      const stat = readStat(`/proc/${entry}/stat`);
+      if (stat === 'gone') continue;
+      if (stat === 'unknown' || stat.state !== 'Z' && (!rec.start || stat.start === rec.start)) { dead = false; break; }
+    }
+  } catch {
+    dead = false;
+  }
+  if (scans.size > 100) scans.clear();
+  scans.set(key, { atMs: performance.now(), dead });
+  return dead;
+}
+
+// A /proc/.../stat file: its state letter and start time (field 22, clock
+// ticks since boot, less our time namespace's boot-clock offset, so readings
+// from inside and outside a time namespace compare). The command name (field
+// 2) may hold spaces, so fields are counted from its closing paren.
+function readStat(path: string): { state: string; start: string } | 'gone' | 'unknown' {
+  let stat: string;
+  try {
+    stat = readFileSync(path, 'latin1');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ESRCH' ? 'gone' : 'unknown';
+  }
+  const rest = stat.slice(stat.lastIndexOf(')') + 2);
+  return { state: rest.slice(0, 1), start: normalStart(rest.split(' ')[19] ?? '') };
+}
+
+function normalStart(ticks: string): string {
+  if (!/^\d+$/.test(ticks)) return '';
+  const offsets = timeNamespaceOffsets();
+  if (!offsets || offsets.bootS === 0) return ticks;
+  return String(BigInt(ticks) - BigInt(Math.round(offsets.bootS * 100)));
+}
+
+// Who this thread is, for owner records. Each field is '' (or 0) when it
+// cannot be read, which makes the holder impossible to judge, never dead.
+interface Identity { host: string; ns: string; boot: string; start: string; tid: number; tstart: string; procIsOurs: boolean }
+let identityCache: Identity | undefined;
+function identity(): Identity {
+  if (identityCache) return identityCache;
+  const read = (f: () => string) => { try { return f(); } catch { return ''; } };
+  // /proc may be mounted for another pid namespace (unshare --pid without
+  // --mount-proc): then its pids are not ours.
+  const self = read(() => readlinkSync('/proc/self'));
+  const thread = read(() => readlinkSync('/proc/thread-self')).split('/task/');
+  const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
+  const own = readStat('/proc/self/stat');
+  const ownThread = tid ? readStat(`/proc/self/task/${tid}/stat`) : 'unknown';
+  identityCache = {
+    // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
+    host: read(hostname),
+    ns: read(() => readlinkSync('/proc/self/ns/pid')),
+    boot: read(() => readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim()),
+    start: typeof own === 'object' ? own.start : '',
+    tid,
+    tstart: typeof ownThread === 'object' ? ownThread.start : '',
+    procIsOurs: self === String(process.pid),
+  };
+  return identityCache;
+}
+
+// ---------------------------------------------------------------------------
+// 5. Clock. Processes sharing a file must read time on one clock, and an
 //    administrator stepping the wall clock must not move it.
 // ---------------------------------------------------------------------------
 
@@ -2022,47 +2517,113 @@ function removeOwnerFiles(): void {
 export interface SharedClock {
   readonly tag: string;
   now(): number;
+  /**
+   * The wall clock, in seconds, for carrying a state over from another clock
+   * and for spotting a writer whose clock disagrees with ours. Leave it out
+   * (a test clock) to trust `now` alone.
+   */
+  wall?(): number;
 }
 
 let clockCache: SharedClock | undefined;
 
 /**
- * The clock the file store uses. On Linux it is the time since boot, which
- * every process shares and wall-clock steps do not move, tagged with the boot
- * id so readings from before a reboot are recognised. Node's
- * `process.hrtime` already reads it (CLOCK_MONOTONIC). Runtimes whose hrtime
- * counts from their own start (Bun, Deno) get it by lining up their monotonic
- * clock with the moment `/proc/uptime` ticks over (it counts in 10 ms steps,
- * so the tick edge is exact). Without /proc it is the wall clock, tagged
- * `wall`: then a clock step can let extra calls through or, stepped back, is
- * absorbed at the next write.
+ * The clock the file store uses. On Linux it is CLOCK_BOOTTIME of the host
+ * (the time since boot, suspends included; /proc/uptime shows it), which
+ * every process on the machine shares and wall-clock steps do not move,
+ * tagged with the boot id so readings from before a reboot are recognised.
+ * A process in a time namespace subtracts that namespace's offsets
+ * (/proc/self/timens_offsets), so it reads the host's clock too.
+ * Node's `process.hrtime` (CLOCK_MONOTONIC) is that clock as long as the
+ * machine has not been suspended since boot; otherwise, and on runtimes whose
+ * hrtime counts from their own start (Bun, Deno), a local monotonic clock is
+ * lined up with the moment /proc/uptime ticks over (it counts in 10 ms
+ * steps, so the tick edge is exact). The line-up is checked against
+ * /proc/uptime at most once a second and redone after a suspend.
+ * Without /proc, or without a readable boot id or time namespace offsets,
+ * it is the wall clock, tagged `wall`: then a clock step can let extra calls
+ * through or, stepped back, is absorbed at the next write.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
   const boot = identity().boot;
-  const hr = () => Number(process.hrtime.bigint()) / 1e9;
-  if (boot && readUptime() !== undefined) {
-    if (hrtimeIsBootClock(hr)) return (clockCache = { tag: `boot:${boot}`, now: hr });
-    const offset = uptimeOffset();
-    if (offset !== undefined) {
-      const mono = () => performance.now() / 1000 + offset;
-      return (clockCache = { tag: `boot:${boot}`, now: mono });
-    }
+  const offsets = timeNamespaceOffsets();
+  if (boot && offsets && readUptime() !== undefined) {
+    const clock = bootClock(`boot:${boot}`, offsets.bootS, offsets.monoS);
+    if (clock) { clockCache = clock; return clock; }
   }
-  return (clockCache = { tag: 'wall', now: () => Date.now() / 1000 });
+  clockCache = wallClock();
+  return clockCache;
 }
 
-// Whether process.hrtime counts from boot (Node) rather than from this
-// process's start (Bun, Deno). /proc/uptime is the boot clock truncated to
-// 10 ms, so if hrtime is the boot clock, a read of /proc/uptime between two
-// hrtime readings h1, h2 gives u with h1 - 10 ms < u <= h2. Read it between
-// two hrtime readings close together: one that the scheduler preempted in
-// between proves nothing either way, so it is tried again.
-function hrtimeIsBootClock(hr: () => number): boolean {
+const wallS = () => Date.now() / 1000;
+
+// The wall clock with sub-millisecond steps: performance.timeOrigin +
+// performance.now(), held within the millisecond that Date.now() reports, so
+// it never strays from the wall clock by more than 1 ms, and two processes
+// on this fallback agree to far better than Date.now()'s 1 ms steps.
+function wallClock(): SharedClock {
+  const origin = performance.timeOrigin;
+  return {
+    tag: 'wall',
+    now: () => {
+      const ms = Date.now();
+      const fine = origin + performance.now();
+      return (fine < ms ? ms : fine >= ms + 1 ? ms + 0.999 : fine) / 1000;
+    },
+    wall: wallS,
+  };
+}
+
+// The host's boot clock as local() + offset, where local is hrtime (Node) or
+// performance.now() (Bun, Deno).
+function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): SharedClock | undefined {
+  const hr = () => Number(process.hrtime.bigint()) / 1e9;
+  const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
+  let local: () => number;
+  let offsetS: number | undefined;
+  if (hrtimeIsBootClock(hr, uptime, monoOffsetS)) {
+    local = hr;
+    offsetS = -monoOffsetS;
+  } else {
+    local = () => performance.now() / 1000;
+    offsetS = uptimeOffset(local, uptime);
+  }
+  if (offsetS === undefined) return undefined;
+  let off = offsetS;
+  let checkedMs = performance.now();
+  let checkedWallMs = Date.now();
+  const now = () => {
+    const t = local() + off;
+    // Once a second (by either clock: the monotonic one stands still while
+    // the machine is suspended), check the line-up; redo it if it slipped.
+    const mono = performance.now();
+    const wallMs = Date.now();
+    if (mono - checkedMs < 1000 && Math.abs(wallMs - checkedWallMs) < 1000) return t;
+    checkedMs = mono;
+    checkedWallMs = wallMs;
+    const p1 = local();
+    const u = uptime();
+    const p2 = local();
+    if (u === undefined || (u <= p2 + off + 0.0005 && u + 0.0105 > p1 + off)) return t;
+    const again = uptimeOffset(local, uptime);
+    if (again !== undefined) off = again;
+    return local() + off;
+  };
+  return { tag, now, wall: wallS };
+}
+
+// Whether hrtime less the namespace's monotonic offset is the boot clock: if
+// so, a read of /proc/uptime between two hrtime readings h1, h2 gives u
+// with h1 - 10 ms < u <= h2. Read it between two hrtime readings close
+// together: one that the scheduler preempted in between proves nothing either
+// way, so it is tried again. False on Bun and Deno (hrtime counts from their
+// start) and after a suspend (CLOCK_MONOTONIC stood still while suspended).
+function hrtimeIsBootClock(hr: () => number, uptime: () => number | undefined, monoOffsetS: number): boolean {
   for (let tries = 0; tries < 50; tries++) {
-    const h1 = hr();
-    const u = readUptime();
-    const h2 = hr();
+    const h1 = hr() - monoOffsetS;
+    const u = uptime();
+    const h2 = hr() - monoOffsetS;
     if (u === undefined) return false;
     if (h2 - h1 > 0.001) continue;
     return u <= h2 + 0.0005 && u > h1 - 0.0105;
@@ -2070,9 +2631,9 @@ function hrtimeIsBootClock(hr: () => number): boolean {
   return false;
 }
 
-// The boot clock minus performance.now()/1000. /proc/uptime is the boot
-// clock truncated to 10 ms, so a read that returns u, made between
-// performance.now() readings p1 and p2, proves
+// The boot clock minus local(). /proc/uptime is the boot clock truncated to
+// 10 ms, so a read that returns u, made between local readings p1 and p2,
+// proves
 //   u - p2 <= offset < u + 10 ms - p1.
 // Each read narrows [lo, hi]; a read the scheduler preempted only narrows it
 // less, it can never make it wrong. The reads that narrow it most are the
@@ -2084,26 +2645,27 @@ function hrtimeIsBootClock(hr: () => number): boolean {
 // width). Once per process; 10 to 30 ms unless the machine is very busy.
 const CALIBRATION_TARGET_MS = 0.1;
 const CALIBRATION_MAX_MS = 500;
-function uptimeOffset(): number | undefined {
-  const start = performance.now();
+function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
+  const startMs = performance.now();
   let lo = -Infinity;
   let hi = Infinity;
   const sample = (): boolean => {
-    const p1 = performance.now();
-    const u = readUptime();
-    const p2 = performance.now();
+    const p1 = local();
+    const u = uptime();
+    const p2 = local();
     if (u === undefined) return false;
-    lo = Math.max(lo, u - p2 / 1000);
-    hi = Math.min(hi, u + 0.01 - p1 / 1000);
+    lo = Math.max(lo, u - p2);
+    hi = Math.min(hi, u + 0.01 - p1);
     return true;
   };
   if (!sample()) return undefined;
-  while ((hi - lo) * 1000 > CALIBRATION_TARGET_MS && performance.now() - start < CALIBRATION_MAX_MS) {
+  while ((hi - lo) * 1000 > CALIBRATION_TARGET_MS && performance.now() - startMs < CALIBRATION_MAX_MS) {
     // The next tick, as a boot-clock value, and the window in which it falls
-    // on performance.now(): [(tick - hi) * 1000, (tick - lo) * 1000] ms.
-    const tick = Math.floor((performance.now() / 1000 + (lo + hi) / 2) * 100 + 1) / 100;
-    sleepSyncUntil((tick - hi) * 1000 - 0.2);
-    const until = (tick - lo) * 1000 + 0.2;
+    // on the local clock: [tick - hi, tick - lo] s, turned into performance.now() ms.
+    const toPerfMs = (localS: number) => performance.now() + (localS - local()) * 1000;
+    const tick = Math.floor((local() + (lo + hi) / 2) * 100 + 1) / 100;
+    sleepSyncUntil(toPerfMs(tick - hi) - 0.2);
+    const until = toPerfMs(tick - lo) + 0.2;
     do { if (!sample()) break; } while (performance.now() < until);
     if (hi < lo) { lo = -Infinity; hi = Infinity; sample(); } // the clocks jumped (a suspend): start over
   }
@@ -2118,48 +2680,80 @@ function readUptime(): number | undefined {
   }
 }
 
-// Who this process is, for owner records: host, pid namespace, boot id, and
-// the process start time (so a reused pid is not mistaken for the holder).
-let identityCache: { host: string; ns: string; boot: string; start: string } | undefined;
-function identity(): { host: string; ns: string; boot: string; start: string } {
-  if (identityCache) return identityCache;
-  const read = (f: () => string) => { try { return f(); } catch { return ''; } };
-  return (identityCache = {
-    // Deno without --allow-sys=hostname refuses; another host's name is
-    // only compared, so an empty one just makes every lock look foreign.
-    host: read(hostname),
-    ns: read(() => readlinkSync('/proc/self/ns/pid')),
-    boot: read(() => readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim()),
-    start: read(() => procStart(readFileSync('/proc/self/stat', 'latin1'))),
-  });
-}
-
-// Field 22 of /proc/<pid>/stat: start time in clock ticks since boot. The
-// command name (field 2) may hold spaces, so count from its closing paren.
-function procStart(stat: string): string {
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
-}
-
-// A process is alive if /proc lists it, it is not a zombie, and it started
-// when the owner record says (else its pid was reused). Without /proc, ask
-// the kernel with signal 0.
-function processAlive(pid: number, start: string): boolean {
-  let stat: string;
+// This process's time namespace offsets, in seconds: zero outside one, or on
+// a kernel without time namespaces (no such file). Undefined when the file
+// exists but cannot be read: then our clock cannot be put on the host's.
+let offsetsCache: { monoS: number; bootS: number } | undefined | null = null;
+function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
+  if (offsetsCache !== null) return offsetsCache;
+  let text: string;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    text = readFileSync('/proc/self/timens_offsets', 'latin1');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ESRCH') {
-      if (exists('/proc/self/stat')) return false;
-    }
-    try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+    offsetsCache = (error as NodeJS.ErrnoException).code === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined;
+    return offsetsCache;
   }
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  if (state === 'Z' || state === 'X') return false;
-  return !start || procStart(stat) === start;
+  const get = (name: string) => {
+    const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
+    return m ? Number(m[1]) + Number(m[2]) / 1e9 : undefined;
+  };
+  const monoS = get('monotonic');
+  const bootS = get('boottime');
+  offsetsCache = monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
+  return offsetsCache;
 }
+
+// --- file helpers ----------------------------------------------------------------
+
+function exists(path: string): boolean {
+  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+}
+
+// Removes a file of ours; gone already is fine, anything else is an error.
+function unlinkIfThere(path: string): void {
+  try { unlinkSync(path); } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError(error, 'remove', path);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try { closeSync(fd); } catch { /* already closed */ }
+}
+
+// Turns an fs error into one that says what we were doing, on which file, and
+// what is wrong, with the system's code.
+function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const dir = dirname(path);
+  let why =
+    code === 'ENOENT' ? `the directory ${JSON.stringify(dir)} does not exist` :
+    code === 'EACCES' || code === 'EPERM' ? `permission denied in ${JSON.stringify(dir)}${ownedBy(path)}` :
+    code === 'EROFS' ? `${JSON.stringify(dir)} is on a read-only file system` :
+    code === 'ENOTDIR' ? `a part of ${JSON.stringify(dir)} is not a directory` :
+    code === 'ENOSPC' ? `no space left on the device of ${JSON.stringify(dir)}` :
+    code === 'EDQUOT' ? `the disk quota is used up in ${JSON.stringify(dir)}` :
+    code === 'EMFILE' || code === 'ENFILE' ? 'too many open files' :
+    (error as Error).message;
+  if (code && !why.includes(code)) why += ` (${code})`;
+  return new RateLimitStoreError(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, path, error);
+}
+
+function ownedBy(path: string): string {
+  try {
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    const uid = process.getuid?.();
+    return st && uid !== undefined && st.uid !== uid ? ` (the file belongs to uid ${st.uid})` : '';
+  } catch {
+    return '';
+  }
+}
+
+// ===========================================================================
+// END FILE STORE
+// ===========================================================================
 
 // ---------------------------------------------------------------------------
-// 5. Helpers
+// 6. Helpers
 // ---------------------------------------------------------------------------
 
 // How long a call may wait for a busy lock: its maxWait, but at least
@@ -2212,14 +2806,6 @@ function sleepSyncUntil(deadline: number): void {
   }
 }
 
-// Writes text at the start of the file. The Buffer form of writeSync is used
-// because Deno (2.9) ignores the position in writeSync(fd, string, position)
-// and writes at the descriptor's current offset, which appends.
-function writeAt0(fd: number, text: string): void {
-  const bytes = Buffer.from(text, 'utf8');
-  writeSync(fd, bytes, 0, bytes.length, 0);
-}
-
 function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as PromiseLike<T> | undefined)?.then === 'function';
 }
@@ -2241,51 +2827,6 @@ function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
   return String(value);
-}
-
-// Reads a small file without following links: its inode and text, or
-// undefined if it does not exist.
-function readSmall(path: string): { ino: number; text: string } | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW);
-  } catch {
-    return undefined;
-  }
-  try {
-    const buf = Buffer.alloc(4096);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    return { ino: fstatSync(fd).ino, text: buf.toString('utf8', 0, n) };
-  } catch {
-    return undefined;
-  } finally {
-    closeQuietly(fd);
-  }
-}
-
-function exists(path: string): boolean {
-  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
-}
-
-function unlinkQuietly(path: string): void {
-  try { unlinkSync(path); } catch { /* already gone */ }
-}
-
-function closeQuietly(fd: number): void {
-  try { closeSync(fd); } catch { /* already closed */ }
-}
-
-// Turns an fs error into one that says what we were doing and what to do.
-function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
-  const code = (error as NodeJS.ErrnoException).code;
-  const dir = dirname(path);
-  const why =
-    code === 'ENOENT' ? `the directory ${JSON.stringify(dir)} does not exist` :
-    code === 'EACCES' || code === 'EPERM' ? `permission denied in ${JSON.stringify(dir)}` :
-    code === 'EROFS' ? `${JSON.stringify(dir)} is on a read-only file system` :
-    code === 'ENOTDIR' ? `a part of ${JSON.stringify(dir)} is not a directory` :
-    (error as Error).message;
-  return new RateLimitStoreError(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, path, error);
 }
 
 // ---------------------------------------------------------------------------

@@ -10,23 +10,31 @@
 // (EXACT). Where a scenario mixes clocks that are only lined up to each other
 // (faketime faking the monotonic clock too), its tolerance is stated there.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, rmdirSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, rmdirSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { RateLimit, sharedClock } from '../../ratelimit.ts';
+import { RateLimit, encodeOwnerRecord, parseOwnerRecord, sharedClock } from '../../ratelimit.ts';
 import { BAD_OPTIONS, ROOT, tempDir, violations } from '../helpers.ts';
 import type { WorkerConfig } from './worker.ts';
+import { faultScenarios } from './faults.ts';
 
 export type Size = 'bounded' | 'full';
-export interface Outcome { name: string; figures: Record<string, string | number>; failures: string[] }
+/** `skipped`: why the scenario could not run here (a tool or a namespace this machine refuses); not a pass. */
+export interface Outcome { name: string; figures: Record<string, string | number>; failures: string[]; skipped?: string }
 
 const EXACT = 1e-9;
 const WORKER = join(ROOT, 'test/stress/worker.ts');
 const clock = sharedClock();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export interface Event { id: string; ready?: boolean; r?: number; rt?: number; lw?: number; g?: number; t?: number; warn?: string; error?: string; done?: boolean; broken?: number; lost?: number }
-export interface Worker { id: string; proc: ChildProcess; events: Event[]; exit: Promise<number | string>; ready: Promise<void> }
+export interface Event {
+  id: string; ready?: boolean; r?: number; rt?: number; lw?: number; g?: number; t?: number; took?: number; warn?: string; error?: string; code?: string;
+  done?: boolean; broken?: number; lost?: number; off?: number; offErr?: number; tag?: string; timens?: Record<string, number>; firstError?: { message: string; code?: string };
+}
+/** `pid` is the worker's own node process (the spawned one, or its descendant when started through a wrapper such as unshare). */
+export interface Worker { id: string; proc: ChildProcess; pid: number; events: Event[]; exit: Promise<number | string>; ready: Promise<void>; hello?: Event }
+/** How to start a worker other than as plain `node`: a command in front (unshare, setpriv, ...) and node options. */
+export interface Wrap { prefix?: string[]; nodeArgs?: string[] }
 
 // Every worker started here, so a failed scenario still kills its processes.
 const live = new Set<ChildProcess>();
@@ -36,21 +44,24 @@ export function killWorkers(): void {
 }
 process.on('exit', killWorkers);
 
-export function startWorker(cfg: WorkerConfig, faketime?: { offset: string; monotonic: boolean }): Worker {
-  const args = ['--import', 'tsx', WORKER];
+export function startWorker(cfg: WorkerConfig, faketime?: { offset: string; monotonic: boolean }, wrap: Wrap = {}): Worker {
+  const args = [...(wrap.nodeArgs ?? []), '--import', 'tsx', WORKER];
   const env: NodeJS.ProcessEnv = { ...process.env, RL: JSON.stringify(cfg) };
   let proc: ChildProcess;
   if (faketime) {
     if (!faketime.monotonic) env.FAKETIME_DONT_FAKE_MONOTONIC = '1';
     proc = spawn('faketime', ['-f', faketime.offset, process.execPath, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  } else if (wrap.prefix?.length) {
+    proc = spawn(wrap.prefix[0], [...wrap.prefix.slice(1), process.execPath, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
   } else {
     proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
   }
+  const worker: Worker = { id: cfg.id, proc, pid: proc.pid!, events: [], exit: undefined as never, ready: undefined as never };
   proc.stdin!.on('error', () => { /* the worker may be gone */ });
   let isReady: () => void;
   const ready = new Promise<void>((r) => { isReady = r; });
   live.add(proc);
-  const events: Event[] = [];
+  const events = worker.events;
   let partial = '';
   proc.stdout!.on('data', (d) => {
     const lines = (partial + d).split('\n');
@@ -58,18 +69,38 @@ export function startWorker(cfg: WorkerConfig, faketime?: { offset: string; mono
     for (const line of lines) {
       if (!line) continue;
       const event = JSON.parse(line) as Event;
-      if (event.ready) isReady(); else events.push(event);
+      if (event.ready) {
+        worker.hello = event;
+        if (wrap.prefix?.length) worker.pid = nodeBelow(proc.pid!) ?? proc.pid!;
+        isReady();
+      } else events.push(event);
     }
   });
   let stderr = '';
   proc.stderr!.on('data', (d) => { stderr += d; });
   const exit = new Promise<number | string>((resolve) => proc.on('exit', (code, signal) => {
     live.delete(proc);
-    if (code !== 0 && signal === null) events.push({ id: cfg.id, error: `exited ${code}: ${stderr.slice(-500)}` });
+    if (code !== 0 && signal === null) events.push({ id: cfg.id, error: `exited ${code}: ${stderr.replace(/\n\s+at .*/g, '').slice(-700)}` });
     isReady();
     resolve(code ?? signal!);
   }));
-  return { id: cfg.id, proc, events, exit, ready };
+  worker.exit = exit;
+  worker.ready = ready;
+  return worker;
+}
+
+// The first node process at or below `pid`, following /proc's children lists.
+function nodeBelow(pid: number): number | undefined {
+  const queue = [pid];
+  while (queue.length) {
+    const p = queue.shift()!;
+    if (read(`/proc/${p}/cmdline`).includes(WORKER) && read(`/proc/${p}/exe`, true) === process.execPath) return p;
+    for (const task of readdirQuiet(`/proc/${p}/task`)) queue.push(...read(`/proc/${p}/task/${task}/children`).split(' ').filter(Boolean).map(Number));
+  }
+  return undefined;
+}
+function readdirQuiet(path: string): string[] {
+  try { return readdirSync(path); } catch { return []; }
 }
 
 /**
@@ -250,7 +281,7 @@ async function stopped(pid: number): Promise<boolean> {
 }
 
 function readLock(path: string): { pid: number } | undefined {
-  try { return JSON.parse(readFileSync(path, 'utf8')); } catch { return undefined; }
+  try { return parseOwnerRecord(readFileSync(path, 'utf8')); } catch { return undefined; }
 }
 
 /** 3. A worker is SIGSTOPped while it holds the lock, the others go on after staleAfter, then it is resumed. */
@@ -327,9 +358,11 @@ export async function racingBreakers(size: Size): Promise<Outcome> {
       // Even rounds: the owner is a dead process. Odd rounds: a live process
       // (this one) with a record older than staleAfter.
       const dead = round % 2 === 0;
-      writeFileSync(`${file}.lock`, JSON.stringify({
-        pid: dead ? deadPid() : process.pid, host: hostname(), ns: read('/proc/self/ns/pid', true), boot: read('/proc/sys/kernel/random/boot_id').trim(),
-        start: dead ? '1' : procStart(process.pid), token: `stale${round}`, seq: 1, clock: clock.tag, time: clock.now() - (dead ? 0 : 60),
+      const pid = dead ? deadPid() : process.pid;
+      const start = dead ? '1' : procStart(process.pid);
+      writeFileSync(`${file}.lock`, encodeOwnerRecord({
+        pid, tid: pid, host: hostname(), ns: read('/proc/self/ns/pid', true), boot: read('/proc/sys/kernel/random/boot_id').trim(),
+        start, tstart: start, token: `stale${round}`, seq: 1, clock: clock.tag, time: clock.now() - (dead ? 0 : 60),
       }));
       const workers = Array.from({ length: 8 }, (_, i) => startWorker({ ...limit, staleAfter: 10, file, id: `b${i}` }));
       const { until } = await launch(workers, 0.3);
@@ -519,4 +552,5 @@ export async function badInput(): Promise<Outcome> {
   return { name: 'bad input', figures: { 'bad option values': BAD_OPTIONS.length, 'bad files': fileCases, 'read-only directory': 'in ratelimit.test.ts (needs a read-only mount)' }, failures };
 }
 
-export const scenarios = { saturation, killStorm, pausedHolder, racingBreakers, stateFaults, clockSteps, badInput };
+// The adversarial ones of issue 10 are in faults.ts.
+export const scenarios = { saturation, killStorm, pausedHolder, racingBreakers, stateFaults, clockSteps, badInput, ...faultScenarios };

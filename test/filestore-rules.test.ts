@@ -1,0 +1,304 @@
+// The file store's rules, stepped through on a made-up clock: when a lock is
+// respected and when it is broken, what a holder paused in the middle of its
+// transaction does, why a paused breaker cannot undo anything, who is proven
+// dead, and what odd files, full disks and many limiters give. No test here
+// sleeps for a stale lock; the whole file runs in well under a second or two.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, writeFileSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import {
+  RateLimit, RateLimitStoreError, RateLimitTimeoutError, FileStore, encodeOwnerRecord, parseOwnerRecord, holderIsDead,
+  type OwnerRecord, type RateLimitStore, type SharedClock, type Transaction,
+} from '../ratelimit.ts';
+import { tempDir } from './helpers.ts';
+
+const root = process.getuid?.() === 0;
+const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+const ns = readlinkSync('/proc/self/ns/pid');
+const startOf = (pid: number) => { const s = readFileSync(`/proc/${pid}/stat`, 'latin1'); return s.slice(s.lastIndexOf(')') + 2).split(' ')[19]!; };
+const exitedPid = () => spawnSync(process.execPath, ['-e', '0']).pid!;
+
+// A clock moved by hand. `wall` runs with it, as a real machine's would.
+function testClock(startS = 1000): SharedClock & { t: number } {
+  const c = { t: startS, tag: 'test', now: () => c.t, wall: () => c.t };
+  return c;
+}
+
+function record(over: Partial<OwnerRecord> = {}): OwnerRecord {
+  const pid = over.pid ?? process.ppid;
+  return { pid, tid: pid, host: hostname(), ns, boot, start: startOf(process.ppid), tstart: '', token: 'feedfacefeedface', seq: 1, clock: 'test', time: 0, ...over };
+}
+
+// Captures process warnings emitted while `f` runs.
+async function warningsDuring(f: () => unknown): Promise<string[]> {
+  const seen: string[] = [];
+  const on = (w: Error) => seen.push(w.message);
+  process.on('warning', on);
+  try { f(); await new Promise((r) => setImmediate(r)); } finally { process.off('warning', on); }
+  return seen;
+}
+
+// A store that runs `during(n)` inside the n-th transaction (counting from 1):
+// the place where a real process would be paused.
+function pausing(file: FileStore, during: (n: number) => void): RateLimitStore & { runs: number } {
+  const s = {
+    name: file.name,
+    runs: 0,
+    update: <T>(tx: Transaction<T>) => s.updateSync(tx),
+    updateSync: <T>(tx: Transaction<T>) => file.updateSync<T>((state, now, ctx) => { s.runs++; const out = tx(state, now, ctx); during(s.runs); return out; }),
+  };
+  return s;
+}
+
+describe('file store rules (made-up clock)', () => {
+  const { dir, cleanup } = tempDir();
+  after(cleanup);
+  let n = 0;
+  const path = () => join(dir, `rules-${++n}.json`);
+
+  it('owner records: one encoder and one parser, which rejects anything else', () => {
+    const r = record({ renew: 'x.renew-1' });
+    assert.deepEqual(parseOwnerRecord(encodeOwnerRecord(r)), r);
+    assert.deepEqual(parseOwnerRecord(encodeOwnerRecord(r) + '   '), r, 'padding is ignored');
+    for (const bad of ['', '{', 'null', '{"pid":"1"}', encodeOwnerRecord(r).slice(0, 40)]) assert.equal(parseOwnerRecord(bad), undefined, bad);
+  });
+
+  it('a live holder\'s lock is respected until it is staleAfter old by its record, then broken', async () => {
+    const file = path();
+    const clock = testClock(0);
+    writeFileSync(`${file}.lock`, encodeOwnerRecord(record({ time: 0 })));
+    const limit = new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { staleAfter: 10, clock }) });
+    assert.equal(limit.tryAcquire(), false, 'at 0 s');
+    clock.t = 9.9;
+    assert.equal(limit.tryAcquire(), false, 'at 9.9 s');
+    clock.t = 10.1;
+    const warnings = await warningsDuring(() => assert.equal(limit.tryAcquire(), true, 'at 10.1 s'));
+    assert.ok(warnings.some((w) => /broke the lock .* held by pid/.test(w)), warnings.join());
+  });
+
+  it('a lock whose record cannot be read is aged from when this store first saw it', () => {
+    const file = path();
+    const clock = testClock(500);
+    writeFileSync(`${file}.lock`, '\u0000garbage{');
+    const limit = new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { staleAfter: 10, clock }) });
+    assert.equal(limit.tryAcquire(), false, 'first seen at 500 s');
+    clock.t = 509.9;
+    assert.equal(limit.tryAcquire(), false);
+    clock.t = 510.1;
+    assert.equal(limit.tryAcquire(), true);
+  });
+
+  it('a lock whose record is on a clock ahead of ours is still broken, after staleAfter of watching it', () => {
+    const file = path();
+    const clock = testClock(0);
+    writeFileSync(`${file}.lock`, encodeOwnerRecord(record({ time: 3600 })));
+    const limit = new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { staleAfter: 10, clock }) });
+    assert.equal(limit.tryAcquire(), false);
+    clock.t = 10.1;
+    assert.equal(limit.tryAcquire(), true);
+  });
+
+  it('a lock whose holder is proven dead is broken at once, whatever its age', () => {
+    const file = path();
+    writeFileSync(`${file}.lock`, encodeOwnerRecord(record({ pid: exitedPid(), start: '1', time: 1000 })));
+    const limit = new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { staleAfter: 60, clock: testClock(1000) }) });
+    assert.equal(limit.tryAcquire(), true);
+    assert.equal(existsSync(`${file}.lock`), false);
+  });
+
+  it('a holder paused past staleAfter/2 inside its transaction does not count on its write, and starts over', () => {
+    const file = path();
+    const clock = testClock(0);
+    const fs = new FileStore(file, { staleAfter: 10, clock });
+    // The first run "pauses" for 11 s: past its lease, and past staleAfter,
+    // so the next try breaks the lock it left.
+    const store = pausing(fs, (run) => { if (run === 1) clock.t += 11; });
+    const limit = new RateLimit({ maxCount: 1, per: 100, store });
+    assert.equal(limit.tryAcquire(), false, 'the restarted call finds the first run\'s slot taken: it errs on the safe side');
+    assert.equal(store.runs, 2);
+    assert.equal(fs.locksLost, 1);
+    assert.equal(fs.locksBroken, 1);
+    assert.equal(existsSync(`${file}.lock`), false, 'no lock left behind');
+  });
+
+  it('a holder paused while another process breaks its lock: its late write lands in a file nobody reads', () => {
+    const file = path();
+    const clock = testClock(0);
+    const a = new FileStore(file, { staleAfter: 10, clock });
+    // The other process, on the same made-up clock, 11 s later.
+    const script = join(dir, 'breaker.ts');
+    writeFileSync(script, `
+      import { FileStore, RateLimit } from ${JSON.stringify(new URL('../ratelimit.ts', import.meta.url).pathname)};
+      const clock = { tag: 'test', now: () => 11, wall: () => 11 };
+      const store = new FileStore(${JSON.stringify(file)}, { staleAfter: 10, clock });
+      // waitSync, not tryAcquire: a cold process may need more than tryAcquire's 10 ms for the break.
+      const ok = new RateLimit({ maxCount: 2, per: 100, greedy: true, store }).waitSync({ maxWait: 5 }) === 0;
+      process.stdout.write(JSON.stringify({ ok, broken: store.locksBroken }));`);
+    let inodeBefore = 0;
+    let other: { ok: boolean; broken: number } | undefined;
+    const store = pausing(a, (run) => {
+      if (run !== 1) return;
+      inodeBefore = statSync(file, { throwIfNoEntry: false })?.ino ?? 0;
+      clock.t = 11; // a is stopped here, holding the lock; the other process breaks it and takes a slot
+      other = JSON.parse(spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8' }).stdout);
+    });
+    const limit = new RateLimit({ maxCount: 2, per: 100, greedy: true, store });
+    assert.equal(limit.tryAcquire(), true, 'a starts over on the other\'s state: its lost run went to the old inode');
+    assert.deepEqual(other, { ok: true, broken: 1 });
+    assert.equal(a.locksLost, 1);
+    assert.notEqual(statSync(file).ino, inodeBefore, 'the breaker moved the state to a new inode');
+    assert.equal(new RateLimit({ maxCount: 2, per: 100, greedy: true, store: new FileStore(file, { clock }) }).tryAcquire(), false, 'no slot was given twice');
+  });
+
+  it('using a state file from inside its own transaction is an error, not a wait for itself', () => {
+    const file = path();
+    const fs = new FileStore(file, { clock: testClock() });
+    const inner = new RateLimit({ maxCount: 5, per: 1, store: new FileStore(file, { clock: testClock() }) });
+    const store = pausing(fs, () => { inner.tryAcquire(); });
+    assert.throws(() => new RateLimit({ maxCount: 5, per: 1, store }).tryAcquire(), /from inside a transaction on the same state file/);
+    assert.equal(existsSync(`${file}.lock`), false);
+  });
+
+  it('a breaker that lost its break lock can never rename its copy over the state', () => {
+    const file = path();
+    const clock = testClock(100);
+    // A stale lock, and a breaker of it that stopped 100 s ago with its copy
+    // of the state ready to rename.
+    writeFileSync(`${file}.lock`, encodeOwnerRecord(record({ time: 0 })));
+    const temp = `${file}.renew-0123456789abcdef`;
+    writeFileSync(temp, '{"stale":"copy"}');
+    writeFileSync(`${file}.lock.break`, encodeOwnerRecord(record({ time: 0, renew: temp.slice(dir.length + 1) })));
+    const limit = new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { staleAfter: 10, clock }) });
+    assert.equal(limit.tryAcquire(), true, 'the stale break lock is taken away, then the stale lock is broken');
+    assert.equal(existsSync(temp), false, 'the stopped breaker\'s copy was deleted with its break lock');
+    assert.throws(() => renameSync(temp, file), { code: 'ENOENT' }, 'so its late rename fails');
+    assert.equal(existsSync(`${file}.lock.break`), false);
+    assert.equal(readdirSync(dir).filter((f) => f.includes('.gone-') || f.includes('.renew-')).length, 0, 'no litter');
+  });
+
+  it('holderIsDead: only what is proven gone', () => {
+    const dead = exitedPid();
+    const me = { pid: process.pid, tid: process.pid, host: hostname(), ns, boot, start: startOf(process.pid), tstart: '' };
+    assert.equal(holderIsDead(me), false, 'this process');
+    assert.equal(holderIsDead({ ...me, pid: dead, tid: dead }), true, 'an exited pid on this boot and namespace');
+    assert.equal(holderIsDead({ ...me, start: '1' }), true, 'a reused pid (another start time)');
+    assert.equal(holderIsDead({ ...me, pid: dead, tid: dead, boot: '' }), false, 'no boot id: cannot judge');
+    assert.equal(holderIsDead({ ...me, pid: dead, tid: dead, boot: 'another-boot' }), false, 'a foreign boot id: cannot judge');
+    assert.equal(holderIsDead({ ...me, pid: dead, tid: dead, ns: '' }), false, 'no namespace: cannot judge');
+    assert.equal(holderIsDead({ ...me, host: 'another-name' }), false, 'another hostname (a UTS namespace) on this kernel: still judged by pid');
+    assert.equal(holderIsDead({ ...me, pid: dead, tid: dead, host: 'another-name' }), true);
+    assert.equal(holderIsDead({ ...me, tid: 2 ** 22 + 12345 }), true, 'a thread of this process that is gone');
+  });
+
+  it('odd files at the lock\'s names give an error naming them at once, never a hang', () => {
+    const cases: Array<[string, (p: string) => void, RegExp]> = [
+      ['.lock', (p) => mkdirSync(p), /\.lock" is a directory/],
+      ['.lock', (p) => execFileSync('mkfifo', [p]), /\.lock" is a FIFO/],
+      ['.lock', (p) => symlinkSync('/etc/hostname', p), /\.lock" is a symbolic link/],
+    ];
+    for (const [suffix, make, message] of cases) {
+      const file = path();
+      make(`${file}${suffix}`);
+      const limit = new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { clock: testClock() }) });
+      const start = performance.now();
+      assert.throws(() => limit.tryAcquire(), (e: Error) => e instanceof RateLimitStoreError && message.test(e.message) && e.message.includes(file), String(message));
+      assert.ok(performance.now() - start < 1000);
+    }
+    // A dead holder's lock with a directory as the break lock.
+    const file = path();
+    writeFileSync(`${file}.lock`, encodeOwnerRecord(record({ pid: exitedPid(), start: '1' })));
+    mkdirSync(`${file}.lock.break`);
+    assert.throws(() => new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { clock: testClock() }) }).tryAcquire(),
+      (e: Error) => e instanceof RateLimitStoreError && /\.lock\.break" is a directory/.test(e.message));
+  });
+
+  it('a FIFO among the owner files does not block the sweep', () => {
+    const sub = join(dir, 'fifo-owner');
+    mkdirSync(sub);
+    const file = join(sub, 'x.json');
+    execFileSync('mkfifo', [`${file}.owner-0123456789abcdef`]);
+    const start = performance.now();
+    assert.equal(new RateLimit({ maxCount: 1, per: 1, file }).tryAcquire(), true);
+    assert.ok(performance.now() - start < 1000);
+  });
+
+  it('many limiters in one directory: few descriptors, and close() releases them all', () => {
+    const sub = join(dir, 'many');
+    mkdirSync(sub);
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const base = fds();
+    const limits = Array.from({ length: 200 }, (_, i) => new RateLimit({ maxCount: 1, per: 1, file: join(sub, `d${i}.json`) }));
+    for (const l of limits) assert.equal(l.tryAcquire(), true);
+    const held = fds() - base;
+    assert.ok(held <= 40, `200 limiters hold ${held} descriptors`);
+    for (const l of limits) l.close();
+    assert.ok(fds() <= base, 'close() released every descriptor');
+    assert.deepEqual(readdirSync(sub).filter((f) => f.includes('.owner-')), [], 'and every owner file name');
+    const store = new FileStore(join(sub, 'disposed.json'));
+    try { new RateLimit({ maxCount: 1, per: 1, store }).tryAcquire(); } finally { store[Symbol.dispose](); }
+    assert.ok(fds() <= base, 'Symbol.dispose closes too');
+  });
+
+  it('a state written by a clock ahead of ours is not waited out (an hour ahead costs one slot, not an hour)', () => {
+    const file = path();
+    const ahead = testClock(1000);
+    const ours = testClock(1000);
+    ahead.now = () => ahead.t + 3600;
+    const a = new RateLimit({ maxCount: 1, per: 0.05, store: new FileStore(file, { clock: ahead }) });
+    const b = new RateLimit({ maxCount: 1, per: 0.05, store: new FileStore(file, { clock: ours }) });
+    assert.equal(a.tryAcquire(), true);
+    assert.throws(() => b.waitSync({ maxWait: 0 }), (e: RateLimitTimeoutError) => e instanceof RateLimitTimeoutError && e.wouldWait <= 0.05 + 1e-9);
+  });
+
+  it('breaking a lock keeps the state file\'s owner and mode', { skip: !root && 'needs root to chown' }, () => {
+    const file = path();
+    const clock = testClock(0);
+    const limit = new RateLimit({ maxCount: 10, per: 1, store: new FileStore(file, { staleAfter: 10, clock }) });
+    assert.equal(limit.tryAcquire(), true);
+    chownSync(file, 4242, 4343);
+    chmodSync(file, 0o640);
+    writeFileSync(`${file}.lock`, encodeOwnerRecord(record({ time: 0 })));
+    clock.t = 20;
+    assert.equal(limit.tryAcquire(), true);
+    const st = statSync(file);
+    assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [4242, 4343, 0o640]);
+  });
+
+  it('a full disk fails the call with an error naming the path and ENOSPC, and leaves the state readable', { skip: !root && 'needs root to mount a tmpfs' }, () => {
+    const mnt = join(dir, 'full');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
+    try {
+      // Full before the first call.
+      spawnSync('dd', ['if=/dev/zero', `of=${join(mnt, 'fill')}`, 'bs=4k'], { stdio: 'ignore' });
+      const first = join(mnt, 'first.json');
+      assert.throws(() => new RateLimit({ maxCount: 1, per: 1, file: first }).tryAcquire(),
+        (e: Error) => e instanceof RateLimitStoreError && /^ratelimit: /.test(e.message) && /ENOSPC/.test(e.message) && e.message.includes(mnt));
+      execFileSync('rm', [join(mnt, 'fill')]);
+      // A greedy state that grows until the disk is full.
+      const file = join(mnt, 'grow.json');
+      const clock = testClock();
+      const greedy = { maxCount: 100_000, per: 3600, greedy: true };
+      const limit = new RateLimit({ limits: [greedy, { ...greedy, per: 7200 }, { ...greedy, per: 10800 }], store: new FileStore(file, { clock }) });
+      limit.tryAcquire();
+      spawnSync('dd', ['if=/dev/zero', `of=${join(mnt, 'fill')}`, 'bs=1k'], { stdio: 'ignore' });
+      let error: Error | undefined;
+      for (let i = 0; i < 2000 && !error; i++) {
+        clock.t += 0.001 + (i % 7) * 0.0001; // distinct times, so the state grows
+        try { limit.tryAcquire(); } catch (e) { error = e as Error; }
+      }
+      assert.ok(error instanceof RateLimitStoreError, `expected a store error, got ${error}`);
+      assert.match(error.message, /^ratelimit: .*ENOSPC/);
+      assert.ok(error.message.includes(file));
+      assert.doesNotThrow(() => JSON.parse(readFileSync(file, 'utf8')), 'the state left behind still parses');
+      assert.equal(existsSync(`${file}.lock`), false, 'the lock was released');
+    } finally {
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+});
