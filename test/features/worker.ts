@@ -66,7 +66,19 @@ export type Command =
   | { op: 'status' };
 
 const cfg: FeatureConfig = JSON.parse(process.env.RL ?? '{}');
-const emit = (o: object) => writeSync(1, JSON.stringify({ id: cfg.id, ...o }) + '\n');
+// stdout is a pipe the parent may be slow to drain: a full pipe answers
+// EAGAIN, and the record must not be lost, so wait a moment and go on.
+const emit = (o: object) => {
+  const bytes = Buffer.from(JSON.stringify({ id: cfg.id, ...o }) + '\n');
+  for (let done = 0; done < bytes.length;) {
+    try {
+      done += writeSync(1, bytes, done);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
+};
 const clock = sharedClock();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let seed = cfg.seed ?? 1;

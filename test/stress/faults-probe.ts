@@ -28,7 +28,19 @@ export interface ProbeLine {
   error?: string; code?: string; path?: string; warnings?: string[]; [key: string]: unknown;
 }
 
-const emit = (o: object) => writeSync(1, JSON.stringify(o) + '\n');
+// stdout is a pipe the parent may be slow to drain: a full pipe answers
+// EAGAIN, and the record must not be lost, so wait a moment and go on.
+const emit = (o: object) => {
+  const bytes = Buffer.from(JSON.stringify(o) + '\n');
+  for (let done = 0; done < bytes.length;) {
+    try {
+      done += writeSync(1, bytes, done);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
+};
 const warnings: string[] = [];
 process.on('warning', (w) => { if (w.name === 'RateLimitWarning') warnings.push(w.message); });
 

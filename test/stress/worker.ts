@@ -30,7 +30,19 @@ export interface WorkerConfig {
   hostClock?: boolean;
 }
 const cfg: WorkerConfig = JSON.parse(process.env.RL ?? '{}');
-const emit = (o: object) => writeSync(1, JSON.stringify({ id: cfg.id, ...o }) + '\n');
+// stdout is a pipe the parent may be slow to drain: a full pipe answers
+// EAGAIN, and the record must not be lost, so wait a moment and go on.
+const emit = (o: object) => {
+  const bytes = Buffer.from(JSON.stringify({ id: cfg.id, ...o }) + '\n');
+  for (let done = 0; done < bytes.length;) {
+    try {
+      done += writeSync(1, bytes, done);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
+};
 process.on('warning', (w) => emit({ warn: w.message }));
 // SIGTERM asks for a clean finish after the current wait.
 let stop = false;
