@@ -25,20 +25,25 @@
 // the file store (each says what it trades), the warning texts, and
 // anything in section 6. Change the core or the lock protocol only with the
 // tests in ratelimit.test.ts and test/ at hand (npm run test:core is the
-// fast loop). For memory only, delete from BEGIN FILE STORE to END FILE
-// STORE, RateLimit.fromState, the FileStore branch in RateLimit's
-// constructor, and section 7 (the command line works on a file).
+// fast loop). For memory only: delete every region from a BEGIN FILE STORE
+// line to the next END FILE STORE line (the imports, RateLimit.fromState,
+// and sections 4 and 5 with the file store itself), replace the line whose
+// comment says "FILE STORE: for memory only" as it says, and delete section
+// 7 (the command line works on a file). test/recipes.test.ts does exactly
+// that, and type-checks and tests what is left.
 //
 // Only node: built-ins are used, so the file runs under tsx, Node's own type
 // stripping, Bun and Deno alike.
 
+import { randomBytes } from 'node:crypto';
+// BEGIN FILE STORE (its imports, and the command line's)
 import {
   closeSync, constants, fchmodSync, fchownSync, fstatSync, ftruncateSync, linkSync, lstatSync, openSync,
   readdirSync, readFileSync, readlinkSync, readSync, realpathSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+// END FILE STORE
 
 // ---------------------------------------------------------------------------
 // 1. Public API
@@ -470,9 +475,10 @@ export class RateLimit {
     this.settings = { limits, maxConcurrent, serial };
     this.defaultCost = limits.map((l) => (l.unit === 'calls' ? 1 : 0));
     this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
-    this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter }));
+    this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter })); // FILE STORE: for memory only, `this.store = store ?? new MemoryStore();`
   }
 
+  // BEGIN FILE STORE (RateLimit.fromState)
   /**
    * A limiter with the settings recorded in an existing state file, for
    * tools that only know the file (the command line uses it). Throws a
@@ -490,6 +496,7 @@ export class RateLimit {
       maxConcurrent: state.serial === true ? undefined : state.maxConcurrent,
     });
   }
+  // END FILE STORE (RateLimit.fromState)
 
   /**
    * Resolves when the call may go ahead, to the seconds it was held back (the

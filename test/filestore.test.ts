@@ -9,7 +9,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { RateLimit, RateLimitTimeoutError, FileStore, sharedClock, encodeOwnerRecord } from '../ratelimit.ts';
+import { RateLimit, RateLimitError, RateLimitTimeoutError, FileStore, sharedClock, encodeOwnerRecord } from '../ratelimit.ts';
 import { tempDir, maxInWindow, violations, ROOT } from './helpers.ts';
 import { startWorker, launch, finish, slotsOf, killWorkers } from './stress/scenarios.ts';
 
@@ -34,6 +34,18 @@ describe('file store', () => {
   let n = 0;
   const path = () => join(dir, `state-${++n}.json`);
   const lockOf = (file: string) => `${file}.lock`;
+
+  it('fromState reads the settings back from a state, and says so with a code when there is none', async () => {
+    assert.throws(() => RateLimit.fromState(join(dir, 'none.json')), (e: Error) => e instanceof RateLimitError && e.code === 'ERR_RATELIMIT_NO_STATE');
+    const file = path();
+    const limit = new RateLimit({ limits: [{ maxCount: 3, per: 2 }, { maxCount: 50, per: 60, unit: 'tokens', greedy: true }], maxConcurrent: 2, file });
+    await (await limit.acquire()).release();
+    const back = RateLimit.fromState(file);
+    assert.deepEqual(back.limits, limit.limits);
+    assert.equal(back.maxConcurrent, 2);
+    await back.close();
+    await limit.close();
+  });
 
   it('creates the state file (mode 0600) recording the settings and the clock', () => {
     const file = path();

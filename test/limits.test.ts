@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  RateLimit, RateLimitError, RateLimitMismatchError, RateLimitTimeoutError, MemoryStore,
+  RateLimit, RateLimitMismatchError, RateLimitTimeoutError, MemoryStore,
   reserve, giveBack, settle, release, leaveQueue, pauseState, reschedule, statusOf, parseState, shiftState, expiresAt, retryAfter,
   type LimitSettings, type LimitState, type Reservation, type Settings,
 } from '../ratelimit.ts';
@@ -531,9 +531,6 @@ describe('pause and status', () => {
     await assert.rejects(limit.pause(-1), RangeError);
   });
 
-  it('fromState without a state says so with a code', () => {
-    assert.throws(() => RateLimit.fromState('/nonexistent-dir/none.json'), (e: Error) => e instanceof RateLimitError && e.code === 'ERR_RATELIMIT_NO_STATE');
-  });
 });
 
 describe('retryAfter', () => {

@@ -1,0 +1,58 @@
+// The header of ratelimit.ts says how to cut it down to memory only. This
+// test follows that recipe to the letter on a copy, then type-checks what is
+// left under the strictest settings and runs the memory tests against it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, tempDir } from './helpers.ts';
+
+/** The recipe, as the header states it. */
+function memoryOnly(source: string): string {
+  const out: string[] = [];
+  let cutting = false;
+  for (const line of source.split('\n')) {
+    if (/^\s*\/\/ BEGIN FILE STORE/.test(line)) { cutting = true; continue; }
+    if (cutting && /^\s*\/\/ END FILE STORE/.test(line)) { cutting = false; continue; }
+    if (cutting) continue;
+    const marked = /^(\s*).*\/\/ FILE STORE: for memory only, `(.*)`$/.exec(line);
+    out.push(marked ? `${marked[1]}${marked[2]}` : line);
+  }
+  const text = out.join('\n');
+  const command = text.indexOf('// 7. Command line');
+  assert.ok(command > 0, 'section 7 is where the header says');
+  return text.slice(0, text.lastIndexOf('\n// ----', command));
+}
+
+test('the memory-only recipe leaves a file that type-checks under the strictest settings and passes the memory tests', (t) => {
+  const source = readFileSync(join(ROOT, 'ratelimit.ts'), 'utf8');
+  assert.match(source, /For memory only: delete every region from a BEGIN FILE STORE/, 'the header gives the recipe this test follows');
+  const cut = memoryOnly(source);
+  assert.ok(!/new FileStore|class FileStore|from 'node:fs'/.test(cut), 'no code of the file store is left');
+  const { dir, cleanup } = tempDir('ratelimit-recipe-');
+  t.after(cleanup);
+  mkdirSync(join(dir, 'test'));
+  writeFileSync(join(dir, 'ratelimit.ts'), cut);
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
+    extends: join(ROOT, 'node_modules/@tsconfig/strictest/tsconfig.json'),
+    compilerOptions: {
+      target: 'ES2020', module: 'nodenext', moduleResolution: 'nodenext', types: ['node'], typeRoots: [join(ROOT, 'node_modules/@types')],
+      noEmit: true, allowImportingTsExtensions: true, verbatimModuleSyntax: true, isolatedModules: true, erasableSyntaxOnly: true,
+      noPropertyAccessFromIndexSignature: true, noUnusedLocals: true, noUnusedParameters: true, skipLibCheck: true,
+    },
+    files: ['ratelimit.ts'],
+  }));
+  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript7/bin/tsc'), '-p', dir], { encoding: 'utf8' });
+  assert.equal(tsc.status, 0, `the memory-only file does not type-check:\n${tsc.stdout}${tsc.stderr}`);
+  // The memory tests (several limits, permits, pause, status...) against the cut file.
+  // It imports '../ratelimit.ts', which in the copy is the cut file.
+  const spec = readFileSync(join(ROOT, 'test/limits.test.ts'), 'utf8');
+  writeFileSync(join(dir, 'test/limits.test.ts'), spec);
+  // Without NODE_TEST_CONTEXT, which would make the child report to this runner instead of printing.
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', join(dir, 'test/limits.test.ts')], { cwd: ROOT, encoding: 'utf8', env });
+  assert.match(out, /^# fail 0$/m);
+  assert.match(out, /^# pass [1-9]\d*$/m);
+});
