@@ -137,7 +137,8 @@ const limit = new RateLimit({
 // shared clock, so every process starts together however long it took to load.
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 emit({ ready: true });
-const go: { startAt: number; until: number } = JSON.parse((await lines.next()).value);
+const first = await lines.next();
+const go: { startAt: number; until: number } = JSON.parse(String(first.value));
 const until = (t: number) => sleep(Math.max(0, (t - clock.now()) * 1000));
 
 if (cfg.role === 'loop') {
