@@ -43,21 +43,6 @@ function schedule(limit: Limit, arrivals: number[], weight = 1): number[] {
   });
 }
 
-// Captures process warnings emitted while `f` runs (they are emitted on the
-// next tick, so wait one turn of the event loop).
-async function warningsDuring(f: () => Promise<unknown> | unknown): Promise<string[]> {
-  const seen: string[] = [];
-  const on = (w: Error) => seen.push(w.message);
-  process.on('warning', on);
-  try {
-    await f();
-    await new Promise((r) => setImmediate(r));
-  } finally {
-    process.off('warning', on);
-  }
-  return seen;
-}
-
 describe('options', () => {
   const good = { maxCount: 2, per: 1 };
   for (const [name, override, type] of BAD_OPTIONS) {

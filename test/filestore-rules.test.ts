@@ -15,7 +15,7 @@ import {
   RateLimit, RateLimitStoreError, RateLimitTimeoutError, FileStore, encodeOwnerRecord, parseOwnerRecord, holderIsDead,
   type OwnerRecord, type RateLimitStore, type SharedClock, type Transaction,
 } from '../ratelimit.ts';
-import { tempDir } from './helpers.ts';
+import { tempDir, warningsDuring } from './helpers.ts';
 
 const root = process.getuid?.() === 0;
 const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
@@ -32,15 +32,6 @@ function testClock(startS = 1000): SharedClock & { t: number } {
 function record(over: Partial<OwnerRecord> = {}): OwnerRecord {
   const pid = over.pid ?? process.ppid;
   return { pid, tid: pid, host: hostname(), ns, boot, start: startOf(process.ppid), tstart: '', token: 'feedfacefeedface', seq: 1, clock: 'test', time: 0, ...over };
-}
-
-// Captures process warnings emitted while `f` runs.
-async function warningsDuring(f: () => unknown): Promise<string[]> {
-  const seen: string[] = [];
-  const on = (w: Error) => seen.push(w.message);
-  process.on('warning', on);
-  try { f(); await new Promise((r) => setImmediate(r)); } finally { process.off('warning', on); }
-  return seen;
 }
 
 // A store that runs `during(n)` inside the n-th transaction (counting from 1):

@@ -10,23 +10,8 @@ import {
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { RateLimit, RateLimitError, RateLimitTimeoutError, FileStore, sharedClock, encodeOwnerRecord } from '../ratelimit.ts';
-import { tempDir, maxInWindow, violations, ROOT } from './helpers.ts';
+import { tempDir, maxInWindow, violations, ROOT, warningsDuring } from './helpers.ts';
 import { startWorker, launch, finish, slotsOf, killWorkers } from './stress/scenarios.ts';
-
-// Captures process warnings emitted while `f` runs (they are emitted on the
-// next tick, so wait one turn of the event loop).
-export async function warningsDuring(f: () => Promise<unknown> | unknown): Promise<string[]> {
-  const seen: string[] = [];
-  const on = (w: Error) => seen.push(w.message);
-  process.on('warning', on);
-  try {
-    await f();
-    await new Promise((r) => setImmediate(r));
-  } finally {
-    process.off('warning', on);
-  }
-  return seen;
-}
 
 describe('file store', () => {
   const { dir, cleanup } = tempDir();

@@ -171,3 +171,18 @@ export function runtimeCommand(script: string): string[] {
   const tsx = !strips || process.execArgv.some((a) => a.includes('tsx'));
   return tsx ? [process.execPath, '--import', 'tsx', script] : [process.execPath, script];
 }
+
+/** The messages of the process warnings emitted while `f` runs (they come on the next tick, so this waits one turn of the event loop). */
+export async function warningsDuring(f: () => Promise<unknown> | unknown): Promise<string[]> {
+  const seen: string[] = [];
+  const on = (w: Error) => seen.push(w.message);
+  process.on('warning', on);
+  try {
+    await f();
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off('warning', on);
+  }
+  return seen;
+}
+

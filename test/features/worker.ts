@@ -30,12 +30,12 @@
 //   pauser    calls pause(cfg.pauseFor) at startAt + cfg.pauseAfter, then ends
 //   commands  runs the JSON commands it reads on stdin after the start line,
 //             one at a time, and answers each with {"id","ok":n}
-import { writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import {
   FileStore, RateLimit, sharedClock,
   type Cost, type LimitOptions, type LimitState, type Permit, type RateLimitStore, type Transaction, type TxContext,
 } from '../../ratelimit.ts';
+import { emitLine } from '../emit.ts';
 
 export interface FeatureConfig {
   id: string;
@@ -66,19 +66,7 @@ export type Command =
   | { op: 'status' };
 
 const cfg: FeatureConfig = JSON.parse(process.env.RL ?? '{}');
-// stdout is a pipe the parent may be slow to drain: a full pipe answers
-// EAGAIN, and the record must not be lost, so wait a moment and go on.
-const emit = (o: object) => {
-  const bytes = Buffer.from(JSON.stringify({ id: cfg.id, ...o }) + '\n');
-  for (let done = 0; done < bytes.length;) {
-    try {
-      done += writeSync(1, bytes, done);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-    }
-  }
-};
+const emit = (o: object) => emitLine({ id: cfg.id, ...o });
 const clock = sharedClock();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let seed = cfg.seed ?? 1;

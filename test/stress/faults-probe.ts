@@ -14,9 +14,10 @@
 //   {"mode":"many","dir","n","close":bool}     n file limiters in one directory
 //   {"mode":"fdDead","file","lock"}             a dead holder's lock met with a full fd table
 //   {"mode":"thread","file","staleAfter","maxCount"}  a worker thread terminated holding the lock
-import { closeSync, linkSync, lstatSync, openSync, readdirSync, readlinkSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, lstatSync, openSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { FileStore, RateLimit } from '../../ratelimit.ts';
+import { emitLine } from '../emit.ts';
 
 export interface Case {
   file: string; call: 'wait' | 'tryAcquire' | 'waitSync'; maxCount: number; per: number; greedy?: boolean;
@@ -28,19 +29,7 @@ export interface ProbeLine {
   error?: string; code?: string; path?: string; warnings?: string[]; [key: string]: unknown;
 }
 
-// stdout is a pipe the parent may be slow to drain: a full pipe answers
-// EAGAIN, and the record must not be lost, so wait a moment and go on.
-const emit = (o: object) => {
-  const bytes = Buffer.from(JSON.stringify(o) + '\n');
-  for (let done = 0; done < bytes.length;) {
-    try {
-      done += writeSync(1, bytes, done);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-    }
-  }
-};
+const emit = (o: object) => emitLine(o);
 const warnings: string[] = [];
 process.on('warning', (w) => { if (w.name === 'RateLimitWarning') warnings.push(w.message); });
 

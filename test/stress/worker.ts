@@ -12,8 +12,9 @@
 // slot on any clock can be put on the host's monotonic clock (see faults.ts).
 //   {"id","done":true,"broken":n,"lost":n}  a clean finish
 // `at` is read inside the store's own transaction, so it is exact.
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { FileStore, RateLimit, sharedClock, type RateLimitStore, type Transaction } from '../../ratelimit.ts';
+import { emitLine } from '../emit.ts';
 
 export interface WorkerConfig {
   file: string; maxCount: number; per: number; greedy?: boolean; staleAfter?: number;
@@ -30,19 +31,7 @@ export interface WorkerConfig {
   hostClock?: boolean;
 }
 const cfg: WorkerConfig = JSON.parse(process.env.RL ?? '{}');
-// stdout is a pipe the parent may be slow to drain: a full pipe answers
-// EAGAIN, and the record must not be lost, so wait a moment and go on.
-const emit = (o: object) => {
-  const bytes = Buffer.from(JSON.stringify({ id: cfg.id, ...o }) + '\n');
-  for (let done = 0; done < bytes.length;) {
-    try {
-      done += writeSync(1, bytes, done);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-    }
-  }
-};
+const emit = (o: object) => emitLine({ id: cfg.id, ...o });
 process.on('warning', (w) => emit({ warn: w.message }));
 // SIGTERM asks for a clean finish after the current wait.
 let stop = false;
