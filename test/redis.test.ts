@@ -168,6 +168,14 @@ class Child {
     this.exited.catch((e) => this.waiting?.reject(e));
   }
 
+  /** Sends a command, and resolves to the child's answer, which must carry no error. */
+  async ask<T>(command: object): Promise<T> {
+    this.send(command);
+    const reply = await this.next<T & { error?: string }>(15_000);
+    assert.equal(reply.error, undefined, `${JSON.stringify(command)} failed`);
+    return reply;
+  }
+
   /** The next line the child prints, parsed; rejects if it exits first or takes longer than `ms`. */
   next<T>(ms: number): Promise<T> {
     return new Promise<string>((resolve, reject) => {
@@ -578,12 +586,7 @@ describe('several limits, pause, status and slots through Redis', { skip: noRedi
     const { store, noted } = noting(redis);
     try {
       await child.next(30_000);
-      const ask = async <T>(command: object): Promise<T> => {
-        child.send(command);
-        const reply = await child.next<T & { error?: string }>(15_000);
-        assert.equal(reply.error, undefined, `${JSON.stringify(command)} failed`);
-        return reply;
-      };
+      const ask = <T>(command: object) => child.ask<T>(command);
       const options = { limits: [{ maxCount: 2, per: 1 }] }; // a slot every 0.5 s
       await ask({ op: 'open', key: `pause:${process.pid}`, options });
       const limit = new RateLimit({ ...options, store });
@@ -623,12 +626,7 @@ describe('several limits, pause, status and slots through Redis', { skip: noRedi
     const { store, noted } = noting(redis);
     try {
       await child.next(30_000);
-      const ask = async <T>(command: object): Promise<T> => {
-        child.send(command);
-        const reply = await child.next<T & { error?: string }>(15_000);
-        assert.equal(reply.error, undefined, `${JSON.stringify(command)} failed`);
-        return reply;
-      };
+      const ask = <T>(command: object) => child.ask<T>(command);
       // A 0.6 s lease, renewed every 0.2 s while held.
       const options = { limits: [{ maxCount: 100, per: 1 }], maxConcurrent: 1, slotLease: 0.6 };
       await ask({ op: 'open', key, options });
