@@ -3104,9 +3104,12 @@ async function cliMain(argv: string[]): Promise<void> {
 // True when this file is the program being run, not a module imported by
 // one. Deno, Bun and Node 22.18+/24 say so in import.meta.main; elsewhere
 // (Node 20 with tsx) argv[1] is the script's path, compared through realpath
-// so that a symbolic link to this file counts as this file.
+// so that a symbolic link to this file counts as this file. Only while this
+// code is still a .ts file: folded by a bundler into someone's program (a
+// .js or .mjs), it must never take that program over as the command.
 function cliIsMain(): boolean {
   const meta = import.meta as ImportMeta & { main?: unknown };
+  if (typeof meta.url !== 'string' || !/\.[cm]?ts$/.test(meta.url.split(/[?#]/)[0] ?? '')) return false;
   if (typeof meta.main === 'boolean') return meta.main;
   const script = process.argv[1];
   if (!script || typeof meta.url !== 'string' || !meta.url.startsWith('file:')) return false;

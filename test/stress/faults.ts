@@ -20,8 +20,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync, chownSync, closeSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync,
-  readlinkSync, realpathSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, watch, writeFileSync, writeSync,
+  mkdtempSync, readlinkSync, realpathSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, watch, writeFileSync, writeSync,
 } from 'node:fs';
+import { buildSync } from 'esbuild';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FileStore, MemoryStore, RateLimit, encodeOwnerRecord, sharedClock, type RateLimitStore, type Transaction } from '../../ratelimit.ts';
@@ -204,13 +205,33 @@ async function runProbeCases(cases: Case[], opts: { caseMs: number; wrap?: strin
   return run;
 }
 
+// A process run as another user (through setpriv) cannot be assumed to read
+// this checkout: a clone in a 0700 directory, as mktemp -d makes, is closed
+// to it. So it runs the probe bundled into one file, with ratelimit.ts, in a
+// directory everyone may read. Made once per process.
+let probeBundle: string | undefined;
+function bundledProbe(): string {
+  if (probeBundle) return probeBundle;
+  const dir = mkdtempSync(join(tmpdir(), 'ratelimit-probe-'));
+  chmodSync(dir, 0o755);
+  const out = join(dir, 'faults-probe.mjs');
+  // tsx is only imported by the thread case, which never runs as another user.
+  buildSync({ entryPoints: [PROBE], bundle: true, platform: 'node', format: 'esm', outfile: out, external: ['tsx'], logLevel: 'error' });
+  chmodSync(out, 0o644);
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  probeBundle = out;
+  return out;
+}
+
 async function runProbe(config: object, opts: { wrap?: string[]; stall?: (lines: ProbeLine[], now: number) => boolean; overallMs: number; user?: string }):
   Promise<{ lines: ProbeLine[]; timedOut: boolean; lastHeartbeatGap: number; stderr: string }> {
-  const args = ['--import', 'tsx', PROBE];
   const wrap = opts.wrap ?? [];
-  const cmd = wrap.length ? wrap[0] : process.execPath;
+  const otherUser = wrap[0] === 'setpriv';
+  const args = otherUser ? [bundledProbe()] : ['--import', 'tsx', PROBE];
+  const cmd = wrap.length ? wrap[0]! : process.execPath;
   const argv = wrap.length ? [...wrap.slice(1), process.execPath, ...args] : args;
-  const child = spawn(cmd, argv, { cwd: ROOT, env: { ...process.env, RL_PROBE: JSON.stringify(config) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cwd = otherUser ? dirname(args[0]!) : ROOT;
+  const child = spawn(cmd, argv, { cwd, env: { ...process.env, RL_PROBE: JSON.stringify(config) }, stdio: ['ignore', 'pipe', 'pipe'] });
   extra.add(child.pid!);
   const lines: (ProbeLine & { at: number })[] = [];
   let partial = '';
@@ -496,7 +517,13 @@ function permissionArgs(dir: string): string[] | undefined {
     reads.push(join(d, 'package.json'));
     if (d === '/') break;
   }
-  return [flag, '--allow-worker', '--allow-child-process', ...reads.map((r) => `--allow-fs-read=${r}`), `--allow-fs-write=${tmpdir()}/*`, `--allow-fs-write=${dir}/*`];
+  // Node 20 aborts (an assertion in its path tree) when one path is given
+  // twice, as when the checkout's parent is the temp directory: give each once,
+  // and leave out a directory already covered by another's wildcard.
+  const once = (paths: string[]) => [...new Set(paths)].filter((p) =>
+    !paths.some((q) => q !== p && q.endsWith('/*') && p.startsWith(q.slice(0, -1))));
+  return [flag, '--allow-worker', '--allow-child-process', ...once(reads).map((r) => `--allow-fs-read=${r}`),
+    ...once([`${tmpdir()}/*`, `${dir}/*`]).map((w) => `--allow-fs-write=${w}`)];
 }
 
 /**
