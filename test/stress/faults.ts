@@ -22,7 +22,7 @@ import {
   chmodSync, chownSync, closeSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync,
   mkdtempSync, readlinkSync, realpathSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, watch, writeFileSync, writeSync,
 } from 'node:fs';
-import { buildSync } from 'esbuild';
+import { createRequire } from 'node:module';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { FileStore, MemoryStore, RateLimit, encodeOwnerRecord, sharedClock, type RateLimitStore, type Transaction } from '../../ratelimit.ts';
@@ -215,7 +215,10 @@ function bundledProbe(): string {
   const dir = mkdtempSync(join(tmpdir(), 'ratelimit-probe-'));
   chmodSync(dir, 0o755);
   const out = join(dir, 'faults-probe.mjs');
-  // tsx is only imported by the thread case, which never runs as another user.
+  // Loaded only here, by require: Deno's type check (npm run test:runtimes)
+  // knows no bare npm imports. tsx is only imported by the thread case,
+  // which never runs as another user.
+  const { buildSync } = createRequire(import.meta.url)('esbuild') as { buildSync(options: object): unknown };
   buildSync({ entryPoints: [PROBE], bundle: true, platform: 'node', format: 'esm', outfile: out, external: ['tsx'], logLevel: 'error' });
   chmodSync(out, 0o644);
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
