@@ -253,8 +253,9 @@ export interface Reservation {
  * A read-modify-write on the state. It gets the state (undefined when there is
  * none yet), the store's current time in seconds and the caller's context,
  * and returns the new state to store (or none, to leave it as it is) and a
- * result for the caller. It is pure: a store that retries on conflict may run
- * it more than once.
+ * result for the caller. It is pure, and never changes the state it is given
+ * (stores hand the same object to the next transaction): a store that retries
+ * on conflict may run it more than once.
  */
 export type Transaction<T> = (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState | undefined; result: T };
 
@@ -1629,6 +1630,10 @@ export class FileStore implements RateLimitStore {
   // deleted or corrupted under us, so its history is not simply forgotten.
   private last?: LimitState;
   private seenFile = false;
+  // The bytes this store last wrote, and the state they hold: while the file
+  // still holds exactly these bytes (nobody wrote since), they need not be
+  // parsed and checked again. Transactions never change the state they get.
+  private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
   // First sighting, on our clock, of each lock or break lock (by inode and
   // text): a lower bound of its age that needs no trust in its record.
   private readonly firstSeen = new Map<string, number>();
@@ -1728,8 +1733,13 @@ export class FileStore implements RateLimitStore {
 
   // --- the lock -------------------------------------------------------------
 
-  // One try: take the lock, and if taken, run the transaction under it.
+  // One try: take the lock, and if taken, run the transaction under it. A
+  // retry first looks whether the lock is there (an lstat, which takes no
+  // lock in the kernel) and only then writes its record and links: waiters
+  // that retry do not slow the holder down (a failed link() takes the
+  // directory's lock, as the holder's unlink() does).
   private tryOnce<T>(tx: Transaction<T>, w: LockWait): Attempt<T> {
+    if (w.busyTries > 0 && exists(this.lockPath)) return this.whileBusy(w);
     const clock = this.clock;
     const owner = this.ownerFile();
     const leaseStartS = stampOwner(owner, clock);
@@ -1986,27 +1996,35 @@ export class FileStore implements RateLimitStore {
   // --- the state ------------------------------------------------------------
 
   // Holding the lock: read the state, run the transaction, write. The state is
-  // used only within our lease; see breakLock.
+  // used only within our lease; see breakLock. The lock is held from the
+  // link() in tryOnce to the unlink() in release, so only what must see or
+  // change the state happens here: one lstat and one read, the transaction,
+  // one write, and one lstat to see that the lock is still ours.
   private holding<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile): Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
     // Paused between taking the lock and opening the state? Then a breaker
     // may have moved the state and this descriptor may be the new one: stop
-    // before reading or writing.
+    // before reading or writing. A live holder's lock is broken only once it
+    // is staleAfter old (twice this lease), so the time alone tells; the
+    // check after the write also catches a breaker's mistake (see takeAway).
     const now = clock.now();
-    if (now - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) return LOST;
+    if (now - leaseStartS >= halfLeaseS) return LOST;
     if (readBuffer.length < sizeBytes) readBuffer = Buffer.alloc(sizeBytes);
     const got = sizeBytes ? readSync(fd, readBuffer, 0, sizeBytes, 0) : 0;
-    const current = this.decode(readBuffer.toString('utf8', 0, got), now, clock);
+    const memo = this.memo;
+    const current = memo && memo.tag === clock.tag && got === memo.bytes.length && readBuffer.compare(memo.bytes, 0, got, 0, got) === 0
+      ? memo.state : this.decode(readBuffer.toString('utf8', 0, got), now, clock);
     const { state, result } = tx(current, now, this.context());
+    let written: Buffer | undefined;
     if (state) {
       const stored: StoredState = { clock: clock.tag, written: now, wall: clock.wall ? clock.wall() : Date.now() / 1000, state };
-      writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
+      written = writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
     }
     // Paused while writing? Then a breaker may have copied the state before
     // our write: do not count on it.
-    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) return LOST;
-    if (state) { this.last = state; this.seenFile = true; }
+    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) { this.memo = undefined; return LOST; }
+    if (state && written) { this.last = state; this.seenFile = true; this.memo = { tag: clock.tag, bytes: written, state }; }
     return { kind: 'taken', result };
   }
 
@@ -2132,8 +2150,9 @@ function closeState(path: string): void {
 // Writes a new state over the old one of `oldBytes`, in place. A write that
 // cannot complete (a full disk) throws, and leaves the old state readable:
 // the part beyond the old end is written first, and cut off again if it
-// fails; the rest overwrites blocks the file already has.
-function writeState(fd: number, text: string, oldBytes: number, path: string): void {
+// fails; the rest overwrites blocks the file already has. Returns the bytes
+// the file now holds.
+function writeState(fd: number, text: string, oldBytes: number, path: string): Buffer {
   const padded = oldBytes > text.length && oldBytes - text.length <= SHRINK_SLACK_BYTES ? text.padEnd(oldBytes) : text;
   const bytes = Buffer.from(padded, 'utf8');
   if (bytes.length > oldBytes) {
@@ -2146,6 +2165,7 @@ function writeState(fd: number, text: string, oldBytes: number, path: string): v
   }
   writeAll(fd, bytes.subarray(0, Math.min(bytes.length, oldBytes)), 0, path);
   if (oldBytes > bytes.length) ftruncateSync(fd, bytes.length);
+  return bytes;
 }
 
 // writeSync at `position` until every byte is written; a short write is
