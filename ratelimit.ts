@@ -517,7 +517,7 @@ export class RateLimit {
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
     if (isBusy(r)) throw new Error('unreachable: no concurrency cap');
     if (r.at - r.now <= 0 && !call.signal?.aborted) return 0;
-    return this.sleepThrough(r, call, performance.now());
+    return this.sleepThrough(r, call, monoMs());
   }
 
   /**
@@ -529,7 +529,7 @@ export class RateLimit {
     this.noSlots('waitSync');
     const call = this.checkCall(options);
     const store = this.syncStore('waitSync');
-    const started = performance.now();
+    const started = monoMs();
     let r = store.updateSync(this.reserveTx(call), { lockTimeout: lockTimeout(call.maxWait) });
     let waited = 0;
     for (;;) {
@@ -538,7 +538,7 @@ export class RateLimit {
       const left = r.at - r.now;
       if (left <= 0) return waited;
       waited += left;
-      sleepSyncUntil(performance.now() + left * 1000);
+      sleepSyncUntil(monoMs() + left * 1000);
       const again = store.updateSync(this.recheckTx(r, call, started), { lockTimeout: lockTimeout(call.maxWait) });
       if (again === undefined) return waited;
       r = again;
@@ -566,7 +566,7 @@ export class RateLimit {
   async acquire(options?: WaitOptions): Promise<Permit> {
     const call = options === undefined ? this.plainCall : this.checkCall(options);
     call.signal?.throwIfAborted();
-    const started = performance.now();
+    const started = monoMs();
     const slotted = this.maxConcurrent !== Infinity;
     const id = slotted ? randomBytes(6).toString('hex') : undefined;
     const tx = slotted ? this.reserveTx(call, id) : this.reserveTx(call);
@@ -575,7 +575,7 @@ export class RateLimit {
       if (isPromiseLike(r)) r = await r;
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
       if (!isBusy(r)) {
-        const waitedForSlot = (performance.now() - started) / 1000;
+        const waitedForSlot = (monoMs() - started) / 1000;
         const waited = await this.sleepThrough(r, call, started);
         return new PermitHandle(this, r, waitedForSlot + waited);
       }
@@ -584,14 +584,14 @@ export class RateLimit {
       // polling, backing off from 1 ms to SLOT_POLL_MAX_MS so a long call
       // costs few store reads; the first in the queue, whose turn is next,
       // backs off only to SLOT_POLL_FIRST_MS. Giving up leaves the queue.
-      const elapsed = (performance.now() - started) / 1000;
+      const elapsed = (monoMs() - started) / 1000;
       try {
         if (elapsed >= call.maxWait) {
           throw new RateLimitTimeoutError(elapsed, call.maxWait,
             `ratelimit: every one of the ${this.maxConcurrent} concurrency slots stayed held for ${elapsed.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`);
         }
         const pollMs = Math.min(r.place === 0 ? SLOT_POLL_FIRST_MS : SLOT_POLL_MAX_MS, 2 ** attempt) * (0.5 + Math.random());
-        await sleepUntil(performance.now() + Math.min(pollMs, (call.maxWait - elapsed) * 1000), call.signal, this.slotFreed);
+        await sleepUntil(monoMs() + Math.min(pollMs, (call.maxWait - elapsed) * 1000), call.signal, this.slotFreed);
       } catch (reason) {
         await this.leaveQueueQuietly(id);
         throw reason;
@@ -727,7 +727,7 @@ export class RateLimit {
       const current = this.checkState(state);
       if (!current || current.pausedUntil === undefined || current.pausedUntil <= r.at) return { result: undefined };
       const moved = reschedule(this.settings, current, r, now);
-      const total = (performance.now() - startedMs) / 1000 + (moved.reservation.at - now);
+      const total = (monoMs() - startedMs) / 1000 + (moved.reservation.at - now);
       if (total > call.maxWait) return { state: giveBack(this.settings, current, r) ?? current, result: total };
       return { state: moved.state, result: moved.reservation };
     };
@@ -742,7 +742,7 @@ export class RateLimit {
       const left = r.at - r.now;
       waited += Math.max(0, left);
       try {
-        if (left > 0 || call.signal?.aborted) await sleepUntil(performance.now() + left * 1000, call.signal);
+        if (left > 0 || call.signal?.aborted) await sleepUntil(monoMs() + left * 1000, call.signal);
       } catch (reason) {
         await this.giveBackQuietly(r);
         throw reason;
@@ -1502,7 +1502,7 @@ class Wakeup {
 
 /**
  * Keeps the state in this process's memory: the default without `file`.
- * The clock is `performance.now()`, or the one given (for tests).
+ * The clock is this process's monotonic clock, or the one given (for tests).
  */
 export class MemoryStore implements RateLimitStore {
   readonly name = 'the in-memory state';
@@ -1510,7 +1510,7 @@ export class MemoryStore implements RateLimitStore {
   private readonly now: () => number;
 
   /** `now` returns the time in seconds; by default a monotonic clock. */
-  constructor(now: () => number = () => performance.now() / 1000) {
+  constructor(now: () => number = () => monoMs() / 1000) {
     this.now = now;
   }
 
@@ -1675,7 +1675,7 @@ export class FileStore implements RateLimitStore {
     const w = lockWait(options?.lockTimeout);
     // Most acquisitions succeed at once or within a few µs: stay synchronous
     // then, and only go async when the lock stays busy.
-    while (performance.now() - w.startedMs < SPIN_MS) {
+    while (monoMs() - w.startedMs < SPIN_MS) {
       const a = this.tryOnce(tx, w);
       if (a.kind === 'taken') return a.result;
       this.pauseSync(this.pauseMs(a, w));
@@ -1698,16 +1698,16 @@ export class FileStore implements RateLimitStore {
   // gone: a sleep shorter than the kernel's timer slack (50 µs) oversleeps,
   // and a lock is normally held for about 10 µs.
   private pauseSync(ms: number): void {
-    const until = performance.now() + ms;
+    const until = monoMs() + ms;
     if (ms >= BUSY_SPIN_MS) { sleepSyncUntil(until); return; }
-    while (performance.now() < until && exists(this.lockPath)) { /* spin */ }
+    while (monoMs() < until && exists(this.lockPath)) { /* spin */ }
   }
 
   // How long to wait before the next try; throws once the lock has been busy
   // for longer than the call may wait.
   private pauseMs(a: Exclude<Attempt<unknown>, { kind: 'taken' }>, w: LockWait): number {
     if (a.kind === 'lost') { this.locksLost++; return 0; }
-    const waitedMs = performance.now() - w.startedMs;
+    const waitedMs = monoMs() - w.startedMs;
     // A lock just broken (or a break lock cleared) gets a few more tries
     // even past the timeout: a slow break must not end a call that would
     // now get the lock.
@@ -1783,7 +1783,7 @@ export class FileStore implements RateLimitStore {
   // The lock is busy: every INSPECT_EVERY_MS see whether it may be broken;
   // back off exponentially from 20 µs, with jitter so waiters don't retry in step.
   private whileBusy(w: LockWait): Attempt<never> {
-    const nowMs = performance.now();
+    const nowMs = monoMs();
     if (nowMs - w.inspectedMs >= INSPECT_EVERY_MS) {
       w.inspectedMs = nowMs;
       // After progress (a lock or a stale break lock taken away), look again at once.
@@ -2069,7 +2069,7 @@ export class FileStore implements RateLimitStore {
 }
 
 function lockWait(timeoutSeconds = Infinity): LockWait {
-  const startedMs = performance.now();
+  const startedMs = monoMs();
   return { startedMs, inspectedMs: startedMs, busyTries: 0, graceTries: 0, timeoutMs: timeoutSeconds * 1000 };
 }
 
@@ -2471,7 +2471,7 @@ function goneFromNamespace(rec: Holder, me: Identity): boolean {
   if (me.ns !== PID_NS_INIT || !me.procIsOurs || !rec.ns) return false;
   const key = `${rec.ns}:${rec.pid}:${rec.start}`;
   const memo = scans.get(key);
-  if (memo && performance.now() - memo.atMs < NAMESPACE_SCAN_EVERY_MS) return memo.dead;
+  if (memo && monoMs() - memo.atMs < NAMESPACE_SCAN_EVERY_MS) return memo.dead;
   let dead = true;
   try {
     for (const entry of readdirSync('/proc')) {
@@ -2495,7 +2495,7 @@ function goneFromNamespace(rec: Holder, me: Identity): boolean {
     dead = false;
   }
   if (scans.size > 100) scans.clear();
-  scans.set(key, { atMs: performance.now(), dead });
+  scans.set(key, { atMs: monoMs(), dead });
   return dead;
 }
 
@@ -2627,18 +2627,18 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
     local = hr;
     offsetS = -monoOffsetS;
   } else {
-    local = () => performance.now() / 1000;
+    local = () => monoMs() / 1000;
     offsetS = uptimeOffset(local, uptime);
   }
   if (offsetS === undefined) return undefined;
   let off = offsetS;
-  let checkedMs = performance.now();
+  let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
     const t = local() + off;
     // Once a second (by either clock: the monotonic one stands still while
     // the machine is suspended), check the line-up; redo it if it slipped.
-    const mono = performance.now();
+    const mono = monoMs();
     const wallMs = Date.now();
     if (mono - checkedMs < 1000 && Math.abs(wallMs - checkedWallMs) < 1000) return t;
     checkedMs = mono;
@@ -2687,7 +2687,7 @@ function hrtimeIsBootClock(hr: () => number, uptime: () => number | undefined, m
 const CALIBRATION_TARGET_MS = 0.1;
 const CALIBRATION_MAX_MS = 500;
 function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
-  const startMs = performance.now();
+  const startMs = monoMs();
   let lo = -Infinity;
   let hi = Infinity;
   const sample = (): boolean => {
@@ -2700,14 +2700,14 @@ function uptimeOffset(local: () => number, uptime: () => number | undefined): nu
     return true;
   };
   if (!sample()) return undefined;
-  while ((hi - lo) * 1000 > CALIBRATION_TARGET_MS && performance.now() - startMs < CALIBRATION_MAX_MS) {
+  while ((hi - lo) * 1000 > CALIBRATION_TARGET_MS && monoMs() - startMs < CALIBRATION_MAX_MS) {
     // The next tick, as a boot-clock value, and the window in which it falls
-    // on the local clock: [tick - hi, tick - lo] s, turned into performance.now() ms.
-    const toPerfMs = (localS: number) => performance.now() + (localS - local()) * 1000;
+    // on the local clock: [tick - hi, tick - lo] s, turned into monoMs() ms.
+    const toPerfMs = (localS: number) => monoMs() + (localS - local()) * 1000;
     const tick = Math.floor((local() + (lo + hi) / 2) * 100 + 1) / 100;
     sleepSyncUntil(toPerfMs(tick - hi) - 0.2);
     const until = toPerfMs(tick - lo) + 0.2;
-    do { if (!sample()) break; } while (performance.now() < until);
+    do { if (!sample()) break; } while (monoMs() < until);
     if (hi < lo) { lo = -Infinity; hi = Infinity; sample(); } // the clocks jumped (a suspend): start over
   }
   return (lo + hi) / 2;
@@ -2810,10 +2810,17 @@ function lockTimeout(maxWait: number): number {
 // setTimeout takes at most 2^31-1 ms (24.8 days); a longer delay fires after
 // 1 ms. Long waits are therefore slept in chunks.
 const MAX_TIMER_MS = 2 ** 31 - 1;
+// The end of a sleep that is slept blocking the thread (without using the
+// CPU): 1 ms, the resolution of timers. The event loop then stands still for
+// at most about this long once per sleep; 0 gives that back, for callers let
+// through about 1 ms late instead.
+const FINISH_MS = 1;
 
-// Sleeps until performance.now() reaches `deadline`, or until `wake` fires.
-// Timers can fire up to a millisecond early, so the clock is checked on
-// waking and the rest slept.
+// Sleeps until monoMs() reaches `deadline`, or until `wake` fires.
+// Timers count whole milliseconds (a timer for ceil(left) ms lets the caller
+// through 0.5 to 1.5 ms late), so the timer is set for floor(left) ms, and
+// the last FINISH_MS or less is slept in the kernel (sleepSyncUntil): the
+// caller is let through within about 0.3 ms of its time (bench/precision.ts).
 function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Promise<void> {
   return new Promise((resolve, reject) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -2826,9 +2833,9 @@ function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Prom
     };
     const onAbort = () => finish({ reason: signal?.reason });
     const tick = () => {
-      const left = deadline - performance.now();
-      if (left <= 0) { finish(); return; }
-      timer = setTimeout(tick, Math.min(Math.ceil(left), MAX_TIMER_MS));
+      const left = deadline - monoMs();
+      if (left <= FINISH_MS) { sleepSyncUntil(deadline); finish(); return; }
+      timer = setTimeout(tick, Math.min(Math.floor(left), MAX_TIMER_MS));
     };
     if (signal?.aborted) { reject(signal.reason); return; }
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -2837,15 +2844,24 @@ function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Prom
   });
 }
 
-// Blocks the thread until performance.now() reaches `deadline`. Atomics.wait
+// Blocks the thread until monoMs() reaches `deadline`. Atomics.wait
 // sleeps in the kernel: no CPU is used, and it works on the main thread in
 // Node, Bun and Deno.
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 function sleepSyncUntil(deadline: number): void {
-  for (let left = deadline - performance.now(); left > 0; left = deadline - performance.now()) {
+  for (let left = deadline - monoMs(); left > 0; left = deadline - monoMs()) {
     Atomics.wait(sleeper, 0, 0, Math.min(left, MAX_TIMER_MS));
   }
 }
+
+// Milliseconds on this process's monotonic clock, for timeouts and sleeps.
+// On Node, process.hrtime: the first performance.now() in a process loads
+// part of Node (about 1 ms, a whole first call's worth); on Bun and Deno,
+// performance.now(), which costs nothing to start.
+const onNode = (globalThis as { Bun?: unknown }).Bun === undefined && (globalThis as { Deno?: unknown }).Deno === undefined;
+const monoMs: () => number = onNode
+  ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
+  : () => performance.now();
 
 function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as PromiseLike<T> | undefined)?.then === 'function';
