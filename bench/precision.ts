@@ -12,7 +12,7 @@
 //   node --import tsx bench/precision.ts      (ROUNDS=3)
 import { fmt, mean, median, printTable, quantile, rotate, startAll, startChild, tempDir } from './lib.ts';
 import { inProcessPeers, ours } from './peers.ts';
-import { hrMs, runWindow, type Window } from './precision-child.ts';
+import { hrMs, runWindow, untilHr, type Window } from './precision-child.ts';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const CALLS = Number(process.env.CALLS ?? 200);
@@ -35,10 +35,34 @@ function score(grants: number[]): Stats {
 const results: Record<string, Record<string, Stats[]>> = { '1 process': {}, [`${PROCS} processes`]: {} };
 for (const k of Object.keys(results)) for (const n of names) results[k][n] = [];
 
-// In one process: this process runs each window itself.
+// In one process: this process runs each window itself, and its CPU time
+// over the window is the contender's (per cent of one core). A floor runs
+// with them: a bare loop that sleeps to each ideal time on setTimeout, which
+// is what any timer-based limiter costs at least.
+const FLOOR = 'floor: setTimeout to each slot';
+const cpuPercent: Record<string, number[]> = { [FLOOR]: [] };
+for (const n of names) cpuPercent[n] = [];
+async function floorWindow(start: number, cpu: { ms: number }): Promise<number[]> {
+  await untilHr(start);
+  const grants: number[] = [];
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < CALLS; i++) {
+    for (let left = start + i * INTERVAL - hrMs(); left > 0; left = start + i * INTERVAL - hrMs()) {
+      await new Promise((r) => setTimeout(r, Math.ceil(left)));
+    }
+    grants.push(hrMs() - start);
+  }
+  const used = process.cpuUsage(cpu0);
+  cpu.ms = (used.user + used.system) / 1000;
+  return grants;
+}
+results['1 process'][FLOOR] = [];
 for (let round = 0; round < ROUNDS; round++) {
-  for (const contender of rotate(names, round)) {
-    const grants = await runWindow({ contender, start: hrMs() + 100, calls: CALLS, ms: INTERVAL });
+  for (const contender of rotate([FLOOR, ...names], round)) {
+    const start = hrMs() + 100;
+    const cpu = { ms: NaN };
+    const grants = contender === FLOOR ? await floorWindow(start, cpu) : await runWindow({ contender, start, calls: CALLS, ms: INTERVAL }, cpu);
+    cpuPercent[contender]!.push(cpu.ms / (hrMs() - start) * 100);
     results['1 process'][contender].push(score(grants));
   }
 }
@@ -71,19 +95,22 @@ try {
 const rows: string[][] = [];
 for (const [where, byName] of Object.entries(results)) {
   const oursMean = median(byName[ours.name].map((s) => s.mean));
-  for (const n of names) {
+  for (const n of Object.keys(byName)) {
     const s = byName[n];
     const m = median(s.map((x) => x.mean));
     rows.push([where, n, fmt(m, 2), fmt(m / oursMean, 2), fmt(median(s.map((x) => x.p99)), 2), fmt(median(s.map((x) => x.max)), 2),
-      String(s.reduce((a, x) => a + x.early, 0)), fmt(Math.min(...s.map((x) => x.earliest)), 2), fmt(median(s.map((x) => x.elapsedError)), 2)]);
+      String(s.reduce((a, x) => a + x.early, 0)), fmt(Math.min(...s.map((x) => x.earliest)), 2), fmt(median(s.map((x) => x.elapsedError)), 2),
+      where === '1 process' ? fmt(median(cpuPercent[n] ?? []), 2) : '-']);
   }
 }
 printTable(
   `4. Precision: ${CALLS} calls at 100/s, one after another; lateness against start + i x 10 ms, in ms; median of ${ROUNDS} rounds`,
-  ['where', 'contender', 'mean late', 'x this file', 'p99 late', 'max late', `early (all ${ROUNDS})`, 'most early', 'elapsed - ideal'],
+  ['where', 'contender', 'mean late', 'x this file', 'p99 late', 'max late', `early (all ${ROUNDS})`, 'most early', 'elapsed - ideal', 'CPU % of a core'],
   rows,
   [
     'Grant times are taken right after the await returns, so every one is a little late even when its slot was exact.',
+    `CPU: this process's user + system time over the ${CALLS} calls (every thread), per cent of one core; measured in one process only.`,
+    `${FLOOR}: no limiter, a loop that sleeps on setTimeout(ceil(ms left)) to each ideal time: the least a timer-based wait costs here.`,
     `early: grants recorded before their ideal time, summed over the ${ROUNDS} rounds; most early: the lowest lateness seen (negative = early).`,
     `elapsed - ideal: time from the start to the last grant, minus the ideal ${((CALLS - 1) * INTERVAL) / 1000} s (negative = the run went too fast).`,
     `Across ${PROCS} processes this file shares one limit of 100/s through a state file; each peer runs in every process with 100/${PROCS} per second.`,

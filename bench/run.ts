@@ -3,7 +3,7 @@
 // the peer libraries never enter the root install), then runs every
 // benchmark, each in a process of its own, and writes the timeline pictures.
 //
-//   npm run bench                      everything, about 3 to 4 minutes
+//   npm run bench                      everything, about 5 to 6 minutes
 //   ONLY=overhead,recovery npm run bench   some of them (names below)
 //   ONLY=features npm run bench            the one-limit path against 484f430, and three limits
 import { spawnSync } from 'node:child_process';
@@ -22,7 +22,7 @@ if (!existsSync(join(benchDir, 'node_modules'))) {
   }
 }
 
-const all = ['overhead', 'filemode', 'contended', 'precision', 'idle', 'recovery', 'timeline', 'cli', 'features'];
+const all = ['overhead', 'filemode', 'contended', 'precision', 'idle', 'recovery', 'timeline', 'cli', 'features', 'firstcall'];
 const only = process.env.ONLY?.split(',').map((s) => s.trim());
 const chosen = only ? all.filter((n) => only.includes(n)) : all;
 
