@@ -9,28 +9,33 @@
 //
 // Where things live in this file:
 //   1. Public API ........ RateLimit, its options, permits and errors, the
-//                          store seam, retryAfter().
+//                          store seam, retryAfter(); at its end, what
+//                          RateLimit uses itself (permits, polling constants).
 //   2. Scheduling core ... reserve(), giveBack(), settle(), release(),
 //                          pauseState(), statusOf(): pure functions of
 //                          (settings, state, now). All the rate arithmetic is here.
 //   3. Stores ............ MemoryStore; then, between the BEGIN FILE STORE
 //                          and END FILE STORE banners, FileStore: its lock,
-//                          owner records, state file and descriptors,
+//                          owner records and state file,
 //   4. Liveness .......... holderIsDead(): whether a lock's holder is gone,
 //   5. Clock ............. the one clock that processes on a host share.
-//   6. Helpers ........... sleeping, validation, warnings.
+//   6. Helpers ........... sleeping, option checks, warnings.
 //   7. Command line ...... run as a program: wait for a slot, then a command.
 //
-// Safe to change: the constants at the end of section 2 and at the top of
-// the file store (each says what it trades), the warning texts, and
-// anything in section 6. Change the core or the lock protocol only with the
-// tests in ratelimit.test.ts and test/ at hand (npm run test:core is the
-// fast loop). For memory only: delete every region from a BEGIN FILE STORE
-// line to the next END FILE STORE line (the imports, RateLimit.fromState,
-// and sections 4 and 5 with the file store itself), replace the line whose
-// comment says "FILE STORE: for memory only" as it says, and delete section
-// 7 (the command line works on a file). test/recipes.test.ts does exactly
-// that, and type-checks and tests what is left.
+// Safe to change: the constants at the ends of sections 1 and 2, at the top
+// of the file store and beside sleepUntil (each says what it trades), the
+// warning texts, and the rest of section 6. Change the core or the lock
+// protocol only with the tests in ratelimit.test.ts and test/ at hand
+// (npm run test:core is the fast loop).
+//
+// For memory only: delete every region from a BEGIN FILE STORE line to the
+// next END FILE STORE line (the imports, RateLimit.fromState, and sections 4
+// and 5 with the file store itself), replace the line whose comment says
+// "FILE STORE: for memory only" as it says, and delete section 7 (the
+// command line works on a file). test/recipes.test.ts does exactly that, and
+// type-checks and tests what is left. There is no Node-only recipe: what is
+// there for Bun and Deno is a few lines, and the clock line-up they need
+// also serves Node after a suspend.
 //
 // Only node: built-ins are used, so the file runs under tsx, Node's own type
 // stripping, Bun and Deno alike.
@@ -840,6 +845,113 @@ export class RateLimit {
   }
 }
 
+// --- what RateLimit uses itself -------------------------------------------
+
+// A concurrency slot's lease (see RateLimitOptions.slotLease). Long enough
+// that a holder stalled by a busy event loop or a slow store keeps its slot;
+// short enough that a paused or vanished holder's slot comes back within a minute.
+const DEFAULT_SLOT_LEASE_S = 60;
+// What a reservation returns when every concurrency slot is held: the
+// caller's place in the queue (0: next).
+interface Busy { readonly place: number }
+function isBusy(r: Reservation | Busy): r is Busy {
+  return (r as Partial<Busy>).place !== undefined;
+}
+// A waiter for a concurrency slot polls the store at most this far apart. A
+// release in the same process wakes it at once; across processes this is
+// how late a freed slot can be noticed, against a store read costing ~30 µs.
+const SLOT_POLL_MAX_MS = 50;
+// The first waiter in the queue polls at most this far apart, so a slot freed
+// in another process stands idle about half of it on average; a poll costs
+// one lock cycle (~30 µs), so this is at most a few percent of a core while
+// the waiter waits.
+const SLOT_POLL_FIRST_MS = 4;
+// A waiter's place in the concurrency queue lapses this long after its last
+// poll, so a waiter that vanished without a word (killed on another machine,
+// say) holds the queue up for at most this long. Polls come at most
+// SLOT_POLL_MAX_MS apart, so a live waiter renews it many times over.
+const QUEUE_LEASE_S = 2;
+const OPTION_NAMES = ['maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store'];
+const WAIT_OPTION_NAMES = ['signal', 'maxWait', 'weight', 'cost'];
+const LIMIT_OPTION_NAMES = ['maxCount', 'per', 'greedy', 'unit'];
+
+// The update options of a plain call (no signal, no maxWait), made once.
+const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
+// A call's options, checked.
+interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
+
+// The handle acquire() returns. It keeps its reservation, to settle and release it.
+class PermitHandle implements Permit {
+  readonly waited: number;
+  private r: Reservation;
+  private readonly limit: RateLimit;
+  private released?: Promise<void>;
+  // Settles and the release run one after another, in the order called.
+  private queue: Promise<void> = Promise.resolve();
+  private renewTimer?: ReturnType<typeof setInterval>;
+
+  constructor(limit: RateLimit, r: Reservation, waited: number) {
+    this.limit = limit;
+    this.r = r;
+    this.waited = waited;
+    if (r.slot !== undefined) {
+      const slot = r.slot;
+      this.renewTimer = setInterval(() => {
+        this.queue = this.queue.then(() => this.limit.renewSlot(slot)).catch((error: unknown) => {
+          warn('RATELIMIT_SLOT_RENEW_FAILED', `ratelimit: could not renew a concurrency slot's lease: ${(error as Error).message}`);
+        });
+      }, limit.renewEveryS * 1000);
+      // A held permit must not keep the process alive by itself.
+      (this.renewTimer as { unref?: () => void }).unref?.();
+    }
+  }
+
+  get cost(): Cost {
+    const out: Record<string, number> = {};
+    this.limit.limits.forEach((l, i) => { out[l.unit] = this.r.cost[i] ?? 0; });
+    return out;
+  }
+
+  settle(actual: Cost): Promise<void> {
+    const vector = this.limit.costVector(actual, this.r.cost);
+    this.queue = this.queue.then(async () => {
+      this.r = await this.limit.settleReservation(this.r, vector);
+    }).catch((error: unknown) => {
+      warn('RATELIMIT_SETTLE_FAILED', `ratelimit: could not settle a permit: ${(error as Error).message}`);
+    });
+    return this.queue;
+  }
+
+  release(): Promise<void> {
+    if (this.released) return this.released;
+    clearInterval(this.renewTimer);
+    this.queue = this.queue.then(() => this.limit.releaseReservation(this.r)).catch((error: unknown) => {
+      warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release a permit: ${(error as Error).message}`);
+    });
+    this.released = this.queue;
+    return this.released;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+// Wakes in-process waiters at once (the file store has no notification
+// across processes, so they also poll).
+class Wakeup {
+  private waiters = new Set<() => void>();
+  add(wake: () => void): () => void {
+    this.waiters.add(wake);
+    return () => this.waiters.delete(wake);
+  }
+  notify(): void {
+    const all = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of all) wake();
+  }
+}
+
 // ---------------------------------------------------------------------------
 // 2. Scheduling core. Pure: the time is an argument, nothing here sleeps or
 //    touches a file, so every rule is tested with a made-up clock.
@@ -1341,10 +1453,6 @@ function isTime(t: unknown): t is number {
   return typeof t === 'number' && Math.abs(t) < 1e12;
 }
 
-// A concurrency slot's lease (see RateLimitOptions.slotLease). Long enough
-// that a holder stalled by a busy event loop or a slow store keeps its slot;
-// short enough that a paused or vanished holder's slot comes back within a minute.
-const DEFAULT_SLOT_LEASE_S = 60;
 // The state format's version (see LimitState.v).
 const STATE_VERSION = 2;
 // Greedy lanes keep at most this many runs. Each run is about 25 bytes of
@@ -1355,146 +1463,6 @@ const MAX_RUNS = 128;
 // A pause carried over from another clock is trusted for at most a day.
 const MAX_SHIFTED_PAUSE_S = 86_400;
 const EMPTY_LANE: Lane = Object.freeze({}) as Lane;
-// What a reservation returns when every concurrency slot is held: the
-// caller's place in the queue (0: next).
-interface Busy { readonly place: number }
-function isBusy(r: Reservation | Busy): r is Busy {
-  return (r as Partial<Busy>).place !== undefined;
-}
-// A waiter for a concurrency slot polls the store at most this far apart. A
-// release in the same process wakes it at once; across processes this is
-// how late a freed slot can be noticed, against a store read costing ~30 µs.
-const SLOT_POLL_MAX_MS = 50;
-// The first waiter in the queue polls at most this far apart, so a slot freed
-// in another process stands idle about half of it on average; a poll costs
-// one lock cycle (~30 µs), so this is at most a few percent of a core while
-// the waiter waits.
-const SLOT_POLL_FIRST_MS = 4;
-// A waiter's place in the concurrency queue lapses this long after its last
-// poll, so a waiter that vanished without a word (killed on another machine,
-// say) holds the queue up for at most this long. Polls come at most
-// SLOT_POLL_MAX_MS apart, so a live waiter renews it many times over.
-const QUEUE_LEASE_S = 2;
-const OPTION_NAMES = ['maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store'];
-const WAIT_OPTION_NAMES = ['signal', 'maxWait', 'weight', 'cost'];
-const LIMIT_OPTION_NAMES = ['maxCount', 'per', 'greedy', 'unit'];
-
-// The update options of a plain call (no signal, no maxWait), made once.
-const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
-// A call's options, checked.
-interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
-
-function checkLimit(spec: LimitOptions, prefix: string, greedyDefault: boolean): LimitSettings {
-  if (typeof spec !== 'object' || spec === null) throw new TypeError(`ratelimit: ${prefix.slice(0, -1)} must be an object of { maxCount, per }, got ${show(spec)}`);
-  if (prefix) checkKnown(`option of ${prefix.slice(0, -1)}`, spec, LIMIT_OPTION_NAMES);
-  const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
-  checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
-  checkNumber(`${prefix}per`, per, 'a finite number of seconds above 0', Number.isFinite(per) && per > 0);
-  if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: ${prefix}greedy must be a boolean, got ${show(greedy)}`);
-  if (typeof unit !== 'string' || unit === '') throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
-  return { maxCount, per, greedy, unit };
-}
-
-// Rejects names an options object should not have, suggesting the closest.
-function checkKnown(what: string, options: object, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw new TypeError(`ratelimit: unknown ${what} ${JSON.stringify(key)}${nearest(key, known)}`);
-  }
-}
-
-function nearest(name: string, known: readonly string[]): string {
-  let best = '';
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = editDistance(name.toLowerCase(), k.toLowerCase());
-    if (d < bestDistance) { best = k; bestDistance = d; }
-  }
-  return bestDistance <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
-}
-
-function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    row = next;
-  }
-  return row[b.length] ?? 0;
-}
-
-// The handle acquire() returns. It keeps its reservation, to settle and release it.
-class PermitHandle implements Permit {
-  readonly waited: number;
-  private r: Reservation;
-  private readonly limit: RateLimit;
-  private released?: Promise<void>;
-  // Settles and the release run one after another, in the order called.
-  private queue: Promise<void> = Promise.resolve();
-  private renewTimer?: ReturnType<typeof setInterval>;
-
-  constructor(limit: RateLimit, r: Reservation, waited: number) {
-    this.limit = limit;
-    this.r = r;
-    this.waited = waited;
-    if (r.slot !== undefined) {
-      const slot = r.slot;
-      this.renewTimer = setInterval(() => {
-        this.queue = this.queue.then(() => this.limit.renewSlot(slot)).catch((error: unknown) => {
-          warn('RATELIMIT_SLOT_RENEW_FAILED', `ratelimit: could not renew a concurrency slot's lease: ${(error as Error).message}`);
-        });
-      }, limit.renewEveryS * 1000);
-      // A held permit must not keep the process alive by itself.
-      (this.renewTimer as { unref?: () => void }).unref?.();
-    }
-  }
-
-  get cost(): Cost {
-    const out: Record<string, number> = {};
-    this.limit.limits.forEach((l, i) => { out[l.unit] = this.r.cost[i] ?? 0; });
-    return out;
-  }
-
-  settle(actual: Cost): Promise<void> {
-    const vector = this.limit.costVector(actual, this.r.cost);
-    this.queue = this.queue.then(async () => {
-      this.r = await this.limit.settleReservation(this.r, vector);
-    }).catch((error: unknown) => {
-      warn('RATELIMIT_SETTLE_FAILED', `ratelimit: could not settle a permit: ${(error as Error).message}`);
-    });
-    return this.queue;
-  }
-
-  release(): Promise<void> {
-    if (this.released) return this.released;
-    clearInterval(this.renewTimer);
-    this.queue = this.queue.then(() => this.limit.releaseReservation(this.r)).catch((error: unknown) => {
-      warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release a permit: ${(error as Error).message}`);
-    });
-    this.released = this.queue;
-    return this.released;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.release();
-  }
-}
-
-// Wakes in-process waiters at once (the file store has no notification
-// across processes, so they also poll).
-class Wakeup {
-  private waiters = new Set<() => void>();
-  add(wake: () => void): () => void {
-    this.waiters.add(wake);
-    return () => this.waiters.delete(wake);
-  }
-  notify(): void {
-    const all = [...this.waiters];
-    this.waiters.clear();
-    for (const wake of all) wake();
-  }
-}
 
 // ---------------------------------------------------------------------------
 // 3. Stores
@@ -2073,130 +2041,52 @@ function lockWait(timeoutSeconds = Infinity): LockWait {
   return { startedMs, inspectedMs: startedMs, busyTries: 0, graceTries: 0, timeoutMs: timeoutSeconds * 1000 };
 }
 
-// How far to move a state's times onto our clock: undefined when the writer
-// and we agree. The slack always errs late: a slot moved too late costs a
-// little waiting, one moved too early lets a call through.
-// - Written on another clock (before a reboot, or on the wall-clock
-//   fallback): carried over by the wall clock, less WALL_MARGIN_S for its
-//   millisecond readings, and capped at one window ahead (shiftState).
-// - Same clock, but written "in our future": the writer's clock is ahead of
-//   ours (a clock stepped back, or a suspend not yet noticed): treat the
-//   write as made just now. Not capped, so waiters queued by other
-//   processes keep their places.
-// A writer whose clock is behind ours cannot be told from an old write by
-// our clock alone, and the wall clock is no referee (it is stepped, and
-// faked per process), so the shared clock itself must not lag: sharedClock
-// subtracts time namespace offsets and rechecks its line-up with the boot
-// clock whenever a second has passed on either clock (a suspend moves the
-// wall clock, so it is caught on the first reading after it).
-const WALL_MARGIN_S = 0.002;
-const CLOCKS_AGREE_S = 0.005;
-function clockShiftS(raw: StoredState, now: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
-  const sinceWrittenS = now - raw.written;
-  const wallSinceS = clock.wall ? clock.wall() - raw.wall : undefined;
-  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, (wallSinceS ?? 0) - WALL_MARGIN_S), capped: true };
-  if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
-  return undefined;
-}
+// --- reading the lock's names ------------------------------------------------
 
-// The state file: the core's state, wrapped with the clock it was written on.
-interface StoredState { clock: string; written: number; wall: number; state: unknown }
+interface Inspected { ino: number; text: string; record?: OwnerRecord | undefined }
 
-function isEnvelope(v: unknown): v is StoredState {
-  const e = v as Partial<StoredState> | null;
-  return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) && Number.isFinite(e.wall);
-}
-
-// --- state descriptors, shared per thread --------------------------------------
-
-// The state file, open for read and write, never through a symbolic link and
-// never blocking on a special file. The descriptor is kept between calls
-// while the path still names the same file (an open descriptor keeps its
-// inode number from being reused), so most calls cost one lstat instead of
-// open, fstat and close. At most MAX_OPEN_STATES are kept, least recently used out.
-const openStates = new Map<string, { fd: number; ino: number }>();
-function openState(path: string, name: string): { fd: number; sizeBytes: number } {
-  const seen = lstatSync(path, { throwIfNoEntry: false });
-  const cached = openStates.get(path);
-  if (cached && seen?.isFile() && seen.ino === cached.ino) {
-    openStates.delete(path);
-    openStates.set(path, cached);
-    return { fd: cached.fd, sizeBytes: seen.size };
-  }
-  closeState(path);
-  const flags = constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK;
-  for (let tries = 0; ; tries++) {
-    try {
-      const fd = openSync(path, flags, 0o600);
-      const stat = fstatSync(fd);
-      if (stat.isFile()) {
-        openStates.set(path, { fd, ino: stat.ino });
-        const oldest = openStates.keys().next();
-        if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
-        return { fd, sizeBytes: stat.size };
-      }
-      closeSync(fd);
-      throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ELOOP' && tries === 0) {
-        // A symbolic link where the state should be. Remove the link itself
-        // (its target is left alone) and start a real file in its place.
-        warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
-        try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
-        continue;
-      }
-      if (code === 'EISDIR' || code === 'ENOTREG' || code === 'ENXIO') {
-        throw new RateLimitStoreError(`ratelimit: ${name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, path, error);
-      }
-      throw fileError(error, 'open the state file', path);
+// Reads a lock, a break lock or an owner file: undefined if it does not
+// exist. It is opened without following links and without blocking (a FIFO
+// would block open() and freeze the event loop), and anything but a regular
+// file is a clear error naming it. A file we may not read is returned with
+// no record: its holder cannot be judged, so it is broken only when stale.
+function inspect(path: string): Inspected | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is a symbolic link, not a lock made by ratelimit; remove it`, path, error);
+    if (code === 'EACCES' || code === 'EPERM') {
+      const st = lstatSync(path, { throwIfNoEntry: false });
+      if (!st) return undefined;
+      if (!st.isFile()) throw notALock(path, st);
+      return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
     }
+    throw fileError(error, 'read', path);
   }
-}
-
-function closeState(path: string): void {
-  const open = openStates.get(path);
-  if (!open) return;
-  openStates.delete(path);
-  closeQuietly(open.fd);
-}
-
-// Writes a new state over the old one of `oldBytes`, in place. A write that
-// cannot complete (a full disk) throws, and leaves the old state readable:
-// the part beyond the old end is written first, and cut off again if it
-// fails; the rest overwrites blocks the file already has. Returns the bytes
-// the file now holds.
-function writeState(fd: number, text: string, oldBytes: number, path: string): Buffer {
-  const padded = oldBytes > text.length && oldBytes - text.length <= SHRINK_SLACK_BYTES ? text.padEnd(oldBytes) : text;
-  const bytes = Buffer.from(padded, 'utf8');
-  if (bytes.length > oldBytes) {
-    try {
-      writeAll(fd, bytes.subarray(oldBytes), oldBytes, path);
-    } catch (error) {
-      try { ftruncateSync(fd, oldBytes); } catch { /* reported below */ }
-      throw error;
-    }
-  }
-  writeAll(fd, bytes.subarray(0, Math.min(bytes.length, oldBytes)), 0, path);
-  if (oldBytes > bytes.length) ftruncateSync(fd, bytes.length);
-  return bytes;
-}
-
-// writeSync at `position` until every byte is written; a short write is
-// retried, and the error that stops it (ENOSPC, EDQUOT) is thrown. The
-// Buffer form is used because Deno (2.9) ignores the position in
-// writeSync(fd, string, position) and appends.
-function writeAll(fd: number, bytes: Uint8Array, position: number, path: string): void {
-  for (let done = 0; done < bytes.length;) {
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notALock(path, st);
+    const buf = Buffer.alloc(4096);
     let n: number;
-    try {
-      n = writeSync(fd, bytes, done, bytes.length - done, position + done);
-    } catch (error) {
-      throw fileError(error, 'write', path);
-    }
-    if (n <= 0) throw fileError(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }), 'write', path);
-    done += n;
+    try { n = readSync(fd, buf, 0, buf.length, 0); } catch (error) { throw fileError(error, 'read', path); }
+    const text = buf.toString('utf8', 0, n);
+    return { ino: st.ino, text, record: parseOwnerRecord(text) };
+  } finally {
+    closeQuietly(fd);
   }
+}
+
+function notALock(path: string, st: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean }): RateLimitStoreError {
+  const what = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'not a regular file';
+  return new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is ${what}, not a lock made by ratelimit; remove it`, path);
+}
+
+function discardTemp(temp: { path: string; fd: number }): void {
+  if (temp.fd >= 0) closeQuietly(temp.fd);
+  unlinkIfThere(temp.path);
 }
 
 // --- owner files and records ----------------------------------------------------
@@ -2371,52 +2261,132 @@ function removeOwnerNames(dir: string, token: string): void {
   for (const name of names) if (name.endsWith(`.owner-${token}`)) { try { unlinkSync(join(dir, name)); } catch { /* another user's, or gone */ } }
 }
 
-// --- reading the lock's names ------------------------------------------------
+// --- the state file ----------------------------------------------------------
 
-interface Inspected { ino: number; text: string; record?: OwnerRecord | undefined }
+// How far to move a state's times onto our clock: undefined when the writer
+// and we agree. The slack always errs late: a slot moved too late costs a
+// little waiting, one moved too early lets a call through.
+// - Written on another clock (before a reboot, or on the wall-clock
+//   fallback): carried over by the wall clock, less WALL_MARGIN_S for its
+//   millisecond readings, and capped at one window ahead (shiftState).
+// - Same clock, but written "in our future": the writer's clock is ahead of
+//   ours (a clock stepped back, or a suspend not yet noticed): treat the
+//   write as made just now. Not capped, so waiters queued by other
+//   processes keep their places.
+// A writer whose clock is behind ours cannot be told from an old write by
+// our clock alone, and the wall clock is no referee (it is stepped, and
+// faked per process), so the shared clock itself must not lag: sharedClock
+// subtracts time namespace offsets and rechecks its line-up with the boot
+// clock whenever a second has passed on either clock (a suspend moves the
+// wall clock, so it is caught on the first reading after it).
+const WALL_MARGIN_S = 0.002;
+const CLOCKS_AGREE_S = 0.005;
+function clockShiftS(raw: StoredState, now: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
+  const sinceWrittenS = now - raw.written;
+  const wallSinceS = clock.wall ? clock.wall() - raw.wall : undefined;
+  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, (wallSinceS ?? 0) - WALL_MARGIN_S), capped: true };
+  if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
+  return undefined;
+}
 
-// Reads a lock, a break lock or an owner file: undefined if it does not
-// exist. It is opened without following links and without blocking (a FIFO
-// would block open() and freeze the event loop), and anything but a regular
-// file is a clear error naming it. A file we may not read is returned with
-// no record: its holder cannot be judged, so it is broken only when stale.
-function inspect(path: string): Inspected | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP') throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is a symbolic link, not a lock made by ratelimit; remove it`, path, error);
-    if (code === 'EACCES' || code === 'EPERM') {
-      const st = lstatSync(path, { throwIfNoEntry: false });
-      if (!st) return undefined;
-      if (!st.isFile()) throw notALock(path, st);
-      return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
+// The state file: the core's state, wrapped with the clock it was written on.
+interface StoredState { clock: string; written: number; wall: number; state: unknown }
+
+function isEnvelope(v: unknown): v is StoredState {
+  const e = v as Partial<StoredState> | null;
+  return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) && Number.isFinite(e.wall);
+}
+
+// --- state descriptors, shared per thread --------------------------------------
+
+// The state file, open for read and write, never through a symbolic link and
+// never blocking on a special file. The descriptor is kept between calls
+// while the path still names the same file (an open descriptor keeps its
+// inode number from being reused), so most calls cost one lstat instead of
+// open, fstat and close. At most MAX_OPEN_STATES are kept, least recently used out.
+const openStates = new Map<string, { fd: number; ino: number }>();
+function openState(path: string, name: string): { fd: number; sizeBytes: number } {
+  const seen = lstatSync(path, { throwIfNoEntry: false });
+  const cached = openStates.get(path);
+  if (cached && seen?.isFile() && seen.ino === cached.ino) {
+    openStates.delete(path);
+    openStates.set(path, cached);
+    return { fd: cached.fd, sizeBytes: seen.size };
+  }
+  closeState(path);
+  const flags = constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK;
+  for (let tries = 0; ; tries++) {
+    try {
+      const fd = openSync(path, flags, 0o600);
+      const stat = fstatSync(fd);
+      if (stat.isFile()) {
+        openStates.set(path, { fd, ino: stat.ino });
+        const oldest = openStates.keys().next();
+        if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
+        return { fd, sizeBytes: stat.size };
+      }
+      closeSync(fd);
+      throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' && tries === 0) {
+        // A symbolic link where the state should be. Remove the link itself
+        // (its target is left alone) and start a real file in its place.
+        warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
+        try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
+        continue;
+      }
+      if (code === 'EISDIR' || code === 'ENOTREG' || code === 'ENXIO') {
+        throw new RateLimitStoreError(`ratelimit: ${name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, path, error);
+      }
+      throw fileError(error, 'open the state file', path);
     }
-    throw fileError(error, 'read', path);
   }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw notALock(path, st);
-    const buf = Buffer.alloc(4096);
+}
+
+function closeState(path: string): void {
+  const open = openStates.get(path);
+  if (!open) return;
+  openStates.delete(path);
+  closeQuietly(open.fd);
+}
+
+// Writes a new state over the old one of `oldBytes`, in place. A write that
+// cannot complete (a full disk) throws, and leaves the old state readable:
+// the part beyond the old end is written first, and cut off again if it
+// fails; the rest overwrites blocks the file already has. Returns the bytes
+// the file now holds.
+function writeState(fd: number, text: string, oldBytes: number, path: string): Buffer {
+  const padded = oldBytes > text.length && oldBytes - text.length <= SHRINK_SLACK_BYTES ? text.padEnd(oldBytes) : text;
+  const bytes = Buffer.from(padded, 'utf8');
+  if (bytes.length > oldBytes) {
+    try {
+      writeAll(fd, bytes.subarray(oldBytes), oldBytes, path);
+    } catch (error) {
+      try { ftruncateSync(fd, oldBytes); } catch { /* reported below */ }
+      throw error;
+    }
+  }
+  writeAll(fd, bytes.subarray(0, Math.min(bytes.length, oldBytes)), 0, path);
+  if (oldBytes > bytes.length) ftruncateSync(fd, bytes.length);
+  return bytes;
+}
+
+// writeSync at `position` until every byte is written; a short write is
+// retried, and the error that stops it (ENOSPC, EDQUOT) is thrown. The
+// Buffer form is used because Deno (2.9) ignores the position in
+// writeSync(fd, string, position) and appends.
+function writeAll(fd: number, bytes: Uint8Array, position: number, path: string): void {
+  for (let done = 0; done < bytes.length;) {
     let n: number;
-    try { n = readSync(fd, buf, 0, buf.length, 0); } catch (error) { throw fileError(error, 'read', path); }
-    const text = buf.toString('utf8', 0, n);
-    return { ino: st.ino, text, record: parseOwnerRecord(text) };
-  } finally {
-    closeQuietly(fd);
+    try {
+      n = writeSync(fd, bytes, done, bytes.length - done, position + done);
+    } catch (error) {
+      throw fileError(error, 'write', path);
+    }
+    if (n <= 0) throw fileError(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }), 'write', path);
+    done += n;
   }
-}
-
-function notALock(path: string, st: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean }): RateLimitStoreError {
-  const what = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'not a regular file';
-  return new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is ${what}, not a lock made by ratelimit; remove it`, path);
-}
-
-function discardTemp(temp: { path: string; fd: number }): void {
-  if (temp.fd >= 0) closeQuietly(temp.fd);
-  unlinkIfThere(temp.path);
 }
 
 // ---------------------------------------------------------------------------
@@ -2873,6 +2843,47 @@ function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
  */
 function warn(code: string, message: string): void {
   process.emitWarning(message, { type: 'RateLimitWarning', code });
+}
+
+// Option checks: each error names the option, and says what it got.
+function checkLimit(spec: LimitOptions, prefix: string, greedyDefault: boolean): LimitSettings {
+  if (typeof spec !== 'object' || spec === null) throw new TypeError(`ratelimit: ${prefix.slice(0, -1)} must be an object of { maxCount, per }, got ${show(spec)}`);
+  if (prefix) checkKnown(`option of ${prefix.slice(0, -1)}`, spec, LIMIT_OPTION_NAMES);
+  const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
+  checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
+  checkNumber(`${prefix}per`, per, 'a finite number of seconds above 0', Number.isFinite(per) && per > 0);
+  if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: ${prefix}greedy must be a boolean, got ${show(greedy)}`);
+  if (typeof unit !== 'string' || unit === '') throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
+  return { maxCount, per, greedy, unit };
+}
+
+// Rejects names an options object should not have, suggesting the closest.
+function checkKnown(what: string, options: object, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) throw new TypeError(`ratelimit: unknown ${what} ${JSON.stringify(key)}${nearest(key, known)}`);
+  }
+}
+
+function nearest(name: string, known: readonly string[]): string {
+  let best = '';
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestDistance) { best = k; bestDistance = d; }
+  }
+  return bestDistance <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length] ?? 0;
 }
 
 function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
