@@ -1990,17 +1990,22 @@ export class FileStore implements RateLimitStore {
     // before reading or writing. A live holder's lock is broken only once it
     // is staleAfter old (twice this lease), so the time alone tells; the
     // check after the write also catches a breaker's mistake (see takeAway).
+    // `now`, with the wall clock read just before it (to place a state
+    // written on another clock) and just after it (to record with ours). A
+    // pause between two readings then only ever places a state later.
+    const wallBeforeS = wallOf(clock);
     const now = clock.now();
+    const wallAfterS = wallOf(clock);
     if (now - leaseStartS >= halfLeaseS) return LOST;
     if (readBuffer.length < sizeBytes) readBuffer = Buffer.alloc(sizeBytes);
     const got = sizeBytes ? readSync(fd, readBuffer, 0, sizeBytes, 0) : 0;
     const memo = this.memo;
     const current = memo && memo.tag === clock.tag && got === memo.bytes.length && readBuffer.compare(memo.bytes, 0, got, 0, got) === 0
-      ? memo.state : this.decode(readBuffer.toString('utf8', 0, got), now, clock);
+      ? memo.state : this.decode(readBuffer.toString('utf8', 0, got), now, wallBeforeS, clock);
     const { state, result } = tx(current, now, this.context());
     let written: Buffer | undefined;
     if (state) {
-      const stored: StoredState = { clock: clock.tag, written: now, wall: clock.wall ? clock.wall() : Date.now() / 1000, state };
+      const stored: StoredState = { clock: clock.tag, written: now, wall: wallAfterS, state };
       written = writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
     }
     // Paused while writing? Then a breaker may have copied the state before
@@ -2012,7 +2017,7 @@ export class FileStore implements RateLimitStore {
 
   // Parses the file's text. A missing, empty or unreadable state falls back to
   // the last one this process knew, with a warning where something was lost.
-  private decode(text: string, now: number, clock: SharedClock): LimitState | undefined {
+  private decode(text: string, now: number, wallNowS: number, clock: SharedClock): LimitState | undefined {
     if (text.trim() === '') {
       if (this.seenFile) warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} was deleted or emptied; continuing from this process's last known state`);
       return this.last;
@@ -2030,7 +2035,7 @@ export class FileStore implements RateLimitStore {
       return this.last;
     }
     this.seenFile = true;
-    const shift = clockShiftS(raw, now, clock);
+    const shift = clockShiftS(raw, now, wallNowS, clock);
     if (shift === undefined) return state;
     return shift.capped ? shiftState(state, shift.byS, now) : shiftState(state, shift.byS, Infinity);
   }
@@ -2279,11 +2284,15 @@ function removeOwnerNames(dir: string, token: string): void {
 // subtracts time namespace offsets and rechecks its line-up with the boot
 // clock whenever a second has passed on either clock (a suspend moves the
 // wall clock, so it is caught on the first reading after it).
+// Each side's wall reading is taken next to its clock reading, on the side
+// that errs late (see holding), so only Date.now()'s millisecond steps are
+// left for WALL_MARGIN_S to cover.
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-function clockShiftS(raw: StoredState, now: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
+const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : Date.now() / 1000);
+function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
-  const wallSinceS = clock.wall ? clock.wall() - raw.wall : undefined;
+  const wallSinceS = clock.wall ? wallNowS - raw.wall : undefined;
   if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, (wallSinceS ?? 0) - WALL_MARGIN_S), capped: true };
   if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
   return undefined;

@@ -246,6 +246,23 @@ describe('file store rules (made-up clock)', () => {
     assert.throws(() => b.waitSync({ maxWait: 0 }), (e: RateLimitTimeoutError) => e instanceof RateLimitTimeoutError && e.wouldWait <= 0.05 + 1e-9);
   });
 
+  it('a state from another clock is placed by wall readings that err late, whatever pauses fall between a clock\'s readings', () => {
+    // The writer's clock and the reader's are unrelated; the wall clock places
+    // one on the other. The reader is paused 0.2 s after every reading of its
+    // clock: its wall clock runs on meanwhile, its last `now` does not.
+    const file = path();
+    const writer: SharedClock = { tag: 'writer', now: () => 50, wall: () => 1000 };
+    let realS = 0;
+    const reader: SharedClock = { tag: 'reader', now: () => { const t = 500 + realS; realS += 0.2; return t; }, wall: () => 1000 + realS };
+    const a = new RateLimit({ maxCount: 1, per: 0.3, store: new FileStore(file, { clock: writer }) });
+    assert.equal(a.tryAcquire(), true, 'the writer takes the slot');
+    // The write was at wall 1000, which the reader's clock read as 500; the
+    // next slot is 0.3 s later, at 500.3 on the reader's clock, after any
+    // `now` this call reads (500.2 at most before it decides).
+    const b = new RateLimit({ maxCount: 1, per: 0.3, store: new FileStore(file, { clock: reader }) });
+    assert.equal(b.tryAcquire(), false, 'the reader must not take the next slot early');
+  });
+
   it('breaking a lock keeps the state file\'s owner and mode', { skip: !root && 'needs root to chown' }, () => {
     const file = path();
     const clock = testClock(0);
