@@ -342,6 +342,24 @@ describe('real time', () => {
     assert.ok(at.slice(5).every((t) => t >= 300 - 0.001 && t < 300 + LATE_MS), `after the window: ${at.map((t) => t.toFixed(1))}`);
   });
 
+  it('a loop of waits that each sleep under a millisecond still lets the event loop run', async () => {
+    // The end of every sleep blocks the thread; a sleep must still start from
+    // the event loop, or timers, I/O and signal handlers would never run
+    // between such calls (a worker would not hear its SIGTERM).
+    const limit = new RateLimit({ maxCount: 2000, per: 1 }); // 0.5 ms apart
+    let ticks = 0;
+    const interval = setInterval(() => { ticks++; }, 1);
+    const start = performance.now();
+    try {
+      for (let i = 0; i < 100; i++) await limit.wait();
+    } finally {
+      clearInterval(interval);
+    }
+    const took = performance.now() - start;
+    // About 50 ms of waits: a 1 ms interval fires dozens of times; 5 allows for a loaded machine.
+    assert.ok(ticks >= 5, `the interval ran ${ticks} times in ${took.toFixed(1)} ms of waits`);
+  });
+
   it('waitSync blocks the thread until the slot, never early', () => {
     const limit = new RateLimit({ maxCount: 10, per: 0.5 }); // 50 ms apart
     const start = performance.now();

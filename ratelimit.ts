@@ -2823,9 +2823,11 @@ const FINISH_MS = 1;
 function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Promise<void> {
   return new Promise((resolve, reject) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let first: ReturnType<typeof setImmediate> | undefined;
     let unwake: (() => void) | undefined;
     const finish = (error?: { reason: unknown }) => {
       clearTimeout(timer);
+      if (first !== undefined) clearImmediate(first);
       unwake?.();
       signal?.removeEventListener('abort', onAbort);
       if (error) reject(error.reason); else resolve();
@@ -2839,7 +2841,10 @@ function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Prom
     if (signal?.aborted) { reject(signal.reason); return; }
     signal?.addEventListener('abort', onAbort, { once: true });
     if (wake) unwake = wake.add(() => finish());
-    tick();
+    // The first look comes from the event loop, never from this call: a
+    // caller whose sleeps all end within FINISH_MS would otherwise never let
+    // the event loop run (timers, I/O, signal handlers) between its calls.
+    first = setImmediate(tick);
   });
 }
 
