@@ -2823,11 +2823,10 @@ const FINISH_MS = 1;
 function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Promise<void> {
   return new Promise((resolve, reject) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let first: ReturnType<typeof setImmediate> | undefined;
     let unwake: (() => void) | undefined;
     const finish = (error?: { reason: unknown }) => {
       clearTimeout(timer);
-      if (first !== undefined) clearImmediate(first);
+      clearImmediate(first); // set below, before anything can call finish
       unwake?.();
       signal?.removeEventListener('abort', onAbort);
       if (error) reject(error.reason); else resolve();
@@ -2844,7 +2843,7 @@ function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Prom
     // The first look comes from the event loop, never from this call: a
     // caller whose sleeps all end within FINISH_MS would otherwise never let
     // the event loop run (timers, I/O, signal handlers) between its calls.
-    first = setImmediate(tick);
+    const first = setImmediate(tick);
   });
 }
 
