@@ -2289,7 +2289,7 @@ function removeOwnerNames(dir: string, token: string): void {
 // left for WALL_MARGIN_S to cover.
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : Date.now() / 1000);
+const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
   const wallSinceS = clock.wall ? wallNowS - raw.wall : undefined;
