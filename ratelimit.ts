@@ -198,7 +198,7 @@ export interface RateLimitStatus {
   pausedFor: number;
   /** Calls holding a concurrency slot now, in every process. */
   inFlight: number;
-  /** Calls queued for a concurrency slot, in every process. */
+  /** Calls waiting for a concurrency slot, in every process. */
   waiting: number;
   /** null when there is no cap. */
   maxConcurrent: number | null;
@@ -221,7 +221,7 @@ export interface LimitState {
   pausedUntil?: number;
   /** Concurrency slots held now. */
   slots?: Slot[];
-  /** Callers waiting for a concurrency slot, oldest first: a freed slot goes to them in turn. */
+  /** Processes waiting for a concurrency slot, one place each, oldest waiter first (see {@link admit}). */
   queue?: Slot[];
 }
 
@@ -235,11 +235,15 @@ export interface Lane {
   runs?: Array<[number, number]>;
 }
 
-/** A concurrency slot: who holds it, and until when its lease runs. */
+/** A concurrency slot, or a place in the queue for one: who holds it, and until when its lease runs. */
 export interface Slot {
   id: string;
   holder: string;
   until: number;
+  /** A place in the queue: when its process's oldest waiter began waiting, which orders the queue. */
+  since?: number;
+  /** A place in the queue: how many calls wait behind it. */
+  n?: number;
 }
 
 /** What {@link reserve} hands out: enough to wait for the slot, give it back, settle and release it. */
@@ -404,7 +408,7 @@ export function retryAfter(headers: { get(name: string): string | null } | Reado
  * the API says to back off; `status()` to see what is left.
  */
 export class RateLimit {
-  /** The limits, in the state's fixed order. */
+  /** The limits, in the order they were given. */
   readonly limits: readonly LimitSettings[];
   /** The first limit's `maxCount`: the limit, in the one-limit form. */
   readonly maxCount: number;
@@ -417,12 +421,16 @@ export class RateLimit {
   readonly serial: boolean;
   /** Where the state lives: a {@link MemoryStore}, a {@link FileStore} or the store given. */
   readonly store: RateLimitStore;
+  // The limits in the state's fixed order (see Settings); costs are vectors in this order.
   private readonly settings: Settings;
-  private readonly slotLease: number;
   // What a call costs when it names no cost: one call, in every "calls" limit.
   private readonly defaultCost: number[];
   // The options of a plain call, so that it allocates and checks nothing.
   private readonly plainCall: Call;
+  // The transaction of a plain wait() (cost 1 call, no maxWait), made once.
+  private plainTx?: Transaction<number | Reservation>;
+  // Hands out concurrency slots, with maxConcurrent.
+  private readonly slots?: SlotAgent;
 
   /**
    * Checks every option at once: TypeError for a wrong type or an unknown
@@ -433,10 +441,10 @@ export class RateLimit {
       throw new TypeError(`ratelimit: options must be an object, got ${show(options)}`);
     }
     checkKnown('option', options, OPTION_NAMES);
-    const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false, slotLease = DEFAULT_SLOT_LEASE_S } = options;
+    const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false } = options;
     if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: greedy must be a boolean, got ${show(greedy)}`);
     if (typeof serial !== 'boolean') throw new TypeError(`ratelimit: serial must be a boolean, got ${show(serial)}`);
-    let specs: readonly LimitOptions[];
+    let specs: readonly LimitOptions[] = [{ maxCount: options.maxCount as number, per: options.per as number }];
     if (options.limits !== undefined) {
       if (options.maxCount !== undefined || options.per !== undefined) {
         throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
@@ -445,12 +453,8 @@ export class RateLimit {
         throw new TypeError(`ratelimit: limits must be a non-empty array of { maxCount, per }, got ${show(options.limits)}`);
       }
       specs = options.limits;
-    } else {
-      specs = [{ maxCount: options.maxCount as number, per: options.per as number }];
     }
     const given = specs.map((spec, i) => checkLimit(spec, options.limits === undefined ? '' : `limits[${i}].`, greedy));
-    const [first] = given;
-    if (!first) throw new TypeError('ratelimit: limits must not be empty');
     const limits = given.slice().sort(compareLimits);
     limits.forEach((l, i) => {
       const previous = limits[i - 1];
@@ -459,8 +463,16 @@ export class RateLimit {
     const { maxConcurrent = serial ? 1 : Infinity } = options;
     checkNumber('maxConcurrent', maxConcurrent, 'a positive integer', maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1));
     if (serial && maxConcurrent !== 1) throw new RangeError(`ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, got ${maxConcurrent}`);
-    checkNumber('slotLease', slotLease, 'a finite number of seconds above 0', Number.isFinite(slotLease) && slotLease > 0);
-    checkNumber('staleAfter', staleAfter, 'a finite number of seconds above 0', Number.isFinite(staleAfter) && staleAfter > 0);
+    checkNumber('staleAfter', staleAfter, `a number of seconds above 0, at most ${MAX_DURATION_S}`, staleAfter > 0 && staleAfter <= MAX_DURATION_S);
+    // A slot's lease must outlast a lock stalled by a paused holder (broken
+    // after staleAfter) plus a renewal period (a third of the lease), or one
+    // paused process makes every held slot lapse: hence at least 2 × staleAfter.
+    const leaseFloor = file === undefined ? 0 : 2 * staleAfter;
+    const { slotLease = Math.max(DEFAULT_SLOT_LEASE_S, leaseFloor) } = options;
+    checkNumber('slotLease', slotLease, `a number of seconds above 0, at most ${MAX_DURATION_S}`, slotLease > 0 && slotLease <= MAX_DURATION_S);
+    if (slotLease < leaseFloor) {
+      throw new RangeError(`ratelimit: slotLease must be at least twice staleAfter (${leaseFloor} s), or one paused process lets every slot lapse; got ${slotLease}`);
+    }
     if (file !== undefined && typeof file !== 'string') {
       throw new TypeError(`ratelimit: file must be a path string, got ${show(file)}`);
     }
@@ -471,17 +483,18 @@ export class RateLimit {
     if (store !== undefined && file !== undefined) {
       throw new TypeError('ratelimit: give either file or store, not both');
     }
-    this.limits = limits;
+    const [first] = given as [LimitSettings];
+    this.limits = given;
     this.maxCount = first.maxCount;
     this.per = first.per;
     this.greedy = first.greedy;
     this.maxConcurrent = maxConcurrent;
     this.serial = serial;
-    this.slotLease = slotLease;
     this.settings = { limits, maxConcurrent, serial };
     this.defaultCost = limits.map((l) => (l.unit === 'calls' ? 1 : 0));
     this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
     this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter })); // FILE STORE: for memory only, `this.store = store ?? new MemoryStore();`
+    if (maxConcurrent !== Infinity) this.slots = new SlotAgent(this.settings, slotLease, (tx) => this.update(tx));
   }
 
   // BEGIN FILE STORE (RateLimit.fromState)
@@ -511,7 +524,7 @@ export class RateLimit {
    * slot is more than `maxWait` away, and with `signal.reason` if aborted.
    */
   async wait(options?: WaitOptions): Promise<number> {
-    if (this.maxConcurrent !== Infinity) this.noSlots('wait');
+    this.noSlots('wait');
     const call = options === undefined ? this.plainCall : this.checkCall(options);
     call.signal?.throwIfAborted();
     const update = call === this.plainCall ? PLAIN_UPDATE : { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) };
@@ -520,9 +533,9 @@ export class RateLimit {
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-    if (isBusy(r)) throw new Error('unreachable: no concurrency cap');
     if (r.at - r.now <= 0 && !call.signal?.aborted) return 0;
-    return this.sleepThrough(r, call, monoMs());
+    const slept = await this.sleepThrough(r, call, monoMs());
+    return slept.waited;
   }
 
   /**
@@ -535,17 +548,18 @@ export class RateLimit {
     const call = this.checkCall(options);
     const store = this.syncStore('waitSync');
     const started = monoMs();
-    let r = store.updateSync(this.reserveTx(call), { lockTimeout: lockTimeout(call.maxWait) });
+    const update = { lockTimeout: lockTimeout(call.maxWait) };
+    let r = store.updateSync(this.reserveTx(call), update);
     let waited = 0;
     for (;;) {
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-      if (isBusy(r)) throw new Error('unreachable: no concurrency cap');
       const left = r.at - r.now;
       if (left <= 0) return waited;
       waited += left;
       sleepSyncUntil(monoMs() + left * 1000);
-      const again = store.updateSync(this.recheckTx(r, call, started), { lockTimeout: lockTimeout(call.maxWait) });
-      if (again === undefined) return waited;
+      const again = store.updateSync(this.recheckTx(r, call, started), update);
+      if (again === 'go') return waited;
+      if (again === 'lost') throw new Error('unreachable: no concurrency cap');
       r = again;
     }
   }
@@ -565,42 +579,27 @@ export class RateLimit {
   /**
    * Waits as {@link wait} does and returns a {@link Permit}: the call's
    * handle, to release when the call is over and to settle when its real cost
-   * is known. With `maxConcurrent`, it also waits for a free concurrency slot
-   * (polling the store while every slot is held), and holds it until release.
+   * is known. With `maxConcurrent`, it first waits for a free concurrency
+   * slot, first come, first served across processes, and holds it until
+   * release; `maxWait` bounds the two waits together.
    */
   async acquire(options?: WaitOptions): Promise<Permit> {
     const call = options === undefined ? this.plainCall : this.checkCall(options);
     call.signal?.throwIfAborted();
     const started = monoMs();
-    const slotted = this.maxConcurrent !== Infinity;
-    const id = slotted ? randomBytes(6).toString('hex') : undefined;
-    const tx = slotted ? this.reserveTx(call, id) : this.reserveTx(call);
-    for (let attempt = 0; ; attempt++) {
-      let r = this.store.update(tx, { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
-      if (isPromiseLike(r)) r = await r;
+    for (;;) {
+      let r: number | Reservation;
+      if (this.slots) {
+        r = await this.slots.take(call, started);
+      } else {
+        const out = this.store.update(this.reserveTx(call), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
+        r = isPromiseLike(out) ? await out : out;
+      }
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-      if (!isBusy(r)) {
-        const waitedForSlot = (monoMs() - started) / 1000;
-        const waited = await this.sleepThrough(r, call, started);
-        return new PermitHandle(this, r, waitedForSlot + waited);
-      }
-      // Every slot is held, and we are in the queue for one. A release in
-      // this process wakes us at once; other processes' releases are seen by
-      // polling, backing off from 1 ms to SLOT_POLL_MAX_MS so a long call
-      // costs few store reads; the first in the queue, whose turn is next,
-      // backs off only to SLOT_POLL_FIRST_MS. Giving up leaves the queue.
-      const elapsed = (monoMs() - started) / 1000;
-      try {
-        if (elapsed >= call.maxWait) {
-          throw new RateLimitTimeoutError(elapsed, call.maxWait,
-            `ratelimit: every one of the ${this.maxConcurrent} concurrency slots stayed held for ${elapsed.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`);
-        }
-        const pollMs = Math.min(r.place === 0 ? SLOT_POLL_FIRST_MS : SLOT_POLL_MAX_MS, 2 ** attempt) * (0.5 + Math.random());
-        await sleepUntil(monoMs() + Math.min(pollMs, (call.maxWait - elapsed) * 1000), call.signal, this.slotFreed);
-      } catch (reason) {
-        await this.leaveQueueQuietly(id);
-        throw reason;
-      }
+      const slept = await this.sleepThrough(r, call, started);
+      // A slot lost while asleep (this process was stopped past its lease)
+      // is queued for again, keeping this call's place by when it began.
+      if (slept.r !== undefined) return this.permit(slept.r, (monoMs() - started) / 1000);
     }
   }
 
@@ -620,19 +619,24 @@ export class RateLimit {
    * `seconds` from now: new reservations go after it, and calls already
    * asleep on a slot look at the state again when they wake, and take a new
    * slot after the pause. A pause only ever extends an earlier one. Use it
-   * when the API answers 429 (see {@link retryAfter}).
+   * when the API answers 429 (see {@link retryAfter}). A pause longer than
+   * a day (MAX_DURATION_S) is cut to a day, with a warning: no API asks for
+   * more, and a date years away is a bad header, not a plan.
    */
   async pause(seconds: number): Promise<void> {
-    checkNumber('pause seconds', seconds, 'a finite number of seconds, 0 or more', Number.isFinite(seconds) && seconds >= 0);
-    await this.store.update((state, now) => {
-      const current = this.checkState(state);
-      return { state: pauseState(this.settings, current, now, seconds), result: undefined };
-    });
+    checkNumber('pause seconds', seconds, 'a number of seconds, 0 or more', seconds >= 0);
+    if (seconds > MAX_DURATION_S) {
+      warn('RATELIMIT_PAUSE_CUT', `ratelimit: a pause of ${seconds} s was cut to ${MAX_DURATION_S} s, the longest this file keeps`);
+      seconds = MAX_DURATION_S;
+    }
+    await this.update((state, now) => ({ state: pauseState(this.settings, state, now, seconds), result: undefined }));
   }
 
-  /** What is used and left of each limit, any pause, and the calls in flight. Changes nothing. */
+  /** What is used and left of each limit (in the order given), any pause, and the calls in flight. Changes nothing. */
   async status(): Promise<RateLimitStatus> {
-    return this.store.update((state, now, ctx) => ({ result: statusOf(this.settings, this.checkState(state), now, this.defaultCost, ctx) }));
+    const st = await this.update((state, now, ctx) => ({ result: statusOf(this.settings, state, now, this.defaultCost, ctx) }));
+    st.limits = this.limits.map((l) => st.limits[this.settings.limits.indexOf(l)] as RateLimitStatus['limits'][number]);
+    return st;
   }
 
   /**
@@ -652,140 +656,118 @@ export class RateLimit {
     await this.close();
   }
 
-  // --- used by permits ------------------------------------------------------
-
-  /** @internal Charges `cost` instead of what the permit carries; returns the reservation as it now stands. */
-  settleReservation(r: Reservation, cost: number[]): Reservation | Promise<Reservation> {
-    return this.store.update((state, now) => {
-      const current = this.checkState(state);
-      if (!current) return { result: r };
-      const out = settle(this.settings, current, r, cost, now);
-      return { state: out.state, result: out.reservation };
-    });
-  }
-
-  /** @internal Frees a permit's slot (and, in serial mode, spaces the next call from now). */
-  releaseReservation(r: Reservation): void | Promise<void> {
-    if (r.slot === undefined && !this.serial) return; // nothing in the state to change
-    const done = this.store.update((state, now) => {
-      const current = this.checkState(state);
-      return { state: current && release(this.settings, current, r, now), result: undefined };
-    });
-    this.slotFreed.notify();
-    return done;
-  }
-
-  /** @internal Extends a permit's slot lease. */
-  renewSlot(slot: string): void | Promise<void> {
-    return this.store.update((state, now) => {
-      const current = this.checkState(state);
-      return { state: current && renewSlot(current, slot, now + this.slotLease), result: undefined };
-    });
-  }
-
-  /** @internal Checks a cost given to settle(): per limit, what it now is. */
-  costVector(cost: Cost, base: readonly number[]): number[] {
-    return this.toCostVector(cost, undefined, base);
-  }
-
-  /** @internal The seconds a permit renews its slot lease after. */
-  get renewEveryS(): number {
-    return this.slotLease / 3;
-  }
-
   // --- private --------------------------------------------------------------
 
-  // In-process waiters for a concurrency slot, woken by a release here.
-  private readonly slotFreed: Wakeup = new Wakeup();
+  // Every store transaction but the plain wait()'s goes through here: it
+  // hands the transaction a state checked against this limiter's settings.
+  private async update<T>(tx: Transaction<T>, options?: UpdateOptions): Promise<T> {
+    return this.store.update((state, now, ctx) => tx(checkState(this.settings, state, this.store.name), now, ctx), options);
+  }
 
-  // A transaction that reserves a slot, or returns its place in the queue when every
-  // concurrency slot is held, or, if the slot is more than maxWait away,
-  // takes nothing and returns how long the wait would be.
-  private reserveTx(call: Call, slotId?: string): Transaction<number | Reservation | Busy> {
-    const plain = call === this.plainCall && slotId === undefined;
-    if (plain) {
-      // The plain wait(): no slot, no maxWait, so the core's output is the
+  // A transaction that reserves the call's rate slot, or, if the slot is more
+  // than maxWait away, takes nothing and returns how long the wait would be.
+  private reserveTx(call: Call): Transaction<number | Reservation> {
+    const { settings, store } = this;
+    if (call === this.plainCall) {
+      // The plain wait(): no maxWait, so the core's output is the
       // transaction's. Made once; the hot path of the whole file.
-      const { settings, store } = this;
       this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, this.defaultCost);
       return this.plainTx;
     }
-    const tx: Transaction<number | Reservation | Busy> = (state, now, ctx) => {
-      const slot = slotId === undefined ? undefined
-        : { id: slotId, holder: ctx.holder, until: now + this.slotLease, queueUntil: now + QUEUE_LEASE_S, isDead: (h: string) => ctx.isDead(h) };
-      const out = reserve(this.settings, state && this.checkState(state), now, call.cost, slot);
-      if (!out.reservation) return { state: out.state === state ? undefined : out.state, result: { place: out.place ?? 0 } };
-      if (out.reservation.at - now > call.maxWait) return { result: out.reservation.at - now };
-      return { state: out.state, result: out.reservation };
-    };
-    return tx;
-  }
-  // The transaction of a plain wait() (cost 1 call, no maxWait), made once.
-  private plainTx?: Transaction<number | Reservation | Busy>;
-
-  // After sleeping until its slot: undefined if the call may go; a new
-  // reservation if a pause was set meanwhile (the old slot is given back and
-  // one after the pause taken); the seconds it would wait in all, if that
-  // would pass maxWait (then it holds nothing).
-  private recheckTx(r: Reservation, call: Call, startedMs: number): Transaction<Reservation | number | undefined> {
     return (state, now) => {
-      const current = this.checkState(state);
-      if (!current || current.pausedUntil === undefined || current.pausedUntil <= r.at) return { result: undefined };
-      const moved = reschedule(this.settings, current, r, now);
-      const total = (monoMs() - startedMs) / 1000 + (moved.reservation.at - now);
-      if (total > call.maxWait) return { state: giveBack(this.settings, current, r) ?? current, result: total };
-      return { state: moved.state, result: moved.reservation };
+      const out = takeRate(settings, state && checkState(settings, state, store.name), now, call.cost);
+      return out.result.at - now > call.maxWait ? { result: out.result.at - now } : out;
     };
   }
 
-  // Sleeps until the reservation's slot, then looks for a pause set
-  // meanwhile, and sleeps again if there is one. On abort, gives the slot
-  // back. Returns the seconds slept by the reservations' times.
-  private async sleepThrough(r: Reservation, call: Call, startedMs: number): Promise<number> {
+  // After sleeping until its slot: see recheck(). A new reservation past
+  // maxWait in all is given back, and the seconds it would have waited returned.
+  private recheckTx(r: Reservation, call: Call, startedMs: number): Transaction<Recheck | number> {
+    return (state, now) => {
+      const current = checkState(this.settings, state, this.store.name);
+      const out = recheck(this.settings, current, r, now);
+      if (typeof out.result !== 'object' || !current) return out;
+      const total = (monoMs() - startedMs) / 1000 + (out.result.at - now);
+      if (total > call.maxWait) return { state: giveBack(this.settings, current, r) ?? current, result: total };
+      return out;
+    };
+  }
+
+  // Sleeps until the reservation's slot, then looks at the state again (see
+  // recheck()), and sleeps again while it says so. On abort, gives the
+  // reservation back. Returns the seconds slept by the reservations' times,
+  // and the reservation that went; none if its concurrency slot was lost.
+  private async sleepThrough(r: Reservation, call: Call, startedMs: number): Promise<{ waited: number; r?: Reservation }> {
     let waited = 0;
     for (;;) {
       const left = r.at - r.now;
       waited += Math.max(0, left);
       try {
         if (left > 0 || call.signal?.aborted) await sleepUntil(monoMs() + left * 1000, call.signal);
+        if (left <= 0) return { waited, r };
+        const again = await this.store.update(this.recheckTx(r, call, startedMs), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
+        if (again === 'go') return { waited, r };
+        if (again === 'lost') { this.slots?.lost(r); return { waited }; }
+        if (typeof again === 'number') throw new RateLimitTimeoutError(again, call.maxWait, `ratelimit: a pause moved this call's slot to ${again.toFixed(3)} s after it began waiting, more than maxWait (${call.maxWait} s)`);
+        r = again;
       } catch (reason) {
-        await this.giveBackQuietly(r);
+        await this.quietly('RATELIMIT_GIVE_BACK_FAILED', 'give back an abandoned slot', (state) => giveBack(this.settings, state, r));
+        if (r.slot !== undefined) this.slots?.lost(r);
         throw reason;
       }
-      if (left <= 0) return waited;
-      let again = this.store.update(this.recheckTx(r, call, startedMs), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
-      if (isPromiseLike(again)) again = await again;
-      if (again === undefined) return waited;
-      if (typeof again === 'number') throw new RateLimitTimeoutError(again, call.maxWait, `ratelimit: a pause moved this call's slot to ${again.toFixed(3)} s after it began waiting, more than maxWait (${call.maxWait} s)`);
-      r = again;
     }
   }
 
-  private async leaveQueueQuietly(id: string | undefined): Promise<void> {
-    if (id === undefined) return;
+  // A best-effort change to the state, for paths that must not throw: a
+  // failure is a warning. Quick: an aborted call should not wait long for a busy lock.
+  private async quietly(code: string, what: string, change: (state: LimitState, now: number) => LimitState | undefined): Promise<void> {
     try {
-      await this.store.update((state) => ({ state: state && leaveQueue(state, id), result: undefined }), { lockTimeout: 0.1 });
-      this.slotFreed.notify(); // the next waiter in this process may be first now
+      await this.update((state, now) => ({ state: state && change(state, now), result: undefined }), { lockTimeout: 0.1 });
     } catch (error) {
-      warn('RATELIMIT_GIVE_BACK_FAILED', `ratelimit: could not leave the queue for a concurrency slot: ${(error as Error).message}`);
+      warn(code, `ratelimit: could not ${what}: ${(error as Error).message}`);
     }
   }
 
-  private async giveBackQuietly(r: Reservation): Promise<void> {
-    try {
-      // Best effort, and quick: an aborted call should not wait long for a busy lock.
-      await this.store.update((state) => {
-        const current = this.checkState(state);
-        return { state: current && giveBack(this.settings, current, r), result: undefined };
-      }, { lockTimeout: 0.1 });
-      this.slotFreed.notify();
-    } catch (error) {
-      warn('RATELIMIT_GIVE_BACK_FAILED', `ratelimit: could not give back an aborted slot: ${(error as Error).message}`);
-    }
-  }
-
-  private checkState(state: LimitState | undefined): LimitState | undefined {
-    return checkState(this.settings, state, this.store.name);
+  // The handle acquire() returns: it keeps its reservation, to settle and
+  // release it. Settles and the release run one after another, in the order called.
+  private permit(first: Reservation, waited: number): Permit {
+    let r = first;
+    let queue: Promise<void> = Promise.resolve();
+    let released: Promise<void> | undefined;
+    const then = (code: string, what: string, step: () => Promise<void>) => {
+      queue = queue.then(step).catch((error: unknown) => warn(code, `ratelimit: could not ${what}: ${(error as Error).message}`));
+      return queue;
+    };
+    const { slots, settings } = this;
+    const permit: Permit = {
+      waited,
+      get cost() {
+        return costObject(settings.limits, r.cost);
+      },
+      settle: (actual) => {
+        const vector = this.toCostVector(actual, undefined, r.cost);
+        return then('RATELIMIT_SETTLE_FAILED', 'settle a permit', async () => {
+          r = await this.update((state, now) => {
+            if (!state) return { result: r };
+            const out = settle(this.settings, state, r, vector, now);
+            return { state: out.state, result: out.reservation };
+          });
+        });
+      },
+      release: () => {
+        if (!released) {
+          slots?.forget(permit);
+          released = then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
+            if (slots && r.slot !== undefined) await slots.release(r);
+            else if (this.serial) await this.update((state, now) => ({ state: state && release(this.settings, state, r, now), result: undefined }));
+          });
+        }
+        return released;
+      },
+      [Symbol.asyncDispose]: () => permit.release(),
+    };
+    slots?.watch(permit, r);
+    return permit;
   }
 
   private noSlots(method: string): void {
@@ -801,7 +783,6 @@ export class RateLimit {
     }
     return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
   }
-
 
   private checkCall(options: WaitOptions): Call {
     if (typeof options !== 'object' || options === null) {
@@ -819,14 +800,13 @@ export class RateLimit {
 
   // A cost, checked, as units per limit. Units not named keep `base`'s.
   private toCostVector(cost: Cost | undefined, weight: number | undefined, base: readonly number[]): number[] {
-    const units = new Set(this.limits.map((l) => l.unit));
+    const limits = this.settings.limits;
+    const units = new Set(limits.map((l) => l.unit));
+    const most = (unit: string) => Math.min(...limits.filter((l) => l.unit === unit).map((l) => l.maxCount));
     const given = new Map<string, number>();
     if (weight !== undefined) {
-      const most = Math.min(...this.limits.filter((l) => l.unit === 'calls').map((l) => l.maxCount));
       if (!units.has('calls')) throw new RangeError('ratelimit: weight counts calls, and no limit counts calls');
-      if (!(Number.isInteger(weight) && weight >= 1 && weight <= most)) {
-        checkNumber('weight', weight, `an integer from 1 to maxCount (${most})`, false);
-      }
+      checkNumber('weight', weight, `an integer from 1 to maxCount (${most('calls')})`, Number.isInteger(weight) && weight >= 1 && weight <= most('calls'));
       given.set('calls', weight);
     }
     if (cost !== undefined) {
@@ -836,12 +816,11 @@ export class RateLimit {
           throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts (they count ${[...units].map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, [...units])}`);
         }
         if (unit === 'calls' && weight !== undefined) throw new TypeError('ratelimit: give weight or cost.calls, not both');
-        const most = Math.min(...this.limits.filter((l) => l.unit === unit).map((l) => l.maxCount));
-        if (!(Number.isInteger(n) && n >= 0 && n <= most)) checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most})`, false);
+        checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, Number.isInteger(n) && n >= 0 && n <= most(unit));
         given.set(unit, n);
       }
     }
-    return this.limits.map((l, i) => given.get(l.unit) ?? base[i] ?? 0);
+    return limits.map((l, i) => given.get(l.unit) ?? base[i] ?? 0);
   }
 }
 
@@ -851,104 +830,219 @@ export class RateLimit {
 // that a holder stalled by a busy event loop or a slow store keeps its slot;
 // short enough that a paused or vanished holder's slot comes back within a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
-// What a reservation returns when every concurrency slot is held: the
-// caller's place in the queue (0: next).
-interface Busy { readonly place: number }
-function isBusy(r: Reservation | Busy): r is Busy {
-  return (r as Partial<Busy>).place !== undefined;
-}
-// A waiter for a concurrency slot polls the store at most this far apart. A
-// release in the same process wakes it at once; across processes this is
-// how late a freed slot can be noticed, against a store read costing ~30 µs.
+// A process waiting for a concurrency slot polls the store from 1 ms apart,
+// doubling up to this. A release in the same process hands its slot on in
+// the same transaction; across processes this is how late a freed slot can be
+// noticed. A poll costs about 0.1 ms of CPU on a file, so a process whose
+// calls all wait uses about 0.2% of a core.
 const SLOT_POLL_MAX_MS = 50;
-// The first waiter in the queue polls at most this far apart, so a slot freed
-// in another process stands idle about half of it on average; a poll costs
-// one lock cycle (~30 µs), so this is at most a few percent of a core while
-// the waiter waits.
-const SLOT_POLL_FIRST_MS = 4;
-// A waiter's place in the concurrency queue lapses this long after its last
-// poll, so a waiter that vanished without a word (killed on another machine,
-// say) holds the queue up for at most this long. Polls come at most
-// SLOT_POLL_MAX_MS apart, so a live waiter renews it many times over.
+// A process's place in the queue for a slot lapses this long after its last
+// poll, so a process that vanished without a word (killed on another machine,
+// say) holds the queue up for at most this long. A lapsed place that comes
+// back keeps its order, which is by when its oldest waiter began waiting.
 const QUEUE_LEASE_S = 2;
+// The longest pause, lease or stale time this file accepts, and the longest a
+// pause carried over from another clock is trusted: a day. Every time in the
+// state stays far inside what the state format reads back (see isTime).
+const MAX_DURATION_S = 86_400;
+// The longest window: a year and a day, for limits such as "1,000 calls a year".
+const MAX_PER_S = 366 * 86_400;
 const OPTION_NAMES = ['maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store'];
 const WAIT_OPTION_NAMES = ['signal', 'maxWait', 'weight', 'cost'];
 const LIMIT_OPTION_NAMES = ['maxCount', 'per', 'greedy', 'unit'];
+// Names other limiters use, and what this file calls them.
+const OPTION_ALIASES: Readonly<Record<string, string>> = {
+  limit: 'maxCount', interval: 'per (in seconds)', intervalMs: 'per (in seconds)', duration: 'per (in seconds)',
+  max: 'maxCount', points: 'maxCount', tokensPerInterval: 'maxCount', concurrency: 'maxConcurrent',
+};
 
 // The update options of a plain call (no signal, no maxWait), made once.
 const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
 // A call's options, checked.
 interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
 
-// The handle acquire() returns. It keeps its reservation, to settle and release it.
-class PermitHandle implements Permit {
-  readonly waited: number;
-  private r: Reservation;
-  private readonly limit: RateLimit;
-  private released?: Promise<void>;
-  // Settles and the release run one after another, in the order called.
-  private queue: Promise<void> = Promise.resolve();
-  private renewTimer?: ReturnType<typeof setInterval>;
-
-  constructor(limit: RateLimit, r: Reservation, waited: number) {
-    this.limit = limit;
-    this.r = r;
-    this.waited = waited;
-    if (r.slot !== undefined) {
-      const slot = r.slot;
-      this.renewTimer = setInterval(() => {
-        this.queue = this.queue.then(() => this.limit.renewSlot(slot)).catch((error: unknown) => {
-          warn('RATELIMIT_SLOT_RENEW_FAILED', `ratelimit: could not renew a concurrency slot's lease: ${(error as Error).message}`);
-        });
-      }, limit.renewEveryS * 1000);
-      // A held permit must not keep the process alive by itself.
-      (this.renewTimer as { unref?: () => void }).unref?.();
-    }
-  }
-
-  get cost(): Cost {
-    const out: Record<string, number> = {};
-    this.limit.limits.forEach((l, i) => { out[l.unit] = this.r.cost[i] ?? 0; });
-    return out;
-  }
-
-  settle(actual: Cost): Promise<void> {
-    const vector = this.limit.costVector(actual, this.r.cost);
-    this.queue = this.queue.then(async () => {
-      this.r = await this.limit.settleReservation(this.r, vector);
-    }).catch((error: unknown) => {
-      warn('RATELIMIT_SETTLE_FAILED', `ratelimit: could not settle a permit: ${(error as Error).message}`);
-    });
-    return this.queue;
-  }
-
-  release(): Promise<void> {
-    if (this.released) return this.released;
-    clearInterval(this.renewTimer);
-    this.queue = this.queue.then(() => this.limit.releaseReservation(this.r)).catch((error: unknown) => {
-      warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release a permit: ${(error as Error).message}`);
-    });
-    this.released = this.queue;
-    return this.released;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.release();
-  }
+function costObject(limits: readonly LimitSettings[], vector: readonly number[]): Cost {
+  const out: Record<string, number> = {};
+  limits.forEach((l, i) => { out[l.unit] = vector[i] ?? 0; });
+  return out;
 }
 
-// Wakes in-process waiters at once (the file store has no notification
-// across processes, so they also poll).
-class Wakeup {
-  private waiters = new Set<() => void>();
-  add(wake: () => void): () => void {
-    this.waiters.add(wake);
-    return () => this.waiters.delete(wake);
+// A call waiting in this process for a concurrency slot.
+interface SlotWaiter { readonly call: Call; readonly startedMs: number; readonly id: string; done(r: Reservation | number | Error): void }
+
+// Hands out the concurrency slots of one limiter in this process. The process
+// holds one place in the shared queue for all of its waiters, ordered against
+// other processes by when its oldest waiter began waiting (see admit()).
+// Every store transaction about slots runs here, one at a time, and does all
+// there is to do at once: give back, release, renew, and grant to the waiters
+// in order. So a release hands its slot to the next waiter in the same
+// transaction, and hundreds of waiters cost one poll, not hundreds.
+class SlotAgent {
+  private readonly id = randomBytes(6).toString('hex');
+  private readonly settings: Settings;
+  private readonly lease: number;
+  private readonly update: <T>(tx: Transaction<T>) => Promise<T>;
+  private waiters: SlotWaiter[] = [];
+  // Slots held in this process (granted, asleep on their rate slot, or in a permit), renewed together.
+  private readonly held = new Map<string, Reservation>();
+  private releasing: Array<{ r: Reservation; done: () => void }> = [];
+  private returning: Reservation[] = [];
+  private running = false;
+  private again = false;
+  private renewDue = false;
+  private pollMs = 1;
+  private pollTimer?: ReturnType<typeof setTimeout>;
+  private renewTimer?: ReturnType<typeof setInterval>;
+  // A permit dropped without release() gives its slot back when collected.
+  private readonly dropped = new FinalizationRegistry<Reservation>((r) => {
+    warn('RATELIMIT_PERMIT_DROPPED', 'ratelimit: a permit was dropped without release(); its concurrency slot is freed now');
+    void this.release(r);
+  });
+
+  constructor(settings: Settings, lease: number, update: <T>(tx: Transaction<T>) => Promise<T>) {
+    this.settings = settings;
+    this.lease = lease;
+    this.update = update;
   }
-  notify(): void {
-    const all = [...this.waiters];
-    this.waiters.clear();
-    for (const wake of all) wake();
+
+  // Waits for a slot: a reservation holding one, or the seconds its rate
+  // slot is away if that is past maxWait (then it holds nothing).
+  take(call: Call, startedMs: number, id: string = randomBytes(6).toString('hex')): Promise<Reservation | number> {
+    return new Promise((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const leave = () => {
+        clearTimeout(timer);
+        call.signal?.removeEventListener('abort', onAbort);
+        const k = this.waiters.indexOf(waiter);
+        if (k === -1) return false;
+        this.waiters.splice(k, 1);
+        if (this.waiters.length === 0) this.kick(); // to give up the place in the queue
+        return true;
+      };
+      const waiter: SlotWaiter = {
+        call, startedMs, id,
+        done: (out) => { leave(); if (out instanceof Error) reject(out); else resolve(out); },
+      };
+      const onAbort = () => { if (leave()) reject(call.signal?.reason); };
+      call.signal?.addEventListener('abort', onAbort, { once: true });
+      const left = call.maxWait * 1000 - (monoMs() - startedMs);
+      if (left < MAX_TIMER_MS) {
+        timer = setTimeout(() => {
+          const waited = (monoMs() - startedMs) / 1000;
+          if (leave()) {
+            reject(new RateLimitTimeoutError(waited, call.maxWait,
+              `ratelimit: every one of the ${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`));
+          }
+        }, Math.max(0, left));
+      }
+      // A call whose slot was lost goes back to the front, keeping its age.
+      if (this.waiters.some((w) => w.startedMs > startedMs)) {
+        this.waiters.splice(this.waiters.findIndex((w) => w.startedMs > startedMs), 0, waiter);
+      } else {
+        this.waiters.push(waiter);
+      }
+      this.kick();
+    });
+  }
+
+  // Frees a slot, and hands it to the next waiter if its turn has come.
+  release(r: Reservation): Promise<void> {
+    this.held.delete(r.slot as string);
+    return new Promise((done) => {
+      this.releasing.push({ r, done });
+      this.kick();
+    });
+  }
+
+  // A reservation's slot was found gone, or its call gave up.
+  lost(r: Reservation): void {
+    this.held.delete(r.slot as string);
+  }
+
+  watch(permit: Permit, r: Reservation): void {
+    this.dropped.register(permit, r, permit);
+  }
+
+  forget(permit: Permit): void {
+    this.dropped.unregister(permit);
+  }
+
+  // Runs a transaction soon, or once more after the one running.
+  private kick(): void {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+    if (this.running) { this.again = true; return; }
+    this.running = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    do {
+      this.again = false;
+      // Let the calls made in this turn of the event loop join the first transaction.
+      await null;
+      const waiters = this.waiters.slice();
+      const releasing = this.releasing;
+      const returning = this.returning;
+      const renew = this.renewDue ? [...this.held.keys()] : [];
+      this.releasing = [];
+      this.returning = [];
+      this.renewDue = false;
+      let results: Array<Reservation | number> = [];
+      try {
+        results = await this.update((state, now, ctx) => {
+          let cur = state;
+          for (const r of returning) cur = (cur && giveBack(this.settings, cur, r)) ?? cur;
+          for (const { r } of releasing) cur = cur && release(this.settings, cur, r, now);
+          if (renew.length) cur = (cur && renewSlots(cur, renew, now + this.lease)) ?? cur;
+          const nowMs = monoMs();
+          const out = admit(this.settings, cur, now, {
+            id: this.id, holder: ctx.holder, isDead: (h) => ctx.isDead(h), slotLease: this.lease, queueLease: QUEUE_LEASE_S,
+            waiters: waiters.map((w) => {
+              const age = (nowMs - w.startedMs) / 1000;
+              return { slot: w.id, cost: w.call.cost, since: now - age, maxWait: w.call.maxWait - age };
+            }),
+          });
+          return { state: out.state ?? (cur === state ? undefined : cur), result: out.results };
+        });
+      } catch (error) {
+        if (releasing.length) warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release ${releasing.length} concurrency slot(s): ${(error as Error).message}`);
+        // A busy lock is waited out; any other failure ends every wait.
+        if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error as Error);
+      }
+      for (const { done } of releasing) done();
+      results.forEach((out, k) => {
+        const w = waiters[k] as SlotWaiter;
+        if (!this.waiters.includes(w)) {
+          if (typeof out === 'object') this.returning.push(out); // it left meanwhile
+          return;
+        }
+        if (typeof out === 'object') this.held.set(w.id, out);
+        w.done(out);
+      });
+      if (this.returning.length) this.again = true;
+      if (results.length) this.pollMs = 1;
+    } while (this.again);
+    this.running = false;
+    this.schedule();
+  }
+
+  // Polls while anything waits here, and renews held slots a third of the lease apart.
+  private schedule(): void {
+    if (this.waiters.length && this.pollTimer === undefined) {
+      const ms = this.pollMs * (0.5 + Math.random());
+      this.pollMs = Math.min(this.pollMs * 2, SLOT_POLL_MAX_MS);
+      this.pollTimer = setTimeout(() => { this.pollTimer = undefined; this.kick(); }, ms);
+    }
+    if (this.held.size && this.renewTimer === undefined) {
+      this.renewTimer = setInterval(() => {
+        if (!this.held.size) { clearInterval(this.renewTimer); this.renewTimer = undefined; return; }
+        this.renewDue = true;
+        this.kick();
+      }, (this.lease / 3) * 1000);
+      // Held slots must not keep the process alive by themselves.
+      (this.renewTimer as { unref?: () => void }).unref?.();
+    }
   }
 }
 
@@ -971,66 +1065,119 @@ class Wakeup {
  *   than `maxCount`.
  * Each rule only ever allows a later time once it allows an earlier one, so
  * the latest of the limits' earliest times satisfies them all.
- * With `slot` (a limiter with maxConcurrent), it also takes a concurrency
- * slot, first reclaiming those whose holder is dead or whose lease ran out;
- * if none is free to this caller it reserves nothing, and returns no
- * reservation and its `place` in the queue of waiters instead.
+ * Concurrency slots are not taken here but by {@link admit}.
  * Returns the new state; the input state is not changed.
  */
-export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], slot?: SlotRequest): { state: LimitState; reservation?: Reservation; place?: number } {
-  if (!slot) {
-    const rate = takeRate(s, state, now, cost);
-    return { state: rate.state, reservation: rate.result };
-  }
-  const live = (h: Slot) => h.until > now && !slot.isDead(h.holder);
+export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; reservation: Reservation } {
+  const rate = takeRate(s, state, now, cost);
+  return { state: rate.state, reservation: rate.result };
+}
+
+/** For {@link admit}: one process's (one limiter's) waiters for a concurrency slot. */
+export interface SlotRequest {
+  /** Names this limiter in this process: its place in the queue. */
+  id: string;
+  /** The store's name for this process ({@link TxContext.holder}), kept with every slot and place. */
+  holder: string;
+  /** True only when the holder named is proven gone. */
+  isDead(holder: string): boolean;
+  /** Seconds a granted slot is leased for, and a place in the queue, unless renewed. */
+  slotLease: number;
+  queueLease: number;
+  /**
+   * The waiters, oldest first: each with the id its slot will have, its cost,
+   * when it began waiting and how long it may wait from now, on the store's clock.
+   */
+  waiters: ReadonlyArray<{ slot: string; cost: readonly number[]; since: number; maxWait: number }>;
+}
+
+/**
+ * Grants concurrency slots to a process's waiters, in order, and reserves
+ * each one's rate slot with it (as {@link reserve} does). First:
+ * - slots and places whose holder is proven dead, or whose lease ran out,
+ *   are taken back;
+ * - a free slot goes to the waiter who began waiting first, across every
+ *   process: each process holds one place in the queue, ordered by when its
+ *   oldest waiter began, so a waiter here is granted a slot only while fewer
+ *   other places are ahead of it than slots are free.
+ * Results, per waiter from the first, until one must go on waiting: its
+ * reservation (holding slot `slot`), or the seconds its rate slot is away if
+ * that is more than its maxWait (it is granted nothing). If some still wait,
+ * the process keeps its place, renewed once half its lease has gone; if none
+ * do, the place is given up. `state` is undefined when nothing changed.
+ */
+export function admit(s: Settings, state: LimitState | undefined, now: number, req: SlotRequest): { state?: LimitState; results: Array<Reservation | number> } {
+  const judged = new Map<string, boolean>();
+  const dead = (holder: string) => {
+    let verdict = judged.get(holder);
+    if (verdict === undefined) {
+      verdict = holder !== req.holder && req.isDead(holder);
+      judged.set(holder, verdict);
+    }
+    return verdict;
+  };
+  const live = (h: Slot) => h.until > now && !dead(h.holder);
   const slots = (state?.slots ?? []).filter(live);
   const queue = (state?.queue ?? []).filter(live);
-  // First come, first served: a free slot goes to the oldest waiters in the
-  // queue; a newcomer gets one only if there are more free slots than waiters.
-  const free = s.maxConcurrent - slots.length;
-  const place = queue.findIndex((h) => h.id === slot.id);
-  if (free > (place === -1 ? queue.length : place)) {
-    slots.push({ id: slot.id, holder: slot.holder, until: slot.until });
-    const rate = takeRate(s, state, now, cost);
-    rate.state.slots = slots;
-    if (place !== -1) queue.splice(place, 1);
-    setList(rate.state, 'queue', queue);
-    rate.result.slot = slot.id;
-    return { state: rate.state, reservation: rate.result };
+  const others = queue.filter((p) => p.id !== req.id);
+  let changed = slots.length !== (state?.slots?.length ?? 0);
+  let out = state;
+  const results: Array<Reservation | number> = [];
+  for (const w of req.waiters) {
+    const ahead = others.filter((p) => (p.since ?? -Infinity) < w.since).length;
+    if (s.maxConcurrent - slots.length <= ahead) break;
+    const rate = takeRate(s, out, now, w.cost);
+    if (rate.result.at - now > w.maxWait) {
+      results.push(rate.result.at - now);
+      continue;
+    }
+    out = rate.state;
+    rate.result.slot = w.slot;
+    slots.push({ id: w.slot, holder: req.holder, until: now + req.slotLease });
+    results.push(rate.result);
+    changed = true;
   }
-  // Busy: join the queue, or renew our place in it once half its lease is
-  // gone (so a waiter's polls do not each write the state). The state
-  // changes only then, or if dead holders' slots or places were reclaimed.
-  const mine = queue[place];
-  const at = mine ? place : queue.length;
-  if (!mine) queue.push({ id: slot.id, holder: slot.holder, until: slot.queueUntil });
-  else if (mine.until - now < (slot.queueUntil - now) / 2) queue[place] = { ...mine, until: slot.queueUntil };
-  const unchanged = state !== undefined && mine !== undefined && queue[place] === mine &&
-    slots.length === (state.slots?.length ?? 0) && queue.length === (state.queue?.length ?? 0);
-  if (unchanged) return { state, place: at };
-  const out = fresh(s, state);
-  setList(out, 'slots', slots);
-  setList(out, 'queue', queue);
-  return { state: out, place: at };
+  const first = req.waiters[results.length];
+  const mine = queue.find((p) => p.id === req.id);
+  const left = req.waiters.length - results.length;
+  if (first) {
+    // Kept as it is while its order and count hold and half its lease remains,
+    // so a poll that changes nothing writes nothing.
+    const same = mine && Math.abs((mine.since ?? 0) - first.since) < 1e-3 && mine.n === left && mine.until - now > req.queueLease / 2;
+    if (!same) {
+      others.push({ id: req.id, holder: req.holder, until: now + req.queueLease, since: first.since, n: left });
+      changed = true;
+    } else {
+      others.push(mine);
+    }
+  } else if (mine) {
+    changed = true;
+  }
+  if (!changed && queue.length === (state?.queue?.length ?? 0)) return { results };
+  const next = fresh(s, out);
+  setList(next, 'slots', slots);
+  setList(next, 'queue', others.sort((a, b) => (a.since ?? 0) - (b.since ?? 0)));
+  return { state: next, results };
 }
 
-/** Takes a waiter's place out of the concurrency queue (it gave up waiting). */
-export function leaveQueue(state: LimitState, id: string): LimitState | undefined {
-  if (!state.queue?.some((h) => h.id === id)) return undefined;
-  const out: LimitState = { ...state };
-  setList(out, 'queue', state.queue.filter((h) => h.id !== id));
-  return out;
-}
+/** What a call that slept until its slot finds when it looks at the state again: see {@link recheck}. */
+export type Recheck = 'go' | 'lost' | Reservation;
 
-/** For {@link reserve}: the concurrency slot to take, and how to tell a dead holder. */
-export interface SlotRequest {
-  id: string;
-  holder: string;
-  /** When the slot's lease runs out unless renewed. */
-  until: number;
-  /** When its place in the queue of waiters lapses, if it stops polling. */
-  queueUntil: number;
-  isDead(holder: string): boolean;
+/**
+ * For a call that has slept until its slot: 'go' if it may go now; 'lost' if
+ * it held a concurrency slot that is no longer its own (its process was
+ * stopped past the lease, and the slot went to another): it must queue again,
+ * and its rate slot is given back; or a new reservation, after a pause set
+ * while it slept (see {@link reschedule}).
+ */
+export function recheck(s: Settings, state: LimitState | undefined, r: Reservation, now: number): { state?: LimitState; result: Recheck } {
+  if (!state) return { result: 'go' };
+  if (r.slot !== undefined && !state.slots?.some((h) => h.id === r.slot)) {
+    return { state: giveBack(s, state, { at: r.at, now: r.now, cost: r.cost }), result: 'lost' };
+  }
+  if (state.pausedUntil === undefined || state.pausedUntil <= r.at) return { result: 'go' };
+  const moved = reschedule(s, state, r, now);
+  return { state: moved.state, result: moved.reservation };
 }
 
 /**
@@ -1136,10 +1283,10 @@ export function release(s: Settings, state: LimitState, r: Reservation, now: num
   return out;
 }
 
-/** Extends a concurrency slot's lease to `until`. The state is unchanged if the slot is gone. */
-export function renewSlot(state: LimitState, slot: string, until: number): LimitState | undefined {
-  if (!state.slots?.some((h) => h.id === slot)) return undefined;
-  return { ...state, slots: state.slots.map((h) => (h.id === slot ? { ...h, until: Math.max(h.until, until) } : h)) };
+/** Extends the leases of the concurrency slots named to `until`. Undefined when none of them is held. */
+export function renewSlots(state: LimitState, ids: readonly string[], until: number): LimitState | undefined {
+  if (!state.slots?.some((h) => ids.includes(h.id))) return undefined;
+  return { ...state, slots: state.slots.map((h) => (ids.includes(h.id) ? { ...h, until: Math.max(h.until, until) } : h)) };
 }
 
 /** Holds every call until at least `now + seconds`. A pause only ever extends. */
@@ -1185,7 +1332,7 @@ export function statusOf(s: Settings, state: LimitState | undefined, now: number
     nextIn: earliest(s, state, now, cost) - now,
     pausedFor: Math.max(0, (state?.pausedUntil ?? now) - now),
     inFlight: slots.length,
-    waiting: (state?.queue ?? []).filter(live).length,
+    waiting: (state?.queue ?? []).filter(live).reduce((sum, p) => sum + (p.n ?? 1), 0),
     maxConcurrent: s.maxConcurrent === Infinity ? null : s.maxConcurrent,
   };
 }
@@ -1198,8 +1345,13 @@ export function statusOf(s: Settings, state: LimitState | undefined, now: number
  * overwrite what it does not understand.
  */
 export function parseState(value: unknown): LimitState | undefined {
-  const v = value as Partial<LimitState> | null;
+  let v = value as Partial<LimitState> | null;
   if (typeof v !== 'object' || v === null) return undefined;
+  // Version 2 queued each call apart; its queue is dropped (callers rejoin), the rest carries over.
+  if ((v.v as number) === 2) {
+    v = { ...v, v: STATE_VERSION };
+    delete v.queue;
+  }
   if (typeof v.v === 'number' && v.v > STATE_VERSION) {
     throw new RateLimitMismatchError(`ratelimit: the state was written by a newer ratelimit (state version ${v.v}; this copy, ${VERSION}, reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`);
   }
@@ -1220,7 +1372,8 @@ export function parseState(value: unknown): LimitState | undefined {
   if (v.maxConcurrent !== undefined && !Number.isSafeInteger(v.maxConcurrent)) return undefined;
   if (v.serial !== undefined && typeof v.serial !== 'boolean') return undefined;
   const isSlots = (list: unknown) => Array.isArray(list) && list.every((h: Partial<Slot> | null) =>
-    typeof h === 'object' && h !== null && typeof h.id === 'string' && typeof h.holder === 'string' && isTime(h.until));
+    typeof h === 'object' && h !== null && typeof h.id === 'string' && typeof h.holder === 'string' && isTime(h.until) &&
+    (h.since === undefined || isTime(h.since)) && (h.n === undefined || Number.isSafeInteger(h.n)));
   if (v.slots !== undefined && !isSlots(v.slots)) return undefined;
   if (v.queue !== undefined && !isSlots(v.queue)) return undefined;
   return v as LimitState;
@@ -1229,7 +1382,7 @@ export function parseState(value: unknown): LimitState | undefined {
 /**
  * For stores whose clock changed under a state (a reboot, another clock):
  * moves every time in the state by `by` seconds, and puts none later than
- * one window after `now` (a pause: MAX_SHIFTED_PAUSE_S), so no caller waits
+ * one window after `now` (a pause: MAX_DURATION_S), so no caller waits
  * much longer than the limit asks for times it cannot trust.
  */
 export function shiftState(state: LimitState, by: number, now: number): LimitState {
@@ -1245,7 +1398,7 @@ export function shiftState(state: LimitState, by: number, now: number): LimitSta
       return moved;
     }),
   };
-  if (state.pausedUntil !== undefined) out.pausedUntil = move(state.pausedUntil, Math.max(longest, MAX_SHIFTED_PAUSE_S));
+  if (state.pausedUntil !== undefined) out.pausedUntil = move(state.pausedUntil, Math.max(longest, MAX_DURATION_S));
   if (state.slots !== undefined) out.slots = state.slots.map((h) => ({ ...h, until: move(h.until, longest) }));
   if (state.queue !== undefined) out.queue = state.queue.map((h) => ({ ...h, until: move(h.until, longest) }));
   return out;
@@ -1454,14 +1607,12 @@ function isTime(t: unknown): t is number {
 }
 
 // The state format's version (see LimitState.v).
-const STATE_VERSION = 2;
+const STATE_VERSION = 3;
 // Greedy lanes keep at most this many runs. Each run is about 25 bytes of
 // JSON, so a lane stays within a few KB however big the limit; grants closer
 // in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
 // about that much at worst, which errs on the side of fewer calls.
 const MAX_RUNS = 128;
-// A pause carried over from another clock is trusted for at most a day.
-const MAX_SHIFTED_PAUSE_S = 86_400;
 const EMPTY_LANE: Lane = Object.freeze({}) as Lane;
 
 // ---------------------------------------------------------------------------
@@ -2814,20 +2965,18 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 // through about 1 ms late instead.
 const FINISH_MS = 1;
 
-// Sleeps until monoMs() reaches `deadline`, or until `wake` fires.
+// Sleeps until monoMs() reaches `deadline`.
 // Timers count whole milliseconds (a timer for ceil(left) ms lets the caller
 // through 0.5 to 1.5 ms late), so the timer is set for floor(left) ms, and
 // the last FINISH_MS or less is slept in the kernel (sleepSyncUntil): the
 // caller is let through within 0.7 ms of its time (p99), against 1.5 ms on
 // a timer alone (bench/precision.ts, on a quiet machine).
-function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Promise<void> {
+function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let unwake: (() => void) | undefined;
     const finish = (error?: { reason: unknown }) => {
       clearTimeout(timer);
       clearImmediate(first); // set below, before anything can call finish
-      unwake?.();
       signal?.removeEventListener('abort', onAbort);
       if (error) reject(error.reason); else resolve();
     };
@@ -2839,7 +2988,6 @@ function sleepUntil(deadline: number, signal?: AbortSignal, wake?: Wakeup): Prom
     };
     if (signal?.aborted) { reject(signal.reason); return; }
     signal?.addEventListener('abort', onAbort, { once: true });
-    if (wake) unwake = wake.add(() => finish());
     // The first look comes from the event loop, never from this call: a
     // caller whose sleeps all end within FINISH_MS would otherwise never let
     // the event loop run (timers, I/O, signal handlers) between its calls.
@@ -2884,7 +3032,13 @@ function checkLimit(spec: LimitOptions, prefix: string, greedyDefault: boolean):
   if (prefix) checkKnown(`option of ${prefix.slice(0, -1)}`, spec, LIMIT_OPTION_NAMES);
   const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
   checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
-  checkNumber(`${prefix}per`, per, 'a finite number of seconds above 0', Number.isFinite(per) && per > 0);
+  checkNumber(`${prefix}per`, per, `a number of seconds above 0, at most ${MAX_PER_S} (a year and a day)`, per > 0 && per <= MAX_PER_S);
+  // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there
+  // is ten a second, here one call every 100 s. A whole number of thousands
+  // of seconds is rarely meant (an hour is 3600, a day 86400).
+  if (per >= 1000 && per % 1000 === 0) {
+    warn('RATELIMIT_PER_LOOKS_LIKE_MS', `ratelimit: ${prefix}per is in seconds, so per: ${per} is a window of ${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
+  }
   if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: ${prefix}greedy must be a boolean, got ${show(greedy)}`);
   if (typeof unit !== 'string' || unit === '') throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
   return { maxCount, per, greedy, unit };
@@ -2893,7 +3047,10 @@ function checkLimit(spec: LimitOptions, prefix: string, greedyDefault: boolean):
 // Rejects names an options object should not have, suggesting the closest.
 function checkKnown(what: string, options: object, known: readonly string[]): void {
   for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw new TypeError(`ratelimit: unknown ${what} ${JSON.stringify(key)}${nearest(key, known)}`);
+    if (known.includes(key)) continue;
+    const alias = OPTION_ALIASES[key];
+    const hint = alias && known.includes(alias.split(' ')[0] as string) ? `; this file calls it ${alias}` : nearest(key, known);
+    throw new TypeError(`ratelimit: unknown ${what} ${JSON.stringify(key)}${hint}`);
   }
 }
 
@@ -2926,6 +3083,7 @@ function checkNumber(name: string, value: unknown, expected: string, ok: boolean
 
 function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value) && value.length === 0) return 'an empty array';
   if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
   return String(value);
 }

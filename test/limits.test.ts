@@ -7,8 +7,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   RateLimit, RateLimitMismatchError, RateLimitTimeoutError, MemoryStore,
-  reserve, giveBack, settle, release, leaveQueue, pauseState, reschedule, statusOf, parseState, shiftState, expiresAt, retryAfter,
-  type LimitSettings, type LimitState, type Reservation, type Settings,
+  reserve, admit, recheck, renewSlots, giveBack, settle, release, pauseState, reschedule, statusOf, parseState, shiftState, expiresAt, retryAfter,
+  type LimitSettings, type LimitState, type Reservation, type Settings, type SlotRequest,
 } from '../ratelimit.ts';
 
 const calls = (maxCount: number, per: number, greedy = false): LimitSettings => ({ maxCount, per, greedy, unit: 'calls' });
@@ -279,63 +279,110 @@ describe('pause (core)', () => {
 
 describe('concurrency slots (core)', () => {
   const s = settings([calls(1000, 1)], { maxConcurrent: 2 });
-  const slot = (id: string, holder: string, until: number, dead: string[] = []) => ({ id, holder, until, queueUntil: until - 58, isDead: (h: string) => dead.includes(h) });
+  // One process's request: its waiters (slot id, and when each began), on a made-up clock.
+  const ask = (id: string, holder: string, waiters: Array<[string, number]>, dead: string[] = [], maxWait = Infinity): SlotRequest => ({
+    id, holder, slotLease: 60, queueLease: 2, isDead: (h) => dead.includes(h),
+    waiters: waiters.map(([slot, since]) => ({ slot, cost: [1], since, maxWait })),
+  });
+  const granted = (out: { results: Array<Reservation | number> }) => out.results.map((r) => (typeof r === 'object' ? r.slot : r));
 
   it('gives at most maxConcurrent slots, and none while all are held', () => {
-    const a = reserve(s, undefined, 0, [1], slot('a', 'p1', 60));
-    const b = reserve(s, a.state, 0, [1], slot('b', 'p1', 60));
-    const c = reserve(s, b.state, 0, [1], slot('c', 'p2', 60));
-    assert.ok(a.reservation && b.reservation);
-    assert.equal(c.reservation, undefined);
-    assert.deepEqual(c.state.queue?.map((h) => h.id), ['c'], 'a busy try joins the queue');
-    assert.equal(reserve(s, c.state, 0.5, [1], slot('c', 'p2', 60)).state, c.state, 'trying again soon after changes nothing');
-    const freed = release(s, c.state, a.reservation!, 1);
-    assert.ok(reserve(s, freed, 1, [1], slot('c', 'p2', 61)).reservation);
+    const a = admit(s, undefined, 0, ask('A', 'p1', [['a', 0], ['b', 0], ['c', 0]]));
+    assert.deepEqual(granted(a), ['a', 'b'], 'two of three waiters get a slot');
+    assert.deepEqual(a.state?.queue?.map((p) => [p.id, p.n]), [['A', 1]], 'the third keeps the process\'s place, counting one waiter');
+    const b = admit(s, a.state, 0, ask('B', 'p2', [['d', 0.1]]));
+    assert.deepEqual(granted(b), [], 'no slot while both are held');
+    assert.equal(statusOf(s, b.state, 0.2, [1]).waiting, 2, 'status counts waiting calls, not places');
+    assert.equal(admit(s, b.state, 0.5, ask('B', 'p2', [['d', 0.1]])).state, undefined, 'polling again soon after writes nothing');
   });
 
-  it('first come, first served: a freed slot goes to the oldest waiter, not to a newcomer (nor to the caller who just released)', () => {
-    const a = reserve(s, undefined, 0, [1], slot('a', 'p1', 60));
-    const b = reserve(s, a.state, 0, [1], slot('b', 'p1', 60));
-    const waiting = reserve(s, b.state, 0.1, [1], slot('w', 'p2', 60)).state;
-    const freed = release(s, waiting, a.reservation!, 1);
-    const newcomer = reserve(s, freed, 1, [1], slot('a2', 'p1', 61));
-    assert.equal(newcomer.reservation, undefined, 'the releaser re-taking at once is queued behind w');
-    assert.deepEqual(newcomer.state.queue?.map((h) => h.id), ['w', 'a2']);
-    const w = reserve(s, newcomer.state, 1.01, [1], slot('w', 'p2', 61));
-    assert.ok(w.reservation, 'w, first in the queue, gets the slot');
-    assert.deepEqual(w.state.queue?.map((h) => h.id), ['a2']);
+  it('first come, first served across processes: a freed slot goes to the process whose oldest waiter began first', () => {
+    const a = admit(s, undefined, 0, ask('A', 'p1', [['a', 0], ['b', 0]]));
+    const waiting = admit(s, a.state, 0.1, ask('B', 'p2', [['w', 0.1]])).state!;
+    const r = a.results[0] as Reservation;
+    // A releases a and, in the same transaction, asks for a slot for a newcomer that began at 1.
+    const freed = release(s, waiting, r, 1);
+    const newcomer = admit(s, freed, 1, ask('A', 'p1', [['a2', 1]]));
+    assert.deepEqual(granted(newcomer), [], 'the releaser\'s newcomer is queued behind w');
+    assert.deepEqual(newcomer.state?.queue?.map((p) => p.id), ['B', 'A'], 'the queue is ordered by when each oldest waiter began');
+    const w = admit(s, newcomer.state, 1.01, ask('B', 'p2', [['w', 0.1]]));
+    assert.deepEqual(granted(w), ['w'], 'w, first in the queue, gets the slot');
+    assert.deepEqual(w.state?.queue?.map((p) => p.id), ['A'], 'and B gives up its place, having no one left waiting');
+    // Equally, A's own older waiter goes before B's newer one.
+    const older = admit(s, release(s, w.state!, a.results[1] as Reservation, 2), 2, ask('A', 'p1', [['a2', 1]]));
+    assert.deepEqual(granted(older), ['a2']);
   });
 
-  it('a queued waiter that is dead, or stopped renewing its place, does not hold the queue up', () => {
-    const a = reserve(s, undefined, 0, [1], slot('a', 'p1', 60));
-    const b = reserve(s, a.state, 0, [1], slot('b', 'p1', 60));
-    const queued = reserve(s, b.state, 0, [1], slot('gone', 'dead', 60)).state; // its place lapses at 2
-    const freed = release(s, queued, a.reservation!, 1);
-    assert.equal(reserve(s, freed, 1, [1], slot('n', 'p3', 61)).reservation, undefined, 'its place still runs');
-    assert.ok(reserve(s, freed, 1, [1], slot('n', 'p3', 61, ['dead'])).reservation, 'a dead waiter is passed over');
-    assert.ok(reserve(s, freed, 2.01, [1], slot('n', 'p3', 62)).reservation, 'a lapsed place is passed over');
-    assert.equal(leaveQueue(queued, 'gone')?.queue, undefined, 'leaveQueue takes the place out');
+  it('a lapsed place that comes back keeps its order: it is ordered by when its waiter began, not when it came back', () => {
+    const a = admit(s, undefined, 0, ask('A', 'p1', [['a', 0], ['b', 0]]));
+    const b = admit(s, a.state, 0, ask('B', 'p2', [['x', 0.5]])).state!;
+    const c = admit(s, b, 3, ask('C', 'p3', [['y', 3]])).state!; // B's place has lapsed at 2
+    assert.deepEqual(c.queue?.map((p) => p.id), ['C']);
+    const back = admit(s, c, 3.1, ask('B', 'p2', [['x', 0.5]])).state!;
+    assert.deepEqual(back.queue?.map((p) => p.id), ['B', 'C']);
+  });
+
+  it('a queued process that is dead, or stopped renewing its place, does not hold the queue up', () => {
+    const a = admit(s, undefined, 0, ask('A', 'p1', [['a', 0], ['b', 0]]));
+    const queued = admit(s, a.state, 0, ask('G', 'dead', [['gone', 0]])).state!; // its place lapses at 2
+    const freed = release(s, queued, a.results[0] as Reservation, 1);
+    assert.deepEqual(granted(admit(s, freed, 1, ask('N', 'p3', [['n', 1]]))), [], 'its place still runs');
+    assert.deepEqual(granted(admit(s, freed, 1, ask('N', 'p3', [['n', 1]], ['dead']))), ['n'], 'a dead waiter is passed over');
+    assert.deepEqual(granted(admit(s, freed, 2.01, ask('N', 'p3', [['n', 2]]))), ['n'], 'a lapsed place is passed over');
+    const gaveUp = admit(s, queued, 1, ask('G', 'dead', []));
+    assert.equal(gaveUp.state?.queue, undefined, 'a process with no one left waiting gives up its place');
+  });
+
+  it('judges each holder once per transaction, and never its own', () => {
+    const asked: string[] = [];
+    const many = admit(s, undefined, 0, ask('A', 'p1', [['a', 0], ['b', 0]])).state!;
+    const queue = Array.from({ length: 50 }, (_, k) => ({ id: `Q${k}`, holder: k % 2 ? 'p2' : 'p3', until: 2, since: 0.5, n: 1 }));
+    const req = ask('A', 'p1', [['c', 1]]);
+    admit(s, { ...many, queue }, 1, { ...req, isDead: (h) => { asked.push(h); return false; } });
+    assert.deepEqual(asked.sort(), ['p2', 'p3']);
   });
 
   it('reclaims a slot at once when its holder is proven dead, and after its lease otherwise', () => {
-    const a = reserve(s, undefined, 0, [1], slot('a', 'dead', 60));
-    const b = reserve(s, a.state, 0, [1], slot('b', 'alive', 60));
-    assert.ok(reserve(s, b.state, 1, [1], slot('c', 'p', 61, ['dead'])).reservation, 'dead holder reclaimed');
-    assert.equal(reserve(s, b.state, 59, [1], slot('c', 'p', 119)).reservation, undefined, 'lease still running');
-    assert.ok(reserve(s, b.state, 60.001, [1], slot('c', 'p', 120)).reservation, 'both leases ran out');
+    const a = admit(s, undefined, 0, ask('D', 'dead', [['a', 0]]));
+    const b = admit(s, a.state, 0, ask('L', 'alive', [['b', 0]]));
+    assert.deepEqual(granted(admit(s, b.state, 1, ask('P', 'p', [['c', 1]], ['dead']))), ['c'], 'dead holder reclaimed');
+    assert.deepEqual(granted(admit(s, b.state, 59, ask('P', 'p', [['c', 59]]))), [], 'lease still running');
+    assert.deepEqual(granted(admit(s, b.state, 60.001, ask('P', 'p', [['c', 60]]))), ['c'], 'both leases ran out');
+    const renewed = renewSlots(b.state!, ['a', 'b'], 120)!;
+    assert.deepEqual(granted(admit(s, renewed, 60.001, ask('P', 'p', [['c', 60]]))), [], 'renewed leases still run');
+  });
+
+  it('a waiter whose rate slot is past its maxWait is granted nothing, and the next is served', () => {
+    const slow = settings([calls(1, 10)], { maxConcurrent: 2 });
+    const a = admit(slow, undefined, 0, ask('A', 'p1', [['a', 0]]));
+    const req = ask('B', 'p2', [['b', 0], ['c', 0]], [], 5);
+    const out = admit(slow, a.state, 0, req);
+    assert.deepEqual(granted(out), [10, 10], 'both would wait 10 s, past their 5 s');
+    assert.equal(out.state?.slots?.length, undefined, 'and neither holds a slot');
+  });
+
+  it('a call that wakes to find its slot gone queues again and gives its rate slot back', () => {
+    const slow = settings([calls(1, 10)], { maxConcurrent: 1 });
+    const a = admit(slow, undefined, 0, ask('A', 'p1', [['a', 0]]));
+    const r = a.results[0] as Reservation;
+    // Its lease ran out while its process was stopped, and another took the slot.
+    const taken = admit(slow, a.state, 61, ask('B', 'p2', [['b', 61]]));
+    const back = recheck(slow, taken.state, r, 62);
+    assert.equal(back.result, 'lost');
+    assert.deepEqual(recheck(slow, a.state, r, 1).result, 'go', 'a call that still holds its slot goes');
   });
 
   it('serial: spacing counts from the release, not from the start', () => {
     const serial = settings([calls(1, 2)], { maxConcurrent: 1, serial: true });
-    const a = reserve(serial, undefined, 0, [1], slot('a', 'p', 60));
+    const a = admit(serial, undefined, 0, ask('A', 'p', [['a', 0]]));
     // The call runs for 5 s; the next may go 2 s after it ends, not at 2.
-    const done = release(serial, a.state, a.reservation!, 5);
-    assert.equal(reserve(serial, done, 5, [1], slot('b', 'p', 65)).reservation!.at, 7);
+    const done = release(serial, a.state!, a.results[0] as Reservation, 5);
+    assert.equal((admit(serial, done, 5, ask('A', 'p', [['b', 5]])).results[0] as Reservation).at, 7);
   });
 
   it('status counts slots held by live holders only', () => {
-    const a = reserve(s, undefined, 0, [1], slot('a', 'dead', 60));
-    const b = reserve(s, a.state, 0, [1], slot('b', 'alive', 60));
+    const a = admit(s, undefined, 0, ask('D', 'dead', [['a', 0]]));
+    const b = admit(s, a.state, 0, ask('L', 'alive', [['b', 0]]));
     const st = statusOf(s, b.state, 1, [1], { holder: 'me', isDead: (h) => h === 'dead' });
     assert.equal(st.inFlight, 1);
     assert.equal(st.maxConcurrent, 2);
@@ -356,7 +403,13 @@ describe('state format (core)', () => {
 
   it('a state from a newer version is an error that says so, not a state to overwrite', () => {
     const st = reserve(s, undefined, 10, [1, 50]).state;
-    assert.throws(() => parseState({ ...st, v: 3 }), (e: Error) => e instanceof RateLimitMismatchError && /newer ratelimit \(state version 3/.test(e.message));
+    assert.throws(() => parseState({ ...st, v: 4 }), (e: Error) => e instanceof RateLimitMismatchError && /newer ratelimit \(state version 4/.test(e.message));
+  });
+
+  it('a state of version 2 carries over, less its queue of single calls (they queue again)', () => {
+    const st = reserve(s, undefined, 10, [1, 50]).state;
+    const old = { ...st, v: 2, queue: [{ id: 'w', holder: 'p', until: 12 }] };
+    assert.deepEqual(parseState(old), st);
   });
 
   it('shiftState moves every time, and caps each at a window past now', () => {

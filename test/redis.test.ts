@@ -27,7 +27,7 @@ import { brokenLimits, skipUnlessInstalled } from './helpers.ts';
 
 // A valid state used as a counter: its one lane's `next` counts the updates.
 // (The count is kept as a slot's id, whose lease runs far ahead, so the key does not expire.)
-const counterState = (n: number): LimitState => ({ v: 2, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{}], slots: [{ id: String(n), holder: 'counter', until: 1e11 }] });
+const counterState = (n: number): LimitState => ({ v: 3, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{}], slots: [{ id: String(n), holder: 'counter', until: 1e11 }] });
 const countOf = (state: LimitState | undefined): number => Number(state?.slots?.[0]?.id ?? 0);
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -14,7 +14,7 @@ import type { LimitState } from '../../ratelimit.ts';
 const clients = Number(process.argv[2] ?? 16);
 const each = Number(process.argv[3] ?? 100);
 // (The count is kept as a slot's id, whose lease runs far ahead, so the key does not expire.)
-const counterState = (n: number): LimitState => ({ v: 2, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{}], slots: [{ id: String(n), holder: 'counter', until: 1e11 }] });
+const counterState = (n: number): LimitState => ({ v: 3, limits: [{ maxCount: 1, per: 60, greedy: false, unit: 'calls' }], lanes: [{}], slots: [{ id: String(n), holder: 'counter', until: 1e11 }] });
 const countOf = (state: LimitState | undefined): number => Number(state?.slots?.[0]?.id ?? 0);
 const increment = (state: LimitState | undefined) => ({ state: counterState((countOf(state)) + 1), result: countOf(state) });
 
