@@ -513,7 +513,10 @@ function noting(redis: RedisStore): { store: RateLimitStore; noted: Noted[] } {
       let last: Noted | undefined;
       return redis.update<T>((state, now, ctx) => {
         const out = tx(state, now, ctx);
-        const r = out.result as { at?: unknown; cost?: number[] } | undefined;
+        // A concurrency slot's transaction returns one result per waiter in
+        // this process; these tests have one call in flight at a time.
+        const result = Array.isArray(out.result) ? (out.result as unknown[]).find((x) => typeof x === 'object') : out.result;
+        const r = result as { at?: unknown; cost?: number[] } | undefined;
         const after = out.state ?? state;
         last = {
           now, wrote: out.state !== undefined,

@@ -91,7 +91,10 @@ const judging = (ctx: TxContext): TxContext => ({
 });
 const peek = <T>(tx: Transaction<T>): Transaction<T> => (state, now, ctx) => {
   const out = tx(state, now, judging(ctx));
-  const r = out.result as { at?: unknown; slot?: unknown; cost?: unknown } | undefined;
+  // A concurrency slot's transaction returns one result per waiter in this
+  // process; these programs have one call in flight at a time, so at most one.
+  const result = Array.isArray(out.result) ? (out.result as unknown[]).find((x) => typeof x === 'object') : out.result;
+  const r = result as { at?: unknown; slot?: unknown; cost?: unknown } | undefined;
   const after = out.state ?? state;
   seen = {
     tx: op, now, wrote: out.state !== undefined, before: ids(state), after: ids(after),

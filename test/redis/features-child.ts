@@ -45,7 +45,10 @@ for await (const line of createInterface({ input: process.stdin })) {
           let last: Noted | undefined;
           return redis.update<T>((state, now, ctx) => {
             const out = tx(state, now, ctx);
-            const r = out.result as { at?: unknown } | undefined;
+            // A concurrency slot's transaction returns one result per waiter
+            // in this process; this program has one call in flight at a time.
+            const result = Array.isArray(out.result) ? (out.result as unknown[]).find((x) => typeof x === 'object') : out.result;
+            const r = result as { at?: unknown } | undefined;
             last = { now, wrote: out.state !== undefined, ...(typeof r === 'object' && r !== null && typeof r.at === 'number' ? { at: r.at } : {}) };
             return out;
           }).then((result) => { if (last) noted.push(last); return result; });
