@@ -457,6 +457,63 @@ describe('features across processes on one state file', { timeout: 60_000 }, () 
     }
   });
 
+  // A slot's lease runs from its grant, and is renewed from then on, so a
+  // call asleep on its rate slot or on a pause keeps it however long the
+  // sleep. Before, renewal began only once acquire() returned: with a pause
+  // six leases long, 10 calls were in flight against a cap of 2.
+  it('concurrency slots and serial mode hold across a pause of 10 leases: never more in flight than the cap', async (t) => {
+    const { dir, cleanup } = tempDir();
+    try {
+      // Intervals held, exactly: from the transaction that granted the slot
+      // to the one that released it, on the shared clock.
+      const overlap = (calls: Call[]) => {
+        const edges: [number, number][] = [];
+        for (const c of calls) {
+          assert.ok(c.release, `${c.id}: a permit was never released`);
+          edges.push([c.first.now, +1], [c.release.now, -1]);
+        }
+        edges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+        let held = 0;
+        let most = 0;
+        for (const [, d] of edges) { held += d; most = Math.max(most, held); }
+        return most;
+      };
+      // The lease is 0.3 s; the pause, 3 s: ten leases.
+      const slotted = { limits: [{ maxCount: 50, per: 1 }], maxConcurrent: 2, slotLease: 0.3 };
+      const file = join(dir, 'slots-pause.json');
+      const workers = Array.from({ length: 4 }, (_, i) => new Worker({
+        id: `p${i}`, file, role: 'loop', call: 'acquire', ...slotted, holdMs: [20, 60], seed: 4000 + i,
+      }));
+      const pauser = new Worker({ id: 'pauser', file, role: 'pauser', ...slotted, pauseAfter: 0.5, pauseFor: 3 });
+      // Serial, with a spacing (1 s) longer than the lease.
+      const serialFile = join(dir, 'serial-lease.json');
+      const serial = { limits: [{ maxCount: 1, per: 1 }], serial: true, slotLease: 0.3 };
+      const serialists = Array.from({ length: 3 }, (_, i) => new Worker({
+        id: `s${i}`, file: serialFile, role: 'loop', call: 'acquire', ...serial, holdMs: [200, 400], seed: 5000 + i,
+      }));
+      const all = [...workers, pauser, ...serialists];
+      const { until } = await launch(all, 5);
+      assert.deepEqual(await finish(all, until), [], 'workers hung');
+      assert.deepEqual(all.flatMap((w) => w.errors()), []);
+      const p = pauser.txs().find((x) => x.tx === 'pause');
+      assert.ok(p?.paused !== undefined, 'the pause was not recorded');
+      const calls = workers.flatMap(callsOf);
+      // Calls granted a slot, then asleep on the pause for longer than a lease.
+      const across = calls.filter((c) => c.final.at! >= p.paused! - EXACT && c.final.at! - c.first.now > 0.3);
+      const serialCalls = serialists.flatMap(callsOf);
+      const slotted2 = overlap(calls);
+      const serial1 = overlap(serialCalls);
+      t.diagnostic(`slots: ${calls.length} permits, ${across.length} held a slot asleep on the 3 s pause for more than a lease, at most ${slotted2} in flight (cap 2); ` +
+        `serial: ${serialCalls.length} calls, at most ${serial1} in flight`);
+      assert.ok(across.length >= 2, 'fewer than 2 calls held a slot asleep through the pause: nothing was tested');
+      assert.equal(slotted2 <= 2, true, `${slotted2} permits in flight against a cap of 2`);
+      assert.ok(serialCalls.length >= 3, `only ${serialCalls.length} serial calls`);
+      assert.equal(serial1, 1, `${serial1} serial calls overlapped`);
+    } finally {
+      cleanup();
+    }
+  });
+
   // Waiters for a concurrency slot queue in the state. Without that, a waiter
   // in another process polled (up to 75 ms apart) while the releaser took the
   // slot back microseconds after releasing it, and starved the waiter.
