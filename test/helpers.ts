@@ -144,6 +144,9 @@ export const BAD_OPTIONS: [string, Record<string, unknown>, typeof TypeError | t
   ['per', { per: '1' }, TypeError],
   ['per', { per: null }, TypeError],
   ['per', { per: undefined }, TypeError],
+  ['per', { per: 99_999_999_999_999 }, RangeError], // a time the state could not hold
+  ['slotLease', { slotLease: 2 ** 31 }, RangeError], // longer than a timer can wait
+  ['slotLease', { slotLease: NaN }, RangeError],
   ['greedy', { greedy: 'yes' }, TypeError],
   ['greedy', { greedy: 1 }, TypeError],
   ['staleAfter', { staleAfter: 0 }, RangeError],
@@ -151,6 +154,7 @@ export const BAD_OPTIONS: [string, Record<string, unknown>, typeof TypeError | t
   ['staleAfter', { staleAfter: NaN }, RangeError],
   ['staleAfter', { staleAfter: Infinity }, RangeError],
   ['staleAfter', { staleAfter: '5' }, TypeError],
+  ['staleAfter', { staleAfter: 1e7 }, RangeError],
   ['file', { file: 42 }, TypeError],
   ['file', { file: '' }, RangeError],
   ['store', { store: {} }, TypeError],

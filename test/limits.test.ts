@@ -10,10 +10,16 @@ import {
   reserve, admit, recheck, renewSlots, giveBack, settle, release, pauseState, reschedule, statusOf, parseState, shiftState, expiresAt, retryAfter,
   type LimitSettings, type LimitState, type Reservation, type Settings, type SlotRequest,
 } from '../ratelimit.ts';
+import { join } from 'node:path';
+import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
+import { tempDir, warningsDuring } from './helpers.ts';
 
 const calls = (maxCount: number, per: number, greedy = false): LimitSettings => ({ maxCount, per, greedy, unit: 'calls' });
 const tokens = (maxCount: number, per: number, greedy = false): LimitSettings => ({ maxCount, per, greedy, unit: 'tokens' });
 const settings = (limits: LimitSettings[], extra: Partial<Settings> = {}): Settings => ({ limits, maxConcurrent: Infinity, serial: false, ...extra });
+// The longest window the options accept: a year and a day.
+const MAX_PER = 366 * 86_400;
 
 // A seeded generator, so a failing trial can be replayed.
 function rng(seed: number): () => number {
@@ -443,6 +449,38 @@ describe('options (several limits, costs, slots)', () => {
     assert.throws(() => new RateLimit({ maxCount: 1, per: 1, maxConcurrent: 0 }), RangeError);
     assert.throws(() => new RateLimit({ maxCount: 1, per: 1, serial: true, maxConcurrent: 2 }), /serial means one call at a time/);
     assert.throws(() => new RateLimit({ maxCount: 1, per: 1, slotLease: -1 }), /slotLease must be/);
+    // A lease shorter than two stale times lets one paused process make every slot lapse.
+    assert.throws(() => new RateLimit({ maxCount: 1, per: 1, maxConcurrent: 2, file: 'x.json', staleAfter: 10, slotLease: 15 }),
+      (e: Error) => e instanceof RangeError && /slotLease must be at least twice staleAfter \(20 s\)/.test(e.message));
+    assert.doesNotThrow(() => new RateLimit({ maxCount: 1, per: 1, maxConcurrent: 2, file: 'x.json', staleAfter: 40 }), 'the default lease grows with staleAfter');
+  });
+
+  it('every time an option or a pause can set survives the state\'s round trip, or is refused', () => {
+    for (const per of [MAX_PER, 1e-6]) {
+      const st = reserve(settings([calls(1, per)]), undefined, 1e9, [1]).state;
+      assert.deepEqual(parseState(JSON.parse(JSON.stringify(st))), st, `per ${per}`);
+    }
+    assert.throws(() => new RateLimit({ maxCount: 1, per: MAX_PER * 1.01 }), /per must be a number of seconds above 0, at most 31622400/);
+    const paused = pauseState(settings([calls(1, 1)]), undefined, 1e9, 86_400);
+    assert.deepEqual(parseState(JSON.parse(JSON.stringify(paused))), paused);
+  });
+
+  it('steers other limiters\' option names, and milliseconds, to this file\'s', async () => {
+    assert.throws(() => new RateLimit({ limit: 10, interval: 1000 } as never), /unknown option "limit"; this file calls it maxCount/);
+    assert.throws(() => new RateLimit({ maxCount: 10, interval: 1000 } as never), /unknown option "interval"; this file calls it per \(in seconds\)/);
+    assert.throws(() => new RateLimit({ limits: [] }), /got an empty array/);
+    const warned = await warningsDuring(() => new RateLimit({ maxCount: 10, per: 1000 }));
+    assert.deepEqual(warned, ['ratelimit: per is in seconds, so per: 1000 is a window of 0.3 hours; for 1 s, write per: 1']);
+    assert.deepEqual(await warningsDuring(() => new RateLimit({ maxCount: 5000, per: 3600 })), [], 'an hour is not taken for milliseconds');
+  });
+
+  it('limits and status().limits come back in the order given', async () => {
+    const given = [{ maxCount: 60, per: 60 }, { maxCount: 1000, per: 86_400 }, { maxCount: 3000, per: 60, unit: 'tokens' }];
+    const limit = new RateLimit({ limits: given });
+    assert.deepEqual(limit.limits.map((l) => [l.maxCount, l.unit]), [[60, 'calls'], [1000, 'calls'], [3000, 'tokens']]);
+    await limit.wait({ cost: { tokens: 700 } });
+    const st = await limit.status();
+    assert.deepEqual(st.limits.map((l) => [l.maxCount, l.used]), [[60, 1], [1000, 1], [3000, 700]]);
   });
 
   it('checks costs at the call: integers, units some limit counts, at most its maxCount; weight is cost.calls', async () => {
@@ -544,6 +582,88 @@ describe('permits on an injected clock', () => {
       await p[Symbol.asyncDispose]();
     }
     assert.equal((await limit.status()).inFlight, 0);
+  });
+
+  // Two limiters on one store stand for two processes: each has its own place in the queue.
+  it('a waiter that gives up leaves the queue at once: the next process is not held up by its place', async () => {
+    const store = new MemoryStore();
+    const options = { maxCount: 1000, per: 1, maxConcurrent: 1, store };
+    const [a, b, c] = [new RateLimit(options), new RateLimit(options), new RateLimit(options)];
+    const held = await a.acquire();
+    const quitter = b.acquire({ maxWait: 0.05 });
+    await new Promise((r) => setTimeout(r, 10));
+    const next = c.acquire();
+    await assert.rejects(quitter, RateLimitTimeoutError);
+    assert.equal((await a.status()).waiting, 1, 'only c waits');
+    const releasedAt = performance.now();
+    await held.release();
+    await (await next).release();
+    // c polls 1 ms apart, doubling to 50 ms (+50% jitter) while nothing
+    // changes: 0.2 s tells that from the 2 s a lapsing place took.
+    const lag = performance.now() - releasedAt;
+    assert.ok(lag < 200, `c got the slot ${lag.toFixed(0)} ms after the release`);
+  });
+
+  it('maxWait bounds the wait for a slot and the wait for the rate slot together', async () => {
+    const clock = { now: 0 };
+    const store = new MemoryStore(() => clock.now);
+    const a = new RateLimit({ maxCount: 1, per: 0.5, maxConcurrent: 1, store });
+    const held = await a.acquire();
+    const waiting = a.acquire({ maxWait: 0.3 });
+    await new Promise((r) => setTimeout(r, 100)); // about 0.1 s in the queue
+    await held.release(); // the slot is free now, and the rate slot is 0.5 s away: 0.6 s in all
+    await assert.rejects(waiting, (e: RateLimitTimeoutError) => e instanceof RateLimitTimeoutError && e.maxWait === 0.3);
+    assert.equal((await a.status()).inFlight, 0, 'the waiter that gave up holds no slot');
+  });
+
+  it('hundreds of waiters in one process are served in the order they came, within the cap, without stalling', async () => {
+    const limit = new RateLimit({ maxCount: 100_000, per: 1, maxConcurrent: 10 });
+    let inFlight = 0;
+    let most = 0;
+    const order: number[] = [];
+    const started = performance.now();
+    await Promise.all(Array.from({ length: 500 }, (_, k) => limit.run(async () => {
+      order.push(k);
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 5));
+      inFlight--;
+    })));
+    const took = performance.now() - started;
+    assert.equal(most, 10);
+    assert.deepEqual(order, order.slice().sort((x, y) => x - y), 'served first come, first served');
+    // Ideal: 50 rounds of 5 ms, 250 ms. Before, the same stalled for seconds.
+    // 4x leaves room for timers that fire late under load (each round waits on one).
+    assert.ok(took < 1000, `500 tasks took ${took.toFixed(0)} ms`);
+  });
+
+  it('a permit dropped without release() frees its slot once collected, with a warning', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const limit = new RateLimit({ maxCount: 1000, per: 1, maxConcurrent: 1 });
+    const warned = await warningsDuring(async () => {
+      await (async () => { await limit.acquire(); })(); // dropped
+      for (let k = 0; k < 20 && (await limit.status()).inFlight > 0; k++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    });
+    assert.equal((await limit.status()).inFlight, 0, 'the dropped permit\'s slot is free');
+    assert.ok(warned.some((w) => /dropped without release/.test(w)), warned.join('; '));
+  });
+
+  it('a pause longer than a day is cut to a day, with a warning, and survives the state\'s round trip', async (t) => {
+    const { dir, cleanup } = tempDir();
+    t.after(cleanup);
+    const file = join(dir, 'pause.json');
+    const a = new RateLimit({ maxCount: 1, per: 1, file });
+    const warned = await warningsDuring(() => a.pause(retryAfter('99999999999999')!));
+    assert.match(warned.join(), /a pause of 99999999999999 s was cut to 86400 s/);
+    const b = new RateLimit({ maxCount: 1, per: 1, file }); // another process would see the same
+    const st = await b.status();
+    assert.ok(Math.abs(st.pausedFor - 86_400) < 1, `paused for ${st.pausedFor} s`);
+    await assert.rejects(b.wait({ maxWait: 60 }), RateLimitTimeoutError);
+    a.close();
+    b.close();
   });
 
   it('serial: the next call is spaced from the release of the last', async () => {
