@@ -34,6 +34,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -414,4 +415,90 @@ test('README mentions every export of ratelimit.ts and every option', () => {
   assert.ok(options.includes('maxCount') && options.includes('maxWait'), 'could not read the option names of ratelimit.ts');
   const missing = [...exported, ...options].filter((name) => !new RegExp(`\\b${name}\\b`).test(readme));
   assert.deepEqual(missing, [], 'README.md does not mention these exports or options of ratelimit.ts');
+});
+
+// --- provenance: CHANGELOG checksums and registry.json ------------------------
+
+/** Per version in CHANGELOG.md: the commit it names and the `<sha256>  <file>` lines under it. */
+function changelogSums(text: string): { version: string; commit?: string; sums: { sha: string; file: string }[] }[] {
+  const out: { version: string; commit?: string; sums: { sha: string; file: string }[] }[] = [];
+  for (const part of text.split(/^## /m).slice(1)) {
+    const version = /^(?:Unreleased \()?(\d+\.\d+\.\d+)/.exec(part)?.[1];
+    if (!version) continue;
+    const commit = /as of commit ([0-9a-f]{7,40})/.exec(part)?.[1];
+    const sums = [...part.matchAll(/^([0-9a-f]{64}) {2}(\S+)$/gm)].map((m) => ({ sha: m[1]!, file: m[2]! }));
+    out.push({ version, ...(commit ? { commit } : {}), sums });
+  }
+  return out;
+}
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+test('CHANGELOG.md: every checksum is that of the file in the commit it names', (t) => {
+  const versions = changelogSums(texts.get('CHANGELOG.md') ?? '');
+  const withSums = versions.filter((v) => v.sums.length);
+  assert.ok(withSums.length >= 2, `CHANGELOG.md lists checksums for ${withSums.length} versions; expected 0.1.0 and 0.2.0 at least`);
+  const git = spawnSync('git', ['rev-parse', '--git-dir'], { cwd: ROOT, encoding: 'utf8' });
+  if (git.status !== 0) {
+    // Not a git checkout (an unpacked archive): the history is not here to compare with.
+    if (process.env.RATELIMIT_REQUIRE_ALL === '1') throw new Error('RATELIMIT_REQUIRE_ALL=1: the checksum test needs a git checkout');
+    t.skip('not a git checkout');
+    return;
+  }
+  const problems: string[] = [];
+  for (const v of withSums) {
+    if (!v.commit) { problems.push(`${v.version}: lists checksums but names no commit ("as of commit <hash>")`); continue; }
+    for (const { sha, file } of v.sums) {
+      const shown = spawnSync('git', ['show', `${v.commit}:${file}`], { cwd: ROOT, maxBuffer: 64 << 20 });
+      if (shown.status !== 0) { problems.push(`${v.version}: ${file} is not in commit ${v.commit}`); continue; }
+      if (sha256(shown.stdout) !== sha) problems.push(`${v.version}: ${file} in ${v.commit} has sha256 ${sha256(shown.stdout)}, not ${sha}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+  // The canary: a wrong sum is told apart.
+  assert.notEqual(sha256('ratelimit'), withSums[0]!.sums[0]!.sha);
+});
+
+test('CHANGELOG.md: a version whose checksum is listed is that file exactly; the version in the header has an entry', () => {
+  const source = readFileSync(join(ROOT, 'ratelimit.ts'), 'utf8');
+  const version = /^\/\/ ratelimit v(\d+\.\d+\.\d+)/m.exec(source)?.[1];
+  assert.ok(version, 'the header of ratelimit.ts names no version ("// ratelimit vX.Y.Z")');
+  const entry = changelogSums(texts.get('CHANGELOG.md') ?? '').find((v) => v.version === version);
+  assert.ok(entry, `CHANGELOG.md has no section for ${version}, the version ratelimit.ts says it is`);
+  // A released version's sums are its contents: a file that says it is that
+  // version and differs was changed without a new version.
+  for (const { sha, file } of entry.sums) {
+    const here = join(ROOT, file);
+    assert.ok(existsSync(here), `CHANGELOG.md lists ${file} for ${version}, and there is no ${file}`);
+    assert.equal(sha256(readFileSync(here)), sha, `${file} says it is ${version} but differs from that version's checksum in CHANGELOG.md: give it a new version (and a CHANGELOG entry)`);
+  }
+});
+
+test('registry.json is a shadcn registry whose item lists files that exist', () => {
+  const registry = JSON.parse(readFileSync(join(ROOT, 'registry.json'), 'utf8')) as {
+    $schema?: string; name?: string; homepage?: string;
+    items?: { name?: string; type?: string; files?: { path?: string; type?: string }[] }[];
+  };
+  assert.equal(registry.$schema, 'https://ui.shadcn.com/schema/registry.json');
+  assert.equal(typeof registry.name, 'string');
+  assert.equal(typeof registry.homepage, 'string');
+  assert.ok(Array.isArray(registry.items) && registry.items.length === 1, 'registry.json should have one item');
+  const [item] = registry.items;
+  assert.equal(item!.name, 'ratelimit');
+  assert.equal(item!.type, 'registry:lib');
+  const paths = (item!.files ?? []).map((f) => f.path);
+  assert.deepEqual(paths, ['ratelimit.ts', CLI]);
+  for (const f of item!.files ?? []) {
+    assert.equal(f.type, 'registry:lib', `${f.path}: type`);
+    assert.ok(existsSync(join(ROOT, f.path!)), `registry.json lists ${f.path}, which does not exist`);
+  }
+});
+
+test('the documents: one pause-bound placeholder, no await using as the way to release, no made-up repository address', () => {
+  const all = [...texts.values()].join('\n');
+  assert.equal(all.split('<!-- PAUSE_BOUND -->').length - 1, 1, 'the pause bound is stated in exactly one place, marked <!-- PAUSE_BOUND -->');
+  // Node 22 rejects `await using` (a SyntaxError): no ts block in the README may use it.
+  const using = blocks.filter((b) => b.file === 'README.md' && KINDS[b.lang] === 'ts' && /\bawait using\b/.test(b.text)).map(label);
+  assert.deepEqual(using, [], 'README.md blocks use await using, which Node 22 rejects');
+  assert.match(readme, /<REPOSITORY-URL>/, 'the README keeps a marked place for the repository address');
 });
