@@ -111,4 +111,15 @@ describe('examples', () => {
     assert.match(out, /In flight now: 0\./);
     assert.equal([...out.matchAll(/pause\(\d+\) for every caller/g)].length, Number(answered[3]), 'each refusal should pause');
   });
+
+  it('tokens.ts: a greedy tokens limit never holds more than maxCount in a window; a patient one at most maxCount plus one call', async () => {
+    const out = await runChild('examples/tokens.ts', {});
+    const most = (mode: string) => Number(new RegExp(`${mode}\\s*: most tokens in any 2 s window: (\\d+)`).exec(out)?.[1]);
+    const largest = Number(/largest cost: (\d+)/.exec(out)?.[1]);
+    assert.ok(largest > 0, out);
+    // The core on a made-up clock: exact figures, no timing tolerance needed.
+    assert.ok(most('greedy') <= 3_000, `greedy: ${most('greedy')} tokens in one window`);
+    assert.ok(most('patient') > 3_000, `patient: ${most('patient')}; the example is meant to show a window above maxCount`);
+    assert.ok(most('patient') < 3_000 + largest, `patient: ${most('patient')} tokens, more than maxCount plus the largest call`);
+  });
 });

@@ -1,4 +1,5 @@
-// Checks every fenced code block in README.md, so the README cannot rot.
+// Checks every fenced code block in README.md and in the documents it links
+// to (docs/*.md, bench/README.md, CHANGELOG.md), so none of them can rot.
 //
 // Convention for README code blocks (the fence's first word decides):
 //   ```ts / ```typescript  Type-checked with the project's tsconfig (strict),
@@ -18,8 +19,8 @@
 //                         repository (`examples/x.ts`, `ratelimit.ts`, ...)
 //                         must exist. For cp/mv/ln the last argument (the
 //                         destination) is not checked. Not run as a whole, but
-//                         every use of ratelimit.ts as a command is: see
-//                         cliInvocations() below.
+//                         every use of the command (ratelimit-cli.ts) is:
+//                         see cliInvocations() below.
 //   ```console            The same for lines starting with `$ `; other lines are output.
 //   ```json               Must parse.
 //   ```text / ```output   Program output or prose; shown as is, not checked.
@@ -33,7 +34,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,11 +43,17 @@ import { runtimeCommand } from './helpers.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const README = join(ROOT, 'README.md');
+// The command line, a file of its own beside ratelimit.ts.
+const CLI = 'ratelimit-cli.ts';
+// The markdown files whose code blocks are checked, relative to ROOT: the
+// README and what it links to for the details.
+const DOCS = ['README.md', 'CHANGELOG.md', 'bench/README.md',
+  ...(existsSync(join(ROOT, 'docs')) ? readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`) : [])];
 
-interface Block { lang: string; line: number; text: string }
+interface Block { lang: string; line: number; text: string; file: string }
 
 /** The fenced code blocks of a markdown text; `line` is the 1-based line of the first line inside the fence. */
-function fencedBlocks(markdown: string): Block[] {
+function fencedBlocks(markdown: string, file = 'README.md'): Block[] {
   const lines = markdown.split('\n');
   const blocks: Block[] = [];
   for (let i = 0; i < lines.length; i++) {
@@ -61,7 +69,7 @@ function fencedBlocks(markdown: string): Block[] {
       // Strip the fence's indentation (blocks inside list items are indented).
       body.push(lines[j].slice(Math.min(indent, lines[j].length - lines[j].trimStart().length)));
     }
-    blocks.push({ lang: open[3].toLowerCase(), line: i + 2, text: body.join('\n') });
+    blocks.push({ lang: open[3].toLowerCase(), line: i + 2, text: body.join('\n'), file });
     i = j;
   }
   return blocks;
@@ -127,7 +135,7 @@ function typeCheck(items: { block: Block; label: string }[]): { label: string; m
       }
       const hit = files.find((f) => resolve(ROOT, m[1]) === f.file || resolve(dir, m[1]) === f.file);
       if (!hit) { errors.push({ label: 'tsc', message: line.trim() }); continue; }
-      errors.push({ label: hit.label, message: `README.md line ${hit.block.line + Number(m[2]) - 1}: ${m[4]}` });
+      errors.push({ label: hit.label, message: `${hit.block.file} line ${hit.block.line + Number(m[2]) - 1}: ${m[4]}` });
     }
     return errors;
   } finally {
@@ -194,7 +202,7 @@ function shellSyntax(text: string): string {
   return r.status === 0 ? '' : (r.stderr || `sh -n exited ${r.status}`).trim();
 }
 
-// --- ratelimit.ts as a command in shell blocks --------------------------------
+// --- the command (ratelimit-cli.ts) in shell blocks ---------------------------
 
 /** The words of one line of shell, quotes removed; an operator (&&, |, ;, >, ...) is a word of its own. */
 function shellWords(line: string): { word: string; literal: boolean }[] {
@@ -211,7 +219,7 @@ function shellWords(line: string): { word: string; literal: boolean }[] {
 interface Invocation { line: string; args: string[]; hasCommand: boolean }
 
 /**
- * Every use of ratelimit.ts as a command in a shell block: the arguments up to
+ * Every use of the command (CLI) in a shell block: the arguments up to
  * `--` (or the end of that simple command), with whether a command follows.
  * Invocations whose arguments are not all literal (`"$file"`) are left out:
  * they are only parsed, by `sh -n`.
@@ -221,9 +229,9 @@ function cliInvocations(text: string): { run: Invocation[]; skipped: string[] } 
   const skipped: string[] = [];
   for (const line of text.replace(/\\\n/g, ' ').split('\n')) {
     const words = shellWords(line);
-    // ratelimit.ts as the script a runtime runs: `node`, `npx tsx`, `bun`,
-    // `deno run -A`, `node --import tsx` (not `cp ratelimit.ts ...`).
-    const isScript = (w: { word: string }, k: number) => /(^|\/)ratelimit\.ts$/.test(w.word) &&
+    // The command as the script a runtime runs: `node`, `npx --yes tsx`,
+    // `bun`, `deno run -A`, `node --import tsx` (not `cp ratelimit-cli.ts ...`).
+    const isScript = (w: { word: string }, k: number) => (w.word === CLI || w.word.endsWith(`/${CLI}`)) &&
       (/^(node|tsx|bun|-A|--allow-all)$/.test(words[k - 1]?.word ?? '') || words[k - 2]?.word === '--import');
     for (let i = words.findIndex(isScript); i >= 0; i = words.findIndex((w, k) => k > i && isScript(w, k))) {
       const args: { word: string; literal: boolean }[] = [];
@@ -258,7 +266,7 @@ function runInvocation(inv: Invocation, dir: string, files: Map<string, string>)
   const sub = args[0] === 'pause' || args[0] === 'status' ? args[0] : 'run';
   if (sub === 'run') args.push('--max-wait', '0');
   if (inv.hasCommand) args.push('--', 'true');
-  const [bin, ...pre] = runtimeCommand(join(ROOT, 'ratelimit.ts'));
+  const [bin, ...pre] = runtimeCommand(join(ROOT, CLI));
   const r = spawnSync(bin!, [...pre, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
   const ok = r.status === 0 || (sub === 'run' && r.status === 75);
   if (!ok) return `"${inv.line}": exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim()}`;
@@ -271,25 +279,43 @@ function runInvocation(inv: Invocation, dir: string, files: Map<string, string>)
 // --- the tests ---------------------------------------------------------------
 
 const readme = existsSync(README) ? readFileSync(README, 'utf8') : '';
-const blocks = fencedBlocks(readme);
-const label = (b: Block) => `README.md line ${b.line - 1} (\`\`\`${b.lang})`;
+const texts = new Map(DOCS.filter((f) => existsSync(join(ROOT, f))).map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
+const blocks = [...texts].flatMap(([file, text]) => fencedBlocks(text, file));
+const label = (b: Block) => `${b.file} line ${b.line - 1} (\`\`\`${b.lang})`;
 
-test('README.md exists and has code blocks', () => {
+test('README.md and its documents exist and have code blocks', () => {
   assert.ok(readme, 'README.md is missing');
-  assert.ok(blocks.length > 0, 'README.md has no fenced code blocks');
+  for (const file of ['README.md', 'CHANGELOG.md', 'bench/README.md', 'docs/guarantees.md', 'docs/cli.md', 'docs/editing.md']) {
+    assert.ok(texts.has(file), `${file} is missing`);
+  }
+  assert.ok(blocks.some((b) => b.file === 'README.md'), 'README.md has no fenced code blocks');
 });
 
-test('every README code block uses a known fence', () => {
+test('README.md is under 500 lines, and its relative links point at files that exist', () => {
+  const lines = readme.split('\n').length;
+  assert.ok(lines < 500, `README.md has ${lines} lines; it is meant to be read in five minutes (under 500)`);
+  const broken: string[] = [];
+  for (const [file, text] of texts) {
+    for (const m of text.matchAll(/\]\(([^)#\s]+)(#[^)\s]*)?\)/g)) {
+      const target = m[1];
+      if (/^[a-z]+:/i.test(target)) continue; // a web address, not checked here
+      if (!existsSync(resolve(ROOT, dirname(file), target))) broken.push(`${file}: (${target})`);
+    }
+  }
+  assert.deepEqual(broken, [], 'relative links to files that do not exist');
+});
+
+test('every code block uses a known fence', () => {
   const unknown = blocks.filter((b) => !KINDS[b.lang]).map((b) => `${label(b)}: fence "${b.lang || '(none)'}"`);
   assert.deepEqual(unknown, [], `use one of: ${Object.keys(KINDS).join(', ')} (see the top of test/readme.test.ts)`);
 });
 
-test('README TypeScript and JavaScript blocks type-check against ratelimit.ts', () => {
+test('TypeScript and JavaScript blocks type-check against ratelimit.ts', () => {
   const code = blocks.filter((b) => KINDS[b.lang] === 'ts' || KINDS[b.lang] === 'js');
-  assert.ok(code.length > 0, 'README.md has no ts/js blocks to check');
+  assert.ok(code.filter((b) => b.file === 'README.md').length > 0, 'README.md has no ts/js blocks to check');
   // The canary: a copy of the first block that builds a RateLimit, with its
   // maxCount renamed. The same tsc run must reject it, or the check is blind.
-  const model = code.find((b) => KINDS[b.lang] === 'ts' && /new RateLimit\(\{[^}]*maxCount/.test(b.text));
+  const model = code.find((b) => b.file === 'README.md' && KINDS[b.lang] === 'ts' && /new RateLimit\(\{[^}]*maxCount/.test(b.text));
   assert.ok(model, 'README.md has no ts block that calls new RateLimit({ maxCount, ... })');
   const canary = { ...model, text: model.text.replace(/maxCount/g, 'max_count') };
   const errors = typeCheck([
@@ -302,9 +328,9 @@ test('README TypeScript and JavaScript blocks type-check against ratelimit.ts', 
     `a README block with maxCount renamed to max_count type-checked without error; the check is not working\n${JSON.stringify(errors)}`);
 });
 
-test('README shell blocks name only scripts and files that exist', () => {
+test('shell blocks name only scripts and files that exist', () => {
   const shell = blocks.filter((b) => KINDS[b.lang] === 'shell' || KINDS[b.lang] === 'console');
-  assert.ok(shell.length > 0, 'README.md has no shell blocks (it should show its commands)');
+  assert.ok(shell.some((b) => b.file === 'README.md'), 'README.md has no shell blocks (it should show its commands)');
   const problems = shell.flatMap((b) => checkShell(b.text, KINDS[b.lang] as 'shell' | 'console').map((p) => `${label(b)}: ${p}`));
   assert.deepEqual(problems, []);
   // The canary: rotted commands must be reported, each of them.
@@ -312,7 +338,7 @@ test('README shell blocks name only scripts and files that exist', () => {
   assert.equal(rotted.length, 3, `the shell check missed rotted commands: ${JSON.stringify(rotted)}`);
 });
 
-test('README shell blocks parse as sh', () => {
+test('shell blocks parse as sh', () => {
   const shell = blocks.filter((b) => KINDS[b.lang] === 'shell');
   const problems = shell.map((b) => [label(b), shellSyntax(b.text)]).filter(([, p]) => p).map(([l, p]) => `${l}: ${p}`);
   assert.deepEqual(problems, []);
@@ -320,11 +346,13 @@ test('README shell blocks parse as sh', () => {
   assert.notEqual(shellSyntax('if true; then\n  echo yes\n'), '', 'sh -n accepted an if without fi; the check is not working');
 });
 
-test('README: every ratelimit.ts command line in a shell block runs', () => {
+test(`every ${CLI} command line in a shell block runs`, () => {
   const shell = blocks.filter((b) => KINDS[b.lang] === 'shell');
   const found = shell.map((b) => ({ b, ...cliInvocations(b.text) }));
   const count = found.reduce((n, f) => n + f.run.length, 0);
-  assert.ok(count >= 5, `README.md shows ${count} ratelimit.ts command lines with literal arguments; the check expects the section on the shell to show several`);
+  assert.ok(count >= 5, `the documents show ${count} ${CLI} command lines with literal arguments; the check expects the section on the shell to show several`);
+  const inReadme = found.filter((f) => f.b.file === 'README.md').reduce((n, f) => n + f.run.length, 0);
+  assert.ok(inReadme >= 3, `README.md shows ${inReadme} ${CLI} command lines; its shell section should show the main ones`);
   const problems: string[] = [];
   for (const { b, run } of found) {
     if (!run.length) continue;
@@ -344,29 +372,32 @@ test('README: every ratelimit.ts command line in a shell block runs', () => {
   // The canary: a rotted option is reported.
   const dir = mkdtempSync(join(tmpdir(), 'ratelimit-readme-'));
   try {
-    const [rotted] = cliInvocations('node ratelimit.ts --file /tmp/x.json --max-count 2 --window 60 -- true').run;
+    const [rotted] = cliInvocations(`node ${CLI} --file /tmp/x.json --max-count 2 --window 60 -- true`).run;
     assert.ok(rotted && runInvocation(rotted, dir, new Map()), 'a command line with an unknown option ran; the check is not working');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('README shows ratelimit.ts --help as it prints it', () => {
-  const shown = blocks.find((b, i) => KINDS[b.lang] === 'text' && b.text.startsWith('Usage:') && i > 0);
-  assert.ok(shown, 'README.md has no ```text block with the output of ratelimit.ts --help');
-  const [bin, ...pre] = runtimeCommand(join(ROOT, 'ratelimit.ts'));
+test(`the documents show ${CLI} --help as it prints it`, () => {
+  const shown = blocks.find((b) => KINDS[b.lang] === 'text' && b.text.startsWith('Usage:'));
+  assert.ok(shown, `no \`\`\`text block with the output of ${CLI} --help`);
+  const [bin, ...pre] = runtimeCommand(join(ROOT, CLI));
   const r = spawnSync(bin!, [...pre, '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(shown.text.trimEnd(), r.stdout.trimEnd());
 });
 
-test('README shows the install-and-run and test commands exactly', () => {
+test('README shows how to run an example without installing, and the install-and-run and test commands exactly', () => {
+  const readmeShell = blocks.filter((b) => b.file === 'README.md' && KINDS[b.lang] === 'shell').map((b) => b.text).join('\n');
+  // Trying an example needs no npm install (nor the linters it brings).
+  assert.match(readmeShell, /^npx --yes tsx examples\/tasks\.ts\b/m);
+  assert.match(readmeShell, /^npm install && npm run example$/m);
   const shellText = blocks.filter((b) => KINDS[b.lang] === 'shell').map((b) => b.text).join('\n');
-  assert.match(shellText, /^npm install && npm run example$/m);
   assert.match(shellText, /^npm test$/m);
 });
 
-test('README JSON blocks parse', () => {
+test('JSON blocks parse', () => {
   for (const b of blocks.filter((x) => KINDS[x.lang] === 'json')) {
     assert.doesNotThrow(() => JSON.parse(b.text), `${label(b)} is not valid JSON`);
   }
@@ -384,4 +415,90 @@ test('README mentions every export of ratelimit.ts and every option', () => {
   assert.ok(options.includes('maxCount') && options.includes('maxWait'), 'could not read the option names of ratelimit.ts');
   const missing = [...exported, ...options].filter((name) => !new RegExp(`\\b${name}\\b`).test(readme));
   assert.deepEqual(missing, [], 'README.md does not mention these exports or options of ratelimit.ts');
+});
+
+// --- provenance: CHANGELOG checksums and registry.json ------------------------
+
+/** Per version in CHANGELOG.md: the commit it names and the `<sha256>  <file>` lines under it. */
+function changelogSums(text: string): { version: string; commit?: string; sums: { sha: string; file: string }[] }[] {
+  const out: { version: string; commit?: string; sums: { sha: string; file: string }[] }[] = [];
+  for (const part of text.split(/^## /m).slice(1)) {
+    const version = /^(?:Unreleased \()?(\d+\.\d+\.\d+)/.exec(part)?.[1];
+    if (!version) continue;
+    const commit = /as of commit ([0-9a-f]{7,40})/.exec(part)?.[1];
+    const sums = [...part.matchAll(/^([0-9a-f]{64}) {2}(\S+)$/gm)].map((m) => ({ sha: m[1]!, file: m[2]! }));
+    out.push({ version, ...(commit ? { commit } : {}), sums });
+  }
+  return out;
+}
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
+
+test('CHANGELOG.md: every checksum is that of the file in the commit it names', (t) => {
+  const versions = changelogSums(texts.get('CHANGELOG.md') ?? '');
+  const withSums = versions.filter((v) => v.sums.length);
+  assert.ok(withSums.length >= 2, `CHANGELOG.md lists checksums for ${withSums.length} versions; expected 0.1.0 and 0.2.0 at least`);
+  const git = spawnSync('git', ['rev-parse', '--git-dir'], { cwd: ROOT, encoding: 'utf8' });
+  if (git.status !== 0) {
+    // Not a git checkout (an unpacked archive): the history is not here to compare with.
+    if (process.env.RATELIMIT_REQUIRE_ALL === '1') throw new Error('RATELIMIT_REQUIRE_ALL=1: the checksum test needs a git checkout');
+    t.skip('not a git checkout');
+    return;
+  }
+  const problems: string[] = [];
+  for (const v of withSums) {
+    if (!v.commit) { problems.push(`${v.version}: lists checksums but names no commit ("as of commit <hash>")`); continue; }
+    for (const { sha, file } of v.sums) {
+      const shown = spawnSync('git', ['show', `${v.commit}:${file}`], { cwd: ROOT, maxBuffer: 64 << 20 });
+      if (shown.status !== 0) { problems.push(`${v.version}: ${file} is not in commit ${v.commit}`); continue; }
+      if (sha256(shown.stdout) !== sha) problems.push(`${v.version}: ${file} in ${v.commit} has sha256 ${sha256(shown.stdout)}, not ${sha}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+  // The canary: a wrong sum is told apart.
+  assert.notEqual(sha256('ratelimit'), withSums[0]!.sums[0]!.sha);
+});
+
+test('CHANGELOG.md: a version whose checksum is listed is that file exactly; the version in the header has an entry', () => {
+  const source = readFileSync(join(ROOT, 'ratelimit.ts'), 'utf8');
+  const version = /^\/\/ ratelimit v(\d+\.\d+\.\d+)/m.exec(source)?.[1];
+  assert.ok(version, 'the header of ratelimit.ts names no version ("// ratelimit vX.Y.Z")');
+  const entry = changelogSums(texts.get('CHANGELOG.md') ?? '').find((v) => v.version === version);
+  assert.ok(entry, `CHANGELOG.md has no section for ${version}, the version ratelimit.ts says it is`);
+  // A released version's sums are its contents: a file that says it is that
+  // version and differs was changed without a new version.
+  for (const { sha, file } of entry.sums) {
+    const here = join(ROOT, file);
+    assert.ok(existsSync(here), `CHANGELOG.md lists ${file} for ${version}, and there is no ${file}`);
+    assert.equal(sha256(readFileSync(here)), sha, `${file} says it is ${version} but differs from that version's checksum in CHANGELOG.md: give it a new version (and a CHANGELOG entry)`);
+  }
+});
+
+test('registry.json is a shadcn registry whose item lists files that exist', () => {
+  const registry = JSON.parse(readFileSync(join(ROOT, 'registry.json'), 'utf8')) as {
+    $schema?: string; name?: string; homepage?: string;
+    items?: { name?: string; type?: string; files?: { path?: string; type?: string }[] }[];
+  };
+  assert.equal(registry.$schema, 'https://ui.shadcn.com/schema/registry.json');
+  assert.equal(typeof registry.name, 'string');
+  assert.equal(typeof registry.homepage, 'string');
+  assert.ok(Array.isArray(registry.items) && registry.items.length === 1, 'registry.json should have one item');
+  const [item] = registry.items;
+  assert.equal(item!.name, 'ratelimit');
+  assert.equal(item!.type, 'registry:lib');
+  const paths = (item!.files ?? []).map((f) => f.path);
+  assert.deepEqual(paths, ['ratelimit.ts', CLI]);
+  for (const f of item!.files ?? []) {
+    assert.equal(f.type, 'registry:lib', `${f.path}: type`);
+    assert.ok(existsSync(join(ROOT, f.path!)), `registry.json lists ${f.path}, which does not exist`);
+  }
+});
+
+test('the documents: one pause-bound placeholder, no await using as the way to release, no made-up repository address', () => {
+  const all = [...texts.values()].join('\n');
+  assert.equal(all.split('<!-- PAUSE_BOUND -->').length - 1, 1, 'the pause bound is stated in exactly one place, marked <!-- PAUSE_BOUND -->');
+  // Node 22 rejects `await using` (a SyntaxError): no ts block in the README may use it.
+  const using = blocks.filter((b) => b.file === 'README.md' && KINDS[b.lang] === 'ts' && /\bawait using\b/.test(b.text)).map(label);
+  assert.deepEqual(using, [], 'README.md blocks use await using, which Node 22 rejects');
+  assert.match(readme, /<REPOSITORY-URL>/, 'the README keeps a marked place for the repository address');
 });
