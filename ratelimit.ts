@@ -831,11 +831,14 @@ export class RateLimit {
 // short enough that a paused or vanished holder's slot comes back within a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
 // A process waiting for a concurrency slot polls the store from 1 ms apart,
-// doubling up to this. A release in the same process hands its slot on in
-// the same transaction; across processes this is how late a freed slot can be
-// noticed. A poll costs about 0.1 ms of CPU on a file, so a process whose
-// calls all wait uses about 0.2% of a core.
-const SLOT_POLL_MAX_MS = 50;
+// doubling up to this while nothing is granted. A release in the same process
+// hands its slot on in the same transaction; across processes this is how
+// late a freed slot can be noticed by a process that has waited a while. On
+// the machines measured a timer's wake-up alone costs 0.25 to 0.4 ms of CPU,
+// and a poll on a file 0.7 to 1.1 ms under load, so 200 ms keeps a process
+// whose calls all wait under 1% of a core (bench/queue.ts); a slot freed by
+// another process stands idle 150 ms at most on average, after a long wait.
+const SLOT_POLL_MAX_MS = 200;
 // A process's place in the queue for a slot lapses this long after its last
 // poll, so a process that vanished without a word (killed on another machine,
 // say) holds the queue up for at most this long. A lapsed place that comes

@@ -287,7 +287,7 @@ describe('features across processes on one state file', { timeout: 60_000 }, () 
       assert.ok(most <= 3, `${most} slots held at once`);
       assert.ok(calls.length > 40, `only ${calls.length} permits in 2 s`);
       // Every dead holder was followed by live processes still asking for a
-      // slot, so each slot must have come back; waiters poll at most 50 ms
+      // slot, so each slot must have come back; waiters poll at most 200 ms
       // (+50% jitter) apart, and the lease is 60 s. 1 s tells the two apart
       // with room for a descheduled process.
       assert.equal(reclaimOf.size, killed.length, 'a dead holder\'s slot was never reclaimed');
