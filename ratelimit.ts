@@ -1013,7 +1013,9 @@ class SlotAgent {
           return { state: out.state ?? (cur === state ? undefined : cur), result: out.results };
         });
       } catch (error) {
-        if (releasing.length) warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release ${releasing.length} concurrency slot(s): ${(error as Error).message}`);
+        const why = (error as Error).message;
+        if (releasing.length) warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release ${releasing.length} concurrency slot(s): ${why}`);
+        if (renew.length) warn('RATELIMIT_SLOT_RENEW_FAILED', `ratelimit: could not renew the leases of ${renew.length} concurrency slot(s): ${why}`);
         // A busy lock is waited out; any other failure ends every wait.
         if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error as Error);
       }
