@@ -95,7 +95,9 @@ function seconds(name: string, text: string, zero = false): number {
 /** A whole number of 1 or more. */
 function count(name: string, text: string): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${name} takes a whole number of 1 or more, got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new UsageError(`${name} takes a whole number of 1 or more, got ${JSON.stringify(text)}`);
+  }
   return n;
 }
 
@@ -117,7 +119,8 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const next = [i];
     for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      const replace = (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, replace);
     }
     row = next;
   }
@@ -164,10 +167,17 @@ function parse(argv: string[], retryAfter: Library['retryAfter']): Args {
       case '--limit': {
         const text = value();
         const m = /^(\d+)\/([^:]+)(?::([A-Za-z_][\w.-]*))?$/.exec(text);
-        if (!m) throw new UsageError(`--limit takes COUNT/SECONDS or COUNT/SECONDS:UNIT, such as 500/60 or 30000/1m:tokens; got ${JSON.stringify(text)}`);
-        const limit: { maxCount: number; per: number; unit?: string } = { maxCount: count('--limit\'s count', m[1] ?? ''), per: seconds('--limit', m[2] ?? '') };
+        if (!m) {
+          throw new UsageError('--limit takes COUNT/SECONDS or COUNT/SECONDS:UNIT, such as 500/60 or ' +
+            `30000/1m:tokens; got ${JSON.stringify(text)}`);
+        }
+        const limit: { maxCount: number; per: number; unit?: string } = {
+          maxCount: count('--limit\'s count', m[1] ?? ''), per: seconds('--limit', m[2] ?? ''),
+        };
         if (m[3] !== undefined) limit.unit = m[3];
-        if (limits.some((l) => l.maxCount === limit.maxCount && l.per === limit.per && (l.unit ?? 'calls') === (limit.unit ?? 'calls'))) {
+        const unit = (l: typeof limit) => l.unit ?? 'calls';
+        const same = (l: typeof limit) => l.maxCount === limit.maxCount && l.per === limit.per && unit(l) === unit(limit);
+        if (limits.some(same)) {
           throw new UsageError(`--limit ${text} is given twice`);
         }
         limits.push(limit);
@@ -176,7 +186,9 @@ function parse(argv: string[], retryAfter: Library['retryAfter']): Args {
       case '--cost': {
         const text = value();
         const [, unit, amount] = /^([A-Za-z_][\w.-]*)=(\d+)$/.exec(text) ?? [];
-        if (unit === undefined) throw new UsageError(`--cost takes UNIT=N, such as tokens=1200; got ${JSON.stringify(text)}`);
+        if (unit === undefined) {
+          throw new UsageError(`--cost takes UNIT=N, such as tokens=1200; got ${JSON.stringify(text)}`);
+        }
         const cost = args.cost ?? {};
         if (unit in cost) throw new UsageError(`--cost ${unit} is given twice`);
         cost[unit] = Number(amount);
@@ -188,20 +200,27 @@ function parse(argv: string[], retryAfter: Library['retryAfter']): Args {
       default: throw new UsageError(`unknown option ${name}${didYouMean(name, FLAGS)}`);
     }
   }
-  if (file === undefined) throw new UsageError('--file is required: the state file that every caller of this limit names');
+  if (file === undefined) {
+    throw new UsageError('--file is required: the state file that every caller of this limit names');
+  }
   args.file = file;
   if (args.quiet && args.verbose) throw new UsageError('give --quiet or --verbose, not both');
   if (sub === 'pause') {
     const [text, ...more] = positional;
-    if (text === undefined || more.length) throw new UsageError('pause takes one argument: the seconds to pause (or a Retry-After date)');
+    if (text === undefined || more.length) {
+      throw new UsageError('pause takes one argument: the seconds to pause (or a Retry-After date)');
+    }
     args.pauseFor = pauseSeconds(text, retryAfter);
   } else if (positional.length) {
     const first = positional[0] ?? '';
     const hint = sub === 'run' && argv[0] === first ? didYouMean(first, SUBCOMMANDS) : '';
-    throw new UsageError(`unexpected argument ${JSON.stringify(first)}${hint || (sub === 'run' ? ' (the command to run goes after --)' : '')}`);
+    const where = sub === 'run' ? ' (the command to run goes after --)' : '';
+    throw new UsageError(`unexpected argument ${JSON.stringify(first)}${hint || where}`);
   }
   if (sub !== 'run' && args.command.length) throw new UsageError(`${sub} runs no command`);
-  if (sub !== 'run' && (args.maxWait !== undefined || args.cost)) throw new UsageError(`--max-wait and --cost are for waiting, not for ${sub}`);
+  if (sub !== 'run' && (args.maxWait !== undefined || args.cost)) {
+    throw new UsageError(`--max-wait and --cost are for waiting, not for ${sub}`);
+  }
   // Settings: all of them, or none (then they are read back from the state).
   if (limits.length && (maxCount !== undefined || per !== undefined)) {
     throw new UsageError('give either --max-count with --per, or --limit, not both');
@@ -228,7 +247,9 @@ function parse(argv: string[], retryAfter: Library['retryAfter']): Args {
 function pauseSeconds(text: string, retryAfter: Library['retryAfter']): number {
   if (DURATION.test(text)) return seconds('pause', text, true);
   const s = retryAfter(text);
-  if (s === undefined) throw new UsageError(`pause takes seconds (such as 30 or 5m) or an HTTP date; got ${JSON.stringify(text)}`);
+  if (s === undefined) {
+    throw new UsageError(`pause takes seconds (such as 30 or 5m) or an HTTP date; got ${JSON.stringify(text)}`);
+  }
   return s;
 }
 
@@ -239,8 +260,9 @@ function asFlags(limit: Pick<RateLimit, 'limits' | 'maxConcurrent' | 'serial'>):
   const parts = only && only.unit === 'calls'
     ? [`--max-count ${only.maxCount} --per ${only.per}`]
     : ls.map((l) => `--limit ${l.maxCount}/${l.per}${l.unit === 'calls' ? '' : `:${l.unit}`}`);
-  if (ls.every((l) => l.greedy)) parts.push('--greedy');
-  else if (ls.some((l) => l.greedy)) parts.push(`(greedy: ${ls.filter((l) => l.greedy).map((l) => l.unit).join(', ')})`);
+  const greedy = ls.filter((l) => l.greedy);
+  if (greedy.length === ls.length) parts.push('--greedy');
+  else if (greedy.length) parts.push(`(greedy: ${greedy.map((l) => l.unit).join(', ')})`);
   if (limit.serial) parts.push('--serial');
   else if (limit.maxConcurrent !== Infinity) parts.push(`--max-concurrent ${limit.maxConcurrent}`);
   return parts.join(' ');
@@ -251,6 +273,7 @@ function asFlags(limit: Pick<RateLimit, 'limits' | 'maxConcurrent' | 'serial'>):
 // renames what reaches it from the library's own checks.
 const OPTION_FLAGS: [RegExp, string][] = [
   [/\blimits\[\d+\]\./g, '--limit '],
+  [/\blimits\b/g, '--limit'],
   [/\bmaxCount\b/g, '--max-count'],
   [/\bmaxConcurrent\b/g, '--max-concurrent'],
   [/\bmaxWait\b/g, '--max-wait'],
@@ -278,7 +301,8 @@ async function loadLibrary(): Promise<Library> {
   const hooks = typeof registerHooks === 'function' && !g.Bun && !g.Deno ? registerHooks({
     load(at, context, next) {
       const loaded = next(at, context);
-      return at === url && loaded.format === 'commonjs-typescript' ? { ...loaded, format: 'module-typescript' } : loaded;
+      if (at !== url || loaded.format !== 'commonjs-typescript') return loaded;
+      return { ...loaded, format: 'module-typescript' };
     },
   }) : undefined;
   try {
@@ -334,7 +358,8 @@ async function main(argv: string[]): Promise<void> {
   try {
     lib = await loadLibrary();
   } catch (error) {
-    process.stderr.write(`ratelimit: cannot load ratelimit.ts, which must sit beside ${name}: ${(error as Error)?.message ?? error}\n`);
+    const why = (error as Error)?.message ?? String(error);
+    process.stderr.write(`ratelimit: cannot load ratelimit.ts, which must sit beside ${name}: ${why}\n`);
     return finish(70);
   }
   let args: Args;
@@ -352,7 +377,9 @@ async function main(argv: string[]): Promise<void> {
   const childProcess = args.command.length ? import('node:child_process') : undefined;
   let permit: Permit | undefined;
   try {
-    const limit = args.settings ? new lib.RateLimit({ ...args.settings, file: args.file }) : lib.RateLimit.fromState(args.file);
+    const limit = args.settings
+      ? new lib.RateLimit({ ...args.settings, file: args.file })
+      : lib.RateLimit.fromState(args.file);
     if (args.sub === 'pause') {
       await limit.pause(args.pauseFor ?? 0);
       return finish(0);
@@ -364,7 +391,8 @@ async function main(argv: string[]): Promise<void> {
     const counted = limit.limits.map((l) => l.unit);
     for (const unit of Object.keys(args.cost ?? {})) {
       if (!counted.includes(unit)) {
-        throw new UsageError(`--cost ${unit}: no limit of ${args.file} counts ${unit} (they count ${counted.join(', ')})${didYouMean(unit, counted)}`);
+        const they = `(they count ${counted.join(', ')})${didYouMean(unit, counted)}`;
+        throw new UsageError(`--cost ${unit}: no limit of ${args.file} counts ${unit} ${they}`);
       }
     }
     const options: WaitOptions = { signal: abort.signal, maxWait: args.maxWait, cost: args.cost };
@@ -397,11 +425,14 @@ async function main(argv: string[]): Promise<void> {
   if (!spawn) { await permit.release(); return finish(0); }
 
   const [command, ...rest] = args.command as [string, ...string[]];
-  const ran = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException }>((done) => {
+  type Ran = { code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException };
+  const ran = await new Promise<Ran>((done) => {
     const c = spawn(command, rest, { stdio: 'inherit' });
     // process.kill, not c.kill: Deno (2.9) reports a child that c.kill()
     // signalled as killed by that signal, even when it caught it and exited.
-    child = { kill: (signal) => { try { return c.pid !== undefined && process.kill(c.pid, signal); } catch { return false; } } };
+    child = {
+      kill: (signal) => { try { return c.pid !== undefined && process.kill(c.pid, signal); } catch { return false; } },
+    };
     c.once('error', (error) => done({ code: null, signal: null, error }));
     c.once('exit', (code, signal) => { child = undefined; done({ code, signal }); });
   });

@@ -20,7 +20,9 @@ if (mode === 'import' || mode === 'import-cli') {
   const after = watched.map((e) => process.listenerCount(e));
   const added = watched.filter((_, i) => after[i] !== before[i]);
   if (added.length) throw new Error(`importing ${what} added listeners for ${added.join(', ')}`);
-  if (process.exitCode !== undefined && process.exitCode !== 0) throw new Error(`importing ${what} set process.exitCode to ${process.exitCode}`);
+  if (process.exitCode !== undefined && process.exitCode !== 0) {
+    throw new Error(`importing ${what} set process.exitCode to ${process.exitCode}`);
+  }
 } else if (mode === 'wait') {
   const limit = new RateLimit({ maxCount: 5, per: 2, file: file! });
   for (let i = 0; i < Number(n); i++) {

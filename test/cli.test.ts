@@ -129,7 +129,9 @@ test('cli: --help prints usage on stdout; bad arguments exit 64 with one line po
     assert.match(results[6]!.stderr, /made for --max-count 2 --per 60, not --max-count 3 --per 60/,
       'the mismatch message says, in flags, what the state was made for');
     assert.match(results[3]!.stderr, /--max-count takes a whole number of 1 or more, got "0"/);
-    for (const r of results) assert.doesNotMatch(r.stderr, /maxCount|maxWait|maxConcurrent/, 'a library option name in a message of the command');
+    for (const r of results) {
+      assert.doesNotMatch(r.stderr, /maxCount|maxWait|maxConcurrent/, 'a library option name in a message of the command');
+    }
   } finally {
     cleanup();
   }
@@ -276,7 +278,8 @@ test('cli: importing ratelimit.ts or ratelimit-cli.mts does nothing, whatever th
   try {
     const user = runtimeCommand(join(ROOT, 'test', 'cli-child.ts'));
     for (const mode of ['import', 'import-cli']) {
-      const odd = await shell(`${[...user, mode, '--help', 'status', '--file', join(dir, 'x.json'), '--', 'false'].map(quote).join(' ')}`);
+      const argv = [...user, mode, '--help', 'status', '--file', join(dir, 'x.json'), '--', 'false'];
+      const odd = await shell(argv.map(quote).join(' '));
       assert.equal(odd.code, 0, `${mode}: ${odd.stderr}`);
       assert.equal(odd.stdout, '', mode);
       assert.equal(odd.stderr, '', mode);
@@ -363,9 +366,11 @@ test('cli: a mistyped flag or subcommand gets a suggestion; messages name flags,
       [['--file', f, '--max-count', '2', '--per', '60', '--window', '60'], /unknown option --window \(see /],
       [['stauts', '--file', f], /unexpected argument "stauts"; did you mean status\?/],
       [['--file', f, '--per', '0', '--max-count', '2'], /--per must be more than 0 seconds, got "0"/],
-      [['--file', f, '--max-count', '2', '--per', '60', '--cost', 'tokns=5'], /--cost tokns: no limit of .* counts tokns \(they count calls\)/],
+      [['--file', f, '--max-count', '2', '--per', '60', '--cost', 'tokns=5'],
+        /--cost tokns: no limit of .* counts tokns \(they count calls\)/],
       [['--file', f, '--limit', '5/60', '--limit', '5/1m'], /--limit 5\/1m is given twice/],
-      [['--file', f, '--max-count', '2', '--per', '60', '--serial', '--max-concurrent', '2'], /--serial .* no --max-concurrent 2/],
+      [['--file', f, '--max-count', '2', '--per', '60', '--serial', '--max-concurrent', '2'],
+        /--serial .* no --max-concurrent 2/],
     ];
     const results = await Promise.all(cases.map(([args]) => cli([...args, '--', 'echo', 'ran'])));
     results.forEach((r, i) => {
@@ -394,10 +399,11 @@ test('cli: copied with ratelimit.ts into a package that says "type": "commonjs",
     copyFileSync(join(ROOT, 'ratelimit-cli.mts'), join(dir, 'ratelimit-cli.mts'));
     const command = runtimeCommand(join(dir, 'ratelimit-cli.mts'));
     const f = join(dir, 'state.json');
-    const r = await shell(`${command.map(quote).join(' ')} --file ${quote(f)} --max-count 1 --per 60 -- echo ran; echo "$?"`);
+    const rl = `${command.map(quote).join(' ')} --file ${quote(f)}`;
+    const r = await shell(`${rl} --max-count 1 --per 60 -- echo ran; echo "$?"`);
     assert.equal(r.stdout, 'ran\n0\n', r.stderr);
     assert.equal(r.stderr, '');
-    const again = await shell(`${command.map(quote).join(' ')} --file ${quote(f)} --max-wait 0 -- echo ran; echo "$?"`);
+    const again = await shell(`${rl} --max-wait 0 -- echo ran; echo "$?"`);
     assert.equal(again.stdout, '75\n', 'the second run shares the state of the first');
   } finally {
     cleanup();

@@ -68,8 +68,10 @@ export function runCliChecks(runtimes: Runtime[] = RUNTIMES): { ok: boolean; lin
       writeFileSync(join(cjs, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', type: 'commonjs' }));
       copyFileSync(join(ROOT, 'ratelimit.ts'), join(cjs, 'ratelimit.ts'));
       copyFileSync(SCRIPT, join(cjs, 'ratelimit-cli.mts'));
-      const copied = run(way, join(cjs, 'ratelimit-cli.mts'), ['--file', join(cjs, 'state.json'), '--max-count', '1', '--per', '60', '--', 'echo', 'ran']);
-      check(`${way.name}: runs from a copy in a "type": "commonjs" package`, copied.code === 0 && copied.stdout === 'ran\n' && copied.stderr === '',
+      const copiedArgs = ['--file', join(cjs, 'state.json'), '--max-count', '1', '--per', '60', '--', 'echo', 'ran'];
+      const copied = run(way, join(cjs, 'ratelimit-cli.mts'), copiedArgs);
+      check(`${way.name}: runs from a copy in a "type": "commonjs" package`,
+        copied.code === 0 && copied.stdout === 'ran\n' && copied.stderr === '',
         `exit ${copied.code ?? copied.signal}, stdout ${JSON.stringify(copied.stdout)}, stderr ${copied.stderr}`);
     }
     // In a ring, each runtime takes the one slot a minute of a fresh state
