@@ -44,7 +44,7 @@ Limit (needed the first time; after that it is read back from F):
   --serial                one command at a time, spaced from the end of the last
 Options:
   --max-wait S            exit 75 at once if the slot is more than S away
-  --cost UNIT=N           this call costs N of UNIT (default calls=1); repeatable
+  --cost UNIT=N           this call costs N of UNIT (default calls=1); repeats
   -v, --verbose           say on stderr how long it waited
   -q, --quiet             print only errors in the arguments or the setup
   -h, --help              show this
@@ -54,9 +54,10 @@ or a limit that disagrees with F; 75 --max-wait cannot be met; 126 or 127 the
 command cannot be run or is not found; 70 any other error. SIGINT, SIGTERM and
 SIGHUP go to the command; while waiting, they give the slot back and end this.
 
-Start it with: node ratelimit-cli.mts (Node 22.18 or later), bun ratelimit-cli.mts,
-deno run -A ratelimit-cli.mts, or on Node 20 npx tsx ratelimit-cli.mts with tsx
-installed in the project (npm i -D tsx): under cron, npx cannot ask to install.`;
+Start it with node ratelimit-cli.mts (Node 22.18 or later), bun
+ratelimit-cli.mts, or deno run -A ratelimit-cli.mts. On Node 20, install tsx
+in the project (npm i -D tsx) and run node --import tsx ratelimit-cli.mts from
+there: npx tsx adds its own start-up, and under cron it cannot ask to install.`;
 
 /** A bad command line: exit 64 with a one-line reason. */
 class UsageError extends Error {}
