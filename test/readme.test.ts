@@ -18,7 +18,7 @@
 //                         repository (`examples/x.ts`, `ratelimit.ts`, ...)
 //                         must exist. For cp/mv/ln the last argument (the
 //                         destination) is not checked. Not run as a whole, but
-//                         every use of ratelimit.ts as a command is: see
+//                         every use of ratelimit-cli.mts as a command is: see
 //                         cliInvocations() below.
 //   ```console            The same for lines starting with `$ `; other lines are output.
 //   ```json               Must parse.
@@ -211,7 +211,7 @@ function shellWords(line: string): { word: string; literal: boolean }[] {
 interface Invocation { line: string; args: string[]; hasCommand: boolean }
 
 /**
- * Every use of ratelimit.ts as a command in a shell block: the arguments up to
+ * Every use of ratelimit-cli.mts as a command in a shell block: the arguments up to
  * `--` (or the end of that simple command), with whether a command follows.
  * Invocations whose arguments are not all literal (`"$file"`) are left out:
  * they are only parsed, by `sh -n`.
@@ -221,9 +221,9 @@ function cliInvocations(text: string): { run: Invocation[]; skipped: string[] } 
   const skipped: string[] = [];
   for (const line of text.replace(/\\\n/g, ' ').split('\n')) {
     const words = shellWords(line);
-    // ratelimit.ts as the script a runtime runs: `node`, `npx tsx`, `bun`,
-    // `deno run -A`, `node --import tsx` (not `cp ratelimit.ts ...`).
-    const isScript = (w: { word: string }, k: number) => /(^|\/)ratelimit\.ts$/.test(w.word) &&
+    // ratelimit-cli.mts as the script a runtime runs: `node`, `npx tsx`, `bun`,
+    // `deno run -A`, `node --import tsx` (not `cp ratelimit-cli.mts ...`).
+    const isScript = (w: { word: string }, k: number) => /(^|\/)ratelimit-cli\.mts$/.test(w.word) &&
       (/^(node|tsx|bun|-A|--allow-all)$/.test(words[k - 1]?.word ?? '') || words[k - 2]?.word === '--import');
     for (let i = words.findIndex(isScript); i >= 0; i = words.findIndex((w, k) => k > i && isScript(w, k))) {
       const args: { word: string; literal: boolean }[] = [];
@@ -258,7 +258,7 @@ function runInvocation(inv: Invocation, dir: string, files: Map<string, string>)
   const sub = args[0] === 'pause' || args[0] === 'status' ? args[0] : 'run';
   if (sub === 'run') args.push('--max-wait', '0');
   if (inv.hasCommand) args.push('--', 'true');
-  const [bin, ...pre] = runtimeCommand(join(ROOT, 'ratelimit.ts'));
+  const [bin, ...pre] = runtimeCommand(join(ROOT, 'ratelimit-cli.mts'));
   const r = spawnSync(bin!, [...pre, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
   const ok = r.status === 0 || (sub === 'run' && r.status === 75);
   if (!ok) return `"${inv.line}": exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim()}`;
@@ -320,11 +320,11 @@ test('README shell blocks parse as sh', () => {
   assert.notEqual(shellSyntax('if true; then\n  echo yes\n'), '', 'sh -n accepted an if without fi; the check is not working');
 });
 
-test('README: every ratelimit.ts command line in a shell block runs', () => {
+test('README: every ratelimit-cli.mts command line in a shell block runs', () => {
   const shell = blocks.filter((b) => KINDS[b.lang] === 'shell');
   const found = shell.map((b) => ({ b, ...cliInvocations(b.text) }));
   const count = found.reduce((n, f) => n + f.run.length, 0);
-  assert.ok(count >= 5, `README.md shows ${count} ratelimit.ts command lines with literal arguments; the check expects the section on the shell to show several`);
+  assert.ok(count >= 5, `README.md shows ${count} ratelimit-cli.mts command lines with literal arguments; the check expects the section on the shell to show several`);
   const problems: string[] = [];
   for (const { b, run } of found) {
     if (!run.length) continue;
@@ -344,17 +344,17 @@ test('README: every ratelimit.ts command line in a shell block runs', () => {
   // The canary: a rotted option is reported.
   const dir = mkdtempSync(join(tmpdir(), 'ratelimit-readme-'));
   try {
-    const [rotted] = cliInvocations('node ratelimit.ts --file /tmp/x.json --max-count 2 --window 60 -- true').run;
+    const [rotted] = cliInvocations('node ratelimit-cli.mts --file /tmp/x.json --max-count 2 --window 60 -- true').run;
     assert.ok(rotted && runInvocation(rotted, dir, new Map()), 'a command line with an unknown option ran; the check is not working');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('README shows ratelimit.ts --help as it prints it', () => {
+test('README shows ratelimit-cli.mts --help as it prints it', () => {
   const shown = blocks.find((b, i) => KINDS[b.lang] === 'text' && b.text.startsWith('Usage:') && i > 0);
-  assert.ok(shown, 'README.md has no ```text block with the output of ratelimit.ts --help');
-  const [bin, ...pre] = runtimeCommand(join(ROOT, 'ratelimit.ts'));
+  assert.ok(shown, 'README.md has no ```text block with the output of ratelimit-cli.mts --help');
+  const [bin, ...pre] = runtimeCommand(join(ROOT, 'ratelimit-cli.mts'));
   const r = spawnSync(bin!, [...pre, '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(shown.text.trimEnd(), r.stdout.trimEnd());
