@@ -20,7 +20,8 @@
 //   4. Liveness .......... holderIsDead(): whether a lock's holder is gone,
 //   5. Clock ............. the one clock that processes on a host share.
 //   6. Helpers ........... sleeping, option checks, warnings.
-//   7. Command line ...... run as a program: wait for a slot, then a command.
+// The command line is a file of its own, ratelimit-cli.mts, which uses only
+// the API exported here.
 //
 // Safe to change: the constants at the ends of sections 1 and 2, at the top
 // of the file store and beside sleepUntil (each says what it trades), the
@@ -31,8 +32,8 @@
 // For memory only: delete every region from a BEGIN FILE STORE line to the
 // next END FILE STORE line (the imports, RateLimit.fromState, and sections 4
 // and 5 with the file store itself), replace the line whose comment says
-// "FILE STORE: for memory only" as it says, and delete section 7 (the
-// command line works on a file). test/recipes.test.ts does exactly that, and
+// "FILE STORE: for memory only" as it says (the command line, which works on
+// a file, is no use then). test/recipes.test.ts does exactly that, and
 // type-checks and tests what is left. There is no Node-only recipe: what is
 // there for Bun and Deno is a few lines, and the clock line-up they need
 // also serves Node after a suspend.
@@ -41,10 +42,10 @@
 // stripping, Bun and Deno alike.
 
 import { randomBytes } from 'node:crypto';
-// BEGIN FILE STORE (its imports, and the command line's)
+// BEGIN FILE STORE (its imports)
 import {
   closeSync, constants, fchmodSync, fchownSync, fstatSync, ftruncateSync, linkSync, lstatSync, openSync,
-  readdirSync, readFileSync, readlinkSync, readSync, realpathSync, renameSync, unlinkSync, writeSync,
+  readdirSync, readFileSync, readlinkSync, readSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -3095,295 +3096,4 @@ function show(value: unknown): string {
   if (Array.isArray(value) && value.length === 0) return 'an empty array';
   if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
   return String(value);
-}
-
-// ---------------------------------------------------------------------------
-// 7. Command line. Run as a program, this file waits for a slot and then
-//    runs a command:
-//      node ratelimit.ts --file /var/tmp/api.json --max-count 10 --per 60 -- curl …
-//    Imported, it does nothing: the check below reads import.meta and
-//    argv[1] only, and everything else happens in cliMain(). This section
-//    uses nothing but the public API above; `--help` lists what it does.
-// ---------------------------------------------------------------------------
-
-const CLI_HELP = `Usage:
-  ratelimit.ts --file F [settings] [options] [-- command [args...]]
-  ratelimit.ts pause --file F [settings] SECONDS
-  ratelimit.ts status --file F [settings]
-
-Waits for a slot under the limit kept in the state file F, which every process
-naming F shares, then runs the command and exits with its exit status. Without
-a command it waits and exits 0. 'pause' holds back every caller of F for
-SECONDS (a number, or a Retry-After HTTP date); 'status' prints F's state as JSON.
-
-Settings (may be left out once F exists: they are read back from it):
-  --max-count N        N calls per --per seconds
-  --per S              the window: seconds, or with a unit (500ms, 30s, 5m, 1h, 1d)
-  --limit N/S[:UNIT]   one of several limits, e.g. --limit 500/1m --limit 30000/1m:tokens
-  --greedy             let calls go in bursts up to the limit, not evenly spaced
-  --max-concurrent N   at most N commands running at once across processes
-  --serial             one command at a time, spaced from the end of the last
-Options:
-  --max-wait S         exit 75 at once if the slot is further away than S
-  --cost UNIT=N        this call costs N of UNIT (default calls=1); repeatable
-  -v, --verbose        say on stderr how long it waited
-  -q, --quiet          no messages on stderr but errors in the arguments or setup
-  -h, --help           show this
-
-Exit status: the command's own (128+n if signal n killed it); 75 if --max-wait
-cannot be met; 64 for bad arguments or settings that disagree with F;
-126 or 127 if the command cannot be run or is not found; 70 for other errors.
-SIGINT, SIGTERM and SIGHUP are passed on to the command; one that arrives
-while waiting gives the slot back and ends this program.`;
-
-/** A bad command line: exit 64 with a one-line reason. */
-class CliUsageError extends Error {}
-
-interface CliArgs {
-  sub: 'run' | 'pause' | 'status';
-  file: string;
-  /** The settings, or undefined to read them back from the state. */
-  settings?: RateLimitOptions;
-  maxWait?: number;
-  cost?: Record<string, number>;
-  quiet: boolean;
-  verbose: boolean;
-  pauseFor?: number;
-  command: string[];
-}
-
-const CLI_DURATION = /^(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?$/;
-const CLI_UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
-
-function cliSeconds(name: string, text: string): number {
-  const m = CLI_DURATION.exec(text);
-  if (!m) throw new CliUsageError(`${name} takes seconds, such as 60, 1.5, 500ms, 5m or 1h; got ${JSON.stringify(text)}`);
-  return Number(m[1]) * (CLI_UNIT_SECONDS[m[2] ?? 's'] ?? 1);
-}
-
-function cliCount(name: string, text: string): number {
-  if (!/^\d+$/.test(text)) throw new CliUsageError(`${name} takes a whole number, got ${JSON.stringify(text)}`);
-  return Number(text);
-}
-
-function cliParse(argv: string[]): CliArgs {
-  let i = 0;
-  let sub: CliArgs['sub'] = 'run';
-  if (argv[0] === 'pause' || argv[0] === 'status') { sub = argv[0]; i = 1; }
-  let file: string | undefined;
-  let maxCount: number | undefined;
-  let per: number | undefined;
-  let greedy = false;
-  let maxConcurrent: number | undefined;
-  let serial = false;
-  const limits: { maxCount: number; per: number; unit?: string }[] = [];
-  const args: CliArgs = { sub, file: '', quiet: false, verbose: false, command: [] };
-  const positional: string[] = [];
-  for (; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (arg === '--') { args.command = argv.slice(i + 1); break; }
-    if (!arg.startsWith('-') || /^-[\d.]/.test(arg)) { positional.push(arg); continue; }
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    const value = (): string => {
-      if (eq > 0) return arg.slice(eq + 1);
-      const next = argv[++i];
-      if (next === undefined) throw new CliUsageError(`${name} needs a value`);
-      return next;
-    };
-    const flag = (): true => {
-      if (eq > 0) throw new CliUsageError(`${name} takes no value`);
-      return true;
-    };
-    switch (name) {
-      case '--file': file = value(); break;
-      case '--max-count': maxCount = cliCount(name, value()); break;
-      case '--per': per = cliSeconds(name, value()); break;
-      case '--greedy': greedy = flag(); break;
-      case '--max-concurrent': maxConcurrent = cliCount(name, value()); break;
-      case '--serial': serial = flag(); break;
-      case '--max-wait': args.maxWait = cliSeconds(name, value()); break;
-      case '--limit': {
-        const text = value();
-        const m = /^(\d+)\/([^:]+)(?::([A-Za-z_][\w.-]*))?$/.exec(text);
-        if (!m) throw new CliUsageError(`--limit takes COUNT/SECONDS or COUNT/SECONDS:UNIT, such as 500/60 or 30000/1m:tokens; got ${JSON.stringify(text)}`);
-        const limit: { maxCount: number; per: number; unit?: string } = { maxCount: Number(m[1]), per: cliSeconds('--limit', m[2] ?? '') };
-        if (m[3] !== undefined) limit.unit = m[3];
-        limits.push(limit);
-        break;
-      }
-      case '--cost': {
-        const text = value();
-        const [, unit, amount] = /^([A-Za-z_][\w.-]*)=(\d+)$/.exec(text) ?? [];
-        if (unit === undefined) throw new CliUsageError(`--cost takes UNIT=N, such as tokens=1200; got ${JSON.stringify(text)}`);
-        const cost = args.cost ?? {};
-        if (unit in cost) throw new CliUsageError(`--cost ${unit} is given twice`);
-        cost[unit] = Number(amount);
-        args.cost = cost;
-        break;
-      }
-      case '--quiet': case '-q': args.quiet = flag(); break;
-      case '--verbose': case '-v': args.verbose = flag(); break;
-      default: throw new CliUsageError(`unknown option ${name}`);
-    }
-  }
-  if (file === undefined) throw new CliUsageError('--file is required: the state file that every caller of this limit names');
-  args.file = file;
-  if (args.quiet && args.verbose) throw new CliUsageError('give --quiet or --verbose, not both');
-  if (sub === 'pause') {
-    const [seconds, ...more] = positional;
-    if (seconds === undefined || more.length) throw new CliUsageError('pause takes one argument: the seconds to pause (or a Retry-After date)');
-    args.pauseFor = cliPauseSeconds(seconds);
-  } else if (positional.length) {
-    throw new CliUsageError(`unexpected argument ${JSON.stringify(positional[0])}${sub === 'run' ? ' (the command to run goes after --)' : ''}`);
-  }
-  if (sub !== 'run' && args.command.length) throw new CliUsageError(`${sub} runs no command`);
-  if (sub !== 'run' && (args.maxWait !== undefined || args.cost)) throw new CliUsageError(`--max-wait and --cost are for waiting, not for ${sub}`);
-  // Settings: all of them, or none (then they are read back from the state).
-  if (limits.length && (maxCount !== undefined || per !== undefined)) {
-    throw new CliUsageError('give either --max-count with --per, or --limit, not both');
-  }
-  if (!limits.length && (maxCount === undefined) !== (per === undefined)) {
-    throw new CliUsageError(maxCount === undefined ? '--per needs --max-count' : '--max-count needs --per');
-  }
-  if (limits.length || maxCount !== undefined) {
-    const settings: RateLimitOptions = limits.length ? { limits, greedy } : { maxCount, per, greedy };
-    if (maxConcurrent !== undefined) settings.maxConcurrent = maxConcurrent;
-    if (serial) settings.serial = true;
-    args.settings = settings;
-  } else if (greedy || serial || maxConcurrent !== undefined) {
-    const which = greedy ? '--greedy' : serial ? '--serial' : '--max-concurrent';
-    throw new CliUsageError(`${which} needs the limit too: --max-count and --per, or --limit`);
-  }
-  return args;
-}
-
-// Seconds such as 30 or 5m, or a Retry-After value as the API sent it.
-function cliPauseSeconds(text: string): number {
-  if (CLI_DURATION.test(text)) return cliSeconds('pause', text);
-  const seconds = retryAfter(text);
-  if (seconds === undefined) throw new CliUsageError(`pause takes seconds (such as 30 or 5m) or an HTTP date; got ${JSON.stringify(text)}`);
-  return seconds;
-}
-
-function cliLimiter(args: CliArgs): RateLimit {
-  return args.settings ? new RateLimit({ ...args.settings, file: args.file }) : RateLimit.fromState(args.file);
-}
-
-const CLI_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-
-async function cliMain(argv: string[]): Promise<void> {
-  const name = basename(process.argv[1] ?? 'ratelimit.ts');
-  let quiet = false;
-  const say = (text: string) => { if (!quiet) process.stderr.write(`ratelimit: ${text}\n`); };
-  // From the first moment, a signal must not kill this process outright: it
-  // could be holding the state's lock, or a slot it should give back.
-  const abort = new AbortController();
-  let got: NodeJS.Signals | undefined;
-  let child: { kill(signal: NodeJS.Signals): boolean } | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    got ??= signal;
-    if (child) child.kill(signal);
-    else abort.abort(signal);
-  };
-  for (const s of CLI_SIGNALS) process.on(s, onSignal);
-  const finish = (code: number, signal?: NodeJS.Signals): void => {
-    for (const s of CLI_SIGNALS) process.off(s, onSignal);
-    // A program interrupted by SIGINT ends by SIGINT, so that a shell loop
-    // around it stops too (the shell shows 130 either way). It is raised in
-    // the last 'exit' listener, after the library's own have cleaned up.
-    if (signal === 'SIGINT') {
-      process.once('exit', () => { try { process.kill(process.pid, 'SIGINT'); } catch { /* then exit 130 */ } });
-    }
-    process.exitCode = code;
-    process.stdout.write('', () => process.exit(code));
-  };
-  const signalCode = async (signal: NodeJS.Signals) => 128 + ((await import('node:os')).constants.signals[signal] ?? 0);
-
-  let args: CliArgs;
-  try {
-    const head = argv.indexOf('--') < 0 ? argv : argv.slice(0, argv.indexOf('--'));
-    if (head.includes('--help') || head.includes('-h')) { process.stdout.write(`${CLI_HELP.split('ratelimit.ts').join(name)}\n`); return finish(0); }
-    args = cliParse(argv);
-    quiet = args.quiet;
-    if (quiet) process.removeAllListeners('warning');
-  } catch (error) {
-    if (!(error instanceof CliUsageError)) throw error;
-    process.stderr.write(`ratelimit: ${error.message} (see ${name} --help)\n`);
-    return finish(64);
-  }
-
-  // Loaded while waiting, and only when there is a command to run.
-  const childProcess = args.command.length ? import('node:child_process') : undefined;
-  let permit: Permit | undefined;
-  try {
-    const limit = cliLimiter(args);
-    if (args.sub === 'pause') {
-      await limit.pause(args.pauseFor ?? 0);
-      return finish(0);
-    }
-    if (args.sub === 'status') {
-      process.stdout.write(`${JSON.stringify(await limit.status(), null, 2)}\n`);
-      return finish(0);
-    }
-    const options: WaitOptions = { signal: abort.signal, maxWait: args.maxWait, cost: args.cost };
-    permit = await limit.acquire(options);
-    if (args.verbose) say(`waited ${permit.waited.toFixed(3)} s for a slot of ${resolve(args.file)}`);
-  } catch (error) {
-    await permit?.release();
-    if (got) return finish(await signalCode(got), got);
-    const e = error as Error & { code?: unknown };
-    if (e instanceof RateLimitTimeoutError) { say(e.message.replace(/^ratelimit: /, '')); return finish(75); }
-    const usage = e instanceof CliUsageError || e instanceof TypeError || e instanceof RangeError ||
-      e.code === 'ERR_RATELIMIT_MISMATCH' || e.code === 'ERR_RATELIMIT_NO_STATE';
-    process.stderr.write(`ratelimit: ${String(e.message).replace(/^ratelimit: /, '')}${usage ? ` (see ${name} --help)` : ''}\n`);
-    return finish(usage ? 64 : 70);
-  }
-  const spawn = childProcess && (await childProcess).spawn;
-  if (got) { await permit.release(); return finish(await signalCode(got), got); }
-  if (!spawn) { await permit.release(); return finish(0); }
-
-  const [command, ...rest] = args.command as [string, ...string[]];
-  const ran = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: NodeJS.ErrnoException }>((done) => {
-    const c = spawn(command, rest, { stdio: 'inherit' });
-    // process.kill, not c.kill: Deno (2.9) reports a child that c.kill()
-    // signalled as killed by that signal, even when it caught it and exited.
-    child = { kill: (signal) => { try { return c.pid !== undefined && process.kill(c.pid, signal); } catch { return false; } } };
-    c.once('error', (error) => done({ code: null, signal: null, error }));
-    c.once('exit', (code, signal) => { child = undefined; done({ code, signal }); });
-  });
-  await permit.release();
-  if (ran.error) {
-    const missing = ran.error.code === 'ENOENT';
-    say(`cannot run ${JSON.stringify(command)}: ${missing ? 'no such command' : ran.error.message}`);
-    return finish(missing ? 127 : 126);
-  }
-  if (ran.signal) return finish(await signalCode(ran.signal), ran.signal);
-  return finish(ran.code ?? 70);
-}
-
-// True when this file is the program being run, not a module imported by
-// one. Deno, Bun and Node 22.18+/24 say so in import.meta.main; elsewhere
-// (Node 20 with tsx) argv[1] is the script's path, compared through realpath
-// so that a symbolic link to this file counts as this file. Only while this
-// code is still a .ts file: folded by a bundler into someone's program (a
-// .js or .mjs), it must never take that program over as the command.
-function cliIsMain(): boolean {
-  const meta = import.meta as ImportMeta & { main?: unknown };
-  if (typeof meta.url !== 'string' || !/\.[cm]?ts$/.test(meta.url.split(/[?#]/)[0] ?? '')) return false;
-  if (typeof meta.main === 'boolean') return meta.main;
-  const script = process.argv[1];
-  if (!script || typeof meta.url !== 'string' || !meta.url.startsWith('file:')) return false;
-  try {
-    return realpathSync(script) === realpathSync(new URL(meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (cliIsMain()) {
-  cliMain(process.argv.slice(2)).catch((error: unknown) => {
-    process.stderr.write(`ratelimit: ${(error as Error)?.stack ?? String(error)}\n`);
-    process.exit(70);
-  });
 }

@@ -4,9 +4,10 @@
 // are compared:
 //   empty    an empty .ts file: the runtime's own start-up
 //   import   a .ts file that imports ratelimit.ts: + loading the library
-//   wait     ratelimit.ts --file F --max-count 1000000 --per 1: + parsing the
-//            arguments and one acquire() on an existing state file (the
-//            first use of the shared clock and the lock in that process)
+//   wait     ratelimit-cli.mts --file F --max-count 1000000 --per 1: + loading
+//            the command, parsing the arguments and one acquire() on an
+//            existing state file (the first use of the shared clock and the
+//            lock in that process)
 //   run      the same with `-- true`: + spawning the command and waiting
 //            for it
 //   true     `true` run on its own, for scale
@@ -14,7 +15,9 @@
 // here is waiting time. The runtimes are those test:runtimes installs
 // (test/runtimes/node_modules); missing ones are skipped and said so. Node 22
 // and 24 also run with NODE_COMPILE_CACHE set (to a directory of this run),
-// where Node 24 keeps the type-stripped file between runs.
+// where Node 24 keeps the type-stripped file between runs. `npx tsx` (tsx
+// installed in the project, as the command's --help advises for Node 20)
+// shows what npx adds to each run.
 // Two tables: medians, and minimums (less moved by other work on the machine:
 // the noise a busy machine adds only ever makes a run slower).
 //
@@ -38,6 +41,7 @@ for (const rt of RUNTIMES.filter((r: Runtime) => existsSync(r.bin))) {
   ways.push({ name: rt.name, bin: rt.bin, args: rt.script });
   if (rt.name === 'node20+tsx' && existsSync(join(ROOT, 'node_modules', '.bin', 'tsx'))) {
     ways.push({ name: 'tsx (wrapper)', bin: join(ROOT, 'node_modules', '.bin', 'tsx'), args: (file, ...rest) => [file, ...rest] });
+    ways.push({ name: 'npx tsx', bin: 'npx', args: (file, ...rest) => ['tsx', file, ...rest] });
   }
   if (rt.name === 'node22' || rt.name === 'node24') {
     ways.push({ name: `${rt.name}, cache`, bin: rt.bin, args: rt.script, env: { NODE_COMPILE_CACHE: join(dir, `cache-${rt.name}`) } });
@@ -48,7 +52,7 @@ try {
   // ("type": "module") and tsx the same cache for both files.
   const empty = join(ROOT, 'bench', 'cli-empty.ts');
   const importer = join(ROOT, 'bench', 'cli-import.ts');
-  const script = join(ROOT, 'ratelimit.ts');
+  const script = join(ROOT, 'ratelimit-cli.mts');
   const variants = ['empty', 'import', 'wait', 'run'] as const;
   const argsOf = (way: Way, variant: (typeof variants)[number]) => {
     const limit = ['--file', join(dir, `${way.name.replace(/\W+/g, '-')}.json`), '--max-count', '1000000', '--per', '1'];
@@ -92,7 +96,7 @@ try {
   table(`A one-shot run of the command, ms: medians of ${ROUNDS} rounds`, median);
   table(`The same, minimums of ${ROUNDS} rounds`, (xs) => Math.min(...xs));
   console.log([
-    `  \`true\` alone: ${fmt(median(trueMs))} ms (median). "command's own" is total minus start-up: everything ratelimit.ts adds.`,
+    `  \`true\` alone: ${fmt(median(trueMs))} ms (median). "command's own" is total minus start-up: everything the command adds.`,
     '  Differences of medians, so a small one can come out a little negative on a busy machine.',
     `  Load average (1 min): ${load.toFixed(2)} at the start, ${loadavg()[0]!.toFixed(2)} at the end.`,
     ...(skipped.length ? [`  not installed, so not measured: ${skipped.join(', ')} (npm run test:runtimes installs them)`] : []),

@@ -1,6 +1,7 @@
-// ratelimit.ts as a command, in real processes, under the runtime running
-// this file (npm test: Node 20 with tsx; npm run test:runtimes: also Node 22
-// and 24 stripping types, `bun ratelimit.ts`, `deno run -A ratelimit.ts`).
+// ratelimit-cli.mts, the command, in real processes, under the runtime
+// running this file (npm test: Node 20 with tsx; npm run test:runtimes: also
+// Node 22 and 24 stripping types, `bun ratelimit-cli.mts`,
+// `deno run -A ratelimit-cli.mts`).
 // Only test() with an async function is used, so every runtime's runner can
 // run it.
 //
@@ -22,12 +23,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RateLimitStatus } from '../ratelimit.ts';
 import { ROOT, runtimeCommand, tempDir } from './helpers.ts';
 
-const CLI = runtimeCommand(join(ROOT, 'ratelimit.ts'));
+const CLI = runtimeCommand(join(ROOT, 'ratelimit-cli.mts'));
 
 interface Ran { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
@@ -53,7 +54,7 @@ function send(child: ReturnType<typeof spawn>, signal: NodeJS.Signals): void {
   process.kill(child.pid!, signal);
 }
 
-// Runs a shell script in which `rl` runs ratelimit.ts.
+// Runs a shell script in which `rl` runs ratelimit-cli.mts.
 function shell(script: string): Promise<Ran> {
   return new Promise((resolve) => {
     const child = spawn('sh', ['-c', `rl() { ${CLI.map(quote).join(' ')} "$@"; }\n${script}`], {
@@ -122,9 +123,15 @@ test('cli: --help prints usage on stdout; bad arguments exit 64 with one line po
       const what = bad[i]![0];
       assert.equal(r.code, 64, `${what}: exit ${r.code}, stderr ${r.stderr}`);
       assert.equal(r.stdout, '', `${what}: the command ran`);
-      assert.match(r.stderr, /^ratelimit: [^\n]+ \(see ratelimit\.ts --help\)\n$/, `${what}: stderr ${JSON.stringify(r.stderr)}`);
+      assert.match(r.stderr, /^ratelimit: [^\n]+ \(see ratelimit-cli\.mts --help\)\n$/, `${what}: stderr ${JSON.stringify(r.stderr)}`);
     });
-    assert.match(results[6]!.stderr, /maxCount=2/, 'the mismatch message says what the state was made for');
+    // Messages name the command's flags, not the library's options.
+    assert.match(results[6]!.stderr, /made for --max-count 2 --per 60, not --max-count 3 --per 60/,
+      'the mismatch message says, in flags, what the state was made for');
+    assert.match(results[3]!.stderr, /--max-count takes a whole number of 1 or more, got "0"/);
+    for (const r of results) {
+      assert.doesNotMatch(r.stderr, /maxCount|maxWait|maxConcurrent/, 'a library option name in a message of the command');
+    }
   } finally {
     cleanup();
   }
@@ -266,17 +273,20 @@ test('cli: interrupted while waiting, it gives its slot back and leaves no lock'
   }
 });
 
-test('cli: importing ratelimit.ts does nothing, whatever the argv; a symbolic link to it runs as the command', async () => {
+test('cli: importing ratelimit.ts or ratelimit-cli.mts does nothing, whatever the argv; a symbolic link to the command runs it', async () => {
   const { dir, cleanup } = tempDir();
   try {
     const user = runtimeCommand(join(ROOT, 'test', 'cli-child.ts'));
-    const odd = await shell(`${[...user, 'import', '--help', 'status', '--file', join(dir, 'x.json'), '--', 'false'].map(quote).join(' ')}`);
-    assert.equal(odd.code, 0, odd.stderr);
-    assert.equal(odd.stdout, '');
-    assert.equal(odd.stderr, '');
-    assert.ok(!existsSync(join(dir, 'x.json')));
-    const link = join(dir, 'rl.ts');
-    symlinkSync(join(ROOT, 'ratelimit.ts'), link);
+    for (const mode of ['import', 'import-cli']) {
+      const argv = [...user, mode, '--help', 'status', '--file', join(dir, 'x.json'), '--', 'false'];
+      const odd = await shell(argv.map(quote).join(' '));
+      assert.equal(odd.code, 0, `${mode}: ${odd.stderr}`);
+      assert.equal(odd.stdout, '', mode);
+      assert.equal(odd.stderr, '', mode);
+      assert.ok(!existsSync(join(dir, 'x.json')), mode);
+    }
+    const link = join(dir, 'rl.mts');
+    symlinkSync(join(ROOT, 'ratelimit-cli.mts'), link);
     const linked = await shell(`${runtimeCommand(link).map(quote).join(' ')} --help`);
     assert.equal(linked.code, 0, linked.stderr);
     assert.match(linked.stdout, /^Usage:/);
@@ -344,4 +354,65 @@ test('cli: --max-concurrent holds the slot while the command runs', async () => 
   } finally {
     cleanup();
   }
+});
+
+test('cli: a mistyped flag or subcommand gets a suggestion; messages name flags, not library options', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = join(dir, 'state.json');
+    const cases: [string[], RegExp][] = [
+      [['--file', f, '--max-cuont', '2', '--per', '60'], /unknown option --max-cuont; did you mean --max-count\?/],
+      [['--file', f, '--maxCount', '2', '--per', '60'], /unknown option --maxCount; did you mean --max-count\?/],
+      [['--file', f, '--max-count', '2', '--per', '60', '--window', '60'], /unknown option --window \(see /],
+      [['stauts', '--file', f], /unexpected argument "stauts"; did you mean status\?/],
+      [['--file', f, '--per', '0', '--max-count', '2'], /--per must be more than 0 seconds, got "0"/],
+      [['--file', f, '--max-count', '2', '--per', '60', '--cost', 'tokns=5'],
+        /--cost tokns: no limit of .* counts tokns \(they count calls\)/],
+      [['--file', f, '--limit', '5/60', '--limit', '5/1m'], /--limit 5\/1m is given twice/],
+      [['--file', f, '--max-count', '2', '--per', '60', '--serial', '--max-concurrent', '2'],
+        /--serial .* no --max-concurrent 2/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => cli([...args, '--', 'echo', 'ran'])));
+    results.forEach((r, i) => {
+      assert.equal(r.code, 64, `${cases[i]![0].join(' ')}: exit ${r.code}, ${r.stderr}`);
+      assert.equal(r.stdout, '', 'the command ran');
+      assert.match(r.stderr, cases[i]![1]);
+      assert.doesNotMatch(r.stderr, /maxCount=|maxWait|maxConcurrent/);
+    });
+    // A slot too far away for --max-wait: said with the flag's name.
+    assert.equal((await cli(['--file', f, '--max-count', '1', '--per', '60'])).code, 0);
+    const late = await cli(['--file', f, '--max-wait', '0.5', '--', 'echo', 'ran']);
+    assert.equal(late.code, 75, late.stderr);
+    assert.match(late.stderr, /more than --max-wait \(0\.5 s\)/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: copied with ratelimit.ts into a package that says "type": "commonjs", it still runs', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    // What `npm init -y` writes today. The command is a .mts file, an ES
+    // module whatever package.json says, and it loads ratelimit.ts as one.
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', type: 'commonjs' }));
+    copyFileSync(join(ROOT, 'ratelimit.ts'), join(dir, 'ratelimit.ts'));
+    copyFileSync(join(ROOT, 'ratelimit-cli.mts'), join(dir, 'ratelimit-cli.mts'));
+    const command = runtimeCommand(join(dir, 'ratelimit-cli.mts'));
+    const f = join(dir, 'state.json');
+    const rl = `${command.map(quote).join(' ')} --file ${quote(f)}`;
+    const r = await shell(`${rl} --max-count 1 --per 60 -- echo ran; echo "$?"`);
+    assert.equal(r.stdout, 'ran\n0\n', r.stderr);
+    assert.equal(r.stderr, '');
+    const again = await shell(`${rl} --max-wait 0 -- echo ran; echo "$?"`);
+    assert.equal(again.stdout, '75\n', 'the second run shares the state of the first');
+  } finally {
+    cleanup();
+  }
+});
+
+test('cli: the header of ratelimit-cli.mts names the version of ratelimit.ts beside it', async () => {
+  const { VERSION } = await import('../ratelimit.ts');
+  const head = readFileSync(join(ROOT, 'ratelimit-cli.mts'), 'utf8').split('\n').slice(0, 3);
+  assert.equal(head[0], '// SPDX-License-Identifier: MIT');
+  assert.match(head[1]!, new RegExp(`^// ratelimit v${VERSION.replaceAll('.', '\\.')}: `));
 });

@@ -19,7 +19,7 @@
 //                         repository (`examples/x.ts`, `ratelimit.ts`, ...)
 //                         must exist. For cp/mv/ln the last argument (the
 //                         destination) is not checked. Not run as a whole, but
-//                         every use of the command (ratelimit-cli.ts) is:
+//                         every use of the command (ratelimit-cli.mts) is:
 //                         see cliInvocations() below.
 //   ```console            The same for lines starting with `$ `; other lines are output.
 //   ```json               Must parse.
@@ -44,7 +44,7 @@ import { runtimeCommand } from './helpers.ts';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const README = join(ROOT, 'README.md');
 // The command line, a file of its own beside ratelimit.ts.
-const CLI = 'ratelimit-cli.ts';
+const CLI = 'ratelimit-cli.mts';
 // The markdown files whose code blocks are checked, relative to ROOT: the
 // README and what it links to for the details.
 const DOCS = ['README.md', 'CHANGELOG.md', 'bench/README.md',
@@ -202,7 +202,7 @@ function shellSyntax(text: string): string {
   return r.status === 0 ? '' : (r.stderr || `sh -n exited ${r.status}`).trim();
 }
 
-// --- the command (ratelimit-cli.ts) in shell blocks ---------------------------
+// --- the command (ratelimit-cli.mts) in shell blocks ---------------------------
 
 /** The words of one line of shell, quotes removed; an operator (&&, |, ;, >, ...) is a word of its own. */
 function shellWords(line: string): { word: string; literal: boolean }[] {
@@ -230,7 +230,7 @@ function cliInvocations(text: string): { run: Invocation[]; skipped: string[] } 
   for (const line of text.replace(/\\\n/g, ' ').split('\n')) {
     const words = shellWords(line);
     // The command as the script a runtime runs: `node`, `npx --yes tsx`,
-    // `bun`, `deno run -A`, `node --import tsx` (not `cp ratelimit-cli.ts ...`).
+    // `bun`, `deno run -A`, `node --import tsx` (not `cp ratelimit-cli.mts ...`).
     const isScript = (w: { word: string }, k: number) => (w.word === CLI || w.word.endsWith(`/${CLI}`)) &&
       (/^(node|tsx|bun|-A|--allow-all)$/.test(words[k - 1]?.word ?? '') || words[k - 2]?.word === '--import');
     for (let i = words.findIndex(isScript); i >= 0; i = words.findIndex((w, k) => k > i && isScript(w, k))) {

@@ -1,22 +1,24 @@
-// The command under every runtime, the way people start it:
-//   node ratelimit.ts (Node 22 and 24), tsx ratelimit.ts and
-//   node --import tsx ratelimit.ts (Node 20), bun ratelimit.ts,
-//   deno run -A ratelimit.ts.
+// The command, ratelimit-cli.mts, under every runtime, the way people start it:
+//   node ratelimit-cli.mts (Node 22 and 24), tsx ratelimit-cli.mts and
+//   node --import tsx ratelimit-cli.mts (Node 20), bun ratelimit-cli.mts,
+//   deno run -A ratelimit-cli.mts.
 // For each: --help; a run that waits for nothing and runs its command (its
 // stdout passed through, its exit status returned); a second run that cannot
-// meet --max-wait (exit 75, the command not run); and importing the file with
-// argv that would be a command line, which must do nothing at all. Then, in
-// a ring, each runtime takes a slot that the next must see taken.
+// meet --max-wait (exit 75, the command not run); importing ratelimit.ts, and
+// then ratelimit-cli.mts, with argv that would be a command line, which must
+// do nothing at all; and both files copied into a package that says
+// "type": "commonjs" (what npm init -y writes), where the command must still
+// run. Then, in a ring, each runtime takes a slot that the next must see taken.
 //
 // Run: node --import tsx test/runtimes/cli.ts (npm run test:runtimes runs it).
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, RUNTIMES, type Runtime } from './runtimes.ts';
 
-const SCRIPT = join(ROOT, 'ratelimit.ts');
+const SCRIPT = join(ROOT, 'ratelimit-cli.mts');
 const CHILD = join(ROOT, 'test', 'cli-child.ts');
 
 interface Way { name: string; bin: string; args: (file: string, ...rest: string[]) => string[] }
@@ -55,9 +57,22 @@ export function runCliChecks(runtimes: Runtime[] = RUNTIMES): { ok: boolean; lin
       const second = run(way, SCRIPT, [...limit, '--max-wait', '0', '--', 'echo', 'ran']);
       check(`${way.name}: exit 75 when --max-wait cannot be met`, second.code === 75 && second.stdout === '',
         `exit ${second.code ?? second.signal}, stdout ${JSON.stringify(second.stdout)}, stderr ${second.stderr}`);
-      const imported = run(way, CHILD, ['import', '--help', '--file', state, '--', 'false']);
-      check(`${way.name}: importing it does nothing`, imported.code === 0 && imported.stdout === '' && imported.stderr === '',
-        `exit ${imported.code ?? imported.signal}, stdout ${JSON.stringify(imported.stdout)}, stderr ${imported.stderr}`);
+      for (const mode of ['import', 'import-cli']) {
+        const imported = run(way, CHILD, [mode, '--help', '--file', state, '--', 'false']);
+        const what = mode === 'import' ? 'ratelimit.ts' : 'ratelimit-cli.mts';
+        check(`${way.name}: importing ${what} does nothing`, imported.code === 0 && imported.stdout === '' && imported.stderr === '',
+          `exit ${imported.code ?? imported.signal}, stdout ${JSON.stringify(imported.stdout)}, stderr ${imported.stderr}`);
+      }
+      const cjs = join(dir, `cjs-${way.name.replace(/\W+/g, '-')}`);
+      mkdirSync(cjs);
+      writeFileSync(join(cjs, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', type: 'commonjs' }));
+      copyFileSync(join(ROOT, 'ratelimit.ts'), join(cjs, 'ratelimit.ts'));
+      copyFileSync(SCRIPT, join(cjs, 'ratelimit-cli.mts'));
+      const copiedArgs = ['--file', join(cjs, 'state.json'), '--max-count', '1', '--per', '60', '--', 'echo', 'ran'];
+      const copied = run(way, join(cjs, 'ratelimit-cli.mts'), copiedArgs);
+      check(`${way.name}: runs from a copy in a "type": "commonjs" package`,
+        copied.code === 0 && copied.stdout === 'ran\n' && copied.stderr === '',
+        `exit ${copied.code ?? copied.signal}, stdout ${JSON.stringify(copied.stdout)}, stderr ${copied.stderr}`);
     }
     // In a ring, each runtime takes the one slot a minute of a fresh state
     // file, and the next runtime, with --max-wait 0, must find it taken.

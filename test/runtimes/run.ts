@@ -11,10 +11,11 @@
 //   3. Checks that the runtimes agree on the shared clock (clock.ts).
 //   4. Runs the mixed test: Node, Bun and Deno processes on one state file,
 //      in patient and greedy mode (mixed.ts).
-//   5. Runs ratelimit.ts as a command the way each runtime starts it
-//      (`node ratelimit.ts`, `bun ratelimit.ts`, `deno run -A ratelimit.ts`,
-//      tsx), and imports it, which must do nothing (cli.ts). The command's
-//      own tests (test/cli.test.ts) also run in step 2 under every runtime.
+//   5. Runs the command, ratelimit-cli.mts, the way each runtime starts it
+//      (`node ratelimit-cli.mts`, `bun ratelimit-cli.mts`,
+//      `deno run -A ratelimit-cli.mts`, tsx), and imports both files, which
+//      must do nothing (cli.ts). The command's own tests (test/cli.test.ts)
+//      also run in step 2 under every runtime.
 //
 // Prints a summary and exits non-zero if anything failed. Takes about four
 // minutes (3 min 48 s in one run here, test/cli.test.ts about 30 s of that

@@ -1,7 +1,8 @@
-// npm run test:types: do ratelimit.ts and the Redis store type-check where a
-// user copies them? Each cell of the matrix below is a temporary project,
-// made the way the README says: ratelimit.ts, and examples/redis-store.ts
-// copied beside it, plus a small main.ts that uses both as a program would.
+// npm run test:types: do ratelimit.ts, the command (ratelimit-cli.mts) and
+// the Redis store type-check where a user copies them? Each cell of the
+// matrix below is a temporary project, made the way the README says:
+// ratelimit.ts, with ratelimit-cli.mts and examples/redis-store.ts copied
+// beside it, plus a small main.ts that uses the library as a program would.
 // Each has its own package.json ("type": "module"), its own tsconfig.json and
 // its own node_modules/@types/node, and one compiler checks it.
 //
@@ -127,6 +128,7 @@ function makeProject(cell: Cell, dir: string): string[] {
   mkdirSync(join(dir, 'node_modules', '@types'), { recursive: true });
   mkdirSync(join(dir, 'node_modules', '@tsconfig'), { recursive: true });
   copyFileSync(join(ROOT, 'ratelimit.ts'), join(dir, 'ratelimit.ts'));
+  copyFileSync(join(ROOT, 'ratelimit-cli.mts'), join(dir, 'ratelimit-cli.mts'));
   copyFileSync(join(ROOT, 'examples', 'redis-store.ts'), join(dir, 'redis-store.ts'));
   writeFileSync(join(dir, 'main.ts'), MAIN);
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: 'app', private: true, type: 'module' }, null, 2)}\n`);
