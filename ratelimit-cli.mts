@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// ratelimit v0.2.0: the command line (copy it next to ratelimit.ts, and keep this header)
+// ratelimit v0.3.0: the command line (copy it next to ratelimit.ts, and keep this header)
 //
 // ratelimit-cli.mts waits for a slot under a limit kept in a state file, then
 // runs a command, so shell scripts and cron jobs share one limit with every

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// ratelimit v0.2.0 (one file; copy it next to your script, and keep this header)
+// ratelimit v0.3.0 (one file; copy it next to your script, and keep this header)
 //
 // ratelimit.ts: a rate limiter in one file, for one process or for every
 // process on the machine that names the same state file.
@@ -320,7 +320,7 @@ export interface UpdateOptions {
 export const DEFAULT_STALE_AFTER = 10;
 
 /** The version of this file, also written into the state (see {@link LimitState}). */
-export const VERSION = '0.2.0';
+export const VERSION = '0.3.0';
 
 /**
  * The base of every error this file throws on purpose. `code` is stable, so
