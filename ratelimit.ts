@@ -871,6 +871,11 @@ function costObject(limits: readonly LimitSettings[], vector: readonly number[])
   return out;
 }
 
+// FinalizationRegistry is ES2021, so a project compiled for ES2020 has no
+// type for it: declared here as far as it is used.
+interface FinalizerOf<T> { register(target: object, held: T, token: object): void; unregister(token: object): void }
+const Registry = (globalThis as { FinalizationRegistry?: new <T>(cleanup: (held: T) => void) => FinalizerOf<T> }).FinalizationRegistry;
+
 // A call waiting in this process for a concurrency slot.
 interface SlotWaiter { readonly call: Call; readonly startedMs: number; readonly id: string; done(r: Reservation | number | Error): void }
 
@@ -896,10 +901,10 @@ class SlotAgent {
   private renewDue = false;
   private count = 0;
   private pollMs = 1;
-  private pollTimer?: ReturnType<typeof setTimeout>;
-  private renewTimer?: ReturnType<typeof setInterval>;
+  private pollTimer: ReturnType<typeof setTimeout> | undefined;
+  private renewTimer: ReturnType<typeof setInterval> | undefined;
   // A permit dropped without release() gives its slot back when collected.
-  private readonly dropped = new FinalizationRegistry<Reservation>((r) => {
+  private readonly dropped = Registry && new Registry<Reservation>((r) => {
     warn('RATELIMIT_PERMIT_DROPPED', 'ratelimit: a permit was dropped without release(); its concurrency slot is freed now');
     void this.release(r);
   });
@@ -968,11 +973,11 @@ class SlotAgent {
   }
 
   watch(permit: Permit, r: Reservation): void {
-    this.dropped.register(permit, r, permit);
+    this.dropped?.register(permit, r, permit);
   }
 
   forget(permit: Permit): void {
-    this.dropped.unregister(permit);
+    this.dropped?.unregister(permit);
   }
 
   // Runs a transaction soon, or once more after the one running.
@@ -1180,7 +1185,7 @@ export type Recheck = 'go' | 'lost' | Reservation;
  * and its rate slot is given back; or a new reservation, after a pause set
  * while it slept (see {@link reschedule}).
  */
-export function recheck(s: Settings, state: LimitState | undefined, r: Reservation, now: number): { state?: LimitState; result: Recheck } {
+export function recheck(s: Settings, state: LimitState | undefined, r: Reservation, now: number): { state?: LimitState | undefined; result: Recheck } {
   if (!state) return { result: 'go' };
   if (r.slot !== undefined && !state.slots?.some((h) => h.id === r.slot)) {
     return { state: giveBack(s, state, { at: r.at, now: r.now, cost: r.cost }), result: 'lost' };
