@@ -1075,9 +1075,42 @@ class SlotAgent {
  * Concurrency slots are not taken here but by {@link admit}.
  * Returns the new state; the input state is not changed.
  */
-export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; reservation: Reservation } {
-  const rate = takeRate(s, state, now, cost);
-  return { state: rate.state, reservation: rate.result };
+export function reserve(
+  s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
+): { state: LimitState; reservation: Reservation } {
+  const { state: out, result } = takeRate(s, state, now, cost);
+  return { state: out, reservation: result };
+}
+
+// reserve() in the shape of a transaction's output, { state, result }, so the
+// plain wait() hands it straight to the store.
+function takeRate(
+  s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
+): { state: LimitState; result: Reservation } {
+  const at = earliest(s, state, now, cost);
+  const lanes = s.limits.map((limit, i): Lane => {
+    const lane = state?.lanes[i] ?? {};
+    const c = cost[i] ?? 0;
+    if (!limit.greedy) return c === 0 ? lane : { next: spacedAfter(limit, at, c) };
+    // Even at no cost, runs that have left every window are dropped.
+    return c === 0 && !lane.runs ? lane : { runs: addUnits(limit, lane.runs, at, c, now) };
+  });
+  return { state: edit(s, state, { lanes }), result: { at, now, cost: cost as number[] } };
+}
+
+/**
+ * The earliest time a call of `cost` could go, as {@link reserve} would
+ * compute it, without reserving anything.
+ */
+export function earliest(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): number {
+  let at = Math.max(now, state?.pausedUntil ?? now);
+  s.limits.forEach((limit, i) => {
+    const lane = state?.lanes[i];
+    const c = cost[i] ?? 0;
+    if (!lane || c === 0) return;
+    at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
+  });
+  return at;
 }
 
 /** For {@link admit}: one process's (one limiter's) waiters for a concurrency slot. */
@@ -1113,21 +1146,20 @@ export interface SlotRequest {
  * the process keeps its place, renewed once half its lease has gone; if none
  * do, the place is given up. `state` is undefined when nothing changed.
  */
-export function admit(s: Settings, state: LimitState | undefined, now: number, req: SlotRequest): { state?: LimitState; results: Array<Reservation | number> } {
-  const judged = new Map<string, boolean>();
+export function admit(
+  s: Settings, state: LimitState | undefined, now: number, req: SlotRequest,
+): { state?: LimitState; results: Array<Reservation | number> } {
+  // Each holder is judged once: isDead may read files.
+  const verdicts = new Map<string, boolean>();
   const dead = (holder: string) => {
-    let verdict = judged.get(holder);
-    if (verdict === undefined) {
-      verdict = holder !== req.holder && req.isDead(holder);
-      judged.set(holder, verdict);
-    }
-    return verdict;
+    if (!verdicts.has(holder)) verdicts.set(holder, holder !== req.holder && req.isDead(holder));
+    return verdicts.get(holder) === true;
   };
   const live = (h: Slot) => h.until > now && !dead(h.holder);
   const slots = (state?.slots ?? []).filter(live);
   const queue = (state?.queue ?? []).filter(live);
   const others = queue.filter((p) => p.id !== req.id);
-  let changed = slots.length !== (state?.slots?.length ?? 0);
+  let changed = slots.length !== (state?.slots?.length ?? 0) || queue.length !== (state?.queue?.length ?? 0);
   let out = state;
   const results: Array<Reservation | number> = [];
   for (const w of req.waiters) {
@@ -1139,32 +1171,26 @@ export function admit(s: Settings, state: LimitState | undefined, now: number, r
       continue;
     }
     out = rate.state;
-    rate.result.slot = w.slot;
+    results.push({ ...rate.result, slot: w.slot });
     slots.push({ id: w.slot, holder: req.holder, until: now + req.slotLease });
-    results.push(rate.result);
     changed = true;
   }
   const first = req.waiters[results.length];
-  const mine = queue.find((p) => p.id === req.id);
   const left = req.waiters.length - results.length;
-  if (first) {
-    // Kept as it is while its order and count hold and half its lease remains,
-    // so a poll that changes nothing writes nothing.
-    const same = mine && Math.abs((mine.since ?? 0) - first.since) < 1e-3 && mine.n === left && mine.until - now > req.queueLease / 2;
-    if (!same) {
-      others.push({ id: req.id, holder: req.holder, until: now + req.queueLease, since: first.since, n: left });
-      changed = true;
-    } else {
-      others.push(mine);
-    }
-  } else if (mine) {
-    changed = true;
-  }
-  if (!changed && queue.length === (state?.queue?.length ?? 0)) return { results };
-  const next = fresh(s, out);
-  setList(next, 'slots', slots);
-  setList(next, 'queue', others.sort((a, b) => (a.since ?? 0) - (b.since ?? 0)));
-  return { state: next, results };
+  const mine = queue.find((p) => p.id === req.id);
+  // The place is kept as it is while its order and count hold and half its
+  // lease remains, so a poll that changes nothing writes nothing. (`since` is
+  // worked out afresh from the waiter's age at each poll: a millisecond apart
+  // is the same.)
+  const keep = mine !== undefined && first !== undefined && Math.abs((mine.since ?? 0) - first.since) < 1e-3 &&
+    mine.n === left && mine.until - now > req.queueLease / 2;
+  const place = keep
+    ? mine
+    : first && { id: req.id, holder: req.holder, until: now + req.queueLease, since: first.since, n: left };
+  if (place) others.push(place);
+  if (!changed && place === mine) return { results };
+  others.sort((a, b) => (a.since ?? 0) - (b.since ?? 0));
+  return { state: edit(s, out, { slots, queue: others }), results };
 }
 
 /** What a call that slept until its slot finds when it looks at the state again: see {@link recheck}. */
@@ -1177,10 +1203,12 @@ export type Recheck = 'go' | 'lost' | Reservation;
  * and its rate slot is given back; or a new reservation, after a pause set
  * while it slept (see {@link reschedule}).
  */
-export function recheck(s: Settings, state: LimitState | undefined, r: Reservation, now: number): { state?: LimitState; result: Recheck } {
+export function recheck(
+  s: Settings, state: LimitState | undefined, r: Reservation, now: number,
+): { state?: LimitState; result: Recheck } {
   if (!state) return { result: 'go' };
   if (r.slot !== undefined && !state.slots?.some((h) => h.id === r.slot)) {
-    return { state: giveBack(s, state, { at: r.at, now: r.now, cost: r.cost }), result: 'lost' };
+    return { state: giveBack(s, state, { ...r, slot: undefined }), result: 'lost' };
   }
   if (state.pausedUntil === undefined || state.pausedUntil <= r.at) return { result: 'go' };
   const moved = reschedule(s, state, r, now);
@@ -1188,24 +1216,17 @@ export function recheck(s: Settings, state: LimitState | undefined, r: Reservati
 }
 
 /**
- * The earliest time a call of `cost` could go, as {@link reserve} would
- * compute it, without reserving anything.
+ * Gives a reservation's units back and reserves them again (keeping its
+ * concurrency slot): for a call that woke to find a pause set after it
+ * reserved. Its new slot comes after the pause.
  */
-export function earliest(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): number {
-  let at = now;
-  if (state === undefined) return at;
-  if (state.pausedUntil !== undefined && state.pausedUntil > at) at = state.pausedUntil;
-  for (const [i, limit] of s.limits.entries()) {
-    const c = cost[i] ?? 0;
-    if (c === 0) continue;
-    const lane = state.lanes[i];
-    if (!limit.greedy) {
-      if (lane?.next !== undefined && lane.next > at) at = lane.next;
-    } else {
-      at = Math.max(at, greedyEarliest(limit, lane?.runs, now, c));
-    }
-  }
-  return at;
+export function reschedule(
+  s: Settings, state: LimitState, r: Reservation, now: number,
+): { state: LimitState; reservation: Reservation } {
+  const back = giveBack(s, state, { ...r, slot: undefined }) ?? state;
+  const { state: out, result } = takeRate(s, back, now, r.cost);
+  if (r.slot !== undefined) result.slot = r.slot;
+  return { state: out, reservation: result };
 }
 
 /**
@@ -1221,18 +1242,10 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
  *   addUnits) cannot be told apart any more, and stay spent.
  */
 export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitState | undefined {
-  let changed = false;
-  const lanes = state.lanes.map((lane, i) => {
-    const out = returnUnits(s.limits[i], lane, r, i, r.cost[i] ?? 0);
-    if (out !== lane) changed = true;
-    return out;
-  });
-  const slots = r.slot === undefined ? state.slots : state.slots?.filter((h) => h.id !== r.slot);
-  if (slots !== state.slots && slots?.length !== state.slots?.length) changed = true;
-  if (!changed) return undefined;
-  const out: LimitState = { ...state, lanes };
-  if (slots !== undefined) setList(out, 'slots', slots);
-  return out;
+  const lanes = state.lanes.map((lane, i) => returnUnits(s.limits[i], lane, r, i, r.cost[i] ?? 0));
+  const slots = state.slots?.filter((h) => h.id !== r.slot);
+  if (lanes.every((lane, i) => lane === state.lanes[i]) && slots?.length === state.slots?.length) return undefined;
+  return edit(s, state, { lanes, slots });
 }
 
 /**
@@ -1242,8 +1255,10 @@ export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitS
  * {@link giveBack} could. Returns the state and the reservation as it now
  * stands, so it can be settled again.
  */
-export function settle(s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number): { state: LimitState; reservation: Reservation } {
-  const next: Reservation = { ...r, cost: [...r.cost] };
+export function settle(
+  s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number,
+): { state: LimitState; reservation: Reservation } {
+  const settled: Reservation = { ...r, cost: [...r.cost] };
   const lanes = state.lanes.map((lane, i) => {
     const limit = s.limits[i];
     const old = r.cost[i] ?? 0;
@@ -1251,21 +1266,18 @@ export function settle(s: Settings, state: LimitState, r: Reservation, cost: rea
     if (!limit || want === old) return lane;
     if (want < old) {
       const out = returnUnits(limit, lane, r, i, old - want);
-      if (out === lane) return lane; // a later reservation depends on it: stays charged
-      next.cost[i] = want;
+      // Unchanged when a later reservation depends on it: it stays charged.
+      if (out !== lane) settled.cost[i] = want;
       return out;
     }
-    next.cost[i] = want;
-    const extra = want - old;
-    if (!limit.greedy) {
-      // Still the limit's last reservation: spaced from its slot by the new
-      // cost, exactly as reserve() would have (so it can be settled again).
-      if (lane.next === spacedAfter(limit, r.at, old)) return { next: spacedAfter(limit, r.at, want) };
-      return { next: (lane.next ?? r.at) + (extra * limit.per) / limit.maxCount };
-    }
-    return { runs: addUnits(limit, lane.runs, r.at, extra, now) };
+    settled.cost[i] = want;
+    if (limit.greedy) return { runs: addUnits(limit, lane.runs, r.at, want - old, now) };
+    // Still the limit's last reservation: spaced from its slot by the new
+    // cost, exactly as reserve() would have (so it can be settled again).
+    if (lane.next === spacedAfter(limit, r.at, old)) return { next: spacedAfter(limit, r.at, want) };
+    return { next: spacedAfter(limit, lane.next ?? r.at, want - old) };
   });
-  return { state: { ...state, lanes }, reservation: next };
+  return { state: { ...state, lanes }, reservation: settled };
 }
 
 /**
@@ -1275,70 +1287,55 @@ export function settle(s: Settings, state: LimitState, r: Reservation, cost: rea
  * units count from now).
  */
 export function release(s: Settings, state: LimitState, r: Reservation, now: number): LimitState {
-  const out: LimitState = { ...state };
-  if (r.slot !== undefined && state.slots) setList(out, 'slots', state.slots.filter((h) => h.id !== r.slot));
-  if (s.serial && now > r.at) {
-    out.lanes = state.lanes.map((lane, i) => {
-      const limit = s.limits[i];
-      const c = r.cost[i] ?? 0;
-      if (!limit || c === 0) return lane;
-      if (!limit.greedy) return { next: Math.max(lane.next ?? now, spacedAfter(limit, now, c)) };
-      const without = returnUnits(limit, lane, r, i, c);
-      return { runs: addUnits(limit, without.runs, now, c, now) };
-    });
-  }
-  return out;
+  const slots = state.slots?.filter((h) => h.id !== r.slot);
+  if (!s.serial || now <= r.at) return edit(s, state, { slots });
+  const lanes = state.lanes.map((lane, i) => {
+    const limit = s.limits[i];
+    const c = r.cost[i] ?? 0;
+    if (!limit || c === 0) return lane;
+    if (!limit.greedy) return { next: Math.max(lane.next ?? now, spacedAfter(limit, now, c)) };
+    return { runs: addUnits(limit, returnUnits(limit, lane, r, i, c).runs, now, c, now) };
+  });
+  return edit(s, state, { slots, lanes });
 }
 
 /** Extends the leases of the concurrency slots named to `until`. Undefined when none of them is held. */
 export function renewSlots(state: LimitState, ids: readonly string[], until: number): LimitState | undefined {
   if (!state.slots?.some((h) => ids.includes(h.id))) return undefined;
-  return { ...state, slots: state.slots.map((h) => (ids.includes(h.id) ? { ...h, until: Math.max(h.until, until) } : h)) };
+  const slots = state.slots.map((h) => (ids.includes(h.id) ? { ...h, until: Math.max(h.until, until) } : h));
+  return { ...state, slots };
 }
 
 /** Holds every call until at least `now + seconds`. A pause only ever extends. */
 export function pauseState(s: Settings, state: LimitState | undefined, now: number, seconds: number): LimitState {
-  const out = fresh(s, state);
-  out.pausedUntil = Math.max(state?.pausedUntil ?? -Infinity, now + seconds);
-  return out;
-}
-
-/**
- * Gives a reservation's units back and reserves them again (keeping its
- * concurrency slot): for a call that woke to find a pause set after it
- * reserved. Its new slot comes after the pause.
- */
-export function reschedule(s: Settings, state: LimitState, r: Reservation, now: number): { state: LimitState; reservation: Reservation } {
-  const withoutSlot: Reservation = { at: r.at, now: r.now, cost: r.cost };
-  const back = giveBack(s, state, withoutSlot) ?? state;
-  const rate = takeRate(s, back, now, r.cost);
-  if (r.slot !== undefined) rate.result.slot = r.slot;
-  return { state: rate.state, reservation: rate.result };
+  return edit(s, state, { pausedUntil: Math.max(state?.pausedUntil ?? -Infinity, now + seconds) });
 }
 
 /** What {@link RateLimit.status} reports, from a state. */
-export function statusOf(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], ctx?: TxContext): RateLimitStatus {
+export function statusOf(
+  s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], ctx?: TxContext,
+): RateLimitStatus {
   const limits = s.limits.map((limit, i) => {
     const lane = state?.lanes[i];
     let used = 0;
     if (!limit.greedy) {
+      // The units reserved ahead of now; 1e-9 keeps float error from adding one.
       const ahead = Math.max(0, (lane?.next ?? now) - now);
       used = Math.min(limit.maxCount, Math.ceil((ahead * limit.maxCount) / limit.per - 1e-9));
     } else {
       for (const [t, n] of lane?.runs ?? []) if (t > now - limit.per) used += n;
     }
-    const unit = s.limits.map(() => 0);
-    unit[i] = 1;
-    const nextIn = earliest(s, state ? { ...state, pausedUntil: now } : undefined, now, unit) - now;
+    // By this limit alone: one unit of it, and any pause left out.
+    const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
+    const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;
     return { ...limit, used, remaining: Math.max(0, limit.maxCount - used), nextIn };
   });
   const live = (h: Slot) => h.until > now && !(ctx?.isDead(h.holder) ?? false);
-  const slots = (state?.slots ?? []).filter(live);
   return {
     limits,
     nextIn: earliest(s, state, now, cost) - now,
     pausedFor: Math.max(0, (state?.pausedUntil ?? now) - now),
-    inFlight: slots.length,
+    inFlight: (state?.slots ?? []).filter(live).length,
     waiting: (state?.queue ?? []).filter(live).reduce((sum, p) => sum + (p.n ?? 1), 0),
     maxConcurrent: s.maxConcurrent === Infinity ? null : s.maxConcurrent,
   };
@@ -1360,30 +1357,27 @@ export function parseState(value: unknown): LimitState | undefined {
     delete v.queue;
   }
   if (typeof v.v === 'number' && v.v > STATE_VERSION) {
-    throw new RateLimitMismatchError(`ratelimit: the state was written by a newer ratelimit (state version ${v.v}; this copy, ${VERSION}, reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`);
+    throw new RateLimitMismatchError(
+      `ratelimit: the state was written by a newer ratelimit (state version ${v.v}; this copy, ${VERSION}, ` +
+        `reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`,
+    );
   }
-  if (v.v !== STATE_VERSION || !Array.isArray(v.limits) || !Array.isArray(v.lanes) || v.lanes.length !== v.limits.length) return undefined;
-  for (const l of v.limits as unknown[]) {
-    const limit = l as Partial<LimitSettings> | null;
-    if (typeof limit !== 'object' || limit === null || !Number.isSafeInteger(limit.maxCount) || !isTime(limit.per) ||
-      typeof limit.greedy !== 'boolean' || typeof limit.unit !== 'string') return undefined;
-  }
-  for (const l of v.lanes as unknown[]) {
-    const lane = l as Partial<Lane> | null;
-    if (typeof lane !== 'object' || lane === null) return undefined;
-    if (lane.next !== undefined && !isTime(lane.next)) return undefined;
-    if (lane.runs !== undefined && !(Array.isArray(lane.runs) && lane.runs.every((run) =>
-      Array.isArray(run) && run.length === 2 && isTime(run[0]) && Number.isSafeInteger(run[1]) && run[1] > 0))) return undefined;
-  }
-  if (v.pausedUntil !== undefined && !isTime(v.pausedUntil)) return undefined;
-  if (v.maxConcurrent !== undefined && !Number.isSafeInteger(v.maxConcurrent)) return undefined;
-  if (v.serial !== undefined && typeof v.serial !== 'boolean') return undefined;
-  const isSlots = (list: unknown) => Array.isArray(list) && list.every((h: Partial<Slot> | null) =>
-    typeof h === 'object' && h !== null && typeof h.id === 'string' && typeof h.holder === 'string' && isTime(h.until) &&
-    (h.since === undefined || isTime(h.since)) && (h.n === undefined || Number.isSafeInteger(h.n)));
-  if (v.slots !== undefined && !isSlots(v.slots)) return undefined;
-  if (v.queue !== undefined && !isSlots(v.queue)) return undefined;
-  return v as LimitState;
+  const isObject = (x: unknown) => typeof x === 'object' && x !== null;
+  const isLimit = (l: Partial<LimitSettings>) => isObject(l) && Number.isSafeInteger(l.maxCount) && isTime(l.per) &&
+    typeof l.greedy === 'boolean' && typeof l.unit === 'string';
+  const isRun = (run: unknown) =>
+    Array.isArray(run) && run.length === 2 && isTime(run[0]) && Number.isSafeInteger(run[1]) && run[1] > 0;
+  const isLane = (lane: Partial<Lane>) => isObject(lane) && (lane.next === undefined || isTime(lane.next)) &&
+    (lane.runs === undefined || (Array.isArray(lane.runs) && lane.runs.every(isRun)));
+  const isSlot = (h: Partial<Slot>) => isObject(h) && typeof h.id === 'string' && typeof h.holder === 'string' &&
+    isTime(h.until) && (h.since === undefined || isTime(h.since)) && (h.n === undefined || Number.isSafeInteger(h.n));
+  const isSlots = (list: unknown) => list === undefined || (Array.isArray(list) && list.every(isSlot));
+  const valid = v.v === STATE_VERSION && Array.isArray(v.limits) && Array.isArray(v.lanes) &&
+    v.lanes.length === v.limits.length && v.limits.every(isLimit) && v.lanes.every(isLane) &&
+    (v.pausedUntil === undefined || isTime(v.pausedUntil)) &&
+    (v.maxConcurrent === undefined || Number.isSafeInteger(v.maxConcurrent)) &&
+    (v.serial === undefined || typeof v.serial === 'boolean') && isSlots(v.slots) && isSlots(v.queue);
+  return valid ? (v as LimitState) : undefined;
 }
 
 /**
@@ -1433,96 +1427,79 @@ export function expiresAt(state: LimitState): number {
 // silently fight over one state, so a mismatch is an error that says how to reset.
 function checkState(s: Settings, state: LimitState | undefined, storeName: string): LimitState | undefined {
   if (!state) return undefined;
-  if (state.limits === s.limits && state.serial === undefined && state.maxConcurrent === undefined && s.maxConcurrent === Infinity && !s.serial) return state;
-  const same = (state.limits === s.limits || (state.limits.length === s.limits.length && state.limits.every((l, i) => { const mine = s.limits[i]; return mine !== undefined && compareLimits(l, mine) === 0; }))) &&
+  const same = state.limits.length === s.limits.length &&
+    state.limits.every((l, i) => compareLimits(l, s.limits[i]) === 0) &&
     (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial;
   if (same) return state;
-  throw new RateLimitMismatchError(`ratelimit: ${storeName} was made for ${describeSettings(state)}, but this limiter has ${describeSettings(s)}. ` +
-    `Use the same settings everywhere, or delete that state to reset it.`);
+  throw new RateLimitMismatchError(
+    `ratelimit: ${storeName} was made for ${describeSettings(state)}, but this limiter has ${describeSettings(s)}. ` +
+      'Use the same settings everywhere, or delete that state to reset it.',
+  );
 }
 
-// Reserves the rate part of a call (no concurrency slot).
-// (It returns a transaction's output, { state, result }, so the plain wait()
-// can hand it straight to the store.)
-function takeRate(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; result: Reservation } {
-  const only = s.limits.length === 1 ? s.limits[0] : undefined;
-  if (only && !only.greedy) {
-    // The common case, one patient limit, without the loop's arrays.
-    const c = cost[0] ?? 0;
-    const last = state?.lanes[0]?.next;
-    let at = now;
-    if (c > 0 && last !== undefined && last > at) at = last;
-    const paused = state?.pausedUntil;
-    if (paused !== undefined && paused > at) at = paused;
-    const lanes = c === 0 ? (state?.lanes ?? [{}]) : [{ next: spacedAfter(only, at, c) }];
-    let out: LimitState;
-    // A state with nothing but the limits and lanes (checkState has made sure
-    // its settings are ours, so no maxConcurrent or serial either).
-    const plain = s.maxConcurrent === Infinity && !s.serial &&
-      (state === undefined || (paused === undefined && state.slots === undefined && state.queue === undefined));
-    if (plain) {
-      out = { v: STATE_VERSION, limits: state?.limits ?? (s.limits as LimitSettings[]), lanes };
-    } else {
-      out = fresh(s, state);
-      out.lanes = lanes;
-    }
-    return { state: out, result: { at, now, cost: cost as number[] } };
-  }
-  const at = earliest(s, state, now, cost);
-  const n = s.limits.length;
-  const lanes: Lane[] = new Array(n);
-  for (const [i, limit] of s.limits.entries()) {
-    const lane = state?.lanes[i] ?? EMPTY_LANE;
-    const c = cost[i] ?? 0;
-    if (!limit.greedy) {
-      lanes[i] = c === 0 ? lane : { next: spacedAfter(limit, at, c) };
-    } else {
-      lanes[i] = c === 0 && lane.runs === undefined ? lane : { runs: addUnits(limit, lane.runs, at, c, now) };
-    }
-  }
-  const out = fresh(s, state);
-  out.lanes = lanes;
-  return { state: out, result: { at, now, cost: cost as number[] } };
+// A copy of `state` with `changes` made, or a new state for these settings.
+// An empty list of slots or places is left out, so a state with nothing held
+// stays as small as one that never held anything.
+function edit(s: Settings, state: LimitState | undefined, changes: Partial<LimitState>): LimitState {
+  const out: LimitState = state
+    ? { ...state }
+    : { v: STATE_VERSION, limits: s.limits as LimitSettings[], lanes: s.limits.map(() => ({})) };
+  if (!state && s.maxConcurrent !== Infinity) out.maxConcurrent = s.maxConcurrent;
+  if (!state && s.serial) out.serial = true;
+  Object.assign(out, changes);
+  if (!out.slots?.length) delete out.slots;
+  if (!out.queue?.length) delete out.queue;
+  return out;
 }
 
 // The earliest time at or after `now` (and after the lane's last grant, so
 // grants stay in order) at which a grant of c keeps (t - per, t] within maxCount.
-function greedyEarliest(limit: LimitSettings, runs: ReadonlyArray<readonly [number, number]> | undefined, now: number, c: number): number {
+function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c: number): number {
   const last = runs?.[runs.length - 1];
   if (!runs || !last) return now;
   const t = Math.max(now, last[0]);
   let inWindow = 0;
   for (const [time, n] of runs) if (time > t - limit.per) inWindow += n;
-  if (inWindow + c <= limit.maxCount) return t;
-  // Wait for the oldest grants to leave the window, one run at a time.
+  // Waits for the oldest grants to leave the window, one run at a time; since
+  // c <= maxCount, it is empty in time at worst.
+  let at = t;
   for (const [time, n] of runs) {
+    if (inWindow + c <= limit.maxCount) break;
     if (time <= t - limit.per) continue;
     inWindow -= n;
-    if (inWindow + c <= limit.maxCount) return Math.max(t, time + limit.per);
+    at = time + limit.per;
   }
-  return t; // unreachable: c <= maxCount, so the window empties in time
+  return at;
 }
 
 // A lane's runs with c units granted at `at`, in time order, dropping the
 // runs that left every window from `now` on. Past MAX_RUNS runs, the two
 // closest in time are merged onto the later one's time, which only ever
 // delays capacity (a unit counted later leaves its window later).
-function addUnits(limit: LimitSettings, runs: ReadonlyArray<[number, number]> | undefined, at: number, c: number, now: number): Array<[number, number]> {
+function addUnits(limit: LimitSettings, runs: Lane['runs'], at: number, c: number, now: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   let placed = c === 0 || at <= now - limit.per;
   // Runs are never changed in place, so unchanged ones are shared with the old lane.
   for (const run of runs ?? []) {
-    const [t, n] = run;
-    if (t <= now - limit.per) continue;
-    if (!placed && t >= at) {
+    if (run[0] <= now - limit.per) continue;
+    if (!placed && run[0] >= at) {
       placed = true;
-      if (t === at) { out.push([t, n + c]); continue; }
+      if (run[0] === at) {
+        out.push([at, run[1] + c]);
+        continue;
+      }
       out.push([at, c]);
     }
     out.push(run);
   }
   if (!placed) out.push([at, c]);
-  if (out.length > MAX_RUNS) mergeClosest(out);
+  if (out.length > MAX_RUNS) {
+    // The two neighbouring runs closest in time (the first such pair on a tie).
+    const gap = (i: number) => out[i][0] - out[i - 1][0];
+    let k = 1;
+    for (let i = 2; i < out.length; i++) if (gap(i) < gap(k)) k = i;
+    out.splice(k - 1, 2, [out[k][0], out[k - 1][1] + out[k][1]]);
+  }
   return out;
 }
 
@@ -1536,16 +1513,14 @@ function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservatio
     // was made, so going back to its slot frees as much as going back to
     // that `next` would: every later caller comes at or after it.
     const full = r.cost[i] ?? 0;
-    if (lane.next === undefined || lane.next !== spacedAfter(limit, r.at, full)) return lane;
+    if (lane.next !== spacedAfter(limit, r.at, full)) return lane;
     return { next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
   }
-  const runs = lane.runs;
-  const k = runs ? runs.findIndex(([t]) => t === r.at) : -1;
-  if (!runs || k === -1) return lane; // gone from the window, or merged into a later run: stays spent
-  const out = runs.map(([t, n]): [number, number] => [t, n]);
-  const run = out[k];
-  if (run) run[1] -= Math.min(c, run[1]);
-  return { runs: out.filter(([, n]) => n > 0) };
+  const k = lane.runs?.findIndex(([t]) => t === r.at) ?? -1;
+  const run = lane.runs?.[k];
+  if (!lane.runs || !run) return lane; // gone from the window, or merged into a later run: stays spent
+  const runs = lane.runs.map((other, j): [number, number] => (j === k ? [run[0], run[1] - Math.min(c, run[1])] : other));
+  return { runs: runs.filter(([, n]) => n > 0) };
 }
 
 // Where a patient limit's `next` stands after a call of c units at `at`.
@@ -1554,53 +1529,17 @@ function spacedAfter(limit: LimitSettings, at: number, c: number): number {
   return at + (c * limit.per) / limit.maxCount;
 }
 
-// Merges the two neighbouring runs closest in time onto the later one's time.
-function mergeClosest(runs: Array<[number, number]>): void {
-  let best = 1;
-  let bestGap = Infinity;
-  runs.forEach(([t], i) => {
-    const before = runs[i - 1];
-    if (before && t - before[0] < bestGap) { best = i; bestGap = t - before[0]; }
-  });
-  const [earlier, later] = runs.splice(best - 1, 2);
-  if (earlier && later) runs.splice(best - 1, 0, [later[0], earlier[1] + later[1]]);
-}
-
-// A state for these settings, carrying over what `state` holds.
-function fresh(s: Settings, state: LimitState | undefined): LimitState {
-  if (state) {
-    // Field by field: cheaper than a spread on the hot path.
-    const out: LimitState = { v: state.v, limits: state.limits, lanes: state.lanes };
-    if (state.maxConcurrent !== undefined) out.maxConcurrent = state.maxConcurrent;
-    if (state.serial !== undefined) out.serial = state.serial;
-    if (state.pausedUntil !== undefined) out.pausedUntil = state.pausedUntil;
-    if (state.slots !== undefined) out.slots = state.slots;
-    if (state.queue !== undefined) out.queue = state.queue;
-    return out;
-  }
-  // The settings' own array, so checkState knows it at a glance in memory.
-  const out: LimitState = { v: STATE_VERSION, limits: s.limits as LimitSettings[], lanes: s.limits.map(() => ({})) };
-  if (s.maxConcurrent !== Infinity) out.maxConcurrent = s.maxConcurrent;
-  if (s.serial) out.serial = true;
-  return out;
-}
-
-// Sets a list field of the state, leaving it out when empty (so a state
-// with nothing held stays as small as one that never had anything).
-function setList(state: LimitState, key: 'slots' | 'queue', list: Slot[]): void {
-  if (list.length) state[key] = list;
-  else delete state[key];
-}
-
+// The settings' order of limits (see Settings.limits); 0 for the same limit.
 function compareLimits(a: LimitSettings, b: LimitSettings): number {
-  return a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : a.per - b.per || a.maxCount - b.maxCount || Number(a.greedy) - Number(b.greedy);
+  if (a.unit !== b.unit) return a.unit < b.unit ? -1 : 1;
+  return a.per - b.per || a.maxCount - b.maxCount || Number(a.greedy) - Number(b.greedy);
 }
 
 function describeLimit(l: LimitSettings): string {
   return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}${l.unit === 'calls' ? '' : `, unit=${l.unit}`}`;
 }
 
-function describeSettings(s: Pick<Settings, 'limits'> & { maxConcurrent?: number | undefined; serial?: boolean | undefined }): string {
+function describeSettings(s: Settings | LimitState): string {
   const parts = s.limits.map(describeLimit);
   if (s.maxConcurrent !== undefined && s.maxConcurrent !== Infinity) parts.push(`maxConcurrent ${s.maxConcurrent}`);
   if (s.serial) parts.push('serial');
@@ -1613,14 +1552,15 @@ function isTime(t: unknown): t is number {
   return typeof t === 'number' && Math.abs(t) < 1e12;
 }
 
-// The state format's version (see LimitState.v).
+// The core's tuning constants, each with what it trades.
+// The state format's version (see LimitState.v). A newer one is refused, never
+// overwritten, so raising it locks older copies of this file out of a state.
 const STATE_VERSION = 3;
 // Greedy lanes keep at most this many runs. Each run is about 25 bytes of
 // JSON, so a lane stays within a few KB however big the limit; grants closer
 // in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
 // about that much at worst, which errs on the side of fewer calls.
 const MAX_RUNS = 128;
-const EMPTY_LANE: Lane = Object.freeze({}) as Lane;
 
 // ---------------------------------------------------------------------------
 // 3. Stores
