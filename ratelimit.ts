@@ -1059,18 +1059,16 @@ class SlotAgent {
 // ---------------------------------------------------------------------------
 
 /**
- * Reserves a call of `cost` (units per limit, in the settings' order) at the
- * earliest time, not before `now` or the end of a pause, that keeps every limit:
- * - patient: a call costing c goes no earlier than the limit's `next`, and
- *   pushes it on to `at + c·per/maxCount`. `next` moves on from the slot, not
- *   from when a timer fired, so spacing does not drift; and the slot is never
+ * Reserves a call of `cost` (units per limit, in the settings' order) at the earliest time, not before `now` or the
+ * end of a pause, that keeps every limit:
+ * - patient: a call costing c goes no earlier than the limit's `next`, and pushes it on to `at + c·per/maxCount`.
+ *   `next` moves on from the slot, not from when a timer fired, so spacing does not drift; and the slot is never
  *   before `now`, so an idle period banks no burst.
- * - greedy: an exact sliding window. A grant of c at `t` needs at most
- *   `maxCount - c` earlier units in `(t - per, t]`, so grants exactly `per`
- *   apart are allowed and no window of `per` seconds ever holds more than `maxCount`.
- * Each rule allows every later time once it allows one, so the latest of the
- * limits' earliest times keeps them all. Concurrency slots are {@link admit}'s.
- * Returns a new state; the one given is not changed.
+ * - greedy: an exact sliding window. A grant of c at `t` needs at most `maxCount - c` earlier units in
+ *   `(t - per, t]`, so grants exactly `per` apart are allowed and no window of `per` seconds holds more than
+ *   `maxCount`.
+ * Each rule allows every later time once it allows one, so the latest of the limits' earliest times keeps them all.
+ * Concurrency slots are {@link admit}'s. Returns a new state; the one given is not changed.
  */
 export function reserve(
   s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
@@ -1106,32 +1104,29 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
   return at;
 }
 
-/** For {@link admit}: one process's (one limiter's) waiters for a concurrency slot. */
+/**
+ * For {@link admit}: one process's (one limiter's) waiters for a concurrency slot. `id` names its place in the queue;
+ * `holder` is the store's name for the process ({@link TxContext.holder}); `isDead` is true only for a holder proven
+ * gone; slots and places are leased for seconds unless renewed. Waiters are oldest first.
+ */
 export interface SlotRequest {
-  /** Names this limiter in this process: its place in the queue. */
   id: string;
-  /** The store's name for this process ({@link TxContext.holder}), kept with every slot and place. */
   holder: string;
-  /** True only when the holder named is proven gone. */
   isDead(holder: string): boolean;
-  /** Seconds a granted slot, and a place in the queue, are leased for unless renewed. */
   slotLease: number;
   queueLease: number;
-  /** Oldest first: its slot's id, its cost, when it began waiting and how long it may still wait (store clock). */
+  /** Its slot's id, its cost, when it began waiting and how long it may still wait (the store's clock). */
   waiters: ReadonlyArray<{ slot: string; cost: readonly number[]; since: number; maxWait: number }>;
 }
 
 /**
- * Grants concurrency slots to a process's waiters, in order, and reserves each
- * one's rate slot with it (as {@link reserve} does). Slots and places whose
- * holder is proven dead, or whose lease ran out, are taken back first. A free
- * slot goes to the waiter who began waiting first in any process: each process
- * holds one place in the queue, ordered by its oldest waiter, and a waiter here
- * is granted a slot only while fewer places are ahead of it than slots are free.
- * Results, per waiter until one must go on waiting: its reservation (holding
- * slot `slot`), or, if its rate slot is further away than its maxWait, those
- * seconds (it gets nothing). While some wait, the process keeps its place,
- * renewed once half its lease has gone. `state` is undefined when nothing changed.
+ * Grants concurrency slots to a process's waiters, in order, with each one's rate slot (as {@link reserve}). Slots
+ * and places whose holder is proven dead, or whose lease ran out, are taken back first. A free slot goes to the
+ * waiter who began waiting first in any process: each process holds one place in the queue, ordered by its oldest
+ * waiter, and a waiter here gets a slot only while fewer places are ahead of it than slots are free. Results, per
+ * waiter until one must go on waiting: its reservation (holding slot `slot`), or the seconds its rate slot is away if
+ * more than its maxWait (it gets nothing). While some wait, the process keeps its place, renewed once half its lease
+ * has gone. `state` is undefined when nothing changed.
  */
 export function admit(
   s: Settings, state: LimitState | undefined, now: number, req: SlotRequest,
@@ -1165,9 +1160,8 @@ export function admit(
   const first = req.waiters[results.length];
   const left = req.waiters.length - results.length;
   const mine = queue.find((p) => p.id === req.id);
-  // Kept as it is while its order and count hold and half its lease remains,
-  // so a poll that changes nothing writes nothing. `since` is worked out from
-  // the waiter's age at each poll, so a millisecond apart counts as the same.
+  // Kept as it is while its order and count hold and half its lease remains, so a poll that changes nothing writes
+  // nothing. `since` is worked out from the waiter's age at each poll, so a millisecond apart counts as the same.
   const keep = mine !== undefined && first !== undefined && Math.abs((mine.since ?? 0) - first.since) < 1e-3 &&
     mine.n === left && mine.until - now > req.queueLease / 2;
   const place = keep
@@ -1183,9 +1177,8 @@ export function admit(
 export type Recheck = 'go' | 'lost' | Reservation;
 
 /**
- * For a call that has slept until its slot: 'go' if it may go now; 'lost' if
- * the concurrency slot it held went to another (its process was stopped past
- * the lease), so its rate slot is given back and it must queue again; or a new
+ * For a call that has slept until its slot: 'go' if it may go now; 'lost' if the concurrency slot it held went to
+ * another (its process was stopped past the lease), so its rate slot is given back and it must queue again; or a new
  * reservation, after a pause set while it slept (see {@link reschedule}).
  */
 export function recheck(
@@ -1201,8 +1194,8 @@ export function recheck(
 }
 
 /**
- * Gives a reservation's units back and reserves them again, after the pause,
- * keeping its concurrency slot: for a call that woke to a pause set after it reserved.
+ * Gives a reservation's units back and reserves them again, after the pause, keeping its concurrency slot: for a call
+ * that woke to a pause set after it reserved.
  */
 export function reschedule(
   s: Settings, state: LimitState, r: Reservation, now: number,
@@ -1213,13 +1206,10 @@ export function reschedule(
 }
 
 /**
- * Undoes a reservation where no later one depends on it and frees its
- * concurrency slot; undefined when nothing changes. Anything kept errs on the
- * side of fewer calls:
- * - patient: only a limit's last reservation can be undone; every later slot
- *   was spaced from it.
- * - greedy: its units are removed, which never puts a window over the limit.
- *   Units merged into a later run (see addUnits) cannot be told apart, and stay spent.
+ * Undoes a reservation where no later one depends on it and frees its concurrency slot; undefined when nothing
+ * changes. What stays spent errs on the side of fewer calls. Patient: only a limit's last reservation can be undone,
+ * since every later slot was spaced from it. Greedy: its units are removed, which never puts a window over the limit;
+ * units merged into a later run (see addUnits) stay spent.
  */
 export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitState | undefined {
   const lanes = state.lanes.map((lane, i) => returnUnits(s.limits[i], lane, r, i, r.cost[i] ?? 0));
@@ -1229,9 +1219,8 @@ export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitS
 }
 
 /**
- * Charges a reservation `cost` instead of what it carries: an extra as if it
- * had been reserved with it, a refund where {@link giveBack} could. Returns
- * the state and the reservation as it now stands, so it can be settled again.
+ * Charges a reservation `cost` instead of what it carries: an extra as if it had been reserved with it, a refund
+ * where {@link giveBack} could. Returns the state and the reservation as it now stands, so it can be settled again.
  */
 export function settle(
   s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number,
@@ -1250,8 +1239,8 @@ export function settle(
     }
     settled.cost[i] = want;
     if (limit.greedy) return { runs: addUnits(limit, lane.runs, r.at, want - old, now) };
-    // Still the limit's last reservation: spaced from its slot by the new
-    // cost, exactly as reserve() would have (so it can be settled again).
+    // Still the limit's last reservation: spaced from its slot by the new cost, exactly as reserve() would have (so
+    // it can be settled again).
     if (lane.next === spacedAfter(limit, r.at, old)) return { next: spacedAfter(limit, r.at, want) };
     return { next: spacedAfter(limit, lane.next ?? r.at, want - old) };
   });
@@ -1259,8 +1248,8 @@ export function settle(
 }
 
 /**
- * Ends a reservation's call: frees its concurrency slot. In serial mode the
- * next call is spaced from now, the end of this one, rather than from its start.
+ * Ends a reservation's call: frees its concurrency slot. In serial mode the next call is spaced from now, the end of
+ * this one, rather than from its start.
  */
 export function release(s: Settings, state: LimitState, r: Reservation, now: number): LimitState {
   const slots = state.slots?.filter((h) => h.id !== r.slot);
@@ -1293,14 +1282,11 @@ export function statusOf(
 ): RateLimitStatus {
   const limits = s.limits.map((limit, i) => {
     const lane = state?.lanes[i];
-    let used = 0;
-    if (!limit.greedy) {
-      // The units reserved ahead of now; 1e-9 keeps float error from adding one.
-      const ahead = Math.max(0, (lane?.next ?? now) - now);
-      used = Math.min(limit.maxCount, Math.ceil((ahead * limit.maxCount) / limit.per - 1e-9));
-    } else {
-      for (const [t, n] of lane?.runs ?? []) if (t > now - limit.per) used += n;
-    }
+    // Patient: the units reserved ahead of now (1e-9 keeps float error from adding one).
+    const ahead = (Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per;
+    const used = limit.greedy
+      ? (lane?.runs ?? []).reduce((sum, [t, n]) => (t > now - limit.per ? sum + n : sum), 0)
+      : Math.min(limit.maxCount, Math.ceil(ahead - 1e-9));
     // By this limit alone: one unit of it, and any pause left out.
     const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
     const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;
@@ -1318,10 +1304,9 @@ export function statusOf(
 }
 
 /**
- * For stores: checks a value read back from storage. Returns it as a state, or
- * undefined if it is none (torn, foreign, damaged): the store treats the state
- * as lost. A newer version's state is an error, not a loss: this copy must not
- * overwrite what it does not understand.
+ * For stores: the value read back from storage as a state, or undefined if it is none (torn, foreign, damaged), which
+ * the store treats as lost. A newer version's state is an error, not a loss: this copy must not overwrite what it
+ * does not understand.
  */
 export function parseState(value: unknown): LimitState | undefined {
   let v = value as Partial<LimitState> | null;
@@ -1356,10 +1341,9 @@ export function parseState(value: unknown): LimitState | undefined {
 }
 
 /**
- * For stores whose clock changed under a state (a reboot, another clock):
- * moves every time in it by `by` seconds, none to later than one window after
- * `now` (a pause: MAX_DURATION_S), so no caller waits much longer than the
- * limit asks for times it cannot trust.
+ * For stores whose clock changed under a state (a reboot, another clock): moves every time in it by `by` seconds,
+ * none to later than one window after `now` (a pause: MAX_DURATION_S), so no caller waits much longer than the limit
+ * asks for times it cannot trust.
  */
 export function shiftState(state: LimitState, by: number, now: number): LimitState {
   const longest = Math.max(...state.limits.map((l) => l.per));
@@ -1381,8 +1365,8 @@ export function shiftState(state: LimitState, by: number, now: number): LimitSta
 }
 
 /**
- * For stores that expire what they keep (a Redis TTL): a time after which the
- * state holds nobody back and can be forgotten, with one longest window to spare.
+ * For stores that expire what they keep (a Redis TTL): a time after which the state holds nobody back and can be
+ * forgotten, with one longest window to spare.
  */
 export function expiresAt(state: LimitState): number {
   let last = state.pausedUntil ?? -Infinity;
@@ -1394,13 +1378,13 @@ export function expiresAt(state: LimitState): number {
   return last + Math.max(...state.limits.map((l) => l.per));
 }
 
-// The state a transaction may use: undefined when fresh, or one made for
-// exactly these settings. Two programs that disagree about the limit must not
-// silently fight over one state, so a mismatch is an error that says how to reset.
+// The state a transaction may use: undefined when fresh, or one made for exactly these settings. Two programs that
+// disagree about the limit must not silently fight over one state, so a mismatch is an error that says how to reset.
 function checkState(s: Settings, state: LimitState | undefined, storeName: string): LimitState | undefined {
   if (!state) return undefined;
-  const same = state.limits.length === s.limits.length &&
-    state.limits.every((l, i) => compareLimits(l, s.limits[i]) === 0) &&
+  // The same array (a state this limiter made in memory) needs no comparing.
+  const same = (state.limits === s.limits || (state.limits.length === s.limits.length &&
+    state.limits.every((l, i) => compareLimits(l, s.limits[i]) === 0))) &&
     (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial;
   if (same) return state;
   const describe = (x: Settings | LimitState) => [
@@ -1414,10 +1398,9 @@ function checkState(s: Settings, state: LimitState | undefined, storeName: strin
   );
 }
 
-// A copy of `state` with `changes` made, or a new state for these settings.
-// An empty list of slots or places is left out, so a state with nothing held
-// stays as small as one that never held anything. Field by field, in one
-// order: on the plain wait() that is about 0.05 µs faster than a spread.
+// A copy of `state` with `changes` made, or a new state for these settings. An empty list of slots or places is left
+// out, so a state with nothing held stays as small as one that never held anything. Field by field, in one order: on
+// the plain wait() that is about 0.05 µs faster than a spread.
 function edit(s: Settings, state: LimitState | undefined, changes: Partial<LimitState>): LimitState {
   const limits = state?.limits ?? (s.limits as LimitSettings[]);
   const out: LimitState = { v: STATE_VERSION, limits, lanes: changes.lanes ?? state?.lanes ?? limits.map(() => ({})) };
@@ -1434,16 +1417,14 @@ function edit(s: Settings, state: LimitState | undefined, changes: Partial<Limit
   return out;
 }
 
-// The earliest time at or after `now` (and after the lane's last grant, so
-// grants stay in order) at which a grant of c keeps (t - per, t] within maxCount.
+// The earliest time at or after `now` (and after the lane's last grant, so grants stay in order) at which a grant of
+// c keeps (t - per, t] within maxCount.
 function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c: number): number {
   const last = runs?.[runs.length - 1];
   if (!runs || !last) return now;
   const t = Math.max(now, last[0]);
-  let inWindow = 0;
-  for (const [time, n] of runs) if (time > t - limit.per) inWindow += n;
-  // Then waits for the oldest grants to leave the window, one run at a time
-  // (c <= maxCount, so at worst until it is empty).
+  let inWindow = runs.reduce((sum, [time, n]) => (time > t - limit.per ? sum + n : sum), 0);
+  // Then waits for the oldest grants to leave the window, one run at a time (c <= maxCount: at worst all).
   let at = t;
   for (const [time, n] of runs) {
     if (inWindow + c <= limit.maxCount) break;
@@ -1454,11 +1435,12 @@ function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c
   return at;
 }
 
-// A lane's runs with c units granted at `at`, in time order, less the runs
-// that left every window from `now` on. Past MAX_RUNS runs, the two closest in
-// time are merged onto the later one's time, which only ever delays capacity.
-// Runs are never changed in place, so unchanged ones are shared with the old lane.
-function addUnits(limit: LimitSettings, runs: Lane['runs'], at: number, c: number, now: number): Array<[number, number]> {
+// A lane's runs with c units granted at `at`, in time order, less the runs that left every window from `now` on. Past
+// MAX_RUNS runs, the two closest in time are merged onto the later one's time, which only ever delays capacity. Runs
+// are never changed in place, so unchanged ones are shared with the old lane.
+function addUnits(
+  limit: LimitSettings, runs: Lane['runs'], at: number, c: number, now: number,
+): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   let placed = c === 0 || at <= now - limit.per;
   for (const run of runs ?? []) {
@@ -1483,14 +1465,13 @@ function addUnits(limit: LimitSettings, runs: Lane['runs'], at: number, c: numbe
   return out;
 }
 
-// Removes c units granted at the reservation's time from one lane, where no
-// later reservation depends on them; the lane itself when nothing changes.
+// Removes c units granted at the reservation's time from one lane, where no later reservation depends on them; the
+// lane itself when nothing changes.
 function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservation, i: number, c: number): Lane {
   if (!limit || c === 0) return lane;
   if (!limit.greedy) {
-    // Only the last reservation. Its slot is at least as late as the `next`
-    // before it and the time it was made, so going back to its slot frees as
-    // much as going back to that `next` would.
+    // Only the last reservation. Its slot is at least as late as the `next` before it and the time it was made, so
+    // going back to its slot frees as much as going back to that `next` would.
     const full = r.cost[i] ?? 0;
     if (lane.next !== spacedAfter(limit, r.at, full)) return lane;
     return { next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
@@ -1498,12 +1479,12 @@ function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservatio
   const k = lane.runs?.findIndex(([t]) => t === r.at) ?? -1;
   const run = lane.runs?.[k];
   if (!lane.runs || !run) return lane; // gone from the window, or merged into a later run: stays spent
-  const runs = lane.runs.map((other, j): [number, number] => (j === k ? [run[0], run[1] - Math.min(c, run[1])] : other));
+  const runs = lane.runs.map((other, j): [number, number] => (j === k ? [run[0], run[1] - c] : other));
   return { runs: runs.filter(([, n]) => n > 0) };
 }
 
-// Where a patient limit's `next` stands after a call of c units at `at`.
-// Always this expression, so a reservation can recognise its own `next`.
+// Where a patient limit's `next` stands after a call of c units at `at`. Always this expression, so a reservation can
+// recognise its own `next`.
 function spacedAfter(limit: LimitSettings, at: number, c: number): number {
   return at + (c * limit.per) / limit.maxCount;
 }
@@ -1515,22 +1496,21 @@ function compareLimits(a: LimitSettings, b: LimitSettings): number {
 }
 
 function describeLimit(l: LimitSettings): string {
-  return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}${l.unit === 'calls' ? '' : `, unit=${l.unit}`}`;
+  const unit = l.unit === 'calls' ? '' : `, unit=${l.unit}`;
+  return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}${unit}`;
 }
 
-// Finite, and within what any clock here can read (about 31,000 years in
-// seconds), so a stranger's `1e300` is not taken as a time.
+// Finite, and within what any clock here can read (about 31,000 years in seconds), so a stranger's `1e300` is not
+// taken as a time.
 function isTime(t: unknown): t is number {
   return typeof t === 'number' && Math.abs(t) < 1e12;
 }
 
-// The core's tuning constants, each with what it trades.
-// The state format's version (see LimitState.v). A newer one is refused, never
-// overwritten, so raising it locks older copies of this file out of a state.
+// The core's tuning constants, each with what it trades. The state format's version (see LimitState.v). A newer one
+// is refused, never overwritten, so raising it locks older copies of this file out of a state.
 const STATE_VERSION = 3;
-// Greedy lanes keep at most this many runs. Each run is about 25 bytes of
-// JSON, so a lane stays within a few KB however big the limit; grants closer
-// in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
+// Greedy lanes keep at most this many runs. Each run is about 25 bytes of JSON, so a lane stays within a few KB
+// however big the limit; grants closer in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
 // about that much at worst, which errs on the side of fewer calls.
 const MAX_RUNS = 128;
 
