@@ -1067,75 +1067,89 @@ class SlotAgent {
 // ---------------------------------------------------------------------------
 
 /**
- * Reserves a call of `cost` (units per limit, in the settings' order) at the
- * earliest time, not before `now`, not before a pause ends, and not before
- * any earlier reservation of a limit it is charged to, that keeps every limit:
- * - patient: a call costing c goes no earlier than the limit's `next`, and
- *   pushes it on to `at + c·per/maxCount`. `next` is advanced from the slot,
- *   never from when a timer fired, so spacing does not drift; an idle period
- *   does not bank a burst, since the slot is never earlier than `now`.
- * - greedy: an exact sliding window. A grant of c at `t` needs at most
- *   `maxCount - c` earlier units in `(t - per, t]`, so grants exactly `per`
- *   apart are allowed and no half-open window of `per` seconds ever holds more
- *   than `maxCount`.
- * Each rule only ever allows a later time once it allows an earlier one, so
- * the latest of the limits' earliest times satisfies them all.
- * Concurrency slots are not taken here but by {@link admit}.
- * Returns the new state; the input state is not changed.
+ * Reserves a call of `cost` (units per limit, in the settings' order) at the earliest time, not before `now` or the
+ * end of a pause, that keeps every limit:
+ * - patient: a call costing c goes no earlier than the limit's `next`, and pushes it on to `at + c·per/maxCount`.
+ *   `next` moves on from the slot, not from when a timer fired, so spacing does not drift; and the slot is never
+ *   before `now`, so an idle period banks no burst.
+ * - greedy: an exact sliding window. A grant of c at `t` needs at most `maxCount - c` earlier units in
+ *   `(t - per, t]`, so grants exactly `per` apart are allowed and no window of `per` seconds holds more than
+ *   `maxCount`.
+ * Each rule allows every later time once it allows one, so the latest of the limits' earliest times keeps them all.
+ * Concurrency slots are {@link admit}'s. Returns a new state; the one given is not changed.
  */
-export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; reservation: Reservation } {
-  const rate = takeRate(s, state, now, cost);
-  return { state: rate.state, reservation: rate.result };
+export function reserve(
+  s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
+): { state: LimitState; reservation: Reservation } {
+  const { state: out, result } = takeRate(s, state, now, cost);
+  return { state: out, reservation: result };
 }
 
-/** For {@link admit}: one process's (one limiter's) waiters for a concurrency slot. */
+// reserve() as a transaction's output, so the plain wait() hands it straight to the store.
+function takeRate(
+  s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
+): { state: LimitState; result: Reservation } {
+  const at = earliest(s, state, now, cost);
+  const lanes = s.limits.map((limit, i): Lane => {
+    const lane = state?.lanes[i] ?? {};
+    const c = cost[i] ?? 0;
+    if (!limit.greedy) return c === 0 ? lane : { next: spacedAfter(limit, at, c) };
+    // Even at no cost, runs that have left every window are dropped.
+    return c === 0 && !lane.runs ? lane : { runs: addUnits(limit, lane.runs, at, c, now) };
+  });
+  return { state: edit(s, state, { lanes }), result: { at, now, cost: cost as number[] } };
+}
+
+/** The time {@link reserve} would give a call of `cost`, without reserving anything. */
+export function earliest(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): number {
+  let at = Math.max(now, state?.pausedUntil ?? now);
+  s.limits.forEach((limit, i) => {
+    const lane = state?.lanes[i];
+    const c = cost[i] ?? 0;
+    if (!lane || c === 0) return;
+    at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
+  });
+  return at;
+}
+
+/**
+ * For {@link admit}: one process's (one limiter's) waiters for a concurrency slot. `id` names its place in the queue;
+ * `holder` is the store's name for the process ({@link TxContext.holder}); `isDead` is true only for a holder proven
+ * gone; slots and places are leased for seconds unless renewed. Waiters are oldest first.
+ */
 export interface SlotRequest {
-  /** Names this limiter in this process: its place in the queue. */
   id: string;
-  /** The store's name for this process ({@link TxContext.holder}), kept with every slot and place. */
   holder: string;
-  /** True only when the holder named is proven gone. */
   isDead(holder: string): boolean;
-  /** Seconds a granted slot is leased for, and a place in the queue, unless renewed. */
   slotLease: number;
   queueLease: number;
-  /**
-   * The waiters, oldest first: each with the id its slot will have, its cost,
-   * when it began waiting and how long it may wait from now, on the store's clock.
-   */
+  /** Its slot's id, its cost, when it began waiting and how long it may still wait (the store's clock). */
   waiters: ReadonlyArray<{ slot: string; cost: readonly number[]; since: number; maxWait: number }>;
 }
 
 /**
- * Grants concurrency slots to a process's waiters, in order, and reserves
- * each one's rate slot with it (as {@link reserve} does). First:
- * - slots and places whose holder is proven dead, or whose lease ran out,
- *   are taken back;
- * - a free slot goes to the waiter who began waiting first, across every
- *   process: each process holds one place in the queue, ordered by when its
- *   oldest waiter began, so a waiter here is granted a slot only while fewer
- *   other places are ahead of it than slots are free.
- * Results, per waiter from the first, until one must go on waiting: its
- * reservation (holding slot `slot`), or the seconds its rate slot is away if
- * that is more than its maxWait (it is granted nothing). If some still wait,
- * the process keeps its place, renewed once half its lease has gone; if none
- * do, the place is given up. `state` is undefined when nothing changed.
+ * Grants concurrency slots to a process's waiters, in order, with each one's rate slot (as {@link reserve}). Slots
+ * and places whose holder is proven dead, or whose lease ran out, are taken back first. A free slot goes to the
+ * waiter who began waiting first in any process: each process holds one place in the queue, ordered by its oldest
+ * waiter, and a waiter here gets a slot only while fewer places are ahead of it than slots are free. Results, per
+ * waiter until one must go on waiting: its reservation (holding slot `slot`), or the seconds its rate slot is away if
+ * more than its maxWait (it gets nothing). While some wait, the process keeps its place, renewed once half its lease
+ * has gone. `state` is undefined when nothing changed.
  */
-export function admit(s: Settings, state: LimitState | undefined, now: number, req: SlotRequest): { state?: LimitState; results: Array<Reservation | number> } {
-  const judged = new Map<string, boolean>();
+export function admit(
+  s: Settings, state: LimitState | undefined, now: number, req: SlotRequest,
+): { state?: LimitState; results: Array<Reservation | number> } {
+  // Each holder is judged once: isDead may read files.
+  const verdicts = new Map<string, boolean>();
   const dead = (holder: string) => {
-    let verdict = judged.get(holder);
-    if (verdict === undefined) {
-      verdict = holder !== req.holder && req.isDead(holder);
-      judged.set(holder, verdict);
-    }
-    return verdict;
+    if (!verdicts.has(holder)) verdicts.set(holder, holder !== req.holder && req.isDead(holder));
+    return verdicts.get(holder) === true;
   };
   const live = (h: Slot) => h.until > now && !dead(h.holder);
   const slots = (state?.slots ?? []).filter(live);
   const queue = (state?.queue ?? []).filter(live);
   const others = queue.filter((p) => p.id !== req.id);
-  let changed = slots.length !== (state?.slots?.length ?? 0);
+  let changed = slots.length !== (state?.slots?.length ?? 0) || queue.length !== (state?.queue?.length ?? 0);
   let out = state;
   const results: Array<Reservation | number> = [];
   for (const w of req.waiters) {
@@ -1147,48 +1161,40 @@ export function admit(s: Settings, state: LimitState | undefined, now: number, r
       continue;
     }
     out = rate.state;
-    rate.result.slot = w.slot;
+    results.push({ ...rate.result, slot: w.slot });
     slots.push({ id: w.slot, holder: req.holder, until: now + req.slotLease });
-    results.push(rate.result);
     changed = true;
   }
   const first = req.waiters[results.length];
-  const mine = queue.find((p) => p.id === req.id);
   const left = req.waiters.length - results.length;
-  if (first) {
-    // Kept as it is while its order and count hold and half its lease remains,
-    // so a poll that changes nothing writes nothing.
-    const same = mine && Math.abs((mine.since ?? 0) - first.since) < 1e-3 && mine.n === left && mine.until - now > req.queueLease / 2;
-    if (!same) {
-      others.push({ id: req.id, holder: req.holder, until: now + req.queueLease, since: first.since, n: left });
-      changed = true;
-    } else {
-      others.push(mine);
-    }
-  } else if (mine) {
-    changed = true;
-  }
-  if (!changed && queue.length === (state?.queue?.length ?? 0)) return { results };
-  const next = fresh(s, out);
-  setList(next, 'slots', slots);
-  setList(next, 'queue', others.sort((a, b) => (a.since ?? 0) - (b.since ?? 0)));
-  return { state: next, results };
+  const mine = queue.find((p) => p.id === req.id);
+  // Kept as it is while its order and count hold and half its lease remains, so a poll that changes nothing writes
+  // nothing. `since` is worked out from the waiter's age at each poll, so a millisecond apart counts as the same.
+  const keep = mine !== undefined && first !== undefined && Math.abs((mine.since ?? 0) - first.since) < 1e-3 &&
+    mine.n === left && mine.until - now > req.queueLease / 2;
+  const place = keep
+    ? mine
+    : first && { id: req.id, holder: req.holder, until: now + req.queueLease, since: first.since, n: left };
+  if (place) others.push(place);
+  if (!changed && place === mine) return { results };
+  others.sort((a, b) => (a.since ?? 0) - (b.since ?? 0));
+  return { state: edit(s, out, { slots, queue: others }), results };
 }
 
 /** What a call that slept until its slot finds when it looks at the state again: see {@link recheck}. */
 export type Recheck = 'go' | 'lost' | Reservation;
 
 /**
- * For a call that has slept until its slot: 'go' if it may go now; 'lost' if
- * it held a concurrency slot that is no longer its own (its process was
- * stopped past the lease, and the slot went to another): it must queue again,
- * and its rate slot is given back; or a new reservation, after a pause set
- * while it slept (see {@link reschedule}).
+ * For a call that has slept until its slot: 'go' if it may go now; 'lost' if the concurrency slot it held went to
+ * another (its process was stopped past the lease), so its rate slot is given back and it must queue again; or a new
+ * reservation, after a pause set while it slept (see {@link reschedule}).
  */
-export function recheck(s: Settings, state: LimitState | undefined, r: Reservation, now: number): { state?: LimitState | undefined; result: Recheck } {
+export function recheck(
+  s: Settings, state: LimitState | undefined, r: Reservation, now: number,
+): { state?: LimitState | undefined; result: Recheck } {
   if (!state) return { result: 'go' };
   if (r.slot !== undefined && !state.slots?.some((h) => h.id === r.slot)) {
-    return { state: giveBack(s, state, { at: r.at, now: r.now, cost: r.cost }), result: 'lost' };
+    return { state: giveBack(s, state, { ...r, slot: undefined }), result: 'lost' };
   }
   if (state.pausedUntil === undefined || state.pausedUntil <= r.at) return { result: 'go' };
   const moved = reschedule(s, state, r, now);
@@ -1196,62 +1202,38 @@ export function recheck(s: Settings, state: LimitState | undefined, r: Reservati
 }
 
 /**
- * The earliest time a call of `cost` could go, as {@link reserve} would
- * compute it, without reserving anything.
+ * Gives a reservation's units back and reserves them again, after the pause, keeping its concurrency slot: for a call
+ * that woke to a pause set after it reserved.
  */
-export function earliest(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): number {
-  let at = now;
-  if (state === undefined) return at;
-  if (state.pausedUntil !== undefined && state.pausedUntil > at) at = state.pausedUntil;
-  for (const [i, limit] of s.limits.entries()) {
-    const c = cost[i] ?? 0;
-    if (c === 0) continue;
-    const lane = state.lanes[i];
-    if (!limit.greedy) {
-      if (lane?.next !== undefined && lane.next > at) at = lane.next;
-    } else {
-      at = Math.max(at, greedyEarliest(limit, lane?.runs, now, c));
-    }
-  }
-  return at;
+export function reschedule(
+  s: Settings, state: LimitState, r: Reservation, now: number,
+): { state: LimitState; reservation: Reservation } {
+  const { state: out, result } = takeRate(s, giveBack(s, state, { ...r, slot: undefined }) ?? state, now, r.cost);
+  if (r.slot !== undefined) result.slot = r.slot;
+  return { state: out, reservation: result };
 }
 
 /**
- * Undoes a reservation where no later one depends on it, frees its
- * concurrency slot, and returns the new state, or undefined when nothing
- * changes.
- * - patient: only a limit's last reservation can be undone, since every later
- *   slot was spaced from it. A middle one stays spent; that errs on the side
- *   of fewer calls.
- * - greedy: the reservation's units are removed. Removing units never puts a
- *   window over the limit. The lane holds every unit still in a window, so
- *   nothing it dropped can matter; units merged into a later run (see
- *   addUnits) cannot be told apart any more, and stay spent.
+ * Undoes a reservation where no later one depends on it and frees its concurrency slot; undefined when nothing
+ * changes. What stays spent errs on the side of fewer calls. Patient: only a limit's last reservation can be undone,
+ * since every later slot was spaced from it. Greedy: its units are removed, which never puts a window over the limit;
+ * units merged into a later run (see addUnits) stay spent.
  */
 export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitState | undefined {
-  let changed = false;
-  const lanes = state.lanes.map((lane, i) => {
-    const out = returnUnits(s.limits[i], lane, r, i, r.cost[i] ?? 0);
-    if (out !== lane) changed = true;
-    return out;
-  });
-  const slots = r.slot === undefined ? state.slots : state.slots?.filter((h) => h.id !== r.slot);
-  if (slots !== state.slots && slots?.length !== state.slots?.length) changed = true;
-  if (!changed) return undefined;
-  const out: LimitState = { ...state, lanes };
-  if (slots !== undefined) setList(out, 'slots', slots);
-  return out;
+  const lanes = state.lanes.map((lane, i) => returnUnits(s.limits[i], lane, r, i, r.cost[i] ?? 0));
+  const slots = state.slots?.filter((h) => h.id !== r.slot);
+  if (lanes.every((lane, i) => lane === state.lanes[i]) && slots?.length === state.slots?.length) return undefined;
+  return edit(s, state, { lanes, slots });
 }
 
 /**
- * Charges a reservation `cost` instead of what it carries: the extra is
- * charged as if reserved with it (patient: `next` moves on; greedy: units
- * added at the reservation's time), and a refund is given back where
- * {@link giveBack} could. Returns the state and the reservation as it now
- * stands, so it can be settled again.
+ * Charges a reservation `cost` instead of what it carries: an extra as if it had been reserved with it, a refund
+ * where {@link giveBack} could. Returns the state and the reservation as it now stands, so it can be settled again.
  */
-export function settle(s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number): { state: LimitState; reservation: Reservation } {
-  const next: Reservation = { ...r, cost: [...r.cost] };
+export function settle(
+  s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number,
+): { state: LimitState; reservation: Reservation } {
+  const settled: Reservation = { ...r, cost: [...r.cost] };
   const lanes = state.lanes.map((lane, i) => {
     const limit = s.limits[i];
     const old = r.cost[i] ?? 0;
@@ -1259,105 +1241,80 @@ export function settle(s: Settings, state: LimitState, r: Reservation, cost: rea
     if (!limit || want === old) return lane;
     if (want < old) {
       const out = returnUnits(limit, lane, r, i, old - want);
-      if (out === lane) return lane; // a later reservation depends on it: stays charged
-      next.cost[i] = want;
+      // Unchanged when a later reservation depends on it: it stays charged.
+      if (out !== lane) settled.cost[i] = want;
       return out;
     }
-    next.cost[i] = want;
-    const extra = want - old;
-    if (!limit.greedy) {
-      // Still the limit's last reservation: spaced from its slot by the new
-      // cost, exactly as reserve() would have (so it can be settled again).
-      if (lane.next === spacedAfter(limit, r.at, old)) return { next: spacedAfter(limit, r.at, want) };
-      return { next: (lane.next ?? r.at) + (extra * limit.per) / limit.maxCount };
-    }
-    return { runs: addUnits(limit, lane.runs, r.at, extra, now) };
+    settled.cost[i] = want;
+    if (limit.greedy) return { runs: addUnits(limit, lane.runs, r.at, want - old, now) };
+    // Still the limit's last reservation: spaced from its slot by the new cost, exactly as reserve() would have (so
+    // it can be settled again).
+    if (lane.next === spacedAfter(limit, r.at, old)) return { next: spacedAfter(limit, r.at, want) };
+    return { next: spacedAfter(limit, lane.next ?? r.at, want - old) };
   });
-  return { state: { ...state, lanes }, reservation: next };
+  return { state: { ...state, lanes }, reservation: settled };
 }
 
 /**
- * Ends a reservation's call: frees its concurrency slot. In serial mode the
- * next call is also spaced from now, the end of this one, rather than from
- * its start (patient: `next` is at least `now + c·per/maxCount`; greedy: its
- * units count from now).
+ * Ends a reservation's call: frees its concurrency slot. In serial mode the next call is spaced from now, the end of
+ * this one, rather than from its start.
  */
 export function release(s: Settings, state: LimitState, r: Reservation, now: number): LimitState {
-  const out: LimitState = { ...state };
-  if (r.slot !== undefined && state.slots) setList(out, 'slots', state.slots.filter((h) => h.id !== r.slot));
-  if (s.serial && now > r.at) {
-    out.lanes = state.lanes.map((lane, i) => {
-      const limit = s.limits[i];
-      const c = r.cost[i] ?? 0;
-      if (!limit || c === 0) return lane;
-      if (!limit.greedy) return { next: Math.max(lane.next ?? now, spacedAfter(limit, now, c)) };
-      const without = returnUnits(limit, lane, r, i, c);
-      return { runs: addUnits(limit, without.runs, now, c, now) };
-    });
-  }
-  return out;
+  const slots = state.slots?.filter((h) => h.id !== r.slot);
+  if (!s.serial || now <= r.at) return edit(s, state, { slots });
+  const lanes = state.lanes.map((lane, i) => {
+    const limit = s.limits[i];
+    const c = r.cost[i] ?? 0;
+    if (!limit || c === 0) return lane;
+    if (!limit.greedy) return { next: Math.max(lane.next ?? now, spacedAfter(limit, now, c)) };
+    return { runs: addUnits(limit, returnUnits(limit, lane, r, i, c).runs, now, c, now) };
+  });
+  return edit(s, state, { slots, lanes });
 }
 
 /** Extends the leases of the concurrency slots named to `until`. Undefined when none of them is held. */
 export function renewSlots(state: LimitState, ids: readonly string[], until: number): LimitState | undefined {
   if (!state.slots?.some((h) => ids.includes(h.id))) return undefined;
-  return { ...state, slots: state.slots.map((h) => (ids.includes(h.id) ? { ...h, until: Math.max(h.until, until) } : h)) };
+  const slots = state.slots.map((h) => (ids.includes(h.id) ? { ...h, until: Math.max(h.until, until) } : h));
+  return { ...state, slots };
 }
 
 /** Holds every call until at least `now + seconds`. A pause only ever extends. */
 export function pauseState(s: Settings, state: LimitState | undefined, now: number, seconds: number): LimitState {
-  const out = fresh(s, state);
-  out.pausedUntil = Math.max(state?.pausedUntil ?? -Infinity, now + seconds);
-  return out;
-}
-
-/**
- * Gives a reservation's units back and reserves them again (keeping its
- * concurrency slot): for a call that woke to find a pause set after it
- * reserved. Its new slot comes after the pause.
- */
-export function reschedule(s: Settings, state: LimitState, r: Reservation, now: number): { state: LimitState; reservation: Reservation } {
-  const withoutSlot: Reservation = { at: r.at, now: r.now, cost: r.cost };
-  const back = giveBack(s, state, withoutSlot) ?? state;
-  const rate = takeRate(s, back, now, r.cost);
-  if (r.slot !== undefined) rate.result.slot = r.slot;
-  return { state: rate.state, reservation: rate.result };
+  return edit(s, state, { pausedUntil: Math.max(state?.pausedUntil ?? -Infinity, now + seconds) });
 }
 
 /** What {@link RateLimit.status} reports, from a state. */
-export function statusOf(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], ctx?: TxContext): RateLimitStatus {
+export function statusOf(
+  s: Settings, state: LimitState | undefined, now: number, cost: readonly number[], ctx?: TxContext,
+): RateLimitStatus {
   const limits = s.limits.map((limit, i) => {
     const lane = state?.lanes[i];
-    let used = 0;
-    if (!limit.greedy) {
-      const ahead = Math.max(0, (lane?.next ?? now) - now);
-      used = Math.min(limit.maxCount, Math.ceil((ahead * limit.maxCount) / limit.per - 1e-9));
-    } else {
-      for (const [t, n] of lane?.runs ?? []) if (t > now - limit.per) used += n;
-    }
-    const unit = s.limits.map(() => 0);
-    unit[i] = 1;
-    const nextIn = earliest(s, state ? { ...state, pausedUntil: now } : undefined, now, unit) - now;
+    // Patient: the units reserved ahead of now (1e-9 keeps float error from adding one).
+    const ahead = (Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per;
+    const used = limit.greedy
+      ? (lane?.runs ?? []).reduce((sum, [t, n]) => (t > now - limit.per ? sum + n : sum), 0)
+      : Math.min(limit.maxCount, Math.ceil(ahead - 1e-9));
+    // By this limit alone: one unit of it, and any pause left out.
+    const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
+    const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;
     return { ...limit, used, remaining: Math.max(0, limit.maxCount - used), nextIn };
   });
   const live = (h: Slot) => h.until > now && !(ctx?.isDead(h.holder) ?? false);
-  const slots = (state?.slots ?? []).filter(live);
   return {
     limits,
     nextIn: earliest(s, state, now, cost) - now,
     pausedFor: Math.max(0, (state?.pausedUntil ?? now) - now),
-    inFlight: slots.length,
+    inFlight: (state?.slots ?? []).filter(live).length,
     waiting: (state?.queue ?? []).filter(live).reduce((sum, p) => sum + (p.n ?? 1), 0),
     maxConcurrent: s.maxConcurrent === Infinity ? null : s.maxConcurrent,
   };
 }
 
 /**
- * For stores: checks a value read back from storage. Returns the state, or
- * undefined when the value is not a state (torn, foreign or damaged), in
- * which case the store should treat the state as lost. A state written by a
- * newer version of this file is an error, not a loss: this copy must not
- * overwrite what it does not understand.
+ * For stores: the value read back from storage as a state, or undefined if it is none (torn, foreign, damaged), which
+ * the store treats as lost. A newer version's state is an error, not a loss: this copy must not overwrite what it
+ * does not understand.
  */
 export function parseState(value: unknown): LimitState | undefined {
   let v = value as Partial<LimitState> | null;
@@ -1368,37 +1325,33 @@ export function parseState(value: unknown): LimitState | undefined {
     delete v.queue;
   }
   if (typeof v.v === 'number' && v.v > STATE_VERSION) {
-    throw new RateLimitMismatchError(`ratelimit: the state was written by a newer ratelimit (state version ${v.v}; this copy, ${VERSION}, reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`);
+    throw new RateLimitMismatchError(
+      `ratelimit: the state was written by a newer ratelimit (state version ${v.v}; this copy, ${VERSION}, ` +
+        `reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`,
+    );
   }
-  if (v.v !== STATE_VERSION || !Array.isArray(v.limits) || !Array.isArray(v.lanes) || v.lanes.length !== v.limits.length) return undefined;
-  for (const l of v.limits as unknown[]) {
-    const limit = l as Partial<LimitSettings> | null;
-    if (typeof limit !== 'object' || limit === null || !Number.isSafeInteger(limit.maxCount) || !isTime(limit.per) ||
-      typeof limit.greedy !== 'boolean' || typeof limit.unit !== 'string') return undefined;
-  }
-  for (const l of v.lanes as unknown[]) {
-    const lane = l as Partial<Lane> | null;
-    if (typeof lane !== 'object' || lane === null) return undefined;
-    if (lane.next !== undefined && !isTime(lane.next)) return undefined;
-    if (lane.runs !== undefined && !(Array.isArray(lane.runs) && lane.runs.every((run) =>
-      Array.isArray(run) && run.length === 2 && isTime(run[0]) && Number.isSafeInteger(run[1]) && run[1] > 0))) return undefined;
-  }
-  if (v.pausedUntil !== undefined && !isTime(v.pausedUntil)) return undefined;
-  if (v.maxConcurrent !== undefined && !Number.isSafeInteger(v.maxConcurrent)) return undefined;
-  if (v.serial !== undefined && typeof v.serial !== 'boolean') return undefined;
-  const isSlots = (list: unknown) => Array.isArray(list) && list.every((h: Partial<Slot> | null) =>
-    typeof h === 'object' && h !== null && typeof h.id === 'string' && typeof h.holder === 'string' && isTime(h.until) &&
-    (h.since === undefined || isTime(h.since)) && (h.n === undefined || Number.isSafeInteger(h.n)));
-  if (v.slots !== undefined && !isSlots(v.slots)) return undefined;
-  if (v.queue !== undefined && !isSlots(v.queue)) return undefined;
-  return v as LimitState;
+  const isObject = (x: unknown) => typeof x === 'object' && x !== null;
+  const isLimit = (l: Partial<LimitSettings>) => isObject(l) && Number.isSafeInteger(l.maxCount) && isTime(l.per) &&
+    typeof l.greedy === 'boolean' && typeof l.unit === 'string';
+  const isRun = (run: unknown) =>
+    Array.isArray(run) && run.length === 2 && isTime(run[0]) && Number.isSafeInteger(run[1]) && run[1] > 0;
+  const isLane = (lane: Partial<Lane>) => isObject(lane) && (lane.next === undefined || isTime(lane.next)) &&
+    (lane.runs === undefined || (Array.isArray(lane.runs) && lane.runs.every(isRun)));
+  const isSlot = (h: Partial<Slot>) => isObject(h) && typeof h.id === 'string' && typeof h.holder === 'string' &&
+    isTime(h.until) && (h.since === undefined || isTime(h.since)) && (h.n === undefined || Number.isSafeInteger(h.n));
+  const isSlots = (list: unknown) => list === undefined || (Array.isArray(list) && list.every(isSlot));
+  const valid = v.v === STATE_VERSION && Array.isArray(v.limits) && Array.isArray(v.lanes) &&
+    v.lanes.length === v.limits.length && v.limits.every(isLimit) && v.lanes.every(isLane) &&
+    (v.pausedUntil === undefined || isTime(v.pausedUntil)) &&
+    (v.maxConcurrent === undefined || Number.isSafeInteger(v.maxConcurrent)) &&
+    (v.serial === undefined || typeof v.serial === 'boolean') && isSlots(v.slots) && isSlots(v.queue);
+  return valid ? (v as LimitState) : undefined;
 }
 
 /**
- * For stores whose clock changed under a state (a reboot, another clock):
- * moves every time in the state by `by` seconds, and puts none later than
- * one window after `now` (a pause: MAX_DURATION_S), so no caller waits
- * much longer than the limit asks for times it cannot trust.
+ * For stores whose clock changed under a state (a reboot, another clock): moves every time in it by `by` seconds,
+ * none to later than one window after `now` (a pause: MAX_DURATION_S), so no caller waits much longer than the limit
+ * asks for times it cannot trust.
  */
 export function shiftState(state: LimitState, by: number, now: number): LimitState {
   const longest = Math.max(...state.limits.map((l) => l.per));
@@ -1420,215 +1373,155 @@ export function shiftState(state: LimitState, by: number, now: number): LimitSta
 }
 
 /**
- * For stores that expire what they keep (a Redis TTL): the time after which
- * the state holds nobody back and can be forgotten, plus one longest window
- * to spare.
+ * For stores that expire what they keep (a Redis TTL): a time after which the state holds nobody back and can be
+ * forgotten, with one longest window to spare.
  */
 export function expiresAt(state: LimitState): number {
   let last = state.pausedUntil ?? -Infinity;
   state.lanes.forEach((lane, i) => {
-    const per = state.limits[i]?.per ?? 0;
-    if (lane.next !== undefined) last = Math.max(last, lane.next);
     const lastRun = lane.runs?.[lane.runs.length - 1];
-    if (lastRun) last = Math.max(last, lastRun[0] + per);
+    last = Math.max(last, lane.next ?? last, lastRun ? lastRun[0] + (state.limits[i]?.per ?? 0) : last);
   });
   for (const h of [...(state.slots ?? []), ...(state.queue ?? [])]) last = Math.max(last, h.until);
   return last + Math.max(...state.limits.map((l) => l.per));
 }
 
-// The state a transaction may use: undefined when fresh, or one made for
-// exactly these settings. Two programs that disagree about the limit must not
-// silently fight over one state, so a mismatch is an error that says how to reset.
+// The state a transaction may use: undefined when fresh, or one made for exactly these settings. Two programs that
+// disagree about the limit must not silently fight over one state, so a mismatch is an error that says how to reset.
 function checkState(s: Settings, state: LimitState | undefined, storeName: string): LimitState | undefined {
   if (!state) return undefined;
-  if (state.limits === s.limits && state.serial === undefined && state.maxConcurrent === undefined && s.maxConcurrent === Infinity && !s.serial) return state;
-  const same = (state.limits === s.limits || (state.limits.length === s.limits.length && state.limits.every((l, i) => { const mine = s.limits[i]; return mine !== undefined && compareLimits(l, mine) === 0; }))) &&
+  // The same array (a state this limiter made in memory) needs no comparing.
+  const same = (state.limits === s.limits || (state.limits.length === s.limits.length &&
+    state.limits.every((l, i) => compareLimits(l, s.limits[i]) === 0))) &&
     (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial;
   if (same) return state;
-  throw new RateLimitMismatchError(`ratelimit: ${storeName} was made for ${describeSettings(state)}, but this limiter has ${describeSettings(s)}. ` +
-    `Use the same settings everywhere, or delete that state to reset it.`);
+  const describe = (x: Settings | LimitState) => [
+    ...x.limits.map(describeLimit),
+    ...(x.maxConcurrent !== undefined && x.maxConcurrent !== Infinity ? [`maxConcurrent ${x.maxConcurrent}`] : []),
+    ...(x.serial ? ['serial'] : []),
+  ].join('; ');
+  throw new RateLimitMismatchError(
+    `ratelimit: ${storeName} was made for ${describe(state)}, but this limiter has ${describe(s)}. ` +
+      'Use the same settings everywhere, or delete that state to reset it.',
+  );
 }
 
-// Reserves the rate part of a call (no concurrency slot).
-// (It returns a transaction's output, { state, result }, so the plain wait()
-// can hand it straight to the store.)
-function takeRate(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): { state: LimitState; result: Reservation } {
-  const only = s.limits.length === 1 ? s.limits[0] : undefined;
-  if (only && !only.greedy) {
-    // The common case, one patient limit, without the loop's arrays.
-    const c = cost[0] ?? 0;
-    const last = state?.lanes[0]?.next;
-    let at = now;
-    if (c > 0 && last !== undefined && last > at) at = last;
-    const paused = state?.pausedUntil;
-    if (paused !== undefined && paused > at) at = paused;
-    const lanes = c === 0 ? (state?.lanes ?? [{}]) : [{ next: spacedAfter(only, at, c) }];
-    let out: LimitState;
-    // A state with nothing but the limits and lanes (checkState has made sure
-    // its settings are ours, so no maxConcurrent or serial either).
-    const plain = s.maxConcurrent === Infinity && !s.serial &&
-      (state === undefined || (paused === undefined && state.slots === undefined && state.queue === undefined));
-    if (plain) {
-      out = { v: STATE_VERSION, limits: state?.limits ?? (s.limits as LimitSettings[]), lanes };
-    } else {
-      out = fresh(s, state);
-      out.lanes = lanes;
-    }
-    return { state: out, result: { at, now, cost: cost as number[] } };
-  }
-  const at = earliest(s, state, now, cost);
-  const n = s.limits.length;
-  const lanes: Lane[] = new Array(n);
-  for (const [i, limit] of s.limits.entries()) {
-    const lane = state?.lanes[i] ?? EMPTY_LANE;
-    const c = cost[i] ?? 0;
-    if (!limit.greedy) {
-      lanes[i] = c === 0 ? lane : { next: spacedAfter(limit, at, c) };
-    } else {
-      lanes[i] = c === 0 && lane.runs === undefined ? lane : { runs: addUnits(limit, lane.runs, at, c, now) };
-    }
-  }
-  const out = fresh(s, state);
-  out.lanes = lanes;
-  return { state: out, result: { at, now, cost: cost as number[] } };
+// A copy of `state` with `changes` made, or a new state for these settings. An empty list of slots or places is left
+// out, so a state with nothing held stays as small as one that never held anything. Field by field, in one order: on
+// the plain wait() that is about 0.05 µs faster than a spread.
+function edit(s: Settings, state: LimitState | undefined, changes: Partial<LimitState>): LimitState {
+  const limits = state?.limits ?? (s.limits as LimitSettings[]);
+  const out: LimitState = { v: STATE_VERSION, limits, lanes: changes.lanes ?? state?.lanes ?? limits.map(() => ({})) };
+  const maxConcurrent = state ? state.maxConcurrent : s.maxConcurrent === Infinity ? undefined : s.maxConcurrent;
+  if (maxConcurrent !== undefined) out.maxConcurrent = maxConcurrent;
+  const serial = state ? state.serial : s.serial || undefined;
+  if (serial !== undefined) out.serial = serial;
+  const pausedUntil = changes.pausedUntil ?? state?.pausedUntil;
+  if (pausedUntil !== undefined) out.pausedUntil = pausedUntil;
+  const slots = 'slots' in changes ? changes.slots : state?.slots;
+  if (slots?.length) out.slots = slots;
+  const queue = 'queue' in changes ? changes.queue : state?.queue;
+  if (queue?.length) out.queue = queue;
+  return out;
 }
 
-// The earliest time at or after `now` (and after the lane's last grant, so
-// grants stay in order) at which a grant of c keeps (t - per, t] within maxCount.
-function greedyEarliest(limit: LimitSettings, runs: ReadonlyArray<readonly [number, number]> | undefined, now: number, c: number): number {
+// The earliest time at or after `now` (and after the lane's last grant, so grants stay in order) at which a grant of
+// c keeps (t - per, t] within maxCount.
+function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c: number): number {
   const last = runs?.[runs.length - 1];
   if (!runs || !last) return now;
   const t = Math.max(now, last[0]);
-  let inWindow = 0;
-  for (const [time, n] of runs) if (time > t - limit.per) inWindow += n;
-  if (inWindow + c <= limit.maxCount) return t;
-  // Wait for the oldest grants to leave the window, one run at a time.
+  let inWindow = runs.reduce((sum, [time, n]) => (time > t - limit.per ? sum + n : sum), 0);
+  // Then waits for the oldest grants to leave the window, one run at a time (c <= maxCount: at worst all).
+  let at = t;
   for (const [time, n] of runs) {
+    if (inWindow + c <= limit.maxCount) break;
     if (time <= t - limit.per) continue;
     inWindow -= n;
-    if (inWindow + c <= limit.maxCount) return Math.max(t, time + limit.per);
+    at = time + limit.per;
   }
-  return t; // unreachable: c <= maxCount, so the window empties in time
+  return at;
 }
 
-// A lane's runs with c units granted at `at`, in time order, dropping the
-// runs that left every window from `now` on. Past MAX_RUNS runs, the two
-// closest in time are merged onto the later one's time, which only ever
-// delays capacity (a unit counted later leaves its window later).
-function addUnits(limit: LimitSettings, runs: ReadonlyArray<[number, number]> | undefined, at: number, c: number, now: number): Array<[number, number]> {
+// A lane's runs with c units granted at `at`, in time order, less the runs that left every window from `now` on. Past
+// MAX_RUNS runs, the two closest in time are merged onto the later one's time, which only ever delays capacity. Runs
+// are never changed in place, so unchanged ones are shared with the old lane.
+function addUnits(
+  limit: LimitSettings, runs: Lane['runs'], at: number, c: number, now: number,
+): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   let placed = c === 0 || at <= now - limit.per;
-  // Runs are never changed in place, so unchanged ones are shared with the old lane.
   for (const run of runs ?? []) {
-    const [t, n] = run;
-    if (t <= now - limit.per) continue;
-    if (!placed && t >= at) {
+    if (run[0] <= now - limit.per) continue;
+    if (!placed && run[0] >= at) {
       placed = true;
-      if (t === at) { out.push([t, n + c]); continue; }
+      if (run[0] === at) {
+        out.push([at, run[1] + c]);
+        continue;
+      }
       out.push([at, c]);
     }
     out.push(run);
   }
   if (!placed) out.push([at, c]);
-  if (out.length > MAX_RUNS) mergeClosest(out);
+  if (out.length > MAX_RUNS) {
+    const gap = (i: number) => (out[i]?.[0] ?? 0) - (out[i - 1]?.[0] ?? 0);
+    let k = 1;
+    for (let i = 2; i < out.length; i++) if (gap(i) < gap(k)) k = i;
+    const [earlier, later] = out.slice(k - 1, k + 1) as [[number, number], [number, number]];
+    out.splice(k - 1, 2, [later[0], earlier[1] + later[1]]);
+  }
   return out;
 }
 
-// Removes c units granted at the reservation's time from one lane, where no
-// later reservation depends on them. Returns the lane itself when nothing changes.
+// Removes c units granted at the reservation's time from one lane, where no later reservation depends on them; the
+// lane itself when nothing changes.
 function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservation, i: number, c: number): Lane {
   if (!limit || c === 0) return lane;
   if (!limit.greedy) {
-    // Only the last reservation, whose spacing nothing later was built on.
-    // Its slot is at least as late as the `next` before it and the time it
-    // was made, so going back to its slot frees as much as going back to
-    // that `next` would: every later caller comes at or after it.
+    // Only the last reservation. Its slot is at least as late as the `next` before it and the time it was made, so
+    // going back to its slot frees as much as going back to that `next` would.
     const full = r.cost[i] ?? 0;
-    if (lane.next === undefined || lane.next !== spacedAfter(limit, r.at, full)) return lane;
+    if (lane.next !== spacedAfter(limit, r.at, full)) return lane;
     return { next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
   }
-  const runs = lane.runs;
-  const k = runs ? runs.findIndex(([t]) => t === r.at) : -1;
-  if (!runs || k === -1) return lane; // gone from the window, or merged into a later run: stays spent
-  const out = runs.map(([t, n]): [number, number] => [t, n]);
-  const run = out[k];
-  if (run) run[1] -= Math.min(c, run[1]);
-  return { runs: out.filter(([, n]) => n > 0) };
+  const k = lane.runs?.findIndex(([t]) => t === r.at) ?? -1;
+  const run = lane.runs?.[k];
+  if (!lane.runs || !run) return lane; // gone from the window, or merged into a later run: stays spent
+  const runs = lane.runs.map((other, j): [number, number] => (j === k ? [run[0], run[1] - c] : other));
+  return { runs: runs.filter(([, n]) => n > 0) };
 }
 
-// Where a patient limit's `next` stands after a call of c units at `at`.
-// Always this expression, so a reservation can recognise its own `next`.
+// Where a patient limit's `next` stands after a call of c units at `at`. Always this expression, so a reservation can
+// recognise its own `next`.
 function spacedAfter(limit: LimitSettings, at: number, c: number): number {
   return at + (c * limit.per) / limit.maxCount;
 }
 
-// Merges the two neighbouring runs closest in time onto the later one's time.
-function mergeClosest(runs: Array<[number, number]>): void {
-  let best = 1;
-  let bestGap = Infinity;
-  runs.forEach(([t], i) => {
-    const before = runs[i - 1];
-    if (before && t - before[0] < bestGap) { best = i; bestGap = t - before[0]; }
-  });
-  const [earlier, later] = runs.splice(best - 1, 2);
-  if (earlier && later) runs.splice(best - 1, 0, [later[0], earlier[1] + later[1]]);
-}
-
-// A state for these settings, carrying over what `state` holds.
-function fresh(s: Settings, state: LimitState | undefined): LimitState {
-  if (state) {
-    // Field by field: cheaper than a spread on the hot path.
-    const out: LimitState = { v: state.v, limits: state.limits, lanes: state.lanes };
-    if (state.maxConcurrent !== undefined) out.maxConcurrent = state.maxConcurrent;
-    if (state.serial !== undefined) out.serial = state.serial;
-    if (state.pausedUntil !== undefined) out.pausedUntil = state.pausedUntil;
-    if (state.slots !== undefined) out.slots = state.slots;
-    if (state.queue !== undefined) out.queue = state.queue;
-    return out;
-  }
-  // The settings' own array, so checkState knows it at a glance in memory.
-  const out: LimitState = { v: STATE_VERSION, limits: s.limits as LimitSettings[], lanes: s.limits.map(() => ({})) };
-  if (s.maxConcurrent !== Infinity) out.maxConcurrent = s.maxConcurrent;
-  if (s.serial) out.serial = true;
-  return out;
-}
-
-// Sets a list field of the state, leaving it out when empty (so a state
-// with nothing held stays as small as one that never had anything).
-function setList(state: LimitState, key: 'slots' | 'queue', list: Slot[]): void {
-  if (list.length) state[key] = list;
-  else delete state[key];
-}
-
+// The settings' order of limits (see Settings.limits); 0 for the same limit.
 function compareLimits(a: LimitSettings, b: LimitSettings): number {
-  return a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : a.per - b.per || a.maxCount - b.maxCount || Number(a.greedy) - Number(b.greedy);
+  if (a.unit !== b.unit) return a.unit < b.unit ? -1 : 1;
+  return a.per - b.per || a.maxCount - b.maxCount || Number(a.greedy) - Number(b.greedy);
 }
 
 function describeLimit(l: LimitSettings): string {
-  return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}${l.unit === 'calls' ? '' : `, unit=${l.unit}`}`;
+  const unit = l.unit === 'calls' ? '' : `, unit=${l.unit}`;
+  return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}${unit}`;
 }
 
-function describeSettings(s: Pick<Settings, 'limits'> & { maxConcurrent?: number | undefined; serial?: boolean | undefined }): string {
-  const parts = s.limits.map(describeLimit);
-  if (s.maxConcurrent !== undefined && s.maxConcurrent !== Infinity) parts.push(`maxConcurrent ${s.maxConcurrent}`);
-  if (s.serial) parts.push('serial');
-  return parts.join('; ');
-}
-
+// Finite, and within what any clock here can read (about 31,000 years in seconds), so a stranger's `1e300` is not
+// taken as a time.
 function isTime(t: unknown): t is number {
-  // Finite, and within what any clock here can read (about 31,000 years in
-  // seconds), so a stranger's `1e300` is not taken as a time.
   return typeof t === 'number' && Math.abs(t) < 1e12;
 }
 
-// The state format's version (see LimitState.v).
+// The core's tuning constants, each with what it trades. The state format's version (see LimitState.v). A newer one
+// is refused, never overwritten, so raising it locks older copies of this file out of a state.
 const STATE_VERSION = 3;
-// Greedy lanes keep at most this many runs. Each run is about 25 bytes of
-// JSON, so a lane stays within a few KB however big the limit; grants closer
-// in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
+// Greedy lanes keep at most this many runs. Each run is about 25 bytes of JSON, so a lane stays within a few KB
+// however big the limit; grants closer in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
 // about that much at worst, which errs on the side of fewer calls.
 const MAX_RUNS = 128;
-const EMPTY_LANE: Lane = Object.freeze({}) as Lane;
 
 // ---------------------------------------------------------------------------
 // 3. Stores
