@@ -2766,16 +2766,16 @@ function fileError(error: unknown, doing: string, path: string): RateLimitStoreE
   return new RateLimitStoreError(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, path, error);
 }
 
-// Permission denied: by the file itself when another user owns it (its owner
-// and mode say who may use it), else by the directory.
+// Permission denied: by the file's owner and mode when another user owns it,
+// else by the directory.
 function deniedWhy(path: string, dir: string): string {
   let st: FileStat | undefined;
   try { st = lstatSync(path, { throwIfNoEntry: false }); } catch { st = undefined; }
   const uid = process.getuid?.();
   if (!st || uid === undefined || st.uid === uid) return `permission denied in ${dir}`;
   const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-  return `permission denied by the file itself: it belongs to uid ${st.uid} with mode ${mode}, which does not let ` +
-    `uid ${uid} use it; run as that user, have them make it group-writable for a group you share, or use another file`;
+  return `the file belongs to uid ${st.uid} and its mode ${mode} does not let uid ${uid} read and write it; run as ` +
+    `uid ${st.uid}, ask its owner to share it (a group you are in, and chmod g+rw), or use another file`;
 }
 
 // ===========================================================================
