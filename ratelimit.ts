@@ -1505,34 +1505,33 @@ const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false 
 
 // The file store's tuning, each with what it trades.
 // A holder keeps the lock for one read-modify-write (tens of µs), so a waiter
-// first retries on the spot, blocking the thread, for SPIN_MS in all; past
-// that an async update() retries on timers, so a stuck lock never blocks the
-// caller's process. Pauses double from 20 µs up to MAX_BACKOFF_MS, jittered
-// so that waiters do not retry in step: shorter reacts sooner, longer costs
-// less CPU and fewer failed link()s, which take the directory's lock.
+// first retries on the spot for SPIN_MS, blocking the thread; then an async
+// update() retries on timers, so a stuck lock never blocks the process.
+// Pauses double from 20 µs to MAX_BACKOFF_MS, jittered so that waiters do not
+// retry in step: shorter reacts sooner, longer costs less CPU.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 // Pauses shorter than this watch the lock rather than sleep: waking from a
 // sleep costs tens of µs of CPU and lateness, more than the lock is held.
 const BUSY_SPIN_MS = 0.1;
 // How often a waiter reads the lock's owner record to see whether its holder
-// died: a read costs about 10 µs, and a crashed holder then stalls the others
-// for a few ms rather than the 100 ms that callers would notice.
+// died: a read costs about 10 µs, and a crashed holder stalls the others for
+// a few ms rather than the 100 ms that callers would notice.
 const INSPECT_EVERY_MS = 2;
-// Tries a call still gets, past its timeout, when a lock was just broken: a
+// Tries a call still gets past its timeout when a lock was just broken: a
 // slow break must not end a call that would now get the lock.
 const GRACE_TRIES = 3;
-// A breaker holds the break lock for well under a millisecond; one older than
+// A breaker holds the break lock well under a millisecond; one older than
 // this has a paused or dead breaker, and is taken away from it.
 const BREAK_LEASE_S = 1;
 // A state file this much longer than the state written is cut back (an
 // ftruncate, which makes ext4 flush); a smaller excess is padded with spaces.
 const SHRINK_SLACK_BYTES = 4096;
 // The most of a state file ever read. A state holds per limit at most 128
-// greedy runs of about 25 bytes, and about 300 bytes per concurrency slot or
-// queued waiter: a few KB in practice, and 4 MiB holds over 10,000 waiters.
-// A larger file (a sparse file, a disk image named like the state) is not
-// read, whatever its size, and counts as unparsable: see readState.
+// greedy runs of about 20 bytes, and about 300 bytes per concurrency slot or
+// queued waiter: a few KB in practice; 4 MiB would hold over 10,000 waiters.
+// A larger file (a sparse file, a disk image) is not read, and counts as
+// unparsable: see readState.
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
 // The most of an owner record (about 300 bytes) or a /proc file (status, the
 // largest read, about 1.5 KB) ever read.
@@ -1542,19 +1541,19 @@ const MAX_SMALL_BYTES = 4096;
 // of limiters out of descriptors.
 const MAX_OPEN_STATES = 32;
 // Locks' first sightings and namespace scans remembered; past this many they
-// are forgotten at once (bounded memory, at the cost of judging one again).
+// are forgotten (bounded memory, at the cost of judging one afresh).
 const MAX_REMEMBERED = 100;
 // A holder in another pid namespace is looked for by scanning /proc (about
 // 5 ms with 80 processes); a stuck lock is rescanned this often, so a holder
 // killed there is found dead within about this long.
 const NAMESPACE_SCAN_EVERY_MS = 100;
-// Carrying a state over from another clock by the wall clock: Date.now()'s
-// millisecond steps, erring late. Within CLOCKS_AGREE_S, a write "in our
-// future" is taken as the same clock's jitter.
+// Carrying a state over from another clock by the wall clock errs late by
+// this, for Date.now()'s millisecond steps; a write "in our future" by less
+// than CLOCKS_AGREE_S is taken as jitter of one clock.
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-// Lining a local clock up with /proc/uptime (see uptimeOffset): narrower costs
-// more polling at start-up, up to CALIBRATION_MAX_MS on a very busy machine.
+// Lining a local clock up with /proc/uptime (uptimeOffset): a narrower target
+// costs more polling at start-up, up to CALIBRATION_MAX_MS on a busy machine.
 const CALIBRATION_TARGET_MS = 0.1;
 const CALIBRATION_MAX_MS = 500;
 
@@ -1567,31 +1566,24 @@ export interface FileStoreOptions {
   staleAfter?: number | undefined;
   /**
    * The clock for the state, the owner records and the lock's lease. By
-   * default {@link sharedClock}; tests give a clock they move by hand, so
-   * the stale-lock and paused-holder rules can be stepped through.
+   * default {@link sharedClock}; tests give a clock they move by hand.
    */
   clock?: SharedClock | undefined;
 }
 
-/** What one try at the lock came to. The retry loop owns the waiting. */
-type Attempt<T> =
-  | { kind: 'taken'; result: T }
-  | { kind: 'busy'; backoffMs: number }
-  | { kind: 'lost' }; // we held it, but past our lease: the state may have moved on, so start over
-
-const LOST = { kind: 'lost' } as const;
-const BUSY_NOW = { kind: 'busy', backoffMs: 0 } as const;
-
-interface LockWait { inspectedMs: number; busyTries: number }
+// What one try at the lock came to: the transaction's result; the lock busy;
+// lost (we held it past our lease: the state may have moved on, so start
+// over); or worth another try at once.
+type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
  * Keeps the state in a JSON file shared by every process that names it. The
  * files beside it, and what a crash or a stopped holder costs, are in the
- * README ("Across processes"). The rule the code below keeps: a holder uses
- * the state only if it opened it, and finished writing it, within
- * staleAfter/2 of the time in its owner record (its lease); a lock is broken
- * when its holder is proven dead, or once it is staleAfter old. breakLock
- * says why a holder or breaker paused at any instant cannot undo anything.
+ * README ("Across processes"). The rule the code keeps: a holder uses the
+ * state only if it opened it, and finished writing it, within staleAfter/2 of
+ * the time in its owner record (its lease); a lock is broken when its holder
+ * is proven dead, or once it is staleAfter old. See breakLock for why nobody
+ * paused at any instant can undo anything.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1608,15 +1600,12 @@ export class FileStore implements RateLimitStore {
   private readonly givenClock: SharedClock | undefined;
   // This store's name for its thread's owner file in `dir`.
   private owner: OwnerFile | undefined;
-  // This thread as a holder of concurrency slots (see txContext).
-  private holder: string | undefined;
   // The last state this process read or wrote: a fallback if the file is
   // deleted or corrupted under us, so its history is not simply forgotten.
   private last?: LimitState;
   private seenFile = false;
-  // The bytes this store last wrote, and the state they hold: while the file
-  // still holds exactly these bytes (nobody wrote since), they need not be
-  // parsed and checked again. Transactions never change the state they get.
+  // The bytes this store last wrote, and their state: while the file holds
+  // exactly these, they need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
   // First sighting, on our clock, of each lock or break lock (by inode and
   // text): a lower bound of its age that needs no trust in its record.
@@ -1653,8 +1642,7 @@ export class FileStore implements RateLimitStore {
   update<T>(tx: Transaction<T>, options?: UpdateOptions): T | Promise<T> {
     const startedMs = monoMs();
     const tries = this.tries(tx, options?.lockTimeout);
-    // Most acquisitions succeed at once or within a few µs: stay synchronous
-    // then, and only go async when the lock stays busy.
+    // Most acquisitions succeed at once or within a few µs: stay synchronous then.
     for (let t = tries.next(); ; t = tries.next()) {
       if (t.done) return t.value;
       if (monoMs() - startedMs >= SPIN_MS) return this.updateLater(tries, t.value, options?.signal);
@@ -1673,28 +1661,36 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // The one retry loop. Each step tries the lock once (tryOnce) and yields
-  // how long to pause before the next; the caller pauses, blocking or on a
-  // timer. Throws once the lock has been busy longer than the call may wait.
+  // The one retry loop. Each step tries the lock once and yields how long to
+  // pause before the next; the caller pauses, blocking or on a timer. Throws
+  // once the lock has been busy longer than the call may wait.
   private *tries<T>(tx: Transaction<T>, timeoutS = Infinity): Generator<number, T> {
     const startedMs = monoMs();
-    const w: LockWait = { inspectedMs: startedMs, busyTries: 0 };
-    for (let graceTries = 0; ;) {
-      const a = this.tryOnce(tx, w);
-      if (a.kind === 'taken') return a.result;
-      if (a.kind === 'lost') {
-        this.locksLost++;
-        yield 0;
-      } else if (a.backoffMs === 0 && graceTries++ < GRACE_TRIES) {
-        yield 0;
-      } else {
-        const waitedS = (monoMs() - startedMs) / 1000;
-        if (waitedS > timeoutS) {
-          throw new RateLimitTimeoutError(waitedS, timeoutS,
-            `ratelimit: the lock on ${this.name} stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`);
-        }
-        yield a.backoffMs;
+    let inspectedMs = startedMs;
+    let busyTries = 0;
+    let graceTries = 0;
+    for (;;) {
+      // A retry first looks whether the lock is there (an lstat, which takes
+      // no lock in the kernel), so retries do not slow the holder down: a
+      // failed link() takes the directory's lock, as the holder's unlink() does.
+      const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
+      if (typeof a === 'object') return a.result;
+      if (a === 'lost') this.locksLost++;
+      let again = a !== 'busy';
+      if (a === 'busy' && monoMs() - inspectedMs >= INSPECT_EVERY_MS) {
+        // After progress (a lock or a stale break lock taken away), look again at once.
+        again = this.breakLock();
+        inspectedMs = again ? -Infinity : monoMs();
       }
+      if (again && a !== 'lost' && graceTries++ < GRACE_TRIES) { yield 0; continue; }
+      const waitedS = (monoMs() - startedMs) / 1000;
+      if (a !== 'lost' && waitedS > timeoutS) {
+        throw new RateLimitTimeoutError(waitedS, timeoutS,
+          `ratelimit: the lock on ${this.name} stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`);
+      }
+      if (again) { yield 0; continue; }
+      busyTries++;
+      yield Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(busyTries, 10)) * (0.5 + Math.random());
     }
   }
 
@@ -1721,13 +1717,8 @@ export class FileStore implements RateLimitStore {
 
   // --- the lock -------------------------------------------------------------
 
-  // One try: take the lock, and if taken, run the transaction under it. A
-  // retry first looks whether the lock is there (an lstat, which takes no
-  // lock in the kernel) and only then writes its record and links: waiters
-  // that retry do not slow the holder down (a failed link() takes the
-  // directory's lock, as the holder's unlink() does).
-  private tryOnce<T>(tx: Transaction<T>, w: LockWait): Attempt<T> {
-    if (w.busyTries > 0 && exists(this.lockPath)) return this.whileBusy(w);
+  // One try: take the lock and, if taken, run the transaction under it.
+  private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
     const clock = this.clock;
     const owner = this.ownerFile();
     const leaseStartS = stampOwner(owner, clock);
@@ -1735,37 +1726,30 @@ export class FileStore implements RateLimitStore {
       linkSync(ownerPath(this.path, owner), this.lockPath);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' && !exists(ownerPath(this.path, owner))) {
-        // Our owner file's name vanished (someone cleaned the directory): make a new one.
-        dropOwner(owner);
-        return BUSY_NOW;
-      }
-      if (code !== 'EEXIST') throw fileError(error, 'create the lock', this.lockPath);
-      return this.whileBusy(w);
+      if (code === 'EEXIST') return 'busy';
+      if (code !== 'ENOENT' || exists(ownerPath(this.path, owner))) throw fileError(error, 'create the lock', this.lockPath);
+      dropOwner(owner); // our owner file's name vanished (someone cleaned the directory): make a new one
+      return 'again';
     }
-    let attempt: Attempt<T> = LOST;
+    let attempt: Attempt<T> = 'lost';
     owner.holding = true;
     try {
       attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      this.unlock(clock, leaseStartS, owner, attempt);
+      // Remove the lock if it is still this hold and our lease is not over. A
+      // holder past its lease leaves the lock for a breaker and stops using its
+      // owner file, whose record would make the lock look fresh if rewritten.
+      // The clock is read just before the unlink: a holder stopped between
+      // the two for longer than staleAfter/2 could remove a successor's lock;
+      // that window is a few hundred ns of JavaScript with no system call.
+      // (A hold that came to a result was checked at the end of readModifyWrite.)
+      if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
+        if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
+        else dropOwner(owner);
+      }
     }
     return attempt;
-  }
-
-  // The lock is busy: every INSPECT_EVERY_MS see whether it may be broken;
-  // back off exponentially from 20 µs, with jitter so waiters don't retry in step.
-  private whileBusy(w: LockWait): Attempt<never> {
-    const nowMs = monoMs();
-    if (nowMs - w.inspectedMs >= INSPECT_EVERY_MS) {
-      w.inspectedMs = nowMs;
-      // After progress (a lock or a stale break lock taken away), look again at once.
-      if (this.breakLock()) { w.inspectedMs = -Infinity; return BUSY_NOW; }
-    }
-    w.busyTries++;
-    const backoffMs = Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(w.busyTries, 10));
-    return { kind: 'busy', backoffMs: backoffMs * (0.5 + Math.random()) };
   }
 
   // True while the lock at `path` is ours: our owner file's inode is linked
@@ -1774,20 +1758,6 @@ export class FileStore implements RateLimitStore {
   // from inside its own transaction is an error, see breakLock).
   private holds(path: string, owner: OwnerFile): boolean {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
-  }
-
-  // After the transaction: remove the lock if it is still this hold and our
-  // lease is not over. A holder past its lease leaves the lock for a breaker
-  // and stops using its owner file, whose record would make the lock look
-  // fresh if rewritten.
-  private unlock(clock: SharedClock, leaseStartS: number, owner: OwnerFile, attempt: Attempt<unknown>): void {
-    // A taken hold was checked just now, at the end of readModifyWrite().
-    if (attempt.kind !== 'taken' && !this.holds(this.lockPath, owner)) return;
-    // The clock is read just before the unlink: a holder stopped between the
-    // two for longer than staleAfter/2 could remove a successor's lock. That
-    // window is a few hundred ns of JavaScript with no system call in it.
-    if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
-    else dropOwner(owner);
   }
 
   // Sees whether the lock may be broken, and breaks it if so. Returns true
@@ -1821,9 +1791,20 @@ export class FileStore implements RateLimitStore {
     }
     const clock = this.clock;
     const dead = seen.record !== undefined && holderIsDead(seen.record);
-    if (!dead && this.ageS(seen, clock) <= this.staleAfterS) return false;
-    // Only a holder proven dead cannot write again: otherwise protect the state.
-    const temp = dead ? undefined : this.makeTemp();
+    const ageS = this.ageS(seen, clock);
+    if (!dead && ageS <= this.staleAfterS) return false;
+    // Only a holder proven dead cannot write again: otherwise protect the
+    // state, through a temp file created exclusively, never through a link,
+    // mode 0600, under a name nobody can predict.
+    let temp: { path: string; fd: number } | undefined;
+    if (!dead) {
+      const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
+      try {
+        temp = { path, fd: openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600) };
+      } catch (error) {
+        throw fileError(error, 'create a temp file for the state', path);
+      }
+    }
     const owner = this.ownerFile();
     try {
       const breakStartS = stampOwner(owner, clock, temp && basename(temp.path));
@@ -1831,7 +1812,12 @@ export class FileStore implements RateLimitStore {
         linkSync(ownerPath(this.path, owner), this.breakPath);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
-        return this.clearStaleBreakLock(clock);
+        // Taken: if its breaker is dead or past its lease, take it away (which
+        // also disarms that breaker's rename).
+        const breaker = readRecord(this.breakPath);
+        if (!breaker) return true;
+        const stale = (breaker.record !== undefined && holderIsDead(breaker.record)) || this.ageS(breaker, clock) > BREAK_LEASE_S;
+        return stale && this.removeLockFile(this.breakPath, breaker.ino);
       }
       try {
         const now = readRecord(this.lockPath);
@@ -1841,25 +1827,24 @@ export class FileStore implements RateLimitStore {
         if (clock.now() - breakStartS >= BREAK_LEASE_S / 2) return false;
         if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
         this.locksBroken++;
-        if (dead && seen.record) removeOwnerNames(ownerNamesIn(this.dir).get(seen.record.token) ?? []);
-        else warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${this.whyStale(seen, clock)}`);
+        const rec = seen.record;
+        if (dead && rec) removeOwnerNames(ownerNamesIn(this.dir).get(rec.token) ?? []);
+        else {
+          const age = `${ageS.toFixed(1)} s`;
+          const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
+            : `its owner record is unreadable and it is ${age} old`;
+          warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} (staleAfter is ${this.staleAfterS} s)`);
+        }
         return true;
       } finally {
         if (this.holds(this.breakPath, owner)) this.removeLockFile(this.breakPath, owner.ino);
       }
     } finally {
-      if (temp) discardTemp(temp);
+      if (temp) {
+        if (temp.fd >= 0) closeQuietly(temp.fd);
+        unlinkIfThere(temp.path);
+      }
     }
-  }
-
-  // A break lock we could not take: if its breaker is dead or past its
-  // lease, take it away (which also disarms that breaker's rename).
-  // Returns true if it took one away.
-  private clearStaleBreakLock(clock: SharedClock): boolean {
-    const breaker = readRecord(this.breakPath);
-    if (!breaker) return true;
-    const dead = breaker.record !== undefined && holderIsDead(breaker.record);
-    return (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) && this.removeLockFile(this.breakPath, breaker.ino);
   }
 
   // Removes the lock or break lock at `path` only if it is the inode `ino`;
@@ -1889,35 +1874,16 @@ export class FileStore implements RateLimitStore {
     return got?.ino === ino;
   }
 
+  // A lock's age: at least as long as we have watched it, and by its record's
+  // time if that is on our clock.
   private ageS(lock: LockFile, clock: SharedClock): number {
     const now = clock.now();
     const key = `${lock.ino}:${lock.text}`;
     const first = this.firstSeen.get(key) ?? now;
     if (this.firstSeen.size > MAX_REMEMBERED) this.firstSeen.clear();
     this.firstSeen.set(key, first);
-    // The record's own time counts only on our clock; either way the lock
-    // is at least as old as we have been watching it.
     const rec = lock.record;
     return rec && rec.clock === clock.tag ? Math.max(now - rec.time, now - first) : now - first;
-  }
-
-  private whyStale(lock: LockFile, clock: SharedClock): string {
-    const age = this.ageS(lock, clock).toFixed(1);
-    const rec = lock.record;
-    const limit = `(staleAfter is ${this.staleAfterS} s)`;
-    return rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age} s ${limit}`
-      : `its owner record is unreadable and it is ${age} s old ${limit}`;
-  }
-
-  // A temp file for a copy of the state: created exclusively, never through a
-  // link, mode 0600, under a name nobody can predict.
-  private makeTemp(): { path: string; fd: number } {
-    const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
-    try {
-      return { path, fd: openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600) };
-    } catch (error) {
-      throw fileError(error, 'create a temp file for the state', path);
-    }
   }
 
   // Moves the state to a new inode: copies it into `temp` and renames that
@@ -1930,7 +1896,7 @@ export class FileStore implements RateLimitStore {
       file = readBounded(this.path, MAX_STATE_BYTES);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      // No state to protect (a link or an odd file is reported or replaced at the next open).
+      // No state to protect (a link or an odd file is replaced or reported at the next open).
       if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTREG' || code === 'ENXIO') return true;
       throw fileError(error, 'read the state file', this.path);
     }
@@ -1957,18 +1923,15 @@ export class FileStore implements RateLimitStore {
   }
 
   private ownerFile(): OwnerFile {
-    if (this.owner && !this.owner.dropped) return this.owner;
-    this.owner = acquireOwner(this.dir, this.path);
+    if (!this.owner || this.owner.dropped) this.owner = acquireOwner(this.dir, this.path);
     return this.owner;
   }
 
   // --- the state ------------------------------------------------------------
 
-  // Holding the lock: read the state, run the transaction, write. The state is
-  // used only within our lease; see breakLock. The lock is held from the
-  // link() in tryOnce to the unlink() in unlock, so only what must see or
-  // change the state happens here: one lstat and one read, the transaction,
-  // one write, and one lstat to see that the lock is still ours.
+  // Holding the lock, which is held from the link() in tryOnce to the
+  // unlink() after this: one lstat and one read of the state, the
+  // transaction, one write, and one lstat to see that the lock is still ours.
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile): Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
@@ -1976,51 +1939,45 @@ export class FileStore implements RateLimitStore {
     // may have moved the state and this descriptor may be the new one: stop
     // before reading or writing. A live holder's lock is broken only once it
     // is staleAfter old (twice this lease), so the time alone tells; the
-    // check after the write also catches a breaker's mistake (see removeLockFile).
+    // check after the write also catches a breaker's mistake.
     // `now`, with the wall clock read just before it (to place a state
     // written on another clock) and just after it (to record with ours). A
     // pause between two readings then only ever places a state later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
     const wallAfterS = wallOf(clock);
-    if (now - leaseStartS >= halfLeaseS) return LOST;
+    if (now - leaseStartS >= halfLeaseS) return 'lost';
     const current = this.readState(fd, sizeBytes, now, wallBeforeS, clock);
-    const { state, result } = tx(current, now, this.txContext());
-    let written: Buffer | undefined;
-    if (state) {
-      const stored: StoredState = { clock: clock.tag, written: now, wall: wallAfterS, state };
-      written = writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
-    }
+    const { state, result } = tx(current, now, txContext());
+    const stored: StoredState | undefined = state && { clock: clock.tag, written: now, wall: wallAfterS, state };
+    const written = stored && writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
     // Paused while writing? Then a breaker may have copied the state before
     // our write: do not count on it.
     if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) {
       this.memo = undefined;
-      return LOST;
+      return 'lost';
     }
     if (state && written) {
       this.last = state;
       this.seenFile = true;
       this.memo = { tag: clock.tag, bytes: written, state };
     }
-    return { kind: 'taken', result };
+    return { result };
   }
 
   // The state in the file, on our clock. A missing, empty, oversized or
   // unparsable state falls back to the last one this process knew, with a
-  // warning where something was lost. The size rule is here, in one place: a
-  // file over MAX_STATE_BYTES is never read, whatever it holds, and is treated
-  // as unparsable (its size in the warning); the next write cuts it back.
+  // warning where something was lost. The size rule, in one place: a file over
+  // MAX_STATE_BYTES is never read, and is treated as unparsable (its size in
+  // the warning); the next write cuts it back.
   private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock): LimitState | undefined {
     const lost = (why: string) => {
       warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} ${why}; starting it afresh from this process's last known state`);
       return this.last;
     };
-    if (sizeBytes > MAX_STATE_BYTES) {
-      return lost(`could not be parsed: it is ${sizeBytes} bytes, more than the ${MAX_STATE_BYTES} any state takes`);
-    }
+    if (sizeBytes > MAX_STATE_BYTES) return lost(`could not be parsed: it is ${sizeBytes} bytes, more than any state takes`);
     const bytes = readUpTo(fd, sizeBytes);
-    const memo = this.memo;
-    if (memo && memo.tag === clock.tag && bytes.equals(memo.bytes)) return memo.state;
+    if (this.memo?.tag === clock.tag && bytes.equals(this.memo.bytes)) return this.memo.state;
     const text = bytes.toString('utf8');
     if (text.trim() === '') {
       if (this.seenFile) {
@@ -2042,26 +1999,27 @@ export class FileStore implements RateLimitStore {
     if (shift === undefined) return state;
     return shiftState(state, shift.byS, shift.capped ? now : Infinity);
   }
+}
 
-  // Who we are to the core (for concurrency slots), and the proof of death
-  // for other holders, by the rule for a lock's holder. Each holder is judged
-  // at most once per transaction: a judgment reads /proc, and all of a
-  // process's waiters in the queue share one holder.
-  private txContext(): TxContext {
-    this.holder ??= JSON.stringify(holderOf(identity()));
-    const verdicts = new Map<string, boolean>();
-    const isDead = (h: string): boolean => {
-      let dead = verdicts.get(h);
-      if (dead === undefined) {
-        let r: unknown;
-        try { r = JSON.parse(h); } catch { r = undefined; }
-        dead = isHolder(r) && holderIsDead(r);
-        verdicts.set(h, dead);
-      }
-      return dead;
-    };
-    return { holder: this.holder, isDead };
-  }
+// Who we are to the core (for concurrency slots), and the proof of death for
+// other holders, by the rule for a lock's holder. Each holder is judged at
+// most once per transaction: a judgment reads /proc, and all of a process's
+// waiters share one holder.
+let thisHolder: string | undefined;
+function txContext(): TxContext {
+  thisHolder ??= JSON.stringify(identity().holder);
+  const verdicts = new Map<string, boolean>();
+  const isDead = (h: string): boolean => {
+    let dead = verdicts.get(h);
+    if (dead === undefined) {
+      let r: unknown;
+      try { r = JSON.parse(h); } catch { r = undefined; }
+      dead = isHolder(r) && holderIsDead(r);
+      verdicts.set(h, dead);
+    }
+    return dead;
+  };
+  return { holder: thisHolder, isDead };
 }
 
 // --- the lock's names: lock, break lock and owner files -----------------------
@@ -2078,25 +2036,18 @@ function readRecord(path: string): LockFile | undefined {
     file = readBounded(path, MAX_SMALL_BYTES);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') {
-      throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is a symbolic link, not a lock made by ratelimit; remove it`, path, error);
-    }
     const st = code === 'ENOENT' ? undefined : lstatSync(path, { throwIfNoEntry: false });
     if (!st) return undefined;
     if (!st.isFile()) {
-      const what = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'not a regular file';
-      throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is ${what}, not a lock made by ratelimit; remove it`, path);
+      const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO'
+        : st.isSocket() ? 'a socket' : 'not a regular file';
+      throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is ${what}, not a lock made by ratelimit; remove it`, path, error);
     }
     if (code === 'EACCES' || code === 'EPERM') return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
     throw fileError(error, 'read', path);
   }
   const text = file.bytes.toString('utf8');
   return { ino: file.st.ino, text, record: parseOwnerRecord(text) };
-}
-
-function discardTemp(temp: { path: string; fd: number }): void {
-  if (temp.fd >= 0) closeQuietly(temp.fd);
-  unlinkIfThere(temp.path);
 }
 
 /**
@@ -2125,18 +2076,14 @@ export function encodeOwnerRecord(r: OwnerRecord): string {
 export function parseOwnerRecord(text: string): OwnerRecord | undefined {
   let parsed: unknown;
   try { parsed = JSON.parse(text); } catch { return undefined; }
-  if (!isHolder(parsed)) return undefined;
   const r = parsed as Partial<OwnerRecord>;
-  if (typeof r.token !== 'string' || !Number.isFinite(r.seq) || typeof r.clock !== 'string' || !Number.isFinite(r.time)) return undefined;
-  if (r.renew !== undefined && typeof r.renew !== 'string') return undefined;
-  return r as OwnerRecord;
+  const ok = isHolder(parsed) && typeof r.token === 'string' && Number.isFinite(r.seq) && typeof r.clock === 'string' &&
+    Number.isFinite(r.time) && (r.renew === undefined || typeof r.renew === 'string');
+  return ok ? r as OwnerRecord : undefined;
 }
 
 // The fields that name a holder (also the core's holder strings).
 type Holder = Pick<OwnerRecord, 'pid' | 'tid' | 'host' | 'ns' | 'boot' | 'start' | 'tstart'>;
-function holderOf(me: Identity): Holder {
-  return { pid: process.pid, tid: me.tid, host: me.host, ns: me.ns, boot: me.boot, start: me.start, tstart: me.tstart };
-}
 function isHolder(r: unknown): r is Holder {
   const h = r as Partial<Holder> | null;
   return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) &&
@@ -2258,8 +2205,7 @@ function sweepOwners(dir: string): void {
 // record so far, so rewriting in place never leaves the tail of a longer one.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
-  owner.seq++;
-  const text = encodeOwnerRecord({ ...holderOf(identity()), token: owner.token, seq: owner.seq, clock: clock.tag, time, renew });
+  const text = encodeOwnerRecord({ ...identity().holder, token: owner.token, seq: ++owner.seq, clock: clock.tag, time, renew });
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
   writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
   return time;
@@ -2276,13 +2222,13 @@ function isEnvelope(v: unknown): v is StoredState {
 }
 
 // The state file, open for read and write, never through a symbolic link and
-// never blocking on a special file. The descriptor is kept between calls
-// while the path still names the same file (an open descriptor keeps its
-// inode number from being reused), so most calls cost one lstat instead of
-// open, fstat and close; that lstat, of the very inode the descriptor holds,
-// gives its size. At most MAX_OPEN_STATES are kept, least recently used out.
+// never blocking on a special file. The descriptor is kept while the path
+// still names the same file (an open descriptor keeps its inode number from
+// being reused), so most calls cost one lstat, which gives the size of that
+// very inode, instead of open, fstat and close. At most MAX_OPEN_STATES are
+// kept, least recently used out.
 const openStates = new Map<string, { fd: number; ino: number }>();
-function openState(path: string, name: string): { fd: number; sizeBytes: number } {
+function openState(path: string, name: string, linkReplaced = false): { fd: number; sizeBytes: number } {
   const seen = lstatSync(path, { throwIfNoEntry: false });
   const cached = openStates.get(path);
   if (cached && seen?.isFile() && seen.ino === cached.ino) {
@@ -2291,34 +2237,30 @@ function openState(path: string, name: string): { fd: number; sizeBytes: number 
     return { fd: cached.fd, sizeBytes: seen.size };
   }
   closeState(path);
-  const flags = constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK;
-  for (let tries = 0; ; tries++) {
-    try {
-      const fd = openSync(path, flags, 0o600);
-      const stat = fstatSync(fd);
-      if (stat.isFile()) {
-        openStates.set(path, { fd, ino: stat.ino });
-        const oldest = openStates.keys().next();
-        if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
-        return { fd, sizeBytes: stat.size };
-      }
-      closeSync(fd);
-      throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ELOOP' && tries === 0) {
-        // A symbolic link where the state should be. Remove the link itself
-        // (its target is left alone) and start a real file in its place.
-        warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
-        try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
-        continue;
-      }
-      if (code === 'EISDIR' || code === 'ENOTREG' || code === 'ENXIO') {
-        throw new RateLimitStoreError(`ratelimit: ${name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, path, error);
-      }
-      throw fileError(error, 'open the state file', path);
-    }
+  const notPlain = (error?: unknown) => new RateLimitStoreError(
+    `ratelimit: ${name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, path, error);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR' || code === 'ENXIO') throw notPlain(error);
+    if (code !== 'ELOOP' || linkReplaced) throw fileError(error, 'open the state file', path);
+    // A symbolic link where the state should be. Remove the link itself (its
+    // target is left alone) and start a real file in its place.
+    warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
+    try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
+    return openState(path, name, true);
   }
+  const stat = fstatSync(fd);
+  if (!stat.isFile()) {
+    closeSync(fd);
+    throw notPlain();
+  }
+  openStates.set(path, { fd, ino: stat.ino });
+  const oldest = openStates.keys().next();
+  if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
+  return { fd, sizeBytes: stat.size };
 }
 
 function closeState(path: string): void {
@@ -2382,10 +2324,10 @@ function writeAll(fd: number, bytes: Uint8Array, position: number, path: string)
  * compared: containers on one kernel may each have their own.
  */
 export function holderIsDead(rec: Holder): boolean {
-  const me = identity();
+  const { holder: me, procIsOurs } = identity();
   if (!me.boot || rec.boot !== me.boot) return false;
-  if (!me.ns || rec.ns !== me.ns) return goneFromNamespace(rec, me);
-  if (!me.procIsOurs) {
+  if (!me.ns || rec.ns !== me.ns) return goneFromNamespace(rec, me.ns === PID_NS_INIT && procIsOurs);
+  if (!procIsOurs) {
     // /proc shows another namespace: signal 0, which cannot tell a reused pid.
     try { process.kill(rec.pid, 0); return false; } catch (e) { return (e as NodeJS.ErrnoException).code === 'ESRCH'; }
   }
@@ -2409,8 +2351,8 @@ function statShowsAlive(path: string, start: string): boolean {
 // start time. Costs a /proc scan, so results are kept NAMESPACE_SCAN_EVERY_MS.
 const PID_NS_INIT = 'pid:[4026531836]';
 const scans = new Map<string, { atMs: number; dead: boolean }>();
-function goneFromNamespace(rec: Holder, me: Identity): boolean {
-  if (me.ns !== PID_NS_INIT || !me.procIsOurs || !rec.ns) return false;
+function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
+  if (!seeAll || !rec.ns) return false;
   const key = `${rec.ns}:${rec.pid}:${rec.start}`;
   const memo = scans.get(key);
   if (memo && monoMs() - memo.atMs < NAMESPACE_SCAN_EVERY_MS) return memo.dead;
@@ -2457,9 +2399,9 @@ function readStat(path: string): { state: string; start: string } | 'gone' | 'un
   return { state: rest.slice(0, 1), start };
 }
 
-// Who this thread is, for owner records. Each field is '' (or 0) when it
-// cannot be read, which makes the holder impossible to judge, never dead.
-interface Identity { host: string; ns: string; boot: string; start: string; tid: number; tstart: string; procIsOurs: boolean }
+// Who this thread is, as a holder. Each field is '' (or 0) when it cannot be
+// read, which makes the holder impossible to judge, never dead.
+interface Identity { holder: Holder; procIsOurs: boolean }
 let identityCache: Identity | undefined;
 function identity(): Identity {
   if (identityCache) return identityCache;
@@ -2471,16 +2413,16 @@ function identity(): Identity {
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
   const own = readStat('/proc/self/stat');
   const ownThread = tid ? readStat(`/proc/self/task/${tid}/stat`) : 'unknown';
-  identityCache = {
+  const holder = {
+    pid: process.pid, tid,
     // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
     host: read(hostname),
     ns: read(() => readlinkSync('/proc/self/ns/pid')),
     boot: bootId(),
     start: typeof own === 'object' ? own.start : '',
-    tid,
     tstart: typeof ownThread === 'object' ? ownThread.start : '',
-    procIsOurs: self === String(process.pid),
   };
+  identityCache = { holder, procIsOurs: self === String(process.pid) };
   return identityCache;
 }
 
@@ -2535,13 +2477,9 @@ const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wall
 //   ours (a clock stepped back, or a suspend not yet noticed): treat the
 //   write as made just now. Not capped, so waiters queued by other
 //   processes keep their places.
-// A writer whose clock is behind ours cannot be told from an old write by
-// our clock alone, and the wall clock is no referee (it is stepped, and
-// faked per process), so the shared clock itself must not lag: it subtracts
-// time namespace offsets and rechecks its line-up with the boot clock
-// whenever a second has passed on either clock. Each side's wall reading is
-// taken next to its clock reading, on the side that errs late (see
-// readModifyWrite), so only Date.now()'s millisecond steps are left.
+// A writer whose clock is behind ours cannot be told from an old write by our
+// clock alone, and the wall clock is no referee (it is stepped, and faked per
+// process), so the shared clock itself must not lag (see sharedClock).
 function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
   const wallSinceS = clock.wall ? wallNowS - raw.wall : undefined;
@@ -2712,7 +2650,7 @@ function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileS
   }
 }
 
-// What the file store looks at in a file's status.
+// What the file store looks at in a file's status (fs.Stats has it all).
 interface FileStat { ino: number; size: number; mode: number; uid: number; gid: number; isFile(): boolean }
 
 // Reads an open file from its start until its end or `maxBytes`, into one
