@@ -1685,8 +1685,8 @@ export class FileStore implements RateLimitStore {
       if (again && a !== 'lost' && graceTries++ < GRACE_TRIES) { yield 0; continue; }
       const waitedS = (monoMs() - startedMs) / 1000;
       if (a !== 'lost' && waitedS > timeoutS) {
-        throw new RateLimitTimeoutError(waitedS, timeoutS,
-          `ratelimit: the lock on ${this.name} stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`);
+        const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
+        throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
       }
       if (again) { yield 0; continue; }
       busyTries++;
@@ -1727,7 +1727,9 @@ export class FileStore implements RateLimitStore {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') return 'busy';
-      if (code !== 'ENOENT' || exists(ownerPath(this.path, owner))) throw fileError(error, 'create the lock', this.lockPath);
+      if (code !== 'ENOENT' || exists(ownerPath(this.path, owner))) {
+        throw fileError(error, 'create the lock', this.lockPath);
+      }
       dropOwner(owner); // our owner file's name vanished (someone cleaned the directory): make a new one
       return 'again';
     }
@@ -1786,8 +1788,8 @@ export class FileStore implements RateLimitStore {
     const seen = readRecord(this.lockPath);
     if (!seen) return true;
     if (this.owner?.holding && seen.ino === this.owner.ino) {
-      throw new RateLimitStoreError(
-        `ratelimit: ${this.name} was used from inside a transaction on the same state file; that would wait for itself`, this.path);
+      const why = 'was used from inside a transaction on the same state file; that would wait for itself';
+      throw new RateLimitStoreError(`ratelimit: ${this.name} ${why}`, this.path);
     }
     const clock = this.clock;
     const dead = seen.record !== undefined && holderIsDead(seen.record);
@@ -1800,7 +1802,7 @@ export class FileStore implements RateLimitStore {
     if (!dead) {
       const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
       try {
-        temp = { path, fd: openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600) };
+        temp = { path, fd: createExclusive(path) };
       } catch (error) {
         throw fileError(error, 'create a temp file for the state', path);
       }
@@ -1811,13 +1813,14 @@ export class FileStore implements RateLimitStore {
       try {
         linkSync(ownerPath(this.path, owner), this.breakPath);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
         // Taken: if its breaker is dead or past its lease, take it away (which
         // also disarms that breaker's rename).
         const breaker = readRecord(this.breakPath);
         if (!breaker) return true;
-        const stale = (breaker.record !== undefined && holderIsDead(breaker.record)) || this.ageS(breaker, clock) > BREAK_LEASE_S;
-        return stale && this.removeLockFile(this.breakPath, breaker.ino);
+        const dead = breaker.record !== undefined && holderIsDead(breaker.record);
+        return (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) && this.removeLockFile(this.breakPath, breaker.ino);
       }
       try {
         const now = readRecord(this.lockPath);
@@ -1833,7 +1836,8 @@ export class FileStore implements RateLimitStore {
           const age = `${ageS.toFixed(1)} s`;
           const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
             : `its owner record is unreadable and it is ${age} old`;
-          warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} (staleAfter is ${this.staleAfterS} s)`);
+          const limit = `(staleAfter is ${this.staleAfterS} s)`;
+          warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} ${limit}`);
         }
         return true;
       } finally {
@@ -1867,7 +1871,7 @@ export class FileStore implements RateLimitStore {
         linkSync(aside, path);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'restore the lock', path);
-        warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path} and could not put it back`);
+        warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path}; could not put it back`);
       }
     }
     unlinkIfThere(aside);
@@ -1909,7 +1913,9 @@ export class FileStore implements RateLimitStore {
     // Node's permission model refuses fchmod and fchown outright.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
-      try { fchownSync(temp.fd, st.uid, st.gid); } catch { try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ } }
+      try { fchownSync(temp.fd, st.uid, st.gid); } catch {
+        try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ }
+      }
     }
     closeSync(temp.fd);
     temp.fd = -1;
@@ -1932,7 +1938,8 @@ export class FileStore implements RateLimitStore {
   // Holding the lock, which is held from the link() in tryOnce to the
   // unlink() after this: one lstat and one read of the state, the
   // transaction, one write, and one lstat to see that the lock is still ours.
-  private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile): Attempt<T> {
+  private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile):
+    Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
     // Paused between taking the lock and opening the state? Then a breaker
@@ -1970,21 +1977,19 @@ export class FileStore implements RateLimitStore {
   // warning where something was lost. The size rule, in one place: a file over
   // MAX_STATE_BYTES is never read, and is treated as unparsable (its size in
   // the warning); the next write cuts it back.
-  private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock): LimitState | undefined {
-    const lost = (why: string) => {
-      warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} ${why}; starting it afresh from this process's last known state`);
+  private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
+    LimitState | undefined {
+    const lost = (why: string, then = 'starting it afresh from') => {
+      warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} ${why}; ${then} this process's last known state`);
       return this.last;
     };
-    if (sizeBytes > MAX_STATE_BYTES) return lost(`could not be parsed: it is ${sizeBytes} bytes, more than any state takes`);
+    if (sizeBytes > MAX_STATE_BYTES) {
+      return lost(`could not be parsed: it is ${sizeBytes} bytes, more than any state takes`);
+    }
     const bytes = readUpTo(fd, sizeBytes);
     if (this.memo?.tag === clock.tag && bytes.equals(this.memo.bytes)) return this.memo.state;
     const text = bytes.toString('utf8');
-    if (text.trim() === '') {
-      if (this.seenFile) {
-        warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} was deleted or emptied; continuing from this process's last known state`);
-      }
-      return this.last;
-    }
+    if (text.trim() === '') return this.seenFile ? lost('was deleted or emptied', 'continuing from') : this.last;
     let raw: StoredState | undefined;
     let state: LimitState | undefined;
     try {
@@ -2041,7 +2046,8 @@ function readRecord(path: string): LockFile | undefined {
     if (!st.isFile()) {
       const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO'
         : st.isSocket() ? 'a socket' : 'not a regular file';
-      throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is ${what}, not a lock made by ratelimit; remove it`, path, error);
+      const why = `is ${what}, not a lock made by ratelimit; remove it`;
+      throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} ${why}`, path, error);
     }
     if (code === 'EACCES' || code === 'EPERM') return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
     throw fileError(error, 'read', path);
@@ -2088,7 +2094,8 @@ function isHolder(r: unknown): r is Holder {
   const h = r as Partial<Holder> | null;
   return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) &&
     (h.tid === undefined || Number.isSafeInteger(h.tid)) && typeof h.host === 'string' && typeof h.ns === 'string' &&
-    typeof h.boot === 'string' && typeof h.start === 'string' && (h.tstart === undefined || typeof h.tstart === 'string');
+    typeof h.boot === 'string' && typeof h.start === 'string' &&
+    (h.tstart === undefined || typeof h.tstart === 'string');
 }
 
 // One owner file per thread and directory, whatever the number of limiters:
@@ -2113,11 +2120,12 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
     const path = ownerPath(statePath, { token });
     let fd: number;
     try {
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+      fd = createExclusive(path);
     } catch (error) {
       throw fileError(error, 'create the lock owner file', path);
     }
-    owner = { dir, fd, ino: fstatSync(fd).ino, token, seq: 0, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
+    const ino = fstatSync(fd).ino;
+    owner = { dir, fd, ino, token, seq: 0, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
     ownerFiles.set(dir, owner);
     if (!exitHooked) {
       exitHooked = true;
@@ -2139,7 +2147,9 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') { dropOwner(owner); return acquireOwner(dir, statePath); }
-      if (code !== 'EEXIST' || lstatSync(name).ino !== owner.ino) throw fileError(error, 'create the lock owner file', name);
+      if (code !== 'EEXIST' || lstatSync(name).ino !== owner.ino) {
+        throw fileError(error, 'create the lock owner file', name);
+      }
     }
     owner.names.add(name);
   }
@@ -2205,7 +2215,8 @@ function sweepOwners(dir: string): void {
 // record so far, so rewriting in place never leaves the tail of a longer one.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
-  const text = encodeOwnerRecord({ ...identity().holder, token: owner.token, seq: ++owner.seq, clock: clock.tag, time, renew });
+  const when = { seq: ++owner.seq, clock: clock.tag, time, renew };
+  const text = encodeOwnerRecord({ ...identity().holder, token: owner.token, ...when });
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
   writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
   return time;
@@ -2218,7 +2229,8 @@ interface StoredState { clock: string; written: number; wall: number; state: unk
 
 function isEnvelope(v: unknown): v is StoredState {
   const e = v as Partial<StoredState> | null;
-  return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) && Number.isFinite(e.wall);
+  return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) &&
+    Number.isFinite(e.wall);
 }
 
 // The state file, open for read and write, never through a symbolic link and
@@ -2237,8 +2249,8 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
     return { fd: cached.fd, sizeBytes: seen.size };
   }
   closeState(path);
-  const notPlain = (error?: unknown) => new RateLimitStoreError(
-    `ratelimit: ${name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, path, error);
+  const why = 'is a directory or other non-regular file; it must be a plain file (or not exist yet)';
+  const notPlain = (error?: unknown) => new RateLimitStoreError(`ratelimit: ${name} ${why}`, path, error);
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
@@ -2248,7 +2260,8 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
     if (code !== 'ELOOP' || linkReplaced) throw fileError(error, 'open the state file', path);
     // A symbolic link where the state should be. Remove the link itself (its
     // target is left alone) and start a real file in its place.
-    warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
+    const did = "replaced it with a plain file (the link's target was not touched)";
+    warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; ${did}`);
     try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
     return openState(path, name, true);
   }
@@ -2395,7 +2408,8 @@ function readStat(path: string): { state: string; start: string } | 'gone' | 'un
   const rest = stat.slice(stat.lastIndexOf(')') + 2);
   const ticks = rest.split(' ')[19] ?? '';
   const bootS = timeNamespaceOffsets()?.bootS ?? 0;
-  const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
+  const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks
+    : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
   return { state: rest.slice(0, 1), start };
 }
 
@@ -2459,7 +2473,9 @@ export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
   const boot = bootId();
   const offsets = timeNamespaceOffsets();
-  if (boot && offsets && readUptime() !== undefined) clockCache = bootClock(`boot:${boot}`, offsets.bootS, offsets.monoS);
+  if (boot && offsets && readUptime() !== undefined) {
+    clockCache = bootClock(`boot:${boot}`, offsets.bootS, offsets.monoS);
+  }
   clockCache ??= wallClock();
   return clockCache;
 }
@@ -2480,10 +2496,11 @@ const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wall
 // A writer whose clock is behind ours cannot be told from an old write by our
 // clock alone, and the wall clock is no referee (it is stepped, and faked per
 // process), so the shared clock itself must not lag (see sharedClock).
-function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
+function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
+  { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
-  const wallSinceS = clock.wall ? wallNowS - raw.wall : undefined;
-  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, (wallSinceS ?? 0) - WALL_MARGIN_S), capped: true };
+  const wallSinceS = clock.wall ? wallNowS - raw.wall : 0;
+  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, wallSinceS - WALL_MARGIN_S), capped: true };
   if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
   return undefined;
 }
@@ -2670,6 +2687,11 @@ function readUpTo(fd: number, maxBytes: number): Buffer {
 
 // A small text file, such as a /proc entry.
 const readText = (path: string): string => readBounded(path, MAX_SMALL_BYTES).bytes.toString('latin1');
+
+// Creates a file only if nothing is at its name (never through a link), mode 0600.
+function createExclusive(path: string): number {
+  return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+}
 
 function exists(path: string): boolean {
   return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
