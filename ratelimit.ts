@@ -1979,17 +1979,13 @@ export class FileStore implements RateLimitStore {
   // the warning); the next write cuts it back.
   private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
     LimitState | undefined {
-    const lost = (why: string, then = 'starting it afresh from') => {
-      warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} ${why}; ${then} this process's last known state`);
-      return this.last;
-    };
     if (sizeBytes > MAX_STATE_BYTES) {
-      return lost(`could not be parsed: it is ${sizeBytes} bytes, more than any state takes`);
+      return this.lost(`could not be parsed: it is ${sizeBytes} bytes, more than any state takes`);
     }
     const bytes = readUpTo(fd, sizeBytes);
     if (this.memo?.tag === clock.tag && bytes.equals(this.memo.bytes)) return this.memo.state;
     const text = bytes.toString('utf8');
-    if (text.trim() === '') return this.seenFile ? lost('was deleted or emptied', 'continuing from') : this.last;
+    if (text.trim() === '') return this.seenFile ? this.lost('was deleted or emptied', 'continuing from') : this.last;
     let raw: StoredState | undefined;
     let state: LimitState | undefined;
     try {
@@ -1998,33 +1994,41 @@ export class FileStore implements RateLimitStore {
     } catch {
       state = undefined;
     }
-    if (!raw || !state) return lost('could not be parsed');
+    if (!raw || !state) return this.lost('could not be parsed');
     this.seenFile = true;
     const shift = clockShiftS(raw, now, wallNowS, clock);
     if (shift === undefined) return state;
     return shiftState(state, shift.byS, shift.capped ? now : Infinity);
   }
+
+  private lost(why: string, then = 'starting it afresh from'): LimitState | undefined {
+    warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} ${why}; ${then} this process's last known state`);
+    return this.last;
+  }
 }
 
 // Who we are to the core (for concurrency slots), and the proof of death for
 // other holders, by the rule for a lock's holder. Each holder is judged at
-// most once per transaction: a judgment reads /proc, and all of a process's
-// waiters share one holder.
-let thisHolder: string | undefined;
+// most once per transaction (the verdicts are cleared as one begins): a
+// judgment reads /proc, and all of a process's waiters share one holder.
+const verdicts = new Map<string, boolean>();
+let threadContext: TxContext | undefined;
 function txContext(): TxContext {
-  thisHolder ??= JSON.stringify(identity().holder);
-  const verdicts = new Map<string, boolean>();
-  const isDead = (h: string): boolean => {
-    let dead = verdicts.get(h);
-    if (dead === undefined) {
-      let r: unknown;
-      try { r = JSON.parse(h); } catch { r = undefined; }
-      dead = isHolder(r) && holderIsDead(r);
-      verdicts.set(h, dead);
-    }
-    return dead;
+  verdicts.clear();
+  threadContext ??= {
+    holder: JSON.stringify(identity().holder),
+    isDead: (h: string): boolean => {
+      let dead = verdicts.get(h);
+      if (dead === undefined) {
+        let r: unknown;
+        try { r = JSON.parse(h); } catch { r = undefined; }
+        dead = isHolder(r) && holderIsDead(r);
+        verdicts.set(h, dead);
+      }
+      return dead;
+    },
   };
-  return { holder: thisHolder, isDead };
+  return threadContext;
 }
 
 // --- the lock's names: lock, break lock and owner files -----------------------
@@ -2102,22 +2106,24 @@ function isHolder(r: unknown): r is Holder {
 // one descriptor, and one name `<file>.owner-<token>` (a hard link) per state
 // file in use. Holds by one thread never overlap (a transaction runs to its
 // end synchronously), so sharing the inode is safe; `seq` tells this
-// thread's holds apart.
+// thread's holds apart. The record is kept, and rewritten in place at each
+// try, which allocates nothing but its text.
 interface OwnerFile {
-  dir: string; fd: number; ino: number; token: string; seq: number; sizeBytes: number;
+  dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
   names: Set<string>; dropped: boolean; holding: boolean;
 }
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
 let exitHooked = false;
 
-const ownerPath = (statePath: string, owner: { token: string }) => `${statePath}.owner-${owner.token}`;
+const ownerPath = (statePath: string, owner: { record: { token: string } }) => `${statePath}.owner-${owner.record.token}`;
 
 function acquireOwner(dir: string, statePath: string): OwnerFile {
   let owner = ownerFiles.get(dir);
   if (!owner) {
     const token = randomBytes(8).toString('hex');
-    const path = ownerPath(statePath, { token });
+    const record: OwnerRecord = { ...identity().holder, token, seq: 0, clock: '', time: 0 };
+    const path = ownerPath(statePath, { record });
     let fd: number;
     try {
       fd = createExclusive(path);
@@ -2125,7 +2131,7 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
       throw fileError(error, 'create the lock owner file', path);
     }
     const ino = fstatSync(fd).ino;
-    owner = { dir, fd, ino, token, seq: 0, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
+    owner = { dir, fd, ino, record, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
     ownerFiles.set(dir, owner);
     if (!exitHooked) {
       exitHooked = true;
@@ -2203,7 +2209,7 @@ function ownerNamesIn(dir: string): Map<string, string[]> {
 // Files that cannot be judged (odd, unreadable, alive) are left.
 function sweepOwners(dir: string): void {
   for (const [token, names] of ownerNamesIn(dir)) {
-    if (token === ownerFiles.get(dir)?.token) continue;
+    if (token === ownerFiles.get(dir)?.record.token) continue;
     let record: OwnerRecord | undefined;
     try { record = readRecord(names[0] ?? '')?.record; } catch { record = undefined; }
     if (record && holderIsDead(record)) removeOwnerNames(names);
@@ -2215,8 +2221,12 @@ function sweepOwners(dir: string): void {
 // record so far, so rewriting in place never leaves the tail of a longer one.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
-  const when = { seq: ++owner.seq, clock: clock.tag, time, renew };
-  const text = encodeOwnerRecord({ ...identity().holder, token: owner.token, ...when });
+  const r = owner.record;
+  r.seq++;
+  r.clock = clock.tag;
+  r.time = time;
+  r.renew = renew;
+  const text = encodeOwnerRecord(r);
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
   writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
   return time;
