@@ -1675,18 +1675,20 @@ export class FileStore implements RateLimitStore {
       // failed link() takes the directory's lock, as the holder's unlink() does.
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
-      if (a === 'lost') this.locksLost++;
-      let again = a !== 'busy';
-      if (a === 'busy' && monoMs() - inspectedMs >= INSPECT_EVERY_MS) {
-        // After progress (a lock or a stale break lock taken away), look again at once.
+      if (a === 'lost') { this.locksLost++; yield 0; continue; }
+      // Every INSPECT_EVERY_MS, see whether the busy lock may be broken. After
+      // progress (a lock or a stale break lock taken away), try again at once.
+      let again = a === 'again';
+      if (!again && monoMs() - inspectedMs >= INSPECT_EVERY_MS) {
         again = this.breakLock();
         inspectedMs = again ? -Infinity : monoMs();
       }
-      if (again && a !== 'lost' && graceTries++ < GRACE_TRIES) { yield 0; continue; }
-      const waitedS = (monoMs() - startedMs) / 1000;
-      if (a !== 'lost' && waitedS > timeoutS) {
-        const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
-        throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
+      if (!again || graceTries++ >= GRACE_TRIES) {
+        const waitedS = (monoMs() - startedMs) / 1000;
+        if (waitedS > timeoutS) {
+          const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
+          throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
+        }
       }
       if (again) { yield 0; continue; }
       busyTries++;
@@ -2537,7 +2539,10 @@ function wallClock(): SharedClock {
 function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): SharedClock | undefined {
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
   const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
-  const onHr = hrtimeIsBootClock(hr, uptime, monoOffsetS);
+  // hrtime less the namespace's monotonic offset is the boot clock, except on
+  // Bun and Deno (it counts from their start) and after a suspend
+  // (CLOCK_MONOTONIC stood still while suspended).
+  const onHr = linedUp(hr, uptime, -monoOffsetS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
   const offset = onHr ? -monoOffsetS : uptimeOffset(local, uptime);
   if (offset === undefined) return undefined;
@@ -2545,38 +2550,33 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
-    const t = local() + off;
     // Once a second (by either clock: the monotonic one stands still while
     // the machine is suspended), check the line-up; redo it if it slipped.
     const mono = monoMs();
     const wallMs = Date.now();
-    if (mono - checkedMs < 1000 && Math.abs(wallMs - checkedWallMs) < 1000) return t;
-    checkedMs = mono;
-    checkedWallMs = wallMs;
-    const p1 = local();
-    const u = uptime();
-    const p2 = local();
-    if (u === undefined || (u <= p2 + off + 0.0005 && u + 0.0105 > p1 + off)) return t;
-    off = uptimeOffset(local, uptime) ?? off;
+    if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
+      checkedMs = mono;
+      checkedWallMs = wallMs;
+      if (linedUp(local, uptime, off) === false) off = uptimeOffset(local, uptime) ?? off;
+    }
     return local() + off;
   };
   return { tag, now, wall: wallS };
 }
 
-// Whether hrtime less the namespace's monotonic offset is the boot clock: if
-// so, a read of /proc/uptime between two hrtime readings h1, h2 gives u
-// with h1 - 10 ms < u <= h2. Read it between two hrtime readings close
-// together: one that the scheduler preempted in between proves nothing either
-// way, so it is tried again. False on Bun and Deno (hrtime counts from their
-// start) and after a suspend (CLOCK_MONOTONIC stood still while suspended).
-function hrtimeIsBootClock(hr: () => number, uptime: () => number | undefined, monoOffsetS: number): boolean {
+// Whether local() + off is the boot clock: then a read u of /proc/uptime (the
+// boot clock truncated to 10 ms) between local readings p1 and p2 has
+// p1 + off - 10 ms < u <= p2 + off, give or take 0.5 ms. A read that the
+// scheduler preempted (p2 - p1 over 1 ms) proves nothing either way, so it is
+// tried again. Undefined if /proc/uptime cannot be read.
+function linedUp(local: () => number, uptime: () => number | undefined, off: number): boolean | undefined {
   for (let tries = 0; tries < 50; tries++) {
-    const h1 = hr() - monoOffsetS;
+    const p1 = local();
     const u = uptime();
-    const h2 = hr() - monoOffsetS;
-    if (u === undefined) return false;
-    if (h2 - h1 > 0.001) continue;
-    return u <= h2 + 0.0005 && u > h1 - 0.0105;
+    const p2 = local();
+    if (u === undefined) return undefined;
+    if (p2 - p1 > 0.001) continue;
+    return u <= p2 + off + 0.0005 && u + 0.0105 > p1 + off;
   }
   return false;
 }
