@@ -1504,19 +1504,16 @@ const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false 
 // ===========================================================================
 
 // The file store's tuning, each with what it trades.
-// A holder keeps the lock for one read-modify-write (tens of µs), so a waiter
-// first retries on the spot for SPIN_MS, blocking the thread; then an async
-// update() retries on timers, so a stuck lock never blocks the process.
-// Pauses double from 20 µs to MAX_BACKOFF_MS, jittered so that waiters do not
-// retry in step: shorter reacts sooner, longer costs less CPU.
+// A lock is held for tens of µs, so a waiter retries on the spot for SPIN_MS,
+// blocking the thread, and then on timers (async calls). Pauses double from
+// 20 µs to MAX_BACKOFF_MS, jittered: shorter reacts sooner, longer costs less.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 // Pauses shorter than this watch the lock rather than sleep: waking from a
 // sleep costs tens of µs of CPU and lateness, more than the lock is held.
 const BUSY_SPIN_MS = 0.1;
 // How often a waiter reads the lock's owner record to see whether its holder
-// died: a read costs about 10 µs, and a crashed holder stalls the others for
-// a few ms rather than the 100 ms that callers would notice.
+// died: a read costs about 10 µs; a crash stalls the others a few ms.
 const INSPECT_EVERY_MS = 2;
 // Tries a call still gets past its timeout when a lock was just broken: a
 // slow break must not end a call that would now get the lock.
@@ -1536,16 +1533,15 @@ const MAX_STATE_BYTES = 4 * 1024 * 1024;
 // The most of an owner record (about 300 bytes) or a /proc file (status, the
 // largest read, about 1.5 KB) ever read.
 const MAX_SMALL_BYTES = 4096;
-// State files kept open per thread. Reopening costs an open and an fstat
-// (about 10 µs); keeping every one open would run a process with thousands
-// of limiters out of descriptors.
+// State files kept open per thread: reopening costs about 10 µs; keeping all
+// open would run a process with thousands of limiters out of descriptors.
 const MAX_OPEN_STATES = 32;
 // Locks' first sightings and namespace scans remembered; past this many they
 // are forgotten (bounded memory, at the cost of judging one afresh).
 const MAX_REMEMBERED = 100;
 // A holder in another pid namespace is looked for by scanning /proc (about
-// 5 ms with 80 processes); a stuck lock is rescanned this often, so a holder
-// killed there is found dead within about this long.
+// 5 ms with 80 processes), at most this often: a holder killed there is found
+// dead within about this long.
 const NAMESPACE_SCAN_EVERY_MS = 100;
 // Carrying a state over from another clock by the wall clock errs late by
 // this, for Date.now()'s millisecond steps; a write "in our future" by less
@@ -1645,19 +1641,17 @@ export class FileStore implements RateLimitStore {
     // Most acquisitions succeed at once or within a few µs: stay synchronous then.
     for (let t = tries.next(); ; t = tries.next()) {
       if (t.done) return t.value;
-      if (monoMs() - startedMs >= SPIN_MS) return this.updateLater(tries, t.value, options?.signal);
       this.pauseSync(t.value);
+      if (monoMs() - startedMs >= SPIN_MS) return this.updateLater(tries, options?.signal);
     }
   }
 
-  private async updateLater<T>(tries: Generator<number, T>, pauseMs: number, signal?: AbortSignal): Promise<T> {
+  private async updateLater<T>(tries: Generator<number, T>, signal?: AbortSignal): Promise<T> {
     for (;;) {
-      signal?.throwIfAborted();
-      await new Promise((r) => setTimeout(r, Math.max(1, pauseMs)));
       signal?.throwIfAborted();
       const t = tries.next();
       if (t.done) return t.value;
-      pauseMs = t.value;
+      await new Promise((r) => setTimeout(r, Math.max(1, t.value)));
     }
   }
 
@@ -1741,13 +1735,12 @@ export class FileStore implements RateLimitStore {
       attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      // Remove the lock if it is still this hold and our lease is not over. A
-      // holder past its lease leaves the lock for a breaker and stops using its
-      // owner file, whose record would make the lock look fresh if rewritten.
-      // The clock is read just before the unlink: a holder stopped between
-      // the two for longer than staleAfter/2 could remove a successor's lock;
-      // that window is a few hundred ns of JavaScript with no system call.
-      // (A hold that came to a result was checked at the end of readModifyWrite.)
+      // Remove the lock if it is still this hold (a result was checked in
+      // readModifyWrite) and our lease is not over. Past its lease, a holder
+      // leaves the lock to a breaker and drops its owner file, whose record
+      // would make the lock look fresh. A holder stopped between the clock
+      // reading and the unlink could remove a successor's lock: that window is
+      // a few hundred ns of JavaScript with no system call in it.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
         if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
@@ -1757,9 +1750,7 @@ export class FileStore implements RateLimitStore {
   }
 
   // True while the lock at `path` is ours: our owner file's inode is linked
-  // there. Nobody else links it, and this thread holds one lock at a time
-  // (a transaction runs to its end synchronously; using the same state file
-  // from inside its own transaction is an error, see breakLock).
+  // there. Nobody else links it, and a thread holds one lock at a time.
   private holds(path: string, owner: OwnerFile): boolean {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
@@ -1944,14 +1935,12 @@ export class FileStore implements RateLimitStore {
     Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
-    // Paused between taking the lock and opening the state? Then a breaker
-    // may have moved the state and this descriptor may be the new one: stop
-    // before reading or writing. A live holder's lock is broken only once it
-    // is staleAfter old (twice this lease), so the time alone tells; the
-    // check after the write also catches a breaker's mistake.
-    // `now`, with the wall clock read just before it (to place a state
-    // written on another clock) and just after it (to record with ours). A
-    // pause between two readings then only ever places a state later.
+    // Paused past our lease before opening the state? Then a breaker may have
+    // moved it, and this descriptor may be the new one: stop. (A live holder's
+    // lock is broken only at twice this lease, so the time alone tells.)
+    // The wall clock is read just before `now` (to place a state written on
+    // another clock) and just after (to record with ours): a pause between
+    // two readings then only ever places a state later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
     const wallAfterS = wallOf(clock);
@@ -2106,10 +2095,8 @@ function isHolder(r: unknown): r is Holder {
 
 // One owner file per thread and directory, whatever the number of limiters:
 // one descriptor, and one name `<file>.owner-<token>` (a hard link) per state
-// file in use. Holds by one thread never overlap (a transaction runs to its
-// end synchronously), so sharing the inode is safe; `seq` tells this
-// thread's holds apart. The record is kept, and rewritten in place at each
-// try, which allocates nothing but its text.
+// file in use. A thread's holds never overlap, so sharing the inode is safe;
+// `seq` tells them apart. The record object is updated in place at each try.
 interface OwnerFile {
   dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
   names: Set<string>; dropped: boolean; holding: boolean;
@@ -2118,7 +2105,7 @@ const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
 let exitHooked = false;
 
-const ownerPath = (statePath: string, owner: { record: { token: string } }) => `${statePath}.owner-${owner.record.token}`;
+const ownerPath = (statePath: string, owner: { record: OwnerRecord }) => `${statePath}.owner-${owner.record.token}`;
 
 function acquireOwner(dir: string, statePath: string): OwnerFile {
   let owner = ownerFiles.get(dir);
@@ -2247,10 +2234,8 @@ function isEnvelope(v: unknown): v is StoredState {
 
 // The state file, open for read and write, never through a symbolic link and
 // never blocking on a special file. The descriptor is kept while the path
-// still names the same file (an open descriptor keeps its inode number from
-// being reused), so most calls cost one lstat, which gives the size of that
-// very inode, instead of open, fstat and close. At most MAX_OPEN_STATES are
-// kept, least recently used out.
+// names its inode (which it keeps from reuse), so most calls cost one lstat,
+// which also gives that inode's size. Least recently used out.
 const openStates = new Map<string, { fd: number; ino: number }>();
 function openState(path: string, name: string, linkReplaced = false): { fd: number; sizeBytes: number } {
   const seen = lstatSync(path, { throwIfNoEntry: false });
@@ -2316,10 +2301,9 @@ function writeState(fd: number, text: string, oldBytes: number, path: string): B
   return bytes;
 }
 
-// writeSync at `position` until every byte is written; a short write is
-// retried, and the error that stops it (ENOSPC, EDQUOT) is thrown. The
-// Buffer form is used because Deno (2.9) ignores the position in
-// writeSync(fd, string, position) and appends.
+// writeSync at `position` until every byte is written (a short write is
+// retried; ENOSPC or EDQUOT is thrown). A Buffer, because Deno (2.9) ignores
+// the position in writeSync(fd, string, position) and appends.
 function writeAll(fd: number, bytes: Uint8Array, position: number, path: string): void {
   for (let done = 0; done < bytes.length;) {
     let n: number;
@@ -2660,12 +2644,10 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
 
 // --- file helpers ----------------------------------------------------------------
 
-// The one bounded reader: at most `maxBytes` from the start of a regular file,
-// whatever size it claims, so a sparse or runaway file costs no more than
-// that. Opened without following a symbolic link and without blocking (open()
-// of a FIFO waits for a writer, freezing the event loop); anything but a
-// regular file fails with ENOTREG. A /proc file reports size 0 and is read to
-// its end. System errors are thrown as they come, for the caller to judge.
+// The one bounded reader: at most `maxBytes` of a regular file, whatever size
+// it claims. Opened without following a link and without blocking (open() of
+// a FIFO waits for a writer); anything but a regular file fails with ENOTREG.
+// A /proc file reports size 0 and is read to its end. Errors are the caller's.
 function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileStat } {
   const fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
