@@ -45,7 +45,7 @@ import { randomBytes } from 'node:crypto';
 // BEGIN FILE STORE (its imports)
 import {
   closeSync, constants, fchmodSync, fchownSync, fstatSync, ftruncateSync, linkSync, lstatSync, openSync,
-  readdirSync, readFileSync, readlinkSync, readSync, renameSync, unlinkSync, writeSync,
+  readdirSync, readlinkSync, readSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -256,7 +256,7 @@ export interface Reservation {
   /** Units charged to each limit, in the settings' order. */
   cost: number[];
   /** The concurrency slot held, if any. */
-  slot?: string;
+  slot?: string | undefined;
 }
 
 /**
@@ -1392,7 +1392,7 @@ function checkState(s: Settings, state: LimitState | undefined, storeName: strin
   if (!state) return undefined;
   // The same array (a state this limiter made in memory) needs no comparing.
   const same = (state.limits === s.limits || (state.limits.length === s.limits.length &&
-    state.limits.every((l, i) => compareLimits(l, s.limits[i]) === 0))) &&
+    state.limits.every((l, i) => compareLimits(l, s.limits[i] as LimitSettings) === 0))) &&
     (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial;
   if (same) return state;
   const describe = (x: Settings | LimitState) => [
@@ -1409,7 +1409,7 @@ function checkState(s: Settings, state: LimitState | undefined, storeName: strin
 // A copy of `state` with `changes` made, or a new state for these settings. An empty list of slots or places is left
 // out, so a state with nothing held stays as small as one that never held anything. Field by field, in one order: on
 // the plain wait() that is about 0.05 µs faster than a spread.
-function edit(s: Settings, state: LimitState | undefined, changes: Partial<LimitState>): LimitState {
+function edit(s: Settings, state: LimitState | undefined, changes: { [K in keyof LimitState]?: LimitState[K] | undefined }): LimitState {
   const limits = state?.limits ?? (s.limits as LimitSettings[]);
   const out: LimitState = { v: STATE_VERSION, limits, lanes: changes.lanes ?? state?.lanes ?? limits.map(() => ({})) };
   const maxConcurrent = state ? state.maxConcurrent : s.maxConcurrent === Infinity ? undefined : s.maxConcurrent;
@@ -1562,40 +1562,58 @@ const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false 
 // constructor (see the header).
 // ===========================================================================
 
-// Lock timing. A holder keeps the lock for one read-modify-write (tens of µs),
-// so a waiter first retries quickly, sleeping the thread for a few µs to ms
-// (SPIN_MS in all). Past that an async wait() yields to the event loop and
-// retries on timers, so a stuck lock never blocks the caller's process.
+// The file store's tuning, each with what it trades.
+// A lock is held for tens of µs, so a waiter retries on the spot for SPIN_MS,
+// blocking the thread, and then on timers (async calls). Pauses double from
+// 20 µs to MAX_BACKOFF_MS, jittered: shorter reacts sooner, longer costs less.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
-// Pauses shorter than this are spent watching the lock rather than asleep
-// (the first two or three retries): waking from a sleep costs tens of µs of
-// CPU and lateness, more than the lock is usually held.
+// Pauses shorter than this watch the lock rather than sleep: waking from a
+// sleep costs tens of µs of CPU and lateness, more than the lock is held.
 const BUSY_SPIN_MS = 0.1;
-// How often a waiter reads the lock's owner record to see whether the holder
-// died. A read costs about 10 µs, against a lock normally held for tens of µs,
-// so every 2 ms is cheap, and a crashed holder stalls the others for a few ms
-// rather than the 100 ms that callers would notice.
+// How often a waiter reads the lock's owner record to see whether its holder
+// died: a read costs about 10 µs; a crash stalls the others a few ms.
 const INSPECT_EVERY_MS = 2;
-// The lease of a break lock (see breakLock): a breaker holds it for well
-// under a millisecond; one older than this has a paused or dead breaker and
-// is taken away from it.
+// Tries a call still gets past its timeout when a lock was just broken: a
+// slow break must not end a call that would now get the lock.
+const GRACE_TRIES = 3;
+// A breaker holds the break lock well under a millisecond; one older than
+// this has a paused or dead breaker, and is taken away from it.
 const BREAK_LEASE_S = 1;
-// A state file over this size is cut back when a smaller state is written, so
-// a file once filled with garbage does not stay large.
+// A state file this much longer than the state written is cut back (an
+// ftruncate, which makes ext4 flush); a smaller excess is padded with spaces.
 const SHRINK_SLACK_BYTES = 4096;
-// State files kept open per thread. Reopening costs an open and an fstat
-// (about 10 µs); keeping every one open would run a process with thousands
-// of limiters out of descriptors.
+// The most of a state file ever read. Measured: a greedy limit at its most
+// (128 runs) takes 3.1 KB, and each concurrency slot or queued waiter 230
+// bytes, so 4 MiB holds a dozen limits and 18,000 slots and waiters. A larger
+// file (a sparse file, a disk image) is not read, and counts as unparsable:
+// see readState.
+const MAX_STATE_BYTES = 4 * 1024 * 1024;
+// The most of an owner record (about 300 bytes) or a /proc file (status, the
+// largest read, about 1.5 KB) ever read.
+const MAX_SMALL_BYTES = 4096;
+// State files kept open per thread: reopening costs about 10 µs; keeping all
+// open would run a process with thousands of limiters out of descriptors.
 const MAX_OPEN_STATES = 32;
-// A limiter in another pid namespace is looked for by scanning /proc, which
-// costs about 5 ms with 80 processes here; a stuck lock is rescanned this often, so a holder
-// killed there is found dead within about this long.
+// Locks' first sightings and namespace scans remembered; past this many they
+// are forgotten (bounded memory, at the cost of judging one afresh).
+const MAX_REMEMBERED = 100;
+// A holder in another pid namespace is looked for by scanning /proc (about
+// 5 ms with 80 processes), at most this often: a holder killed there is found
+// dead within about this long.
 const NAMESPACE_SCAN_EVERY_MS = 100;
+// Carrying a state over from another clock by the wall clock errs late by
+// this, for Date.now()'s millisecond steps; a write "in our future" by less
+// than CLOCKS_AGREE_S is taken as jitter of one clock.
+const WALL_MARGIN_S = 0.002;
+const CLOCKS_AGREE_S = 0.005;
+// Lining a local clock up with /proc/uptime (uptimeOffset): a narrower target
+// costs more polling at start-up, up to CALIBRATION_MAX_MS on a busy machine.
+const CALIBRATION_TARGET_MS = 0.1;
+const CALIBRATION_MAX_MS = 500;
 
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
-let readBuffer = Buffer.alloc(4096);
 
 /** Options for {@link FileStore}. */
 export interface FileStoreOptions {
@@ -1603,44 +1621,24 @@ export interface FileStoreOptions {
   staleAfter?: number | undefined;
   /**
    * The clock for the state, the owner records and the lock's lease. By
-   * default {@link sharedClock}; tests give a clock they move by hand, so
-   * the stale-lock and paused-holder rules can be stepped through.
+   * default {@link sharedClock}; tests give a clock they move by hand.
    */
   clock?: SharedClock | undefined;
 }
 
-/** What one try at the lock came to. The retry loops own the waiting. */
-type Attempt<T> =
-  | { kind: 'taken'; result: T }
-  | { kind: 'busy'; backoffMs: number }
-  | { kind: 'lost' }; // we held it, but past our lease: the state may have moved on, so start over
-
-const LOST = { kind: 'lost' } as const;
-const BUSY_NOW = { kind: 'busy', backoffMs: 0 } as const;
-
-interface LockWait { startedMs: number; inspectedMs: number; busyTries: number; graceTries: number; timeoutMs: number }
+// What one try at the lock came to: the transaction's result; the lock busy;
+// lost (we held it past our lease: the state may have moved on, so start
+// over); or worth another try at once.
+type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
- * Keeps the state in a JSON file shared by every process that names it.
- *
- * The lock is `<file>.lock`. Each thread keeps one owner file per directory
- * (pid, thread, host, pid namespace, boot, start times, token, and the time
- * on the shared clock: see {@link encodeOwnerRecord}), reachable as
- * `<file>.owner-<token>` for each state file it uses there, and takes the
- * lock by hard-linking it to the lock's name. `link()` is atomic and fails if
- * the name exists, so the lock never exists without its record, even if the
- * process is killed at any instant. The lock is held for one
- * read-modify-write of the state, never while sleeping.
- *
- * A lock is broken when its holder is proven dead ({@link holderIsDead}), at
- * once, or when it is older than `staleAfter` (a paused holder, another host,
- * an unreadable record). A holder's lease is the first half of that: it uses
- * the state only if it opened it, and finished writing it, within
- * staleAfter/2 of the time in its record, and otherwise starts over. Breakers
- * take a second lock, `<file>.lock.break`, move the state to a new inode
- * (so a paused holder's late write lands in a file nobody reads) and only
- * then take the stale lock away; see breakLock for why a breaker that is
- * itself paused cannot undo anything.
+ * Keeps the state in a JSON file shared by every process that names it. The
+ * files beside it, and what a crash or a stopped holder costs, are in the
+ * README ("Across processes"). The rule the code keeps: a holder uses the
+ * state only if it opened it, and finished writing it, within staleAfter/2 of
+ * the time in its owner record (its lease); a lock is broken when its holder
+ * is proven dead, or once it is staleAfter old. See breakLock for why nobody
+ * paused at any instant can undo anything.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1661,9 +1659,8 @@ export class FileStore implements RateLimitStore {
   // deleted or corrupted under us, so its history is not simply forgotten.
   private last?: LimitState;
   private seenFile = false;
-  // The bytes this store last wrote, and the state they hold: while the file
-  // still holds exactly these bytes (nobody wrote since), they need not be
-  // parsed and checked again. Transactions never change the state they get.
+  // The bytes this store last wrote, and their state: while the file holds
+  // exactly these, they need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
   // First sighting, on our clock, of each lock or break lock (by inode and
   // text): a lower bound of its age that needs no trust in its record.
@@ -1685,11 +1682,10 @@ export class FileStore implements RateLimitStore {
 
   /** Runs `tx` on the state under the lock, blocking the thread while the lock is busy. */
   updateSync<T>(tx: Transaction<T>, options?: Pick<UpdateOptions, 'lockTimeout'>): T {
-    const w = lockWait(options?.lockTimeout);
-    for (;;) {
-      const a = this.tryOnce(tx, w);
-      if (a.kind === 'taken') return a.result;
-      this.pauseSync(this.pauseMs(a, w));
+    const tries = this.tries(tx, options?.lockTimeout);
+    for (let t = tries.next(); ; t = tries.next()) {
+      if (t.done) return t.value;
+      this.pauseSync(t.value);
     }
   }
 
@@ -1699,24 +1695,57 @@ export class FileStore implements RateLimitStore {
    * before the lock is taken.
    */
   update<T>(tx: Transaction<T>, options?: UpdateOptions): T | Promise<T> {
-    const w = lockWait(options?.lockTimeout);
-    // Most acquisitions succeed at once or within a few µs: stay synchronous
-    // then, and only go async when the lock stays busy.
-    while (monoMs() - w.startedMs < SPIN_MS) {
-      const a = this.tryOnce(tx, w);
-      if (a.kind === 'taken') return a.result;
-      this.pauseSync(this.pauseMs(a, w));
+    const startedMs = monoMs();
+    const tries = this.tries(tx, options?.lockTimeout);
+    // Most acquisitions succeed at once or within a few µs: stay synchronous then.
+    for (let t = tries.next(); ; t = tries.next()) {
+      if (t.done) return t.value;
+      this.pauseSync(t.value);
+      if (monoMs() - startedMs >= SPIN_MS) return this.updateLater(tries, options?.signal);
     }
-    return this.updateLater(tx, w, options?.signal);
   }
 
-  private async updateLater<T>(tx: Transaction<T>, w: LockWait, signal?: AbortSignal): Promise<T> {
+  private async updateLater<T>(tries: Generator<number, T>, signal?: AbortSignal): Promise<T> {
     for (;;) {
       signal?.throwIfAborted();
-      const a = this.tryOnce(tx, w);
-      if (a.kind === 'taken') return a.result;
-      const pauseMs = this.pauseMs(a, w);
-      await new Promise((r) => setTimeout(r, Math.max(1, pauseMs)));
+      const t = tries.next();
+      if (t.done) return t.value;
+      await new Promise((r) => setTimeout(r, Math.max(1, t.value)));
+    }
+  }
+
+  // The one retry loop. Each step tries the lock once and yields how long to
+  // pause before the next; the caller pauses, blocking or on a timer. Throws
+  // once the lock has been busy longer than the call may wait.
+  private *tries<T>(tx: Transaction<T>, timeoutS = Infinity): Generator<number, T> {
+    const startedMs = monoMs();
+    let inspectedMs = startedMs;
+    let busyTries = 0;
+    let graceTries = 0;
+    for (;;) {
+      // A retry first looks whether the lock is there (an lstat, which takes
+      // no lock in the kernel), so retries do not slow the holder down: a
+      // failed link() takes the directory's lock, as the holder's unlink() does.
+      const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
+      if (typeof a === 'object') return a.result;
+      if (a === 'lost') { this.locksLost++; yield 0; continue; }
+      // Every INSPECT_EVERY_MS, see whether the busy lock may be broken. After
+      // progress (a lock or a stale break lock taken away), try again at once.
+      let again = a === 'again';
+      if (!again && monoMs() - inspectedMs >= INSPECT_EVERY_MS) {
+        again = this.breakLock();
+        inspectedMs = again ? -Infinity : monoMs();
+      }
+      if (!again || graceTries++ >= GRACE_TRIES) {
+        const waitedS = (monoMs() - startedMs) / 1000;
+        if (waitedS > timeoutS) {
+          const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
+          throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
+        }
+      }
+      if (again) { yield 0; continue; }
+      busyTries++;
+      yield Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(busyTries, 10)) * (0.5 + Math.random());
     }
   }
 
@@ -1730,22 +1759,6 @@ export class FileStore implements RateLimitStore {
     while (monoMs() < until && exists(this.lockPath)) { /* spin */ }
   }
 
-  // How long to wait before the next try; throws once the lock has been busy
-  // for longer than the call may wait.
-  private pauseMs(a: Exclude<Attempt<unknown>, { kind: 'taken' }>, w: LockWait): number {
-    if (a.kind === 'lost') { this.locksLost++; return 0; }
-    const waitedMs = monoMs() - w.startedMs;
-    // A lock just broken (or a break lock cleared) gets a few more tries
-    // even past the timeout: a slow break must not end a call that would
-    // now get the lock.
-    if (a.backoffMs === 0 && w.graceTries++ < 3) return 0;
-    if (waitedMs > w.timeoutMs) {
-      throw new RateLimitTimeoutError(waitedMs / 1000, w.timeoutMs / 1000,
-        `ratelimit: the lock on ${this.name} stayed busy for ${(waitedMs / 1000).toFixed(3)} s, longer than this call may wait`);
-    }
-    return a.backoffMs;
-  }
-
   /** Closes the state file and removes this store's name for the owner file. A later call reopens them. */
   close(): void {
     closeState(this.path);
@@ -1757,95 +1770,48 @@ export class FileStore implements RateLimitStore {
     this.close();
   }
 
-  // Who we are to the core (for concurrency slots), and the proof of death
-  // for other holders: the same rule as for a lock's holder.
-  private context(): TxContext {
-    if (this.ctx) return this.ctx;
-    const holder = JSON.stringify(holderOf(identity()));
-    const isDead = (h: string): boolean => {
-      let r: unknown;
-      try { r = JSON.parse(h); } catch { return false; }
-      return isHolder(r) && holderIsDead(r);
-    };
-    this.ctx = { holder, isDead };
-    return this.ctx;
-  }
-  private ctx?: TxContext;
-
   // --- the lock -------------------------------------------------------------
 
-  // One try: take the lock, and if taken, run the transaction under it. A
-  // retry first looks whether the lock is there (an lstat, which takes no
-  // lock in the kernel) and only then writes its record and links: waiters
-  // that retry do not slow the holder down (a failed link() takes the
-  // directory's lock, as the holder's unlink() does).
-  private tryOnce<T>(tx: Transaction<T>, w: LockWait): Attempt<T> {
-    if (w.busyTries > 0 && exists(this.lockPath)) return this.whileBusy(w);
+  // One try: take the lock and, if taken, run the transaction under it.
+  private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
     const clock = this.clock;
     const owner = this.ownerFile();
     const leaseStartS = stampOwner(owner, clock);
     try {
-      linkSync(this.ownerName(owner), this.lockPath);
+      linkSync(ownerPath(this.path, owner), this.lockPath);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' && !exists(this.ownerName(owner))) {
-        // Our owner file's name vanished (someone cleaned the directory): make a new one.
-        dropOwner(owner);
-        return BUSY_NOW;
+      if (code === 'EEXIST') return 'busy';
+      if (code !== 'ENOENT' || exists(ownerPath(this.path, owner))) {
+        throw fileError(error, 'create the lock', this.lockPath);
       }
-      if (code !== 'EEXIST') throw fileError(error, 'create the lock', this.lockPath);
-      return this.whileBusy(w);
+      dropOwner(owner); // our owner file's name vanished (someone cleaned the directory): make a new one
+      return 'again';
     }
-    let attempt: Attempt<T> = LOST;
+    let attempt: Attempt<T> = 'lost';
     owner.holding = true;
     try {
-      attempt = this.holding(tx, clock, leaseStartS, owner);
+      attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      this.release(clock, leaseStartS, owner, attempt);
+      // Remove the lock if it is still this hold (a result was checked in
+      // readModifyWrite) and our lease is not over. Past its lease, a holder
+      // leaves the lock to a breaker and drops its owner file, whose record
+      // would make the lock look fresh. A holder stopped between the clock
+      // reading and the unlink could remove a successor's lock: that window is
+      // a few hundred ns of JavaScript with no system call in it.
+      if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
+        if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
+        else dropOwner(owner);
+      }
     }
     return attempt;
   }
 
-  // The lock is busy: every INSPECT_EVERY_MS see whether it may be broken;
-  // back off exponentially from 20 µs, with jitter so waiters don't retry in step.
-  private whileBusy(w: LockWait): Attempt<never> {
-    const nowMs = monoMs();
-    if (nowMs - w.inspectedMs >= INSPECT_EVERY_MS) {
-      w.inspectedMs = nowMs;
-      // After progress (a lock or a stale break lock taken away), look again at once.
-      if (this.breakLock()) { w.inspectedMs = -Infinity; return BUSY_NOW; }
-    }
-    w.busyTries++;
-    return { kind: 'busy', backoffMs: Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(w.busyTries, 10)) * (0.5 + Math.random()) };
-  }
-
   // True while the lock at `path` is ours: our owner file's inode is linked
-  // there. Nobody else links it, and this thread holds one lock at a time
-  // (a transaction runs to its end synchronously; using the same state file
-  // from inside its own transaction is an error, see breakLock).
+  // there. Nobody else links it, and a thread holds one lock at a time.
   private holds(path: string, owner: OwnerFile): boolean {
-    if (owner.dropped) return false;
-    return lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
-  }
-
-  // After the transaction: remove the lock if it is still this hold and our
-  // lease is not over. A holder past its lease leaves the lock for a breaker
-  // and stops using its owner file, whose record would make the lock look
-  // fresh if rewritten.
-  private release(clock: SharedClock, leaseStartS: number, owner: OwnerFile, attempt: Attempt<unknown>): void {
-    // A taken hold was checked just now, at the end of holding().
-    if (attempt.kind !== 'taken' && !this.holds(this.lockPath, owner)) return;
-    // The clock is read just before the unlink: a holder stopped between the
-    // two for longer than staleAfter/2 could remove a successor's lock. That
-    // window is a few hundred ns of JavaScript with no system call in it.
-    if (clock.now() - leaseStartS < this.staleAfterS / 2) {
-      try { unlinkSync(this.lockPath); } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError(error, 'remove the lock', this.lockPath);
-      }
-    } else {
-      dropOwner(owner);
-    }
+    return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
   // Sees whether the lock may be broken, and breaks it if so. Returns true
@@ -1871,61 +1837,77 @@ export class FileStore implements RateLimitStore {
   // opened within its lease, and the state it names was then moved to a new
   // inode before the lock was taken from it.
   private breakLock(): boolean {
-    const seen = inspect(this.lockPath);
+    const seen = readRecord(this.lockPath);
     if (!seen) return true;
     if (this.owner?.holding && seen.ino === this.owner.ino) {
-      throw new RateLimitStoreError(`ratelimit: ${this.name} was used from inside a transaction on the same state file; that would wait for itself`, this.path);
+      const why = 'was used from inside a transaction on the same state file; that would wait for itself';
+      throw new RateLimitStoreError(`ratelimit: ${this.name} ${why}`, this.path);
     }
     const clock = this.clock;
     const dead = seen.record !== undefined && holderIsDead(seen.record);
-    if (!dead && this.ageS(seen, clock) <= this.staleAfterS) return false;
-    // Only a holder proven dead cannot write again: otherwise protect the state.
-    const temp = dead ? undefined : this.makeTemp();
+    const ageS = this.ageS(seen, clock);
+    if (!dead && ageS <= this.staleAfterS) return false;
+    // Only a holder proven dead cannot write again: otherwise protect the
+    // state, through a temp file created exclusively, never through a link,
+    // mode 0600, under a name nobody can predict.
+    let temp: { path: string; fd: number } | undefined;
+    if (!dead) {
+      const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
+      try {
+        temp = { path, fd: createExclusive(path) };
+      } catch (error) {
+        throw fileError(error, 'create a temp file for the state', path);
+      }
+    }
     const owner = this.ownerFile();
-    let taken = false;
     try {
       const breakStartS = stampOwner(owner, clock, temp && basename(temp.path));
       try {
-        linkSync(this.ownerName(owner), this.breakPath);
-        taken = true;
+        linkSync(ownerPath(this.path, owner), this.breakPath);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
+        // Taken: if its breaker is dead or past its lease, take it away (which
+        // also disarms that breaker's rename).
+        const breaker = readRecord(this.breakPath);
+        if (!breaker) return true;
+        const dead = breaker.record !== undefined && holderIsDead(breaker.record);
+        return (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) && this.removeLockFile(this.breakPath, breaker.ino);
       }
-      if (!taken) return this.clearStaleBreakLock(clock);
       try {
-        const now = inspect(this.lockPath);
+        const now = readRecord(this.lockPath);
         if (!now) return true;
         if (now.ino !== seen.ino || now.text !== seen.text) return false; // it changed hands meanwhile
-        if (temp && !this.renewState(temp)) return false;
+        if (temp && !this.moveStateAside(temp)) return false;
         if (clock.now() - breakStartS >= BREAK_LEASE_S / 2) return false;
-        if (!this.takeAway(this.lockPath, seen.ino)) return false;
+        if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
         this.locksBroken++;
-        if (dead && seen.record) removeOwnerNames(this.dir, seen.record.token);
-        else warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${this.whyStale(seen, clock)}`);
+        const rec = seen.record;
+        if (dead && rec) removeOwnerNames(ownerNamesIn(this.dir).get(rec.token) ?? []);
+        else {
+          const age = `${ageS.toFixed(1)} s`;
+          const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
+            : `its owner record is unreadable and it is ${age} old`;
+          const limit = `(staleAfter is ${this.staleAfterS} s)`;
+          warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} ${limit}`);
+        }
         return true;
       } finally {
-        if (this.holds(this.breakPath, owner)) this.takeAway(this.breakPath, owner.ino);
+        if (this.holds(this.breakPath, owner)) this.removeLockFile(this.breakPath, owner.ino);
       }
     } finally {
-      if (temp) discardTemp(temp);
+      if (temp) {
+        if (temp.fd >= 0) closeQuietly(temp.fd);
+        unlinkIfThere(temp.path);
+      }
     }
   }
 
-  // A break lock we could not take: if its breaker is dead or past its
-  // lease, take it away (which also disarms that breaker's rename).
-  // Returns true if it took one away.
-  private clearStaleBreakLock(clock: SharedClock): boolean {
-    const breaker = inspect(this.breakPath);
-    if (!breaker) return true;
-    const dead = breaker.record !== undefined && holderIsDead(breaker.record);
-    return (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) && this.takeAway(this.breakPath, breaker.ino);
-  }
-
-  // Removes the file at `path` (a lock or the break lock) only if it is the
-  // inode `ino`; returns whether it did. It is renamed to a private name
-  // first, so what is removed is known. A break lock taken away, ours or
-  // another's, first loses its breaker's temp file (see breakLock).
-  private takeAway(path: string, ino: number): boolean {
+  // Removes the lock or break lock at `path` only if it is the inode `ino`;
+  // returns whether it did. It is renamed to a private name first, so what is
+  // removed is known. A break lock removed, ours or another's, first loses its
+  // breaker's temp file (see breakLock).
+  private removeLockFile(path: string, ino: number): boolean {
     const aside = `${path}.gone-${randomBytes(8).toString('hex')}`;
     try {
       renameSync(path, aside);
@@ -1933,83 +1915,59 @@ export class FileStore implements RateLimitStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw fileError(error, 'remove', path);
     }
-    const got = inspect(aside);
+    const got = readRecord(aside);
     if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(this.dir, basename(got.record.renew)));
-    if (got?.ino === ino || path === this.breakPath) {
-      unlinkIfThere(aside);
-      return got?.ino === ino;
-    }
-    // Not the lock we judged: put it back for its holder.
-    try {
-      linkSync(aside, path);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'restore the lock', path);
-      warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path} and could not put it back`);
+    if (got?.ino !== ino && path !== this.breakPath) {
+      // Not the lock we judged: put it back for its holder.
+      try {
+        linkSync(aside, path);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'restore the lock', path);
+        warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path}; could not put it back`);
+      }
     }
     unlinkIfThere(aside);
-    return false;
+    return got?.ino === ino;
   }
 
-  private ageS(lock: Inspected, clock: SharedClock): number {
+  // A lock's age: at least as long as we have watched it, and by its record's
+  // time if that is on our clock.
+  private ageS(lock: LockFile, clock: SharedClock): number {
     const now = clock.now();
     const key = `${lock.ino}:${lock.text}`;
     const first = this.firstSeen.get(key) ?? now;
-    if (this.firstSeen.size > 100) this.firstSeen.clear();
+    if (this.firstSeen.size > MAX_REMEMBERED) this.firstSeen.clear();
     this.firstSeen.set(key, first);
-    const seenForS = now - first;
-    // The record's own time counts only on our clock; either way the lock
-    // is at least as old as we have been watching it.
     const rec = lock.record;
-    return rec && rec.clock === clock.tag ? Math.max(now - rec.time, seenForS) : seenForS;
+    return rec && rec.clock === clock.tag ? Math.max(now - rec.time, now - first) : now - first;
   }
 
-  private whyStale(lock: Inspected, clock: SharedClock): string {
-    const age = this.ageS(lock, clock).toFixed(1);
-    const rec = lock.record;
-    return rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age} s (staleAfter is ${this.staleAfterS} s)`
-      : `its owner record is unreadable and it is ${age} s old (staleAfter is ${this.staleAfterS} s)`;
-  }
-
-  // A temp file for a copy of the state: created exclusively, never through a
-  // link, mode 0600, under a name nobody can predict.
-  private makeTemp(): { path: string; fd: number } {
-    const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
+  // Moves the state to a new inode: copies it into `temp` and renames that
+  // over it, keeping the state's owner, group and mode. A paused holder keeps
+  // a descriptor to the old inode; its late write goes there, unseen. False if
+  // our break lock was taken away meanwhile (then nothing was renamed).
+  private moveStateAside(temp: { path: string; fd: number }): boolean {
+    let file: { bytes: Buffer; st: FileStat };
     try {
-      return { path, fd: openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600) };
-    } catch (error) {
-      throw fileError(error, 'create a temp file for the state', path);
-    }
-  }
-
-  // Copies the state file into `temp` and renames it over the state, keeping
-  // the state's owner, group and mode. A paused holder keeps a descriptor to
-  // the old inode; its late write goes there, unseen. False if our break lock
-  // was taken away meanwhile (then nothing was renamed).
-  private renewState(temp: { path: string; fd: number }): boolean {
-    let fd: number;
-    try {
-      fd = openSync(this.path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+      file = readBounded(this.path, MAX_STATE_BYTES);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ELOOP') return true; // no state to protect (a link is replaced at the next open)
+      // No state to protect (a link or an odd file is replaced or reported at the next open).
+      if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTREG' || code === 'ENXIO') return true;
       throw fileError(error, 'read the state file', this.path);
     }
-    try {
-      const st = fstatSync(fd);
-      if (!st.isFile()) return true; // openState reports it
-      const content = readFileSync(fd);
-      writeAll(temp.fd, content, 0, temp.path);
-      // Keep the mode, and the owner where we may (root may; anyone may keep
-      // a group they are in). Only when they differ from what we created:
-      // Node's permission model refuses fchmod and fchown outright.
-      if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
-      const uid = process.getuid?.();
-      const gid = process.getgid?.();
-      if (st.uid !== uid || st.gid !== gid) {
-        try { fchownSync(temp.fd, st.uid, st.gid); } catch { try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ } }
+    const { bytes, st } = file;
+    // An oversized state is copied as a hole of its size: it counts the same (readState).
+    if (st.size > MAX_STATE_BYTES) ftruncateSync(temp.fd, st.size);
+    else writeAll(temp.fd, bytes, 0, temp.path);
+    // Keep the mode, and the owner where we may (root may; anyone may keep
+    // a group they are in). Only when they differ from what we created:
+    // Node's permission model refuses fchmod and fchown outright.
+    if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
+    if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
+      try { fchownSync(temp.fd, st.uid, st.gid); } catch {
+        try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ }
       }
-    } finally {
-      closeSync(fd);
     }
     closeSync(temp.fd);
     temp.fd = -1;
@@ -2022,65 +1980,62 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // --- owner files ------------------------------------------------------------
-
   private ownerFile(): OwnerFile {
-    if (this.owner && !this.owner.dropped) return this.owner;
-    this.owner = acquireOwner(this.dir, this.path);
+    if (!this.owner || this.owner.dropped) this.owner = acquireOwner(this.dir, this.path);
     return this.owner;
-  }
-
-  private ownerName(owner: OwnerFile): string {
-    return `${this.path}.owner-${owner.token}`;
   }
 
   // --- the state ------------------------------------------------------------
 
-  // Holding the lock: read the state, run the transaction, write. The state is
-  // used only within our lease; see breakLock. The lock is held from the
-  // link() in tryOnce to the unlink() in release, so only what must see or
-  // change the state happens here: one lstat and one read, the transaction,
-  // one write, and one lstat to see that the lock is still ours.
-  private holding<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile): Attempt<T> {
+  // Holding the lock, which is held from the link() in tryOnce to the
+  // unlink() after this: one lstat and one read of the state, the
+  // transaction, one write, and one lstat to see that the lock is still ours.
+  private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile):
+    Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
-    // Paused between taking the lock and opening the state? Then a breaker
-    // may have moved the state and this descriptor may be the new one: stop
-    // before reading or writing. A live holder's lock is broken only once it
-    // is staleAfter old (twice this lease), so the time alone tells; the
-    // check after the write also catches a breaker's mistake (see takeAway).
-    // `now`, with the wall clock read just before it (to place a state
-    // written on another clock) and just after it (to record with ours). A
-    // pause between two readings then only ever places a state later.
+    // Paused past our lease before opening the state? Then a breaker may have
+    // moved it, and this descriptor may be the new one: stop. (A live holder's
+    // lock is broken only at twice this lease, so the time alone tells.)
+    // The wall clock is read just before `now` (to place a state written on
+    // another clock) and just after (to record with ours): a pause between
+    // two readings then only ever places a state later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
     const wallAfterS = wallOf(clock);
-    if (now - leaseStartS >= halfLeaseS) return LOST;
-    if (readBuffer.length < sizeBytes) readBuffer = Buffer.alloc(sizeBytes);
-    const got = sizeBytes ? readSync(fd, readBuffer, 0, sizeBytes, 0) : 0;
-    const memo = this.memo;
-    const current = memo && memo.tag === clock.tag && got === memo.bytes.length && readBuffer.compare(memo.bytes, 0, got, 0, got) === 0
-      ? memo.state : this.decode(readBuffer.toString('utf8', 0, got), now, wallBeforeS, clock);
-    const { state, result } = tx(current, now, this.context());
-    let written: Buffer | undefined;
-    if (state) {
-      const stored: StoredState = { clock: clock.tag, written: now, wall: wallAfterS, state };
-      written = writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
-    }
+    if (now - leaseStartS >= halfLeaseS) return 'lost';
+    const current = this.readState(fd, sizeBytes, now, wallBeforeS, clock);
+    const { state, result } = tx(current, now, txContext());
+    const stored: StoredState | undefined = state && { clock: clock.tag, written: now, wall: wallAfterS, state };
+    const written = stored && writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
     // Paused while writing? Then a breaker may have copied the state before
     // our write: do not count on it.
-    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) { this.memo = undefined; return LOST; }
-    if (state && written) { this.last = state; this.seenFile = true; this.memo = { tag: clock.tag, bytes: written, state }; }
-    return { kind: 'taken', result };
+    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) {
+      this.memo = undefined;
+      return 'lost';
+    }
+    if (state && written) {
+      this.last = state;
+      this.seenFile = true;
+      this.memo = { tag: clock.tag, bytes: written, state };
+    }
+    return { result };
   }
 
-  // Parses the file's text. A missing, empty or unreadable state falls back to
-  // the last one this process knew, with a warning where something was lost.
-  private decode(text: string, now: number, wallNowS: number, clock: SharedClock): LimitState | undefined {
-    if (text.trim() === '') {
-      if (this.seenFile) warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} was deleted or emptied; continuing from this process's last known state`);
-      return this.last;
+  // The state in the file, on our clock. A missing, empty, oversized or
+  // unparsable state falls back to the last one this process knew, with a
+  // warning where something was lost. The size rule, in one place: a file over
+  // MAX_STATE_BYTES is never read, and is treated as unparsable (its size in
+  // the warning); the next write cuts it back.
+  private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
+    LimitState | undefined {
+    if (sizeBytes > MAX_STATE_BYTES) {
+      return this.lost(`could not be parsed: it is ${sizeBytes} bytes, more than any state takes`);
     }
+    const bytes = readUpTo(fd, sizeBytes);
+    if (this.memo?.tag === clock.tag && bytes.equals(this.memo.bytes)) return this.memo.state;
+    const text = bytes.toString('utf8');
+    if (text.trim() === '') return this.seenFile ? this.lost('was deleted or emptied', 'continuing from') : this.last;
     let raw: StoredState | undefined;
     let state: LimitState | undefined;
     try {
@@ -2089,71 +2044,71 @@ export class FileStore implements RateLimitStore {
     } catch {
       state = undefined;
     }
-    if (!raw || !state) {
-      warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} could not be parsed; starting it afresh from this process's last known state`);
-      return this.last;
-    }
+    if (!raw || !state) return this.lost('could not be parsed');
     this.seenFile = true;
     const shift = clockShiftS(raw, now, wallNowS, clock);
     if (shift === undefined) return state;
-    return shift.capped ? shiftState(state, shift.byS, now) : shiftState(state, shift.byS, Infinity);
+    return shiftState(state, shift.byS, shift.capped ? now : Infinity);
+  }
+
+  private lost(why: string, then = 'starting it afresh from'): LimitState | undefined {
+    warn('RATELIMIT_STATE_LOST', `ratelimit: ${this.name} ${why}; ${then} this process's last known state`);
+    return this.last;
   }
 }
 
-function lockWait(timeoutSeconds = Infinity): LockWait {
-  const startedMs = monoMs();
-  return { startedMs, inspectedMs: startedMs, busyTries: 0, graceTries: 0, timeoutMs: timeoutSeconds * 1000 };
+// Who we are to the core (for concurrency slots), and the proof of death for
+// other holders, by the rule for a lock's holder. Each holder is judged at
+// most once per transaction (the verdicts are cleared as one begins): a
+// judgment reads /proc, and all of a process's waiters share one holder.
+const verdicts = new Map<string, boolean>();
+let threadContext: TxContext | undefined;
+function txContext(): TxContext {
+  verdicts.clear();
+  threadContext ??= {
+    holder: JSON.stringify(identity().holder),
+    isDead: (h: string): boolean => {
+      let dead = verdicts.get(h);
+      if (dead === undefined) {
+        let r: unknown;
+        try { r = JSON.parse(h); } catch { r = undefined; }
+        dead = isHolder(r) && holderIsDead(r);
+        verdicts.set(h, dead);
+      }
+      return dead;
+    },
+  };
+  return threadContext;
 }
 
-// --- reading the lock's names ------------------------------------------------
+// --- the lock's names: lock, break lock and owner files -----------------------
 
-interface Inspected { ino: number; text: string; record?: OwnerRecord | undefined }
+interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
 
 // Reads a lock, a break lock or an owner file: undefined if it does not
-// exist. It is opened without following links and without blocking (a FIFO
-// would block open() and freeze the event loop), and anything but a regular
-// file is a clear error naming it. A file we may not read is returned with
-// no record: its holder cannot be judged, so it is broken only when stale.
-function inspect(path: string): Inspected | undefined {
-  let fd: number;
+// exist. Anything but a regular file is a clear error naming it. A file we
+// may not read is returned with no record: its holder cannot be judged, so
+// it is broken only when stale.
+function readRecord(path: string): LockFile | undefined {
+  let file: { bytes: Buffer; st: FileStat };
   try {
-    fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    file = readBounded(path, MAX_SMALL_BYTES);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP') throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is a symbolic link, not a lock made by ratelimit; remove it`, path, error);
-    if (code === 'EACCES' || code === 'EPERM') {
-      const st = lstatSync(path, { throwIfNoEntry: false });
-      if (!st) return undefined;
-      if (!st.isFile()) throw notALock(path, st);
-      return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
+    const st = code === 'ENOENT' ? undefined : lstatSync(path, { throwIfNoEntry: false });
+    if (!st) return undefined;
+    if (!st.isFile()) {
+      const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO'
+        : st.isSocket() ? 'a socket' : 'not a regular file';
+      const why = `is ${what}, not a lock made by ratelimit; remove it`;
+      throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} ${why}`, path, error);
     }
+    if (code === 'EACCES' || code === 'EPERM') return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
     throw fileError(error, 'read', path);
   }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw notALock(path, st);
-    const buf = Buffer.alloc(4096);
-    let n: number;
-    try { n = readSync(fd, buf, 0, buf.length, 0); } catch (error) { throw fileError(error, 'read', path); }
-    const text = buf.toString('utf8', 0, n);
-    return { ino: st.ino, text, record: parseOwnerRecord(text) };
-  } finally {
-    closeQuietly(fd);
-  }
+  const text = file.bytes.toString('utf8');
+  return { ino: file.st.ino, text, record: parseOwnerRecord(text) };
 }
-
-function notALock(path: string, st: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean }): RateLimitStoreError {
-  const what = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'not a regular file';
-  return new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} is ${what}, not a lock made by ratelimit; remove it`, path);
-}
-
-function discardTemp(temp: { path: string; fd: number }): void {
-  if (temp.fd >= 0) closeQuietly(temp.fd);
-  unlinkIfThere(temp.path);
-}
-
-// --- owner files and records ----------------------------------------------------
 
 /**
  * An owner record: who holds a lock, as `<file>.lock` and the owner files
@@ -2166,71 +2121,70 @@ function discardTemp(temp: { path: string; fd: number }): void {
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
-  token: string; seq: number; clock: string; time: number; renew?: string;
+  token: string; seq: number; clock: string; time: number; renew?: string | undefined;
 }
 
 /** The one way an owner record is written. */
 export function encodeOwnerRecord(r: OwnerRecord): string {
-  return holderPart(r) + recordTail(r.seq, r.clock, r.time, r.renew);
-}
-
-// The record is written on every lock attempt, so it is built as text in
-// two parts: who (fixed for a thread's owner file, so made once) and when.
-function holderPart(r: Holder & { token: string }): string {
   const s = JSON.stringify;
-  return `{"pid":${r.pid},"tid":${r.tid ?? 0},"host":${s(r.host)},"ns":${s(r.ns)},"boot":${s(r.boot)},"start":${s(r.start)},"tstart":${s(r.tstart ?? '')},"token":${s(r.token)}`;
-}
-function recordTail(seq: number, clock: string, time: number, renew: string | undefined): string {
-  return `,"seq":${seq},"clock":${JSON.stringify(clock)},"time":${time}${renew === undefined ? '' : `,"renew":${JSON.stringify(renew)}`}}`;
+  return `{"pid":${r.pid},"tid":${r.tid ?? 0},"host":${s(r.host)},"ns":${s(r.ns)},"boot":${s(r.boot)},` +
+    `"start":${s(r.start)},"tstart":${s(r.tstart ?? '')},"token":${s(r.token)},"seq":${r.seq},` +
+    `"clock":${s(r.clock)},"time":${r.time}${r.renew === undefined ? '' : `,"renew":${s(r.renew)}`}}`;
 }
 
 /** The one way an owner record is read: the record, or undefined for anything else (empty, torn, foreign). */
 export function parseOwnerRecord(text: string): OwnerRecord | undefined {
   let parsed: unknown;
   try { parsed = JSON.parse(text); } catch { return undefined; }
-  if (!isHolder(parsed)) return undefined;
   const r = parsed as Partial<OwnerRecord>;
-  if (typeof r.token !== 'string' || !Number.isFinite(r.seq) || typeof r.clock !== 'string' || !Number.isFinite(r.time)) return undefined;
-  if (r.renew !== undefined && typeof r.renew !== 'string') return undefined;
-  return r as OwnerRecord;
+  const ok = isHolder(parsed) && typeof r.token === 'string' && Number.isFinite(r.seq) && typeof r.clock === 'string' &&
+    Number.isFinite(r.time) && (r.renew === undefined || typeof r.renew === 'string');
+  return ok ? r as OwnerRecord : undefined;
 }
 
 // The fields that name a holder (also the core's holder strings).
 type Holder = Pick<OwnerRecord, 'pid' | 'tid' | 'host' | 'ns' | 'boot' | 'start' | 'tstart'>;
-function holderOf(me: Identity): Holder {
-  return { pid: process.pid, tid: me.tid, host: me.host, ns: me.ns, boot: me.boot, start: me.start, tstart: me.tstart };
-}
 function isHolder(r: unknown): r is Holder {
   const h = r as Partial<Holder> | null;
-  return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) && (h.tid === undefined || Number.isSafeInteger(h.tid)) &&
-    typeof h.host === 'string' && typeof h.ns === 'string' && typeof h.boot === 'string' && typeof h.start === 'string' &&
+  return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) &&
+    (h.tid === undefined || Number.isSafeInteger(h.tid)) && typeof h.host === 'string' && typeof h.ns === 'string' &&
+    typeof h.boot === 'string' && typeof h.start === 'string' &&
     (h.tstart === undefined || typeof h.tstart === 'string');
 }
 
 // One owner file per thread and directory, whatever the number of limiters:
 // one descriptor, and one name `<file>.owner-<token>` (a hard link) per state
-// file in use. Holds by one thread never overlap (a transaction runs to its
-// end synchronously), so sharing the inode is safe; `seq` tells this
-// thread's holds apart.
-interface OwnerFile { dir: string; fd: number; ino: number; token: string; seq: number; sizeBytes: number; names: Set<string>; dropped: boolean; holding: boolean; prefix?: string }
+// file in use. A thread's holds never overlap, so sharing the inode is safe;
+// `seq` tells them apart. The record object is updated in place at each try.
+interface OwnerFile {
+  dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
+  names: Set<string>; dropped: boolean; holding: boolean;
+}
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
-let exitHook: unknown;
+let exitHooked = false;
+
+const ownerPath = (statePath: string, owner: { record: OwnerRecord }) => `${statePath}.owner-${owner.record.token}`;
 
 function acquireOwner(dir: string, statePath: string): OwnerFile {
   let owner = ownerFiles.get(dir);
   if (!owner) {
     const token = randomBytes(8).toString('hex');
-    const path = `${statePath}.owner-${token}`;
+    const record: OwnerRecord = { ...identity().holder, token, seq: 0, clock: '', time: 0 };
+    const path = ownerPath(statePath, { record });
     let fd: number;
     try {
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+      fd = createExclusive(path);
     } catch (error) {
       throw fileError(error, 'create the lock owner file', path);
     }
-    owner = { dir, fd, ino: fstatSync(fd).ino, token, seq: 0, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
+    const ino = fstatSync(fd).ino;
+    owner = { dir, fd, ino, record, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
     ownerFiles.set(dir, owner);
-    if (!exitHook) exitHook = process.once('exit', removeAllOwnerNames);
+    if (!exitHooked) {
+      exitHooked = true;
+      process.once('exit', () => { for (const o of ownerFiles.values()) removeOwnerNames(o.names); });
+    }
     try {
       stampOwner(owner, { tag: 'none', now: () => 0 }); // fails now, not at the first lock, on a full disk
     } catch (error) {
@@ -2240,15 +2194,16 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
     if (!sweptDirs.has(dir)) { sweptDirs.add(dir); sweepOwners(dir); }
     return owner;
   }
-  const name = `${statePath}.owner-${owner.token}`;
+  const name = ownerPath(statePath, owner);
   if (!owner.names.has(name)) {
-    const from = firstName(owner);
     try {
-      linkSync(from, name);
+      linkSync(firstName(owner), name);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') { dropOwner(owner); return acquireOwner(dir, statePath); }
-      if (code !== 'EEXIST' || lstatSync(name).ino !== owner.ino) throw fileError(error, 'create the lock owner file', name);
+      if (code !== 'EEXIST' || lstatSync(name).ino !== owner.ino) {
+        throw fileError(error, 'create the lock owner file', name);
+      }
     }
     owner.names.add(name);
   }
@@ -2262,11 +2217,11 @@ function firstName(owner: OwnerFile): string {
 
 // A store is closed: remove its name; the last one closes the descriptor.
 function releaseOwner(owner: OwnerFile, statePath: string): void {
-  const name = `${statePath}.owner-${owner.token}`;
+  const name = ownerPath(statePath, owner);
   if (!owner.names.has(name) || owner.dropped) return;
   if (owner.names.size === 1) { dropOwner(owner); return; }
   owner.names.delete(name);
-  unlinkIfThere(name);
+  removeOwnerNames([name]);
 }
 
 // Stops using an owner file: its names are removed and its descriptor closed;
@@ -2276,104 +2231,72 @@ function dropOwner(owner: OwnerFile): void {
   owner.dropped = true;
   if (ownerFiles.get(owner.dir) === owner) ownerFiles.delete(owner.dir);
   closeQuietly(owner.fd);
-  for (const name of owner.names) unlinkIfThere(name);
+  removeOwnerNames(owner.names);
 }
 
-function removeAllOwnerNames(): void {
-  for (const owner of ownerFiles.values()) for (const name of owner.names) { try { unlinkSync(name); } catch { /* exiting */ } }
+// The one way owner-file names are removed, ours or a dead holder's. One we
+// may not remove (another user's, in a sticky directory) is left as litter.
+function removeOwnerNames(names: Iterable<string>): void {
+  for (const name of names) { try { unlinkSync(name); } catch { /* gone, or not ours to remove */ } }
+}
+
+// The owner-file names in `dir`, by token.
+function ownerNamesIn(dir: string): Map<string, string[]> {
+  const byToken = new Map<string, string[]>();
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return byToken; }
+  for (const name of names) {
+    const token = /\.owner-([0-9a-f]{16})$/.exec(name)?.[1];
+    if (token) byToken.set(token, [...byToken.get(token) ?? [], join(dir, name)]);
+  }
+  return byToken;
+}
+
+// Removes owner-file names left by dead holders. Once per thread and
+// directory: one directory read, whatever the number of limiters there.
+// Files that cannot be judged (odd, unreadable, alive) are left.
+function sweepOwners(dir: string): void {
+  for (const [token, names] of ownerNamesIn(dir)) {
+    if (token === ownerFiles.get(dir)?.record.token) continue;
+    let record: OwnerRecord | undefined;
+    try { record = readRecord(names[0] ?? '')?.record; } catch { record = undefined; }
+    if (record && holderIsDead(record)) removeOwnerNames(names);
+  }
 }
 
 // Writes a fresh record (next sequence number, time now) and returns that
 // time: it starts the lease of the hold that follows. Padded to the longest
 // record so far, so rewriting in place never leaves the tail of a longer one.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
-  owner.seq++;
   const time = clock.now();
-  owner.prefix ??= holderPart({ ...holderOf(identity()), token: owner.token });
-  const text = owner.prefix + recordTail(owner.seq, clock.tag, time, renew);
+  const r = owner.record;
+  r.seq++;
+  r.clock = clock.tag;
+  r.time = time;
+  r.renew = renew;
+  const text = encodeOwnerRecord(r);
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
   writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
   return time;
 }
 
-// Removes owner-file names left by dead holders. Once per thread and
-// directory: one directory read, whatever the number of limiters there.
-// Files we may not remove (another user's) or cannot judge are left.
-function sweepOwners(dir: string): void {
-  let names: string[];
-  try { names = readdirSync(dir); } catch { return; }
-  const verdicts = new Map<string, boolean>();
-  for (const name of names) {
-    const token = /\.owner-([0-9a-f]{16})$/.exec(name)?.[1];
-    if (!token || token === ownerFiles.get(dir)?.token) continue;
-    let dead = verdicts.get(token);
-    if (dead === undefined) {
-      let file: Inspected | undefined;
-      try { file = inspect(join(dir, name)); } catch { file = undefined; }
-      dead = file?.record !== undefined && holderIsDead(file.record);
-      verdicts.set(token, dead);
-    }
-    if (dead) { try { unlinkSync(join(dir, name)); } catch { /* not ours to remove, or gone */ } }
-  }
-}
-
-// Every name a dead holder's owner file has in `dir`.
-function removeOwnerNames(dir: string, token: string): void {
-  if (!/^[0-9a-f]{16}$/.test(token)) return;
-  let names: string[];
-  try { names = readdirSync(dir); } catch { return; }
-  for (const name of names) if (name.endsWith(`.owner-${token}`)) { try { unlinkSync(join(dir, name)); } catch { /* another user's, or gone */ } }
-}
-
 // --- the state file ----------------------------------------------------------
-
-// How far to move a state's times onto our clock: undefined when the writer
-// and we agree. The slack always errs late: a slot moved too late costs a
-// little waiting, one moved too early lets a call through.
-// - Written on another clock (before a reboot, or on the wall-clock
-//   fallback): carried over by the wall clock, less WALL_MARGIN_S for its
-//   millisecond readings, and capped at one window ahead (shiftState).
-// - Same clock, but written "in our future": the writer's clock is ahead of
-//   ours (a clock stepped back, or a suspend not yet noticed): treat the
-//   write as made just now. Not capped, so waiters queued by other
-//   processes keep their places.
-// A writer whose clock is behind ours cannot be told from an old write by
-// our clock alone, and the wall clock is no referee (it is stepped, and
-// faked per process), so the shared clock itself must not lag: sharedClock
-// subtracts time namespace offsets and rechecks its line-up with the boot
-// clock whenever a second has passed on either clock (a suspend moves the
-// wall clock, so it is caught on the first reading after it).
-// Each side's wall reading is taken next to its clock reading, on the side
-// that errs late (see holding), so only Date.now()'s millisecond steps are
-// left for WALL_MARGIN_S to cover.
-const WALL_MARGIN_S = 0.002;
-const CLOCKS_AGREE_S = 0.005;
-const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
-function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock): { byS: number; capped: boolean } | undefined {
-  const sinceWrittenS = now - raw.written;
-  const wallSinceS = clock.wall ? wallNowS - raw.wall : undefined;
-  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, (wallSinceS ?? 0) - WALL_MARGIN_S), capped: true };
-  if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
-  return undefined;
-}
 
 // The state file: the core's state, wrapped with the clock it was written on.
 interface StoredState { clock: string; written: number; wall: number; state: unknown }
 
 function isEnvelope(v: unknown): v is StoredState {
   const e = v as Partial<StoredState> | null;
-  return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) && Number.isFinite(e.wall);
+  return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) &&
+    Number.isFinite(e.wall);
 }
 
-// --- state descriptors, shared per thread --------------------------------------
-
 // The state file, open for read and write, never through a symbolic link and
-// never blocking on a special file. The descriptor is kept between calls
-// while the path still names the same file (an open descriptor keeps its
-// inode number from being reused), so most calls cost one lstat instead of
-// open, fstat and close. At most MAX_OPEN_STATES are kept, least recently used out.
+// never blocking on a special file. The descriptor is kept while the path
+// names its inode (which it keeps from reuse), so most calls cost one lstat,
+// which also gives that inode's size. Least recently used out.
 const openStates = new Map<string, { fd: number; ino: number }>();
-function openState(path: string, name: string): { fd: number; sizeBytes: number } {
+function openState(path: string, name: string, linkReplaced = false): { fd: number; sizeBytes: number } {
   const seen = lstatSync(path, { throwIfNoEntry: false });
   const cached = openStates.get(path);
   if (cached && seen?.isFile() && seen.ino === cached.ino) {
@@ -2382,34 +2305,31 @@ function openState(path: string, name: string): { fd: number; sizeBytes: number 
     return { fd: cached.fd, sizeBytes: seen.size };
   }
   closeState(path);
-  const flags = constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK;
-  for (let tries = 0; ; tries++) {
-    try {
-      const fd = openSync(path, flags, 0o600);
-      const stat = fstatSync(fd);
-      if (stat.isFile()) {
-        openStates.set(path, { fd, ino: stat.ino });
-        const oldest = openStates.keys().next();
-        if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
-        return { fd, sizeBytes: stat.size };
-      }
-      closeSync(fd);
-      throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ELOOP' && tries === 0) {
-        // A symbolic link where the state should be. Remove the link itself
-        // (its target is left alone) and start a real file in its place.
-        warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; replaced it with a plain file (the link's target was not touched)`);
-        try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
-        continue;
-      }
-      if (code === 'EISDIR' || code === 'ENOTREG' || code === 'ENXIO') {
-        throw new RateLimitStoreError(`ratelimit: ${name} is a directory or other non-regular file; it must be a plain file (or not exist yet)`, path, error);
-      }
-      throw fileError(error, 'open the state file', path);
-    }
+  const why = 'is a directory or other non-regular file; it must be a plain file (or not exist yet)';
+  const notPlain = (error?: unknown) => new RateLimitStoreError(`ratelimit: ${name} ${why}`, path, error);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR' || code === 'ENXIO') throw notPlain(error);
+    if (code !== 'ELOOP' || linkReplaced) throw fileError(error, 'open the state file', path);
+    // A symbolic link where the state should be. Remove the link itself (its
+    // target is left alone) and start a real file in its place.
+    const did = "replaced it with a plain file (the link's target was not touched)";
+    warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; ${did}`);
+    try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
+    return openState(path, name, true);
   }
+  const stat = fstatSync(fd);
+  if (!stat.isFile()) {
+    closeSync(fd);
+    throw notPlain();
+  }
+  openStates.set(path, { fd, ino: stat.ino });
+  const oldest = openStates.keys().next();
+  if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
+  return { fd, sizeBytes: stat.size };
 }
 
 function closeState(path: string): void {
@@ -2440,10 +2360,9 @@ function writeState(fd: number, text: string, oldBytes: number, path: string): B
   return bytes;
 }
 
-// writeSync at `position` until every byte is written; a short write is
-// retried, and the error that stops it (ENOSPC, EDQUOT) is thrown. The
-// Buffer form is used because Deno (2.9) ignores the position in
-// writeSync(fd, string, position) and appends.
+// writeSync at `position` until every byte is written (a short write is
+// retried; ENOSPC or EDQUOT is thrown). A Buffer, because Deno (2.9) ignores
+// the position in writeSync(fd, string, position) and appends.
 function writeAll(fd: number, bytes: Uint8Array, position: number, path: string): void {
   for (let done = 0; done < bytes.length;) {
     let n: number;
@@ -2473,30 +2392,25 @@ function writeAll(fd: number, bytes: Uint8Array, position: number, path: string)
  * compared: containers on one kernel may each have their own.
  */
 export function holderIsDead(rec: Holder): boolean {
-  const me = identity();
+  const { holder: me, procIsOurs } = identity();
   if (!me.boot || rec.boot !== me.boot) return false;
-  if (!me.ns || rec.ns !== me.ns) return goneFromNamespace(rec, me);
-  return !taskAlive(rec.pid, rec.tid ?? 0, rec.start, rec.tstart ?? '', me);
+  if (!me.ns || rec.ns !== me.ns) return goneFromNamespace(rec, me.ns === PID_NS_INIT && procIsOurs);
+  if (!procIsOurs) {
+    // /proc shows another namespace: signal 0, which cannot tell a reused pid.
+    try { process.kill(rec.pid, 0); return false; } catch (e) { return (e as NodeJS.ErrnoException).code === 'ESRCH'; }
+  }
+  const tid = rec.tid ?? 0;
+  return !statShowsAlive(`/proc/${rec.pid}/stat`, rec.start) ||
+    (tid !== 0 && tid !== rec.pid && !statShowsAlive(`/proc/${rec.pid}/task/${tid}/stat`, rec.tstart ?? ''));
 }
 
-// Is the task alive, judged in our own pid namespace? Through /proc when it
-// shows our namespace; else by signal 0 (no start time then, so a reused pid
-// counts as alive).
-function taskAlive(pid: number, tid: number, start: string, tstart: string, me: Identity): boolean {
-  if (!me.procIsOurs) {
-    try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code !== 'ESRCH'; }
-  }
-  const proc = readStat(`/proc/${pid}/stat`);
-  if (proc === 'gone') return false;
-  if (proc === 'unknown') return true;
-  if (proc.state === 'Z' || proc.state === 'X') return false;
-  if (start && proc.start !== start) return false;
-  if (!tid || tid === pid) return true;
-  const thread = readStat(`/proc/${pid}/task/${tid}/stat`);
-  if (thread === 'gone') return false;
-  if (thread === 'unknown') return true;
-  if (thread.state === 'Z' || thread.state === 'X') return false;
-  return !tstart || thread.start === tstart;
+// The one verdict on a /proc/.../stat file: false if the task is gone, a
+// zombie, or not the one that started at `start` (a reused pid or tid);
+// true if it is there, or cannot be read.
+function statShowsAlive(path: string, start: string): boolean {
+  const stat = readStat(path);
+  if (stat === 'unknown') return true;
+  return stat !== 'gone' && stat.state !== 'Z' && stat.state !== 'X' && (!start || stat.start === start);
 }
 
 // A holder in another pid namespace is proven gone only from the host's
@@ -2505,8 +2419,8 @@ function taskAlive(pid: number, tid: number, start: string, tstart: string, me: 
 // start time. Costs a /proc scan, so results are kept NAMESPACE_SCAN_EVERY_MS.
 const PID_NS_INIT = 'pid:[4026531836]';
 const scans = new Map<string, { atMs: number; dead: boolean }>();
-function goneFromNamespace(rec: Holder, me: Identity): boolean {
-  if (me.ns !== PID_NS_INIT || !me.procIsOurs || !rec.ns) return false;
+function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
+  if (!seeAll || !rec.ns) return false;
   const key = `${rec.ns}:${rec.pid}:${rec.start}`;
   const memo = scans.get(key);
   if (memo && monoMs() - memo.atMs < NAMESPACE_SCAN_EVERY_MS) return memo.dead;
@@ -2515,7 +2429,7 @@ function goneFromNamespace(rec: Holder, me: Identity): boolean {
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       let status: string;
-      try { status = readSmall(`/proc/${entry}/status`); } catch { continue; } // exited meanwhile
+      try { status = readText(`/proc/${entry}/status`); } catch { continue; } // exited meanwhile
       const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
       if (nspid?.length === 1) continue; // in the host's namespace only, so not in the holder's
       let ns: string;
@@ -2523,16 +2437,13 @@ function goneFromNamespace(rec: Holder, me: Identity): boolean {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
         dead = false; break; // a nested namespace we cannot see: cannot prove anything
       }
-      if (ns !== rec.ns) continue;
-      if (!nspid || Number(nspid[nspid.length - 1]) !== rec.pid) continue;
-      const stat = readStat(`/proc/${entry}/stat`);
-      if (stat === 'gone') continue;
-      if (stat === 'unknown' || stat.state !== 'Z' && (!rec.start || stat.start === rec.start)) { dead = false; break; }
+      if (ns !== rec.ns || !nspid || Number(nspid[nspid.length - 1]) !== rec.pid) continue;
+      if (statShowsAlive(`/proc/${entry}/stat`, rec.start)) { dead = false; break; }
     }
   } catch {
     dead = false;
   }
-  if (scans.size > 100) scans.clear();
+  if (scans.size > MAX_REMEMBERED) scans.clear();
   scans.set(key, { atMs: monoMs(), dead });
   return dead;
 }
@@ -2544,25 +2455,22 @@ function goneFromNamespace(rec: Holder, me: Identity): boolean {
 function readStat(path: string): { state: string; start: string } | 'gone' | 'unknown' {
   let stat: string;
   try {
-    stat = readSmall(path);
+    stat = readText(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ESRCH' ? 'gone' : 'unknown';
   }
   const rest = stat.slice(stat.lastIndexOf(')') + 2);
-  return { state: rest.slice(0, 1), start: normalStart(rest.split(' ')[19] ?? '') };
+  const ticks = rest.split(' ')[19] ?? '';
+  const bootS = timeNamespaceOffsets()?.bootS ?? 0;
+  const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks
+    : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
+  return { state: rest.slice(0, 1), start };
 }
 
-function normalStart(ticks: string): string {
-  if (!/^\d+$/.test(ticks)) return '';
-  const offsets = timeNamespaceOffsets();
-  if (!offsets || offsets.bootS === 0) return ticks;
-  return String(BigInt(ticks) - BigInt(Math.round(offsets.bootS * 100)));
-}
-
-// Who this thread is, for owner records. Each field is '' (or 0) when it
-// cannot be read, which makes the holder impossible to judge, never dead.
-interface Identity { host: string; ns: string; boot: string; start: string; tid: number; tstart: string; procIsOurs: boolean }
+// Who this thread is, as a holder. Each field is '' (or 0) when it cannot be
+// read, which makes the holder impossible to judge, never dead.
+interface Identity { holder: Holder; procIsOurs: boolean }
 let identityCache: Identity | undefined;
 function identity(): Identity {
   if (identityCache) return identityCache;
@@ -2574,16 +2482,16 @@ function identity(): Identity {
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
   const own = readStat('/proc/self/stat');
   const ownThread = tid ? readStat(`/proc/self/task/${tid}/stat`) : 'unknown';
-  identityCache = {
+  const holder = {
+    pid: process.pid, tid,
     // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
     host: read(hostname),
     ns: read(() => readlinkSync('/proc/self/ns/pid')),
-    boot: read(() => readSmall('/proc/sys/kernel/random/boot_id').trim()),
+    boot: bootId(),
     start: typeof own === 'object' ? own.start : '',
-    tid,
     tstart: typeof ownThread === 'object' ? ownThread.start : '',
-    procIsOurs: self === String(process.pid),
   };
+  identityCache = { holder, procIsOurs: self === String(process.pid) };
   return identityCache;
 }
 
@@ -2607,35 +2515,50 @@ export interface SharedClock {
 let clockCache: SharedClock | undefined;
 
 /**
- * The clock the file store uses. On Linux it is CLOCK_BOOTTIME of the host
- * (the time since boot, suspends included; /proc/uptime shows it), which
- * every process on the machine shares and wall-clock steps do not move,
- * tagged with the boot id so readings from before a reboot are recognised.
- * A process in a time namespace subtracts that namespace's offsets
- * (/proc/self/timens_offsets), so it reads the host's clock too.
- * Node's `process.hrtime` (CLOCK_MONOTONIC) is that clock as long as the
- * machine has not been suspended since boot; otherwise, and on runtimes whose
- * hrtime counts from their own start (Bun, Deno), a local monotonic clock is
- * lined up with the moment /proc/uptime ticks over (it counts in 10 ms
- * steps, so the tick edge is exact). The line-up is checked against
- * /proc/uptime at most once a second and redone after a suspend.
- * Without /proc, or without a readable boot id or time namespace offsets,
- * it is the wall clock, tagged `wall`: then a clock step can let extra calls
- * through or, stepped back, is absorbed at the next write.
+ * The clock the file store uses. On Linux, the host's CLOCK_BOOTTIME (the
+ * time since boot, suspends included, as /proc/uptime shows it), tagged with
+ * the boot id; a process in a time namespace subtracts its offsets. Node's
+ * hrtime is that clock until the first suspend; otherwise, and on Bun and
+ * Deno (whose hrtime counts from their own start), a local monotonic clock is
+ * lined up with the moment /proc/uptime ticks over, checked at most once a
+ * second and redone after a suspend. Without /proc, a readable boot id or
+ * time namespace offsets, the wall clock, tagged `wall`.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
-  const boot = identity().boot;
+  const boot = bootId();
   const offsets = timeNamespaceOffsets();
   if (boot && offsets && readUptime() !== undefined) {
-    const clock = bootClock(`boot:${boot}`, offsets.bootS, offsets.monoS);
-    if (clock) { clockCache = clock; return clock; }
+    clockCache = bootClock(`boot:${boot}`, offsets.bootS, offsets.monoS);
   }
-  clockCache = wallClock();
+  clockCache ??= wallClock();
   return clockCache;
 }
 
 const wallS = () => Date.now() / 1000;
+const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
+
+// How far to move a state's times onto our clock: undefined when the writer
+// and we agree. The slack always errs late: a slot moved too late costs a
+// little waiting, one moved too early lets a call through.
+// - Written on another clock (before a reboot, or on the wall-clock
+//   fallback): carried over by the wall clock, less WALL_MARGIN_S for its
+//   millisecond readings, and capped at one window ahead (shiftState).
+// - Same clock, but written "in our future": the writer's clock is ahead of
+//   ours (a clock stepped back, or a suspend not yet noticed): treat the
+//   write as made just now. Not capped, so waiters queued by other
+//   processes keep their places.
+// A writer whose clock is behind ours cannot be told from an old write by our
+// clock alone, and the wall clock is no referee (it is stepped, and faked per
+// process), so the shared clock itself must not lag (see sharedClock).
+function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
+  { byS: number; capped: boolean } | undefined {
+  const sinceWrittenS = now - raw.written;
+  const wallSinceS = clock.wall ? wallNowS - raw.wall : 0;
+  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, wallSinceS - WALL_MARGIN_S), capped: true };
+  if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
+  return undefined;
+}
 
 // The wall clock with sub-millisecond steps: performance.timeOrigin +
 // performance.now(), held within the millisecond that Date.now() reports, so
@@ -2659,53 +2582,44 @@ function wallClock(): SharedClock {
 function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): SharedClock | undefined {
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
   const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
-  let local: () => number;
-  let offsetS: number | undefined;
-  if (hrtimeIsBootClock(hr, uptime, monoOffsetS)) {
-    local = hr;
-    offsetS = -monoOffsetS;
-  } else {
-    local = () => monoMs() / 1000;
-    offsetS = uptimeOffset(local, uptime);
-  }
-  if (offsetS === undefined) return undefined;
-  let off = offsetS;
+  // hrtime less the namespace's monotonic offset is the boot clock, except on
+  // Bun and Deno (it counts from their start) and after a suspend
+  // (CLOCK_MONOTONIC stood still while suspended).
+  const onHr = linedUp(hr, uptime, -monoOffsetS) === true;
+  const local = onHr ? hr : () => monoMs() / 1000;
+  const offset = onHr ? -monoOffsetS : uptimeOffset(local, uptime);
+  if (offset === undefined) return undefined;
+  let off = offset;
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
-    const t = local() + off;
     // Once a second (by either clock: the monotonic one stands still while
     // the machine is suspended), check the line-up; redo it if it slipped.
     const mono = monoMs();
     const wallMs = Date.now();
-    if (mono - checkedMs < 1000 && Math.abs(wallMs - checkedWallMs) < 1000) return t;
-    checkedMs = mono;
-    checkedWallMs = wallMs;
-    const p1 = local();
-    const u = uptime();
-    const p2 = local();
-    if (u === undefined || (u <= p2 + off + 0.0005 && u + 0.0105 > p1 + off)) return t;
-    const again = uptimeOffset(local, uptime);
-    if (again !== undefined) off = again;
+    if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
+      checkedMs = mono;
+      checkedWallMs = wallMs;
+      if (linedUp(local, uptime, off) === false) off = uptimeOffset(local, uptime) ?? off;
+    }
     return local() + off;
   };
   return { tag, now, wall: wallS };
 }
 
-// Whether hrtime less the namespace's monotonic offset is the boot clock: if
-// so, a read of /proc/uptime between two hrtime readings h1, h2 gives u
-// with h1 - 10 ms < u <= h2. Read it between two hrtime readings close
-// together: one that the scheduler preempted in between proves nothing either
-// way, so it is tried again. False on Bun and Deno (hrtime counts from their
-// start) and after a suspend (CLOCK_MONOTONIC stood still while suspended).
-function hrtimeIsBootClock(hr: () => number, uptime: () => number | undefined, monoOffsetS: number): boolean {
+// Whether local() + off is the boot clock: then a read u of /proc/uptime (the
+// boot clock truncated to 10 ms) between local readings p1 and p2 has
+// p1 + off - 10 ms < u <= p2 + off, give or take 0.5 ms. A read that the
+// scheduler preempted (p2 - p1 over 1 ms) proves nothing either way, so it is
+// tried again. Undefined if /proc/uptime cannot be read.
+function linedUp(local: () => number, uptime: () => number | undefined, off: number): boolean | undefined {
   for (let tries = 0; tries < 50; tries++) {
-    const h1 = hr() - monoOffsetS;
+    const p1 = local();
     const u = uptime();
-    const h2 = hr() - monoOffsetS;
-    if (u === undefined) return false;
-    if (h2 - h1 > 0.001) continue;
-    return u <= h2 + 0.0005 && u > h1 - 0.0105;
+    const p2 = local();
+    if (u === undefined) return undefined;
+    if (p2 - p1 > 0.001) continue;
+    return u <= p2 + off + 0.0005 && u + 0.0105 > p1 + off;
   }
   return false;
 }
@@ -2723,8 +2637,6 @@ function hrtimeIsBootClock(hr: () => number, uptime: () => number | undefined, m
 // tick), or after CALIBRATION_MAX_MS (then the middle is still within half
 // the width). Once per process; up to 10 ms, 5 on average, unless the
 // machine is very busy.
-const CALIBRATION_TARGET_MS = 0.1;
-const CALIBRATION_MAX_MS = 500;
 function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
   const startMs = monoMs();
   let lo = -Infinity;
@@ -2753,11 +2665,16 @@ function uptimeOffset(local: () => number, uptime: () => number | undefined): nu
 }
 
 function readUptime(): number | undefined {
-  try {
-    return parseFloat(readSmall('/proc/uptime'));
-  } catch {
-    return undefined;
+  try { return parseFloat(readText('/proc/uptime')); } catch { return undefined; }
+}
+
+// The kernel's boot id: '' where it cannot be read.
+let bootIdCache: string | undefined;
+function bootId(): string {
+  if (bootIdCache === undefined) {
+    try { bootIdCache = readText('/proc/sys/kernel/random/boot_id').trim(); } catch { bootIdCache = ''; }
   }
+  return bootIdCache;
 }
 
 // This process's time namespace offsets, in seconds: zero outside one, or on
@@ -2768,9 +2685,10 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   if (offsetsCache !== null) return offsetsCache;
   let text: string;
   try {
-    text = readSmall('/proc/self/timens_offsets');
+    text = readText('/proc/self/timens_offsets');
   } catch (error) {
-    offsetsCache = (error as NodeJS.ErrnoException).code === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined;
+    const none = (error as NodeJS.ErrnoException).code === 'ENOENT' && exists('/proc/self/stat');
+    offsetsCache = none ? { monoS: 0, bootS: 0 } : undefined;
     return offsetsCache;
   }
   const get = (name: string) => {
@@ -2785,22 +2703,45 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
 
 // --- file helpers ----------------------------------------------------------------
 
-// A small file (a /proc entry, which reports no size) read whole, as
-// latin1: open, read to the end, close. readFileSync's first call in a
-// process costs about 0.5 ms on Node; this costs a few µs.
-const smallBuffer = Buffer.alloc(4096);
-function readSmall(path: string): string {
-  const fd = openSync(path, constants.O_RDONLY | O_NONBLOCK);
+// The one bounded reader: at most `maxBytes` of a regular file, whatever size
+// it claims. Opened without following a link and without blocking (open() of
+// a FIFO waits for a writer); anything but a regular file fails with ENOTREG.
+// A /proc file reports size 0 and is read to its end. Errors are the caller's.
+function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileStat } {
+  const fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
-    let text = '';
-    for (;;) {
-      const n = readSync(fd, smallBuffer, 0, smallBuffer.length, null);
-      if (n <= 0) return text;
-      text += smallBuffer.toString('latin1', 0, n);
-    }
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+    return { bytes: readUpTo(fd, st.size === 0 ? maxBytes : Math.min(st.size, maxBytes)), st };
   } finally {
-    closeSync(fd);
+    closeQuietly(fd);
   }
+}
+
+// What the file store looks at in a file's status (fs.Stats has it all).
+interface FileStat { ino: number; size: number; mode: number; uid: number; gid: number; isFile(): boolean }
+
+// Reads an open file from its start until its end or `maxBytes`, into one
+// buffer per thread: the bytes are good until the next read. (readFileSync's
+// first call in a process costs about 0.5 ms on Node; this, a few µs.)
+let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
+function readUpTo(fd: number, maxBytes: number): Buffer {
+  if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
+  let n = 0;
+  while (n < maxBytes) {
+    const got = readSync(fd, readBuffer, n, maxBytes - n, n);
+    if (got === 0) break;
+    n += got;
+  }
+  return readBuffer.subarray(0, n);
+}
+
+// A small text file, such as a /proc entry.
+const readText = (path: string): string => readBounded(path, MAX_SMALL_BYTES).bytes.toString('latin1');
+
+// Creates a file only if nothing is at its name (never through a link), mode 0600.
+function createExclusive(path: string): number {
+  return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
 }
 
 function exists(path: string): boolean {
@@ -2822,28 +2763,30 @@ function closeQuietly(fd: number): void {
 // what is wrong, with the system's code.
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
   const code = (error as NodeJS.ErrnoException).code;
-  const dir = dirname(path);
+  const dir = JSON.stringify(dirname(path));
   let why =
-    code === 'ENOENT' ? `the directory ${JSON.stringify(dir)} does not exist` :
-    code === 'EACCES' || code === 'EPERM' ? `permission denied in ${JSON.stringify(dir)}${ownedBy(path)}` :
-    code === 'EROFS' ? `${JSON.stringify(dir)} is on a read-only file system` :
-    code === 'ENOTDIR' ? `a part of ${JSON.stringify(dir)} is not a directory` :
-    code === 'ENOSPC' ? `no space left on the device of ${JSON.stringify(dir)}` :
-    code === 'EDQUOT' ? `the disk quota is used up in ${JSON.stringify(dir)}` :
+    code === 'ENOENT' ? `the directory ${dir} does not exist` :
+    code === 'EACCES' || code === 'EPERM' ? deniedWhy(path, dir) :
+    code === 'EROFS' ? `${dir} is on a read-only file system` :
+    code === 'ENOTDIR' ? `a part of ${dir} is not a directory` :
+    code === 'ENOSPC' ? `no space left on the device of ${dir}` :
+    code === 'EDQUOT' ? `the disk quota is used up in ${dir}` :
     code === 'EMFILE' || code === 'ENFILE' ? 'too many open files' :
     (error as Error).message;
   if (code && !why.includes(code)) why += ` (${code})`;
   return new RateLimitStoreError(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, path, error);
 }
 
-function ownedBy(path: string): string {
-  try {
-    const st = lstatSync(path, { throwIfNoEntry: false });
-    const uid = process.getuid?.();
-    return st && uid !== undefined && st.uid !== uid ? ` (the file belongs to uid ${st.uid})` : '';
-  } catch {
-    return '';
-  }
+// Permission denied: by the file's owner and mode when another user owns it,
+// else by the directory.
+function deniedWhy(path: string, dir: string): string {
+  let st: FileStat | undefined;
+  try { st = lstatSync(path, { throwIfNoEntry: false }); } catch { st = undefined; }
+  const uid = process.getuid?.();
+  if (!st || uid === undefined || st.uid === uid) return `permission denied in ${dir}`;
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+  return `the file belongs to uid ${st.uid} and its mode ${mode} does not let uid ${uid} read and write it; run as ` +
+    `uid ${st.uid}, ask its owner to share it (a group you are in, and chmod g+rw), or use another file`;
 }
 
 // ===========================================================================

@@ -5,9 +5,10 @@
 // sleeps for a stale lock; the whole file runs in well under a second or two.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
-  chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, writeFileSync,
+  chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, truncateSync,
+  writeFileSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -206,6 +207,91 @@ describe('file store rules (made-up clock)', () => {
     mkdirSync(`${file}.lock.break`);
     assert.throws(() => new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { clock: testClock() }) }).tryAcquire(),
       (e: Error) => e instanceof RateLimitStoreError && /\.lock\.break" is a directory/.test(e.message));
+  });
+
+  // Sparse files cost no disk. Each case ends within 1 s with under 100 MB of
+  // growth: reading the file whole would take seconds and its size in memory
+  // (1.5 GB), or fail inside node:fs (3 GB).
+  const bounded = (what: string, run: () => void) => {
+    const rss = process.memoryUsage().rss;
+    const start = performance.now();
+    run();
+    const ms = performance.now() - start;
+    const grewMB = (process.memoryUsage().rss - rss) / 1e6;
+    assert.ok(ms < 1000, `${what}: ${ms.toFixed(0)} ms`);
+    assert.ok(grewMB < 100, `${what}: the process grew by ${grewMB.toFixed(0)} MB`);
+  };
+
+  it('a state file of any size ends in a grant within a second, read no further than a bound', async () => {
+    const cases: Array<[string, (file: string) => void, number]> = [
+      ['1.5 GB sparse', (f) => truncateSync(f, 1.5e9), 1.5e9],
+      ['3 GB sparse', (f) => truncateSync(f, 3e9), 3e9],
+      ['20 MB of whitespace, then {}', (f) => writeFileSync(f, `${' '.repeat(20e6)}{}`), 20e6 + 2],
+    ];
+    for (const [what, make, size] of cases) {
+      const file = path();
+      writeFileSync(file, '');
+      make(file);
+      const limit = new RateLimit({ maxCount: 5, per: 1, store: new FileStore(file, { clock: testClock() }) });
+      const warnings = await warningsDuring(() => bounded(what, () => assert.equal(limit.tryAcquire(), true, what)));
+      assert.ok(warnings.some((w) => w.includes(file) && w.includes(`${size} bytes`)), `${what}: ${warnings.join()}`);
+      assert.ok(statSync(file).size < 1000, `${what}: the state written over it is small again`);
+    }
+  });
+
+  it('a 1 GB lock file is broken after staleAfter, and a 1 GB owner file is left alone, each read no further than a bound', () => {
+    const file = path();
+    const clock = testClock(0);
+    writeFileSync(`${file}.lock`, '');
+    truncateSync(`${file}.lock`, 1e9);
+    const limit = new RateLimit({ maxCount: 1, per: 1, store: new FileStore(file, { staleAfter: 10, clock }) });
+    bounded('1 GB lock, held', () => assert.equal(limit.tryAcquire(), false, 'an unreadable record: held until staleAfter'));
+    clock.t = 10.1;
+    bounded('1 GB lock, stale', () => assert.equal(limit.tryAcquire(), true, 'broken after staleAfter'));
+
+    const sub = join(dir, 'big-owner');
+    mkdirSync(sub);
+    const owner = join(sub, 'x.json.owner-0123456789abcdef');
+    writeFileSync(owner, '');
+    truncateSync(owner, 1e9);
+    bounded('1 GB owner file', () => assert.equal(new RateLimit({ maxCount: 1, per: 1, file: join(sub, 'x.json') }).tryAcquire(), true));
+    assert.ok(existsSync(owner), 'a file whose holder cannot be judged is left');
+  });
+
+  it('a transaction judges each holder once, however many slots name it', (t) => {
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
+    t.after(() => child.kill('SIGKILL'));
+    const pid = child.pid!;
+    const holder = JSON.stringify({ pid, tid: pid, host: hostname(), ns, boot, start: startOf(pid), tstart: '' });
+    const isZombie = () => /\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+    const store = new FileStore(path(), { clock: testClock() });
+    const verdicts = store.updateSync((_state, _now, ctx) => {
+      const before = ctx.isDead(holder);
+      // The event loop is blocked, so nobody reaps the child: it stays a zombie, which counts as dead.
+      child.kill('SIGKILL');
+      for (const deadline = Date.now() + 5000; !isZombie() && Date.now() < deadline;) { /* until the kernel has killed it */ }
+      assert.ok(isZombie(), 'the child is a zombie now');
+      return { result: [before, ctx.isDead(holder)] };
+    });
+    assert.deepEqual(verdicts, [false, false], 'judged once in the transaction');
+    assert.equal(store.updateSync((_state, _now, ctx) => ({ result: ctx.isDead(holder) })), true, 'and afresh in the next');
+  });
+
+  it('a state file another user owns, mode 0600: the error names its owner and mode, and what to do', { skip: !root && 'needs root to chown' }, () => {
+    const { dir: sub, cleanup: done } = tempDir(); // the suite's directory is 0700: another user cannot get in
+    after(done);
+    chmodSync(sub, 0o777);
+    const file = join(sub, 'x.json');
+    writeFileSync(file, '');
+    chownSync(file, 4242, 4242);
+    chmodSync(file, 0o600);
+    const script = `import { RateLimit } from ${JSON.stringify(join(import.meta.dirname, '..', 'ratelimit.ts'))};
+      try { new RateLimit({ maxCount: 1, per: 1, file: ${JSON.stringify(file)} }).tryAcquire(); } catch (e) { process.stdout.write(e.message); }`;
+    const out = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script],
+      { encoding: 'utf8', cwd: join(import.meta.dirname, '..') });
+    assert.match(out.stdout, /^ratelimit: cannot open the state file ".*x\.json": the file belongs to uid 4242 and its mode 0600 does not let uid 65534/, out.stderr);
+    assert.match(out.stdout, /run as uid 4242, ask its owner to share it/);
+    assert.doesNotMatch(out.stdout, /permission denied in/);
   });
 
   it('a FIFO among the owner files does not block the sweep', () => {
