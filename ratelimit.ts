@@ -3,44 +3,45 @@
 //
 // ratelimit.ts: a rate limiter in one file, for one process or for every
 // process on the machine that names the same state file.
+// Priorities: the limit holds and nothing hangs or fails silently; then a file
+// you can read and edit; then speed.
 //
 //   const limit = new RateLimit({ maxCount: 2, per: 5, file: '/var/tmp/api.ratelimit.json' });
 //   await limit.wait();   // now call the API
 //
-// Where things live in this file:
-//   1. Public API ........ RateLimit, its options, permits and errors, the
-//                          store seam, retryAfter(); at its end, what
-//                          RateLimit uses itself (permits, polling constants).
-//   2. Scheduling core ... reserve(), giveBack(), settle(), release(),
-//                          pauseState(), statusOf(): pure functions of
+// Where things live, in the order data flows (read down to BEGIN FILE STORE
+// for everything but the file store):
+//   1. Public API ........ RateLimit, its options, permits, errors, the store
+//                          seam, retryAfter(); at its end, what RateLimit uses
+//                          itself: the SlotAgent that hands out concurrency slots.
+//   2. Scheduling core ... reserve(), admit(), recheck(), giveBack(), settle(),
+//                          release(), statusOf(), parseState(): pure functions of
 //                          (settings, state, now). All the rate arithmetic is here.
-//   3. Stores ............ MemoryStore; then, between the BEGIN FILE STORE
-//                          and END FILE STORE banners, FileStore: its lock,
-//                          owner records and state file,
-//   4. Liveness .......... holderIsDead(): whether a lock's holder is gone,
-//   5. Clock ............. the one clock that processes on a host share.
-//   6. Helpers ........... sleeping, option checks, warnings.
+//   3. Memory store ...... MemoryStore, and the sleeping, option checks and
+//                          warnings everything above uses.
+//   4. File store ........ between the BEGIN FILE STORE and END FILE STORE
+//                          banners: FileStore and its retry loop, the files on
+//                          disk, liveness, and the clock processes share.
 // The command line is a file of its own, ratelimit-cli.mts, which uses only
 // the API exported here.
 //
-// Safe to change: the constants at the ends of sections 1 and 2, at the top
-// of the file store and beside sleepUntil (each says what it trades), the
-// warning texts, and the rest of section 6. Change the core or the lock
-// protocol only with the tests in ratelimit.test.ts and test/ at hand
-// (npm run test:core is the fast loop).
+// Safe to change: the tuning constants, one block per part (at the end of
+// section 1, at the end of section 2, at the top of section 3's sleeping, at
+// the top of the file store; each says what it trades), and the warning and
+// error texts. Change the core or the lock protocol only with the tests in
+// ratelimit.test.ts and test/ at hand (npm run test:core is the fast loop).
 //
 // For memory only: delete every region from a BEGIN FILE STORE line to the
-// next END FILE STORE line (the imports, RateLimit.fromState, and sections 4
-// and 5 with the file store itself), replace the line whose comment says
-// "FILE STORE: for memory only" as it says (the command line, which works on
-// a file, is no use then). test/recipes.test.ts does exactly that, and
-// type-checks and tests what is left. There is no Node-only recipe: what is
-// there for Bun and Deno is a few lines, and the clock line-up they need
-// also serves Node after a suspend.
+// next END FILE STORE line (the imports, RateLimit.fromState and section 4),
+// and replace the line whose comment says "FILE STORE: for memory only" as it
+// says. test/recipes.test.ts does exactly that, and type-checks and tests
+// what is left.
 //
 // Only node: built-ins are used, so the file runs under tsx, Node's own type
-// stripping, Bun and Deno alike.
+// stripping, Bun and Deno alike; the reference below gives a project made by
+// `tsc --init` (whose "types": [] loads none) Node's types.
 
+/// <reference types="node" />
 import { randomBytes } from 'node:crypto';
 // BEGIN FILE STORE (its imports)
 import {
@@ -1524,7 +1525,7 @@ const STATE_VERSION = 3;
 const MAX_RUNS = 128;
 
 // ---------------------------------------------------------------------------
-// 3. Stores
+// 3. Memory store, and the sleeping and checking it needs
 // ---------------------------------------------------------------------------
 
 /**
@@ -1555,11 +1556,157 @@ export class MemoryStore implements RateLimitStore {
 // In one process, every holder is this process, alive while anything can ask.
 const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false };
 
+// --- sleeping, option checks and warnings, for the memory store and everything above -----
+
+// How long a call may wait for a busy lock: its maxWait, but at least
+// MIN_LOCK_WAIT_S, even for tryAcquire(). A lock is normally held for tens of
+// µs, and waiters look for a dead holder every 2 ms, so 10 ms lets a call
+// ride out ordinary contention and break a dead holder's lock, while a lock
+// held by a stopped process cannot block it for staleAfter.
+const MIN_LOCK_WAIT_S = 0.01;
+function lockTimeout(maxWait: number): number {
+  return Math.max(maxWait, MIN_LOCK_WAIT_S);
+}
+
+// setTimeout takes at most 2^31-1 ms (24.8 days); a longer delay fires after
+// 1 ms. Long waits are therefore slept in chunks.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+// The end of a sleep that is slept blocking the thread (without using the
+// CPU): 1 ms, the resolution of timers. The event loop then stands still for
+// at most about this long once per sleep; 0 gives that back, for callers let
+// through about 1 ms late instead.
+const FINISH_MS = 1;
+
+// Sleeps until monoMs() reaches `deadline`.
+// Timers count whole milliseconds (a timer for ceil(left) ms lets the caller
+// through 0.5 to 1.5 ms late), so the timer is set for floor(left) ms, and
+// the last FINISH_MS or less is slept in the kernel (sleepSyncUntil): the
+// caller is let through within 0.7 ms of its time (p99), against 1.5 ms on
+// a timer alone (bench/precision.ts, on a quiet machine).
+function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finish = (error?: { reason: unknown }) => {
+      clearTimeout(timer);
+      clearImmediate(first); // set below, before anything can call finish
+      signal?.removeEventListener('abort', onAbort);
+      if (error) reject(error.reason); else resolve();
+    };
+    const onAbort = () => finish({ reason: signal?.reason });
+    const tick = () => {
+      const left = deadline - monoMs();
+      if (left <= FINISH_MS) { sleepSyncUntil(deadline); finish(); return; }
+      timer = setTimeout(tick, Math.min(Math.floor(left), MAX_TIMER_MS));
+    };
+    if (signal?.aborted) { reject(signal.reason); return; }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    // The first look comes from the event loop, never from this call: a
+    // caller whose sleeps all end within FINISH_MS would otherwise never let
+    // the event loop run (timers, I/O, signal handlers) between its calls.
+    const first = setImmediate(tick);
+  });
+}
+
+// Blocks the thread until monoMs() reaches `deadline`. Atomics.wait
+// sleeps in the kernel: no CPU is used, and it works on the main thread in
+// Node, Bun and Deno.
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function sleepSyncUntil(deadline: number): void {
+  for (let left = deadline - monoMs(); left > 0; left = deadline - monoMs()) {
+    Atomics.wait(sleeper, 0, 0, Math.min(left, MAX_TIMER_MS));
+  }
+}
+
+// Milliseconds on this process's monotonic clock, for timeouts and sleeps.
+// On Node, process.hrtime: the first performance.now() in a process loads
+// part of Node (about 1 ms, a whole first call's worth); on Bun and Deno,
+// performance.now(), which costs nothing to start.
+const onNode = (globalThis as { Bun?: unknown }).Bun === undefined && (globalThis as { Deno?: unknown }).Deno === undefined;
+const monoMs: () => number = onNode
+  ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
+  : () => performance.now();
+
+function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as PromiseLike<T> | undefined)?.then === 'function';
+}
+
+/**
+ * Every warning goes through here: type `RateLimitWarning` and a stable code,
+ * so `process.on('warning')` can filter them (see the README's Errors table).
+ */
+function warn(code: string, message: string): void {
+  process.emitWarning(message, { type: 'RateLimitWarning', code });
+}
+
+// Option checks: each error names the option, and says what it got.
+function checkLimit(spec: LimitOptions, prefix: string, greedyDefault: boolean): LimitSettings {
+  if (typeof spec !== 'object' || spec === null) throw new TypeError(`ratelimit: ${prefix.slice(0, -1)} must be an object of { maxCount, per }, got ${show(spec)}`);
+  if (prefix) checkKnown(`option of ${prefix.slice(0, -1)}`, spec, LIMIT_OPTION_NAMES);
+  const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
+  checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
+  checkNumber(`${prefix}per`, per, `a number of seconds above 0, at most ${MAX_PER_S} (a year and a day)`, per > 0 && per <= MAX_PER_S);
+  // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there
+  // is ten a second, here one call every 100 s. A whole number of thousands
+  // of seconds is rarely meant (an hour is 3600, a day 86400).
+  if (per >= 1000 && per % 1000 === 0) {
+    warn('RATELIMIT_PER_LOOKS_LIKE_MS', `ratelimit: ${prefix}per is in seconds, so per: ${per} is a window of ${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
+  }
+  if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: ${prefix}greedy must be a boolean, got ${show(greedy)}`);
+  if (typeof unit !== 'string' || unit === '') throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
+  return { maxCount, per, greedy, unit };
+}
+
+// Rejects names an options object should not have, suggesting the closest.
+function checkKnown(what: string, options: object, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const alias = OPTION_ALIASES[key];
+    const hint = alias && known.includes(alias.split(' ')[0] as string) ? `; this file calls it ${alias}` : nearest(key, known);
+    throw new TypeError(`ratelimit: unknown ${what} ${JSON.stringify(key)}${hint}`);
+  }
+}
+
+function nearest(name: string, known: readonly string[]): string {
+  let best = '';
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestDistance) { best = k; bestDistance = d; }
+  }
+  return bestDistance <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length] ?? 0;
+}
+
+function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
+  if (typeof value !== 'number') throw new TypeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
+  if (!ok) throw new RangeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value) && value.length === 0) return 'an empty array';
+  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
+  return String(value);
+}
+
 // ===========================================================================
-// BEGIN FILE STORE. From here to END FILE STORE: the file store, its lock,
-// owner records, liveness checks and the shared clock. For a memory-only
-// copy, delete this region and the `FileStore` branch of the RateLimit
-// constructor (see the header).
+// BEGIN FILE STORE
+// 4. File store: from here to END FILE STORE, in this order, each part calling
+//    only the parts after it: the store and its one retry loop; the files on
+//    disk (the lock's names, owner records, the state file); liveness (whether
+//    a lock's holder is proven gone); the clock that processes share. For a
+//    memory-only copy, delete this region (see the header).
 // ===========================================================================
 
 // The file store's tuning, each with what it trades.
@@ -2376,11 +2523,9 @@ function writeAll(fd: number, bytes: Uint8Array, position: number, path: string)
   }
 }
 
-// ---------------------------------------------------------------------------
-// 4. Liveness. Whether a lock's holder is proven gone. Fail-closed: whatever
-//    cannot be read or compared means "alive", and such a lock is broken
-//    only once it is older than staleAfter.
-// ---------------------------------------------------------------------------
+// --- liveness: whether a lock's holder is proven gone ---------------------------
+// Fail-closed: whatever cannot be read or compared means "alive", and such a
+// lock is broken only once it is older than staleAfter.
 
 /**
  * True only when the holder named by the record is proven gone: same kernel
@@ -2495,10 +2640,9 @@ function identity(): Identity {
   return identityCache;
 }
 
-// ---------------------------------------------------------------------------
-// 5. Clock. Processes sharing a file must read time on one clock, and an
-//    administrator stepping the wall clock must not move it.
-// ---------------------------------------------------------------------------
+// --- the clock: one for every process on the host ---------------------------------
+// Processes sharing a file must read time on one clock, and an administrator
+// stepping the wall clock must not move it.
 
 /** A clock in seconds, and a tag naming it so readings on other clocks are recognised. */
 export interface SharedClock {
@@ -2792,149 +2936,3 @@ function deniedWhy(path: string, dir: string): string {
 // ===========================================================================
 // END FILE STORE
 // ===========================================================================
-
-// ---------------------------------------------------------------------------
-// 6. Helpers
-// ---------------------------------------------------------------------------
-
-// How long a call may wait for a busy lock: its maxWait, but at least
-// MIN_LOCK_WAIT_S, even for tryAcquire(). A lock is normally held for tens of
-// µs, and waiters look for a dead holder every 2 ms, so 10 ms lets a call
-// ride out ordinary contention and break a dead holder's lock, while a lock
-// held by a stopped process cannot block it for staleAfter.
-const MIN_LOCK_WAIT_S = 0.01;
-function lockTimeout(maxWait: number): number {
-  return Math.max(maxWait, MIN_LOCK_WAIT_S);
-}
-
-// setTimeout takes at most 2^31-1 ms (24.8 days); a longer delay fires after
-// 1 ms. Long waits are therefore slept in chunks.
-const MAX_TIMER_MS = 2 ** 31 - 1;
-// The end of a sleep that is slept blocking the thread (without using the
-// CPU): 1 ms, the resolution of timers. The event loop then stands still for
-// at most about this long once per sleep; 0 gives that back, for callers let
-// through about 1 ms late instead.
-const FINISH_MS = 1;
-
-// Sleeps until monoMs() reaches `deadline`.
-// Timers count whole milliseconds (a timer for ceil(left) ms lets the caller
-// through 0.5 to 1.5 ms late), so the timer is set for floor(left) ms, and
-// the last FINISH_MS or less is slept in the kernel (sleepSyncUntil): the
-// caller is let through within 0.7 ms of its time (p99), against 1.5 ms on
-// a timer alone (bench/precision.ts, on a quiet machine).
-function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const finish = (error?: { reason: unknown }) => {
-      clearTimeout(timer);
-      clearImmediate(first); // set below, before anything can call finish
-      signal?.removeEventListener('abort', onAbort);
-      if (error) reject(error.reason); else resolve();
-    };
-    const onAbort = () => finish({ reason: signal?.reason });
-    const tick = () => {
-      const left = deadline - monoMs();
-      if (left <= FINISH_MS) { sleepSyncUntil(deadline); finish(); return; }
-      timer = setTimeout(tick, Math.min(Math.floor(left), MAX_TIMER_MS));
-    };
-    if (signal?.aborted) { reject(signal.reason); return; }
-    signal?.addEventListener('abort', onAbort, { once: true });
-    // The first look comes from the event loop, never from this call: a
-    // caller whose sleeps all end within FINISH_MS would otherwise never let
-    // the event loop run (timers, I/O, signal handlers) between its calls.
-    const first = setImmediate(tick);
-  });
-}
-
-// Blocks the thread until monoMs() reaches `deadline`. Atomics.wait
-// sleeps in the kernel: no CPU is used, and it works on the main thread in
-// Node, Bun and Deno.
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-function sleepSyncUntil(deadline: number): void {
-  for (let left = deadline - monoMs(); left > 0; left = deadline - monoMs()) {
-    Atomics.wait(sleeper, 0, 0, Math.min(left, MAX_TIMER_MS));
-  }
-}
-
-// Milliseconds on this process's monotonic clock, for timeouts and sleeps.
-// On Node, process.hrtime: the first performance.now() in a process loads
-// part of Node (about 1 ms, a whole first call's worth); on Bun and Deno,
-// performance.now(), which costs nothing to start.
-const onNode = (globalThis as { Bun?: unknown }).Bun === undefined && (globalThis as { Deno?: unknown }).Deno === undefined;
-const monoMs: () => number = onNode
-  ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
-  : () => performance.now();
-
-function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
-  return typeof (v as PromiseLike<T> | undefined)?.then === 'function';
-}
-
-/**
- * Every warning goes through here: type `RateLimitWarning` and a stable code,
- * so `process.on('warning')` can filter them (see the README's Errors table).
- */
-function warn(code: string, message: string): void {
-  process.emitWarning(message, { type: 'RateLimitWarning', code });
-}
-
-// Option checks: each error names the option, and says what it got.
-function checkLimit(spec: LimitOptions, prefix: string, greedyDefault: boolean): LimitSettings {
-  if (typeof spec !== 'object' || spec === null) throw new TypeError(`ratelimit: ${prefix.slice(0, -1)} must be an object of { maxCount, per }, got ${show(spec)}`);
-  if (prefix) checkKnown(`option of ${prefix.slice(0, -1)}`, spec, LIMIT_OPTION_NAMES);
-  const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
-  checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
-  checkNumber(`${prefix}per`, per, `a number of seconds above 0, at most ${MAX_PER_S} (a year and a day)`, per > 0 && per <= MAX_PER_S);
-  // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there
-  // is ten a second, here one call every 100 s. A whole number of thousands
-  // of seconds is rarely meant (an hour is 3600, a day 86400).
-  if (per >= 1000 && per % 1000 === 0) {
-    warn('RATELIMIT_PER_LOOKS_LIKE_MS', `ratelimit: ${prefix}per is in seconds, so per: ${per} is a window of ${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
-  }
-  if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: ${prefix}greedy must be a boolean, got ${show(greedy)}`);
-  if (typeof unit !== 'string' || unit === '') throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
-  return { maxCount, per, greedy, unit };
-}
-
-// Rejects names an options object should not have, suggesting the closest.
-function checkKnown(what: string, options: object, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (known.includes(key)) continue;
-    const alias = OPTION_ALIASES[key];
-    const hint = alias && known.includes(alias.split(' ')[0] as string) ? `; this file calls it ${alias}` : nearest(key, known);
-    throw new TypeError(`ratelimit: unknown ${what} ${JSON.stringify(key)}${hint}`);
-  }
-}
-
-function nearest(name: string, known: readonly string[]): string {
-  let best = '';
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = editDistance(name.toLowerCase(), k.toLowerCase());
-    if (d < bestDistance) { best = k; bestDistance = d; }
-  }
-  return bestDistance <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
-}
-
-function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    row = next;
-  }
-  return row[b.length] ?? 0;
-}
-
-function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
-  if (typeof value !== 'number') throw new TypeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
-  if (!ok) throw new RangeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (Array.isArray(value) && value.length === 0) return 'an empty array';
-  if (typeof value === 'object' && value !== null) return Object.prototype.toString.call(value);
-  return String(value);
-}
