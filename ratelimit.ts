@@ -1291,11 +1291,12 @@ export function statusOf(
 ): RateLimitStatus {
   const limits = s.limits.map((limit, i) => {
     const lane = state?.lanes[i];
-    // Patient: the units reserved ahead of now (1e-9 keeps float error from adding one).
+    // Patient: the units reserved ahead of now, more than maxCount while calls
+    // are reserved more than a window ahead (1e-9 keeps float error from adding one).
     const ahead = (Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per;
     const used = limit.greedy
       ? (lane?.runs ?? []).reduce((sum, [t, n]) => (t > now - limit.per ? sum + n : sum), 0)
-      : Math.min(limit.maxCount, Math.ceil(ahead - 1e-9));
+      : Math.ceil(ahead - 1e-9);
     // By this limit alone: one unit of it, and any pause left out.
     const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
     const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;

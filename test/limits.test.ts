@@ -701,6 +701,14 @@ describe('permits on an injected clock', () => {
 });
 
 describe('pause and status', () => {
+  it('status: a patient limit\'s used counts every unit reserved ahead, past maxCount while calls queue', () => {
+    const s = settings([calls(2, 1)]);
+    let state: LimitState | undefined;
+    for (let k = 0; k < 5; k++) state = reserve(s, state, 0, [1]).state;
+    const st = statusOf(s, state, 0, [1]);
+    assert.deepEqual([st.limits[0]!.used, st.limits[0]!.remaining, st.nextIn], [5, 0, 2.5]);
+  });
+
   it('status reports used, remaining and when the next call could go, per limit', async () => {
     const clock = { now: 0 };
     const limit = new RateLimit({ limits: [{ maxCount: 10, per: 10, greedy: true }, { maxCount: 2, per: 1, unit: 'tokens' }], store: new MemoryStore(() => clock.now) });
