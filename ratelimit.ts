@@ -1710,52 +1710,48 @@ function show(value: unknown): string {
 // ===========================================================================
 
 // The file store's tuning, each with what it trades.
-// A lock is held for tens of µs, so a waiter retries on the spot for SPIN_MS,
-// blocking the thread, and then on timers (async calls). Pauses double from
-// 20 µs to MAX_BACKOFF_MS, jittered: shorter reacts sooner, longer costs less.
+// A lock is held for tens of µs: a waiter retries on the spot (blocking) for
+// SPIN_MS, then on timers, pausing from 20 µs doubling to MAX_BACKOFF_MS,
+// jittered (shorter reacts sooner, longer costs less). A pause under
+// BUSY_SPIN_MS watches the lock instead: waking from a sleep costs more.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
-// Pauses shorter than this watch the lock rather than sleep: waking from a
-// sleep costs tens of µs of CPU and lateness, more than the lock is held.
 const BUSY_SPIN_MS = 0.1;
-// How often a waiter reads the lock's owner record to see whether its holder
-// died: a read costs about 10 µs; a crash stalls the others a few ms.
+// How often a waiter checks whether the lock's holder died: a read costs
+// about 10 µs; a crash stalls the others a few ms.
 const INSPECT_EVERY_MS = 2;
-// Tries a call still gets past its timeout when a lock was just broken: a
-// slow break must not end a call that would now get the lock.
+// Tries past the timeout after a lock was broken: a slow break must not end
+// a call that would now get the lock.
 const GRACE_TRIES = 3;
-// A breaker holds the break lock well under a millisecond; one older than
-// this has a paused or dead breaker, and is taken away from it.
+// A break takes well under a millisecond; a break lock older than this has a
+// paused or dead breaker, and is taken from it.
 const BREAK_LEASE_S = 1;
-// A state file this much longer than the state written is cut back (an
-// ftruncate, which makes ext4 flush); a smaller excess is padded with spaces.
+// A state file this much longer than the state is cut back (ftruncate makes
+// ext4 flush); a smaller excess is padded with spaces.
 const SHRINK_SLACK_BYTES = 4096;
-// The most of a state file ever read. Measured: a greedy limit at its most
-// (128 runs) takes 3.1 KB, and each concurrency slot or queued waiter 230
-// bytes, so 4 MiB holds a dozen limits and 18,000 slots and waiters. A larger
-// file (a sparse file, a disk image) is not read, and counts as unparsable:
-// see readState.
+// The most of a state file ever read: a greedy limit at its most (128 runs)
+// takes 3.1 KB, a slot or queued waiter 230 bytes, so 4 MiB holds a dozen
+// limits and 18,000 slots and waiters. A larger file is never read (readState).
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
-// The most of an owner record (about 300 bytes) or a /proc file (status, the
-// largest read, about 1.5 KB) ever read.
+// The most of an owner record (about 300 bytes) or a /proc file (status,
+// about 1.5 KB) ever read.
 const MAX_SMALL_BYTES = 4096;
 // State files kept open per thread: reopening costs about 10 µs; keeping all
 // open would run a process with thousands of limiters out of descriptors.
 const MAX_OPEN_STATES = 32;
-// Locks' first sightings and namespace scans remembered; past this many they
-// are forgotten (bounded memory, at the cost of judging one afresh).
+// Lock sightings and namespace scans remembered: bounded memory, at the cost
+// of judging one afresh.
 const MAX_REMEMBERED = 100;
-// A holder in another pid namespace is looked for by scanning /proc (about
-// 5 ms with 80 processes), at most this often: a holder killed there is found
-// dead within about this long.
+// A scan of /proc for a holder in another pid namespace costs about 5 ms
+// (80 processes): a holder killed there is found dead within this long.
 const NAMESPACE_SCAN_EVERY_MS = 100;
-// Carrying a state over from another clock by the wall clock errs late by
-// this, for Date.now()'s millisecond steps; a write "in our future" by less
-// than CLOCKS_AGREE_S is taken as jitter of one clock.
+// A state carried over from another clock by the wall clock errs late by
+// WALL_MARGIN_S (Date.now()'s millisecond steps); a write "in our future" by
+// less than CLOCKS_AGREE_S is jitter of one clock.
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-// Lining a local clock up with /proc/uptime (uptimeOffset): a narrower target
-// costs more polling at start-up, up to CALIBRATION_MAX_MS on a busy machine.
+// Lining a local clock up with /proc/uptime: a narrower target costs more
+// polling at start-up, up to CALIBRATION_MAX_MS on a busy machine.
 const CALIBRATION_TARGET_MS = 0.1;
 const CALIBRATION_MAX_MS = 500;
 
@@ -1779,13 +1775,11 @@ export interface FileStoreOptions {
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
- * Keeps the state in a JSON file shared by every process that names it. The
- * files beside it, and what a crash or a stopped holder costs, are in the
- * README ("Across processes"). The rule the code keeps: a holder uses the
- * state only if it opened it, and finished writing it, within staleAfter/2 of
- * the time in its owner record (its lease); a lock is broken when its holder
- * is proven dead, or once it is staleAfter old. See breakLock for why nobody
- * paused at any instant can undo anything.
+ * Keeps the state in a JSON file shared by every process that names it (the
+ * files beside it: docs/guarantees.md). A holder uses the state only if it
+ * opened and wrote it within staleAfter/2 of its owner record's time (its
+ * lease); a lock is broken when its holder is proven dead, or once it is
+ * staleAfter old. breakLock says why nobody paused at any instant undoes anything.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1800,17 +1794,16 @@ export class FileStore implements RateLimitStore {
   private readonly dir: string;
   private readonly staleAfterS: number;
   private readonly givenClock: SharedClock | undefined;
-  // This store's name for its thread's owner file in `dir`.
   private owner: OwnerFile | undefined;
-  // The last state this process read or wrote: a fallback if the file is
-  // deleted or corrupted under us, so its history is not simply forgotten.
+  // The last state read or written: the fallback if the file is deleted or
+  // corrupted under us.
   private last?: LimitState;
   private seenFile = false;
-  // The bytes this store last wrote, and their state: while the file holds
-  // exactly these, they need not be parsed and checked again.
+  // The bytes last written and their state: while the file holds these, they
+  // need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
-  // First sighting, on our clock, of each lock or break lock (by inode and
-  // text): a lower bound of its age that needs no trust in its record.
+  // First sighting, on our clock, of each lock (by inode and text): a lower
+  // bound of its age that needs no trust in its record.
   private readonly firstSeen = new Map<string, number>();
 
   constructor(file: string, options: FileStoreOptions = {}) {
@@ -1844,7 +1837,7 @@ export class FileStore implements RateLimitStore {
   update<T>(tx: Transaction<T>, options?: UpdateOptions): T | Promise<T> {
     const startedMs = monoMs();
     const tries = this.tries(tx, options?.lockTimeout);
-    // Most acquisitions succeed at once or within a few µs: stay synchronous then.
+    // Most acquisitions succeed within a few µs: stay synchronous then.
     for (let t = tries.next(); ; t = tries.next()) {
       if (t.done) return t.value;
       this.pauseSync(t.value);
@@ -1870,14 +1863,12 @@ export class FileStore implements RateLimitStore {
     let busyTries = 0;
     let graceTries = 0;
     for (;;) {
-      // A retry first looks whether the lock is there (an lstat, which takes
-      // no lock in the kernel), so retries do not slow the holder down: a
-      // failed link() takes the directory's lock, as the holder's unlink() does.
+      // A retry first lstats the lock, which takes no kernel lock: a failed
+      // link() takes the directory's lock, which the holder's unlink() needs.
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
       if (a === 'lost') { this.locksLost++; yield 0; continue; }
-      // Every INSPECT_EVERY_MS, see whether the busy lock may be broken. After
-      // progress (a lock or a stale break lock taken away), try again at once.
+      // After progress (a lock or a stale break lock taken away), try again at once.
       let again = a === 'again';
       if (!again && monoMs() - inspectedMs >= INSPECT_EVERY_MS) {
         again = this.breakLock();
@@ -1896,10 +1887,8 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Blocks the thread for a pause between tries. A short one is spent
-  // looking at the lock (an lstat each µs or so) and ends as soon as it is
-  // gone: a sleep shorter than the kernel's timer slack (50 µs) oversleeps,
-  // and a lock is normally held for about 10 µs.
+  // Blocks the thread between tries. A short pause watches the lock and ends
+  // when it is gone: a sleep under the kernel's timer slack (50 µs) oversleeps.
   private pauseSync(ms: number): void {
     const until = monoMs() + ms;
     if (ms >= BUSY_SPIN_MS) { sleepSyncUntil(until); return; }
@@ -1919,7 +1908,6 @@ export class FileStore implements RateLimitStore {
 
   // --- the lock -------------------------------------------------------------
 
-  // One try: take the lock and, if taken, run the transaction under it.
   private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
     const clock = this.clock;
     const owner = this.ownerFile();
@@ -1941,12 +1929,11 @@ export class FileStore implements RateLimitStore {
       attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      // Remove the lock if it is still this hold (a result was checked in
-      // readModifyWrite) and our lease is not over. Past its lease, a holder
-      // leaves the lock to a breaker and drops its owner file, whose record
-      // would make the lock look fresh. A holder stopped between the clock
-      // reading and the unlink could remove a successor's lock: that window is
-      // a few hundred ns of JavaScript with no system call in it.
+      // Remove the lock if it is still ours (readModifyWrite checked it for a
+      // result) within our lease. Past it, leave the lock to a breaker and drop
+      // our owner file, whose record would make the lock look fresh. A holder
+      // stopped between the clock reading and the unlink could remove a
+      // successor's lock: a window of a few hundred ns with no system call.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
         if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
@@ -1961,28 +1948,23 @@ export class FileStore implements RateLimitStore {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
-  // Sees whether the lock may be broken, and breaks it if so. Returns true
-  // if the lock may now be free.
-  //
-  // Why a breaker that is paused at any instant cannot roll the state back
-  // or remove a lock it did not judge:
+  // Breaks the lock if its holder is proven dead or it is stale; true if the
+  // lock may now be free. Why a breaker paused at any instant cannot roll the
+  // state back or remove a lock it did not judge:
   // 1. It holds `<file>.lock.break` (a link of its owner file, whose record
   //    names its temp file T) for every step below.
-  // 2. It copies the state into T, created beforehand with O_EXCL under an
-  //    unpredictable name, then renames T over the state. Whoever takes a
-  //    break lock away from its name (a stale one, or by mistake) first
-  //    unlinks the T its record names. So a breaker that lost its break lock
-  //    can no longer rename anything into place: rename(T) fails with ENOENT.
-  //    While a breaker holds the break lock no one else breaks the lock, so
-  //    nobody else writes the state between its copy and its rename; the
-  //    stale holder may, but its lease is over and it discards what it did.
-  // 3. It then takes the stale lock away by renaming it to a private name,
-  //    and checks the renamed file is the very inode it judged. If it is not
-  //    (a paused breaker came back after someone else broke the lock and a
-  //    new holder took it), it links it back, so that holder keeps its lock.
+  // 2. It copies the state into T (made with O_EXCL under a random name) and
+  //    renames T over the state. Whoever takes a break lock away first unlinks
+  //    the T its record names, so a breaker that lost its break lock can no
+  //    longer rename anything into place (ENOENT). While it holds the break
+  //    lock nobody else breaks the lock, so only the stale holder may write
+  //    the state meanwhile, and its lease is over: it discards what it did.
+  // 3. It takes the stale lock away by renaming it to a private name, and if
+  //    that is not the inode it judged (it came back after another breaker and
+  //    a new holder), links it back for that holder.
   // A holder that is only paused does no harm either: its descriptor was
-  // opened within its lease, and the state it names was then moved to a new
-  // inode before the lock was taken from it.
+  // opened within its lease, and the state was moved to a new inode before
+  // its lock was taken.
   private breakLock(): boolean {
     const seen = readRecord(this.lockPath);
     if (!seen) return true;
@@ -1994,9 +1976,7 @@ export class FileStore implements RateLimitStore {
     const dead = seen.record !== undefined && holderIsDead(seen.record);
     const ageS = this.ageS(seen, clock);
     if (!dead && ageS <= this.staleAfterS) return false;
-    // Only a holder proven dead cannot write again: otherwise protect the
-    // state, through a temp file created exclusively, never through a link,
-    // mode 0600, under a name nobody can predict.
+    // Only a dead holder cannot write again: otherwise move the state aside.
     let temp: { path: string; fd: number } | undefined;
     if (!dead) {
       const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
@@ -2014,8 +1994,7 @@ export class FileStore implements RateLimitStore {
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
-        // Taken: if its breaker is dead or past its lease, take it away (which
-        // also disarms that breaker's rename).
+        // Taken: take it from a breaker dead or past its lease (disarming its rename).
         const breaker = readRecord(this.breakPath);
         if (!breaker) return true;
         const dead = breaker.record !== undefined && holderIsDead(breaker.record);
@@ -2050,10 +2029,8 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Removes the lock or break lock at `path` only if it is the inode `ino`;
-  // returns whether it did. It is renamed to a private name first, so what is
-  // removed is known. A break lock removed, ours or another's, first loses its
-  // breaker's temp file (see breakLock).
+  // Removes the lock or break lock at `path` if it is the inode `ino`, by way
+  // of a private name; a break lock first loses its breaker's temp file.
   private removeLockFile(path: string, ino: number): boolean {
     const aside = `${path}.gone-${randomBytes(8).toString('hex')}`;
     try {
@@ -2089,10 +2066,9 @@ export class FileStore implements RateLimitStore {
     return rec && rec.clock === clock.tag ? Math.max(now - rec.time, now - first) : now - first;
   }
 
-  // Moves the state to a new inode: copies it into `temp` and renames that
-  // over it, keeping the state's owner, group and mode. A paused holder keeps
-  // a descriptor to the old inode; its late write goes there, unseen. False if
-  // our break lock was taken away meanwhile (then nothing was renamed).
+  // Copies the state into `temp` (keeping owner, group and mode) and renames it
+  // over the state, so a paused holder's late write lands unseen in the old
+  // inode. False if our break lock was taken meanwhile (nothing renamed).
   private moveStateAside(temp: { path: string; fd: number }): boolean {
     let file: { bytes: Buffer; st: FileStat };
     try {
@@ -2107,9 +2083,8 @@ export class FileStore implements RateLimitStore {
     // An oversized state is copied as a hole of its size: it counts the same (readState).
     if (st.size > MAX_STATE_BYTES) ftruncateSync(temp.fd, st.size);
     else writeAll(temp.fd, bytes, 0, temp.path);
-    // Keep the mode, and the owner where we may (root may; anyone may keep
-    // a group they are in). Only when they differ from what we created:
-    // Node's permission model refuses fchmod and fchown outright.
+    // The owner where we may (root; anyone for a group they are in). Only when
+    // needed: Node's permission model refuses fchmod and fchown outright.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
       try { fchownSync(temp.fd, st.uid, st.gid); } catch {
@@ -2134,19 +2109,16 @@ export class FileStore implements RateLimitStore {
 
   // --- the state ------------------------------------------------------------
 
-  // Holding the lock, which is held from the link() in tryOnce to the
-  // unlink() after this: one lstat and one read of the state, the
-  // transaction, one write, and one lstat to see that the lock is still ours.
+  // Under the lock: one lstat and one read of the state, the transaction, one
+  // write, and one lstat to see that the lock is still ours.
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile):
     Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
-    // Paused past our lease before opening the state? Then a breaker may have
-    // moved it, and this descriptor may be the new one: stop. (A live holder's
-    // lock is broken only at twice this lease, so the time alone tells.)
-    // The wall clock is read just before `now` (to place a state written on
-    // another clock) and just after (to record with ours): a pause between
-    // two readings then only ever places a state later.
+    // Past our lease on opening, a breaker may have moved the state: stop.
+    // The wall clock is read just before `now` (to place a state from another
+    // clock) and just after (to record): a pause between them only places a
+    // state later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
     const wallAfterS = wallOf(clock);
@@ -2155,8 +2127,7 @@ export class FileStore implements RateLimitStore {
     const { state, result } = tx(current, now, txContext());
     const stored: StoredState | undefined = state && { clock: clock.tag, written: now, wall: wallAfterS, state };
     const written = stored && writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
-    // Paused while writing? Then a breaker may have copied the state before
-    // our write: do not count on it.
+    // Paused while writing, a breaker may have copied the state before our write.
     if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) {
       this.memo = undefined;
       return 'lost';
@@ -2169,11 +2140,9 @@ export class FileStore implements RateLimitStore {
     return { result };
   }
 
-  // The state in the file, on our clock. A missing, empty, oversized or
-  // unparsable state falls back to the last one this process knew, with a
-  // warning where something was lost. The size rule, in one place: a file over
-  // MAX_STATE_BYTES is never read, and is treated as unparsable (its size in
-  // the warning); the next write cuts it back.
+  // The state in the file, on our clock. A missing, empty, oversized (never
+  // read; the next write cuts it back) or unparsable state falls back to the
+  // last one this process knew, with a warning where something was lost.
   private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
     LimitState | undefined {
     if (sizeBytes > MAX_STATE_BYTES) {
