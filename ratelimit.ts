@@ -2174,9 +2174,8 @@ export class FileStore implements RateLimitStore {
 }
 
 // Who we are to the core (for concurrency slots), and the proof of death for
-// other holders, by the rule for a lock's holder. Each holder is judged at
-// most once per transaction (the verdicts are cleared as one begins): a
-// judgment reads /proc, and all of a process's waiters share one holder.
+// other holders. Each holder is judged once per transaction (a judgment reads
+// /proc, and all of a process's waiters share one holder).
 const verdicts = new Map<string, boolean>();
 let threadContext: TxContext | undefined;
 function txContext(): TxContext {
@@ -2186,10 +2185,8 @@ function txContext(): TxContext {
     isDead: (h: string): boolean => {
       let dead = verdicts.get(h);
       if (dead === undefined) {
-        let r: unknown;
-        try { r = JSON.parse(h); } catch { r = undefined; }
-        dead = isHolder(r) && holderIsDead(r);
-        verdicts.set(h, dead);
+        const r = parseJson(h);
+        verdicts.set(h, dead = isHolder(r) && holderIsDead(r));
       }
       return dead;
     },
@@ -2197,14 +2194,17 @@ function txContext(): TxContext {
   return threadContext;
 }
 
+function parseJson(text: string): unknown {
+  try { return JSON.parse(text); } catch { return undefined; }
+}
+
 // --- the lock's names: lock, break lock and owner files -----------------------
 
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
 
-// Reads a lock, a break lock or an owner file: undefined if it does not
-// exist. Anything but a regular file is a clear error naming it. A file we
-// may not read is returned with no record: its holder cannot be judged, so
-// it is broken only when stale.
+// Reads a lock, a break lock or an owner file: undefined if it does not exist;
+// anything but a regular file is an error. One we may not read has no record:
+// its holder cannot be judged, so it is broken only when stale.
 function readRecord(path: string): LockFile | undefined {
   let file: { bytes: Buffer; st: FileStat };
   try {
@@ -2227,31 +2227,27 @@ function readRecord(path: string): LockFile | undefined {
 }
 
 /**
- * An owner record: who holds a lock, as `<file>.lock` and the owner files
- * hold it. `tid` is the Linux thread id (equal to `pid` on the main thread),
- * `start`/`tstart` the process's and thread's start times (clock ticks since
- * boot, less any time namespace offset), `ns` the pid namespace, `boot` the
- * kernel's boot id. Fields that could not be read are empty: they make the
- * holder impossible to judge, never dead. `renew` names the temp file of a
- * breaker (see FileStore).
+ * An owner record: who holds a lock (`<file>.lock` and the owner files hold
+ * it). `tid` is the Linux thread id, `start`/`tstart` the process's and
+ * thread's start times (clock ticks since boot, less any time namespace
+ * offset), `ns` the pid namespace, `boot` the boot id. A field that could not
+ * be read is empty: the holder cannot be judged, never dead. `renew` names a
+ * breaker's temp file.
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
   token: string; seq: number; clock: string; time: number; renew?: string | undefined;
 }
+const OWNER_FIELDS = ['pid', 'tid', 'host', 'ns', 'boot', 'start', 'tstart', 'token', 'seq', 'clock', 'time', 'renew'];
 
-/** The one way an owner record is written. */
+/** The one way an owner record is written: its fields in one order, `renew` only if set. */
 export function encodeOwnerRecord(r: OwnerRecord): string {
-  const s = JSON.stringify;
-  return `{"pid":${r.pid},"tid":${r.tid ?? 0},"host":${s(r.host)},"ns":${s(r.ns)},"boot":${s(r.boot)},` +
-    `"start":${s(r.start)},"tstart":${s(r.tstart ?? '')},"token":${s(r.token)},"seq":${r.seq},` +
-    `"clock":${s(r.clock)},"time":${r.time}${r.renew === undefined ? '' : `,"renew":${s(r.renew)}`}}`;
+  return JSON.stringify(r, OWNER_FIELDS);
 }
 
 /** The one way an owner record is read: the record, or undefined for anything else (empty, torn, foreign). */
 export function parseOwnerRecord(text: string): OwnerRecord | undefined {
-  let parsed: unknown;
-  try { parsed = JSON.parse(text); } catch { return undefined; }
+  const parsed = parseJson(text);
   const r = parsed as Partial<OwnerRecord>;
   const ok = isHolder(parsed) && typeof r.token === 'string' && Number.isFinite(r.seq) && typeof r.clock === 'string' &&
     Number.isFinite(r.time) && (r.renew === undefined || typeof r.renew === 'string');
@@ -2268,10 +2264,9 @@ function isHolder(r: unknown): r is Holder {
     (h.tstart === undefined || typeof h.tstart === 'string');
 }
 
-// One owner file per thread and directory, whatever the number of limiters:
-// one descriptor, and one name `<file>.owner-<token>` (a hard link) per state
-// file in use. A thread's holds never overlap, so sharing the inode is safe;
-// `seq` tells them apart. The record object is updated in place at each try.
+// One owner file per thread and directory: one descriptor, and one name
+// `<file>.owner-<token>` (a hard link) per state file in use. A thread's holds
+// never overlap, so they share the inode; `seq` tells them apart.
 interface OwnerFile {
   dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
   names: Set<string>; dropped: boolean; holding: boolean;
@@ -2340,8 +2335,7 @@ function releaseOwner(owner: OwnerFile, statePath: string): void {
   removeOwnerNames([name]);
 }
 
-// Stops using an owner file: its names are removed and its descriptor closed;
-// any lock still linked to it keeps the inode (and its record) alive.
+// Removes an owner file's names and closes it; a lock still linked to it keeps the inode.
 function dropOwner(owner: OwnerFile): void {
   if (owner.dropped) return;
   owner.dropped = true;
@@ -2368,21 +2362,19 @@ function ownerNamesIn(dir: string): Map<string, string[]> {
   return byToken;
 }
 
-// Removes owner-file names left by dead holders. Once per thread and
-// directory: one directory read, whatever the number of limiters there.
-// Files that cannot be judged (odd, unreadable, alive) are left.
+// Removes owner-file names left by dead holders, once per thread and
+// directory. Files that cannot be judged (odd, unreadable, alive) are left.
 function sweepOwners(dir: string): void {
   for (const [token, names] of ownerNamesIn(dir)) {
     if (token === ownerFiles.get(dir)?.record.token) continue;
     let record: OwnerRecord | undefined;
-    try { record = readRecord(names[0] ?? '')?.record; } catch { record = undefined; }
+    try { record = readRecord(names[0] ?? '')?.record; } catch { /* odd: left */ }
     if (record && holderIsDead(record)) removeOwnerNames(names);
   }
 }
 
-// Writes a fresh record (next sequence number, time now) and returns that
-// time: it starts the lease of the hold that follows. Padded to the longest
-// record so far, so rewriting in place never leaves the tail of a longer one.
+// Writes a fresh record (next seq, time now) in place, padded to the longest
+// so far, and returns the time: the lease of the hold that follows starts then.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
   const r = owner.record;
@@ -2497,13 +2489,11 @@ function writeAll(fd: number, bytes: Uint8Array, position: number, path: string)
 // lock is broken only once it is older than staleAfter.
 
 /**
- * True only when the holder named by the record is proven gone: same kernel
- * boot (boot id), and then, in our pid namespace, no such process (or a
- * zombie, or a newer process under a reused pid) or no such thread in it; or,
- * from the host's pid namespace, no such process left in the holder's.
- * A record with an empty or foreign boot id, another namespace we cannot
- * see into, or a /proc we cannot read is judged alive. Hostnames are not
- * compared: containers on one kernel may each have their own.
+ * True only when the record's holder is proven gone: same boot id, and then,
+ * in our pid namespace, no such process (or a zombie, or a reused pid) or no
+ * such thread; or, seen from the host's pid namespace, no such process left in
+ * the holder's. Hostnames are not compared: containers on one kernel may each
+ * have their own.
  */
 export function holderIsDead(rec: Holder): boolean {
   const { holder: me, procIsOurs } = identity();
@@ -2518,9 +2508,8 @@ export function holderIsDead(rec: Holder): boolean {
     (tid !== 0 && tid !== rec.pid && !statShowsAlive(`/proc/${rec.pid}/task/${tid}/stat`, rec.tstart ?? ''));
 }
 
-// The one verdict on a /proc/.../stat file: false if the task is gone, a
-// zombie, or not the one that started at `start` (a reused pid or tid);
-// true if it is there, or cannot be read.
+// False if the task is gone, a zombie, or not the one that started at `start`
+// (a reused pid or tid); true if it is there, or cannot be read.
 function statShowsAlive(path: string, start: string): boolean {
   const stat = readStat(path);
   if (stat === 'unknown') return true;
@@ -2528,9 +2517,8 @@ function statShowsAlive(path: string, start: string): boolean {
 }
 
 // A holder in another pid namespace is proven gone only from the host's
-// namespace (the one that sees every process), when every process's
-// namespace could be read and none in the holder's has its pid (NSpid) and
-// start time. Costs a /proc scan, so results are kept NAMESPACE_SCAN_EVERY_MS.
+// namespace, when every process's namespace could be read and none in the
+// holder's has its pid (NSpid) and start time.
 const PID_NS_INIT = 'pid:[4026531836]';
 const scans = new Map<string, { atMs: number; dead: boolean }>();
 function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
@@ -2562,10 +2550,10 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   return dead;
 }
 
-// A /proc/.../stat file: its state letter and start time (field 22, clock
-// ticks since boot, less our time namespace's boot-clock offset, so readings
-// from inside and outside a time namespace compare). The command name (field
-// 2) may hold spaces, so fields are counted from its closing paren.
+// A /proc/.../stat file's state letter and start time (field 22, ticks since
+// boot, less our time namespace's boot offset so readings inside and outside
+// one compare). Fields count from the command name's closing paren (it may
+// hold spaces).
 function readStat(path: string): { state: string; start: string } | 'gone' | 'unknown' {
   let stat: string;
   try {
@@ -2582,8 +2570,7 @@ function readStat(path: string): { state: string; start: string } | 'gone' | 'un
   return { state: rest.slice(0, 1), start };
 }
 
-// Who this thread is, as a holder. Each field is '' (or 0) when it cannot be
-// read, which makes the holder impossible to judge, never dead.
+// Who this thread is, as a holder; a field that cannot be read is '' (or 0).
 interface Identity { holder: Holder; procIsOurs: boolean }
 let identityCache: Identity | undefined;
 function identity(): Identity {
@@ -2609,33 +2596,24 @@ function identity(): Identity {
   return identityCache;
 }
 
-// --- the clock: one for every process on the host ---------------------------------
-// Processes sharing a file must read time on one clock, and an administrator
-// stepping the wall clock must not move it.
+// --- the clock: one for every process on the host, which wall-clock steps do not move ---
 
 /** A clock in seconds, and a tag naming it so readings on other clocks are recognised. */
 export interface SharedClock {
   readonly tag: string;
   now(): number;
-  /**
-   * The wall clock, in seconds, for carrying a state over from another clock
-   * and for spotting a writer whose clock disagrees with ours. Leave it out
-   * (a test clock) to trust `now` alone.
-   */
+  /** The wall clock in seconds, to carry a state over from another clock; a test clock may leave it out. */
   wall?(): number;
 }
 
 let clockCache: SharedClock | undefined;
 
 /**
- * The clock the file store uses. On Linux, the host's CLOCK_BOOTTIME (the
- * time since boot, suspends included, as /proc/uptime shows it), tagged with
- * the boot id; a process in a time namespace subtracts its offsets. Node's
- * hrtime is that clock until the first suspend; otherwise, and on Bun and
- * Deno (whose hrtime counts from their own start), a local monotonic clock is
- * lined up with the moment /proc/uptime ticks over, checked at most once a
- * second and redone after a suspend. Without /proc, a readable boot id or
- * time namespace offsets, the wall clock, tagged `wall`.
+ * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime
+ * shows it, suspends included), tagged with the boot id, less any time
+ * namespace offsets: Node's hrtime until the first suspend, else (and on Bun
+ * and Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked
+ * once a second. Without /proc, a boot id or the offsets: the wall clock, tagged `wall`.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
@@ -2651,19 +2629,14 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// How far to move a state's times onto our clock: undefined when the writer
-// and we agree. The slack always errs late: a slot moved too late costs a
-// little waiting, one moved too early lets a call through.
-// - Written on another clock (before a reboot, or on the wall-clock
-//   fallback): carried over by the wall clock, less WALL_MARGIN_S for its
-//   millisecond readings, and capped at one window ahead (shiftState).
-// - Same clock, but written "in our future": the writer's clock is ahead of
-//   ours (a clock stepped back, or a suspend not yet noticed): treat the
-//   write as made just now. Not capped, so waiters queued by other
-//   processes keep their places.
-// A writer whose clock is behind ours cannot be told from an old write by our
-// clock alone, and the wall clock is no referee (it is stepped, and faked per
-// process), so the shared clock itself must not lag (see sharedClock).
+// How far to move a state's times onto our clock (undefined: no move), always
+// erring late: too late costs a little waiting, too early lets a call through.
+// - Written on another clock (before a reboot, or the wall-clock fallback):
+//   carried over by the wall clock, and capped at one window ahead.
+// - Same clock, written "in our future" (the writer's clock is ahead): as if
+//   written now, uncapped so other processes' queued waiters keep their places.
+// A writer whose clock is behind ours looks like an old write, and the wall
+// clock is no referee (stepped, faked per process): the shared clock must not lag.
 function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
   { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
@@ -2673,10 +2646,9 @@ function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: Sha
   return undefined;
 }
 
-// The wall clock with sub-millisecond steps: performance.timeOrigin +
-// performance.now(), held within the millisecond that Date.now() reports, so
-// it never strays from the wall clock by more than 1 ms, and two processes
-// on this fallback agree to far better than Date.now()'s 1 ms steps.
+// The wall clock with sub-millisecond steps: timeOrigin + performance.now(),
+// held within the millisecond Date.now() reports, so two processes on this
+// fallback agree far better than Date.now()'s 1 ms steps.
 function wallClock(): SharedClock {
   const origin = performance.timeOrigin;
   return {
@@ -2696,8 +2668,7 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
   const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
   // hrtime less the namespace's monotonic offset is the boot clock, except on
-  // Bun and Deno (it counts from their start) and after a suspend
-  // (CLOCK_MONOTONIC stood still while suspended).
+  // Bun and Deno (it counts from their start) and after a suspend.
   const onHr = linedUp(hr, uptime, -monoOffsetS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
   const offset = onHr ? -monoOffsetS : uptimeOffset(local, uptime);
@@ -2706,8 +2677,8 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
-    // Once a second (by either clock: the monotonic one stands still while
-    // the machine is suspended), check the line-up; redo it if it slipped.
+    // Once a second by either clock (the monotonic one stands still in a
+    // suspend), check the line-up; redo it if it slipped.
     const mono = monoMs();
     const wallMs = Date.now();
     if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
@@ -2737,19 +2708,14 @@ function linedUp(local: () => number, uptime: () => number | undefined, off: num
   return false;
 }
 
-// The boot clock minus local(). /proc/uptime is the boot clock truncated to
-// 10 ms, so a read that returns u, made between local readings p1 and p2,
-// proves
-//   u - p2 <= offset < u + 10 ms - p1.
-// Each read narrows [lo, hi]; a read the scheduler preempted only narrows it
-// less, it can never make it wrong. The reads that narrow it most are the
-// ones just before and just after /proc/uptime ticks over, so: sleep until
-// just before the next tick is due (a task that has slept is seldom
-// preempted in its first fraction of a millisecond), poll through it, and
-// stop as soon as [lo, hi] is under CALIBRATION_TARGET_MS wide (at the
-// tick), or after CALIBRATION_MAX_MS (then the middle is still within half
-// the width). Once per process; up to 10 ms, 5 on average, unless the
-// machine is very busy.
+// The boot clock minus local(). A read u of /proc/uptime (the boot clock
+// truncated to 10 ms) between local readings p1 and p2 proves
+//   u - p2 <= offset < u + 10 ms - p1,
+// so each read narrows [lo, hi] (a preempted one only less). The reads just
+// before and after a tick narrow it most: sleep until just before the next
+// tick (a task just woken is seldom preempted), poll through it, and stop once
+// [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS.
+// Once per process; 5 ms on average.
 function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
   const startMs = monoMs();
   let lo = -Infinity;
@@ -2790,9 +2756,8 @@ function bootId(): string {
   return bootIdCache;
 }
 
-// This process's time namespace offsets, in seconds: zero outside one, or on
-// a kernel without time namespaces (no such file). Undefined when the file
-// exists but cannot be read: then our clock cannot be put on the host's.
+// This process's time namespace offsets in seconds: zero outside one (or with
+// no such file); undefined if unreadable (our clock cannot be put on the host's).
 let offsetsCache: { monoS: number; bootS: number } | undefined | null = null;
 function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   if (offsetsCache !== null) return offsetsCache;
@@ -2816,9 +2781,8 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
 
 // --- file helpers ----------------------------------------------------------------
 
-// The one bounded reader: at most `maxBytes` of a regular file, whatever size
-// it claims. Opened without following a link and without blocking (open() of
-// a FIFO waits for a writer); anything but a regular file fails with ENOTREG.
+// The one bounded reader: at most `maxBytes` of a regular file, opened without
+// following a link or blocking (on a FIFO); anything else fails with ENOTREG.
 // A /proc file reports size 0 and is read to its end. Errors are the caller's.
 function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileStat } {
   const fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
@@ -2834,9 +2798,8 @@ function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileS
 // What the file store looks at in a file's status (fs.Stats has it all).
 interface FileStat { ino: number; size: number; mode: number; uid: number; gid: number; isFile(): boolean }
 
-// Reads an open file from its start until its end or `maxBytes`, into one
-// buffer per thread: the bytes are good until the next read. (readFileSync's
-// first call in a process costs about 0.5 ms on Node; this, a few µs.)
+// Reads an open file from its start up to `maxBytes`, into one buffer per
+// thread, good until the next read (readFileSync's first call costs 0.5 ms).
 let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
 function readUpTo(fd: number, maxBytes: number): Buffer {
   if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
@@ -2872,8 +2835,7 @@ function closeQuietly(fd: number): void {
   try { closeSync(fd); } catch { /* already closed */ }
 }
 
-// Turns an fs error into one that says what we were doing, on which file, and
-// what is wrong, with the system's code.
+// An fs error that says what we were doing, on which file, what is wrong, and the code.
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
   const code = (error as NodeJS.ErrnoException).code;
   const dir = JSON.stringify(dirname(path));
@@ -2890,8 +2852,7 @@ function fileError(error: unknown, doing: string, path: string): RateLimitStoreE
   return new RateLimitStoreError(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, path, error);
 }
 
-// Permission denied: by the file's owner and mode when another user owns it,
-// else by the directory.
+// Permission denied: by another user's file's mode, else by the directory.
 function deniedWhy(path: string, dir: string): string {
   let st: FileStat | undefined;
   try { st = lstatSync(path, { throwIfNoEntry: false }); } catch { st = undefined; }
