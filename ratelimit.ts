@@ -2183,11 +2183,11 @@ function txContext(): TxContext {
   threadContext ??= {
     holder: JSON.stringify(identity().holder),
     isDead: (h: string): boolean => {
-      let dead = verdicts.get(h);
-      if (dead === undefined) {
-        const r = parseJson(h);
-        verdicts.set(h, dead = isHolder(r) && holderIsDead(r));
-      }
+      const known = verdicts.get(h);
+      if (known !== undefined) return known;
+      const r = parseJson(h);
+      const dead = isHolder(r) && holderIsDead(r);
+      verdicts.set(h, dead);
       return dead;
     },
   };
