@@ -2238,11 +2238,10 @@ export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
   token: string; seq: number; clock: string; time: number; renew?: string | undefined;
 }
-const OWNER_FIELDS = ['pid', 'tid', 'host', 'ns', 'boot', 'start', 'tstart', 'token', 'seq', 'clock', 'time', 'renew'];
 
-/** The one way an owner record is written: its fields in one order, `renew` only if set. */
+/** The one way an owner record is written (`renew` only if set). */
 export function encodeOwnerRecord(r: OwnerRecord): string {
-  return JSON.stringify(r, OWNER_FIELDS);
+  return JSON.stringify(r);
 }
 
 /** The one way an owner record is read: the record, or undefined for anything else (empty, torn, foreign). */
