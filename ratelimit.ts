@@ -1762,16 +1762,12 @@ const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
 export interface FileStoreOptions {
   /** Seconds; see {@link DEFAULT_STALE_AFTER}. */
   staleAfter?: number | undefined;
-  /**
-   * The clock for the state, the owner records and the lock's lease. By
-   * default {@link sharedClock}; tests give a clock they move by hand.
-   */
+  /** The clock for the state and the locks' leases: {@link sharedClock} unless a test moves one by hand. */
   clock?: SharedClock | undefined;
 }
 
-// What one try at the lock came to: the transaction's result; the lock busy;
-// lost (we held it past our lease: the state may have moved on, so start
-// over); or worth another try at once.
+// One try at the lock: the result; busy; lost (held past our lease, the state
+// may have moved on: start over); or worth another try at once.
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
@@ -1829,11 +1825,7 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  /**
-   * Runs `tx` on the state under the lock; returns a promise only if the
-   * lock stays busy, which rejects with `signal.reason` if `signal` aborts
-   * before the lock is taken.
-   */
+  /** Runs `tx` under the lock; a promise only if the lock stays busy, rejected if `signal` aborts first. */
   update<T>(tx: Transaction<T>, options?: UpdateOptions): T | Promise<T> {
     const startedMs = monoMs();
     const tries = this.tries(tx, options?.lockTimeout);
@@ -1854,9 +1846,8 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // The one retry loop. Each step tries the lock once and yields how long to
-  // pause before the next; the caller pauses, blocking or on a timer. Throws
-  // once the lock has been busy longer than the call may wait.
+  // The one retry loop: each step tries the lock once and yields the pause
+  // before the next. Throws once the lock was busy longer than the call may wait.
   private *tries<T>(tx: Transaction<T>, timeoutS = Infinity): Generator<number, T> {
     const startedMs = monoMs();
     let inspectedMs = startedMs;
@@ -1942,8 +1933,7 @@ export class FileStore implements RateLimitStore {
     return attempt;
   }
 
-  // True while the lock at `path` is ours: our owner file's inode is linked
-  // there. Nobody else links it, and a thread holds one lock at a time.
+  // True while our owner file's inode is linked at `path` (only we link it).
   private holds(path: string, owner: OwnerFile): boolean {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
@@ -2054,8 +2044,7 @@ export class FileStore implements RateLimitStore {
     return got?.ino === ino;
   }
 
-  // A lock's age: at least as long as we have watched it, and by its record's
-  // time if that is on our clock.
+  // A lock's age: as long as we have watched it, or by its record if on our clock.
   private ageS(lock: LockFile, clock: SharedClock): number {
     const now = clock.now();
     const key = `${lock.ino}:${lock.text}`;
@@ -2152,15 +2141,10 @@ export class FileStore implements RateLimitStore {
     if (this.memo?.tag === clock.tag && bytes.equals(this.memo.bytes)) return this.memo.state;
     const text = bytes.toString('utf8');
     if (text.trim() === '') return this.seenFile ? this.lost('was deleted or emptied', 'continuing from') : this.last;
-    let raw: StoredState | undefined;
+    const raw = parseJson(text);
     let state: LimitState | undefined;
-    try {
-      raw = JSON.parse(text);
-      state = isEnvelope(raw) ? parseState(raw.state) : undefined;
-    } catch {
-      state = undefined;
-    }
-    if (!raw || !state) return this.lost('could not be parsed');
+    try { state = isEnvelope(raw) ? parseState(raw.state) : undefined; } catch { state = undefined; }
+    if (!isEnvelope(raw) || !state) return this.lost('could not be parsed');
     this.seenFile = true;
     const shift = clockShiftS(raw, now, wallNowS, clock);
     if (shift === undefined) return state;
@@ -2398,10 +2382,9 @@ function isEnvelope(v: unknown): v is StoredState {
     Number.isFinite(e.wall);
 }
 
-// The state file, open for read and write, never through a symbolic link and
-// never blocking on a special file. The descriptor is kept while the path
-// names its inode (which it keeps from reuse), so most calls cost one lstat,
-// which also gives that inode's size. Least recently used out.
+// The state file, open for read and write, never through a symbolic link nor
+// blocking on a special file. The descriptor is kept while the path names its
+// inode, so most calls cost one lstat (which gives the size). LRU out.
 const openStates = new Map<string, { fd: number; ino: number }>();
 function openState(path: string, name: string, linkReplaced = false): { fd: number; sizeBytes: number } {
   const seen = lstatSync(path, { throwIfNoEntry: false });
@@ -2446,11 +2429,9 @@ function closeState(path: string): void {
   closeQuietly(open.fd);
 }
 
-// Writes a new state over the old one of `oldBytes`, in place. A write that
-// cannot complete (a full disk) throws, and leaves the old state readable:
-// the part beyond the old end is written first, and cut off again if it
-// fails; the rest overwrites blocks the file already has. Returns the bytes
-// the file now holds.
+// Writes a new state in place over the old one of `oldBytes`; returns the bytes
+// written. A failed write (a full disk) leaves the old state readable: the part
+// past the old end goes first, and is cut off again if it fails.
 function writeState(fd: number, text: string, oldBytes: number, path: string): Buffer {
   const padded = oldBytes > text.length && oldBytes - text.length <= SHRINK_SLACK_BYTES ? text.padEnd(oldBytes) : text;
   const bytes = Buffer.from(padded, 'utf8');
