@@ -1711,52 +1711,48 @@ function show(value: unknown): string {
 // ===========================================================================
 
 // The file store's tuning, each with what it trades.
-// A lock is held for tens of µs, so a waiter retries on the spot for SPIN_MS,
-// blocking the thread, and then on timers (async calls). Pauses double from
-// 20 µs to MAX_BACKOFF_MS, jittered: shorter reacts sooner, longer costs less.
+// A lock is held for tens of µs: a waiter retries on the spot (blocking) for
+// SPIN_MS, then on timers, pausing from 20 µs doubling to MAX_BACKOFF_MS,
+// jittered (shorter reacts sooner, longer costs less). A pause under
+// BUSY_SPIN_MS watches the lock instead: waking from a sleep costs more.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
-// Pauses shorter than this watch the lock rather than sleep: waking from a
-// sleep costs tens of µs of CPU and lateness, more than the lock is held.
 const BUSY_SPIN_MS = 0.1;
-// How often a waiter reads the lock's owner record to see whether its holder
-// died: a read costs about 10 µs; a crash stalls the others a few ms.
+// How often a waiter checks whether the lock's holder died: a read costs
+// about 10 µs; a crash stalls the others a few ms.
 const INSPECT_EVERY_MS = 2;
-// Tries a call still gets past its timeout when a lock was just broken: a
-// slow break must not end a call that would now get the lock.
+// Tries past the timeout after a lock was broken: a slow break must not end
+// a call that would now get the lock.
 const GRACE_TRIES = 3;
-// A breaker holds the break lock well under a millisecond; one older than
-// this has a paused or dead breaker, and is taken away from it.
+// A break takes well under a millisecond; a break lock older than this has a
+// paused or dead breaker, and is taken from it.
 const BREAK_LEASE_S = 1;
-// A state file this much longer than the state written is cut back (an
-// ftruncate, which makes ext4 flush); a smaller excess is padded with spaces.
+// A state file this much longer than the state is cut back (ftruncate makes
+// ext4 flush); a smaller excess is padded with spaces.
 const SHRINK_SLACK_BYTES = 4096;
-// The most of a state file ever read. Measured: a greedy limit at its most
-// (128 runs) takes 3.1 KB, and each concurrency slot or queued waiter 230
-// bytes, so 4 MiB holds a dozen limits and 18,000 slots and waiters. A larger
-// file (a sparse file, a disk image) is not read, and counts as unparsable:
-// see readState.
+// The most of a state file ever read: a greedy limit at its most (128 runs)
+// takes 3.1 KB, a slot or queued waiter 230 bytes, so 4 MiB holds a dozen
+// limits and 18,000 slots and waiters. A larger file is never read (readState).
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
-// The most of an owner record (about 300 bytes) or a /proc file (status, the
-// largest read, about 1.5 KB) ever read.
+// The most of an owner record (about 300 bytes) or a /proc file (status,
+// about 1.5 KB) ever read.
 const MAX_SMALL_BYTES = 4096;
 // State files kept open per thread: reopening costs about 10 µs; keeping all
 // open would run a process with thousands of limiters out of descriptors.
 const MAX_OPEN_STATES = 32;
-// Locks' first sightings and namespace scans remembered; past this many they
-// are forgotten (bounded memory, at the cost of judging one afresh).
+// Lock sightings and namespace scans remembered: bounded memory, at the cost
+// of judging one afresh.
 const MAX_REMEMBERED = 100;
-// A holder in another pid namespace is looked for by scanning /proc (about
-// 5 ms with 80 processes), at most this often: a holder killed there is found
-// dead within about this long.
+// A scan of /proc for a holder in another pid namespace costs about 5 ms
+// (80 processes): a holder killed there is found dead within this long.
 const NAMESPACE_SCAN_EVERY_MS = 100;
-// Carrying a state over from another clock by the wall clock errs late by
-// this, for Date.now()'s millisecond steps; a write "in our future" by less
-// than CLOCKS_AGREE_S is taken as jitter of one clock.
+// A state carried over from another clock by the wall clock errs late by
+// WALL_MARGIN_S (Date.now()'s millisecond steps); a write "in our future" by
+// less than CLOCKS_AGREE_S is jitter of one clock.
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-// Lining a local clock up with /proc/uptime (uptimeOffset): a narrower target
-// costs more polling at start-up, up to CALIBRATION_MAX_MS on a busy machine.
+// Lining a local clock up with /proc/uptime: a narrower target costs more
+// polling at start-up, up to CALIBRATION_MAX_MS on a busy machine.
 const CALIBRATION_TARGET_MS = 0.1;
 const CALIBRATION_MAX_MS = 500;
 
@@ -1767,26 +1763,20 @@ const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
 export interface FileStoreOptions {
   /** Seconds; see {@link DEFAULT_STALE_AFTER}. */
   staleAfter?: number | undefined;
-  /**
-   * The clock for the state, the owner records and the lock's lease. By
-   * default {@link sharedClock}; tests give a clock they move by hand.
-   */
+  /** The clock for the state and the locks' leases: {@link sharedClock} unless a test moves one by hand. */
   clock?: SharedClock | undefined;
 }
 
-// What one try at the lock came to: the transaction's result; the lock busy;
-// lost (we held it past our lease: the state may have moved on, so start
-// over); or worth another try at once.
+// One try at the lock: the result; busy; lost (held past our lease, the state
+// may have moved on: start over); or worth another try at once.
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
- * Keeps the state in a JSON file shared by every process that names it. The
- * files beside it, and what a crash or a stopped holder costs, are in the
- * README ("Across processes"). The rule the code keeps: a holder uses the
- * state only if it opened it, and finished writing it, within staleAfter/2 of
- * the time in its owner record (its lease); a lock is broken when its holder
- * is proven dead, or once it is staleAfter old. See breakLock for why nobody
- * paused at any instant can undo anything.
+ * Keeps the state in a JSON file shared by every process that names it (the
+ * files beside it: docs/guarantees.md). A holder uses the state only if it
+ * opened and wrote it within staleAfter/2 of its owner record's time (its
+ * lease); a lock is broken when its holder is proven dead, or once it is
+ * staleAfter old. breakLock says why nobody paused at any instant undoes anything.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1801,17 +1791,16 @@ export class FileStore implements RateLimitStore {
   private readonly dir: string;
   private readonly staleAfterS: number;
   private readonly givenClock: SharedClock | undefined;
-  // This store's name for its thread's owner file in `dir`.
   private owner: OwnerFile | undefined;
-  // The last state this process read or wrote: a fallback if the file is
-  // deleted or corrupted under us, so its history is not simply forgotten.
+  // The last state read or written: the fallback if the file is deleted or
+  // corrupted under us.
   private last?: LimitState;
   private seenFile = false;
-  // The bytes this store last wrote, and their state: while the file holds
-  // exactly these, they need not be parsed and checked again.
+  // The bytes last written and their state: while the file holds these, they
+  // need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
-  // First sighting, on our clock, of each lock or break lock (by inode and
-  // text): a lower bound of its age that needs no trust in its record.
+  // First sighting, on our clock, of each lock (by inode and text): a lower
+  // bound of its age that needs no trust in its record.
   private readonly firstSeen = new Map<string, number>();
 
   constructor(file: string, options: FileStoreOptions = {}) {
@@ -1837,15 +1826,11 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  /**
-   * Runs `tx` on the state under the lock; returns a promise only if the
-   * lock stays busy, which rejects with `signal.reason` if `signal` aborts
-   * before the lock is taken.
-   */
+  /** Runs `tx` under the lock; a promise only if the lock stays busy, rejected if `signal` aborts first. */
   update<T>(tx: Transaction<T>, options?: UpdateOptions): T | Promise<T> {
     const startedMs = monoMs();
     const tries = this.tries(tx, options?.lockTimeout);
-    // Most acquisitions succeed at once or within a few µs: stay synchronous then.
+    // Most acquisitions succeed within a few µs: stay synchronous then.
     for (let t = tries.next(); ; t = tries.next()) {
       if (t.done) return t.value;
       this.pauseSync(t.value);
@@ -1862,23 +1847,20 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // The one retry loop. Each step tries the lock once and yields how long to
-  // pause before the next; the caller pauses, blocking or on a timer. Throws
-  // once the lock has been busy longer than the call may wait.
+  // The one retry loop: each step tries the lock once and yields the pause
+  // before the next. Throws once the lock was busy longer than the call may wait.
   private *tries<T>(tx: Transaction<T>, timeoutS = Infinity): Generator<number, T> {
     const startedMs = monoMs();
     let inspectedMs = startedMs;
     let busyTries = 0;
     let graceTries = 0;
     for (;;) {
-      // A retry first looks whether the lock is there (an lstat, which takes
-      // no lock in the kernel), so retries do not slow the holder down: a
-      // failed link() takes the directory's lock, as the holder's unlink() does.
+      // A retry first lstats the lock, which takes no kernel lock: a failed
+      // link() takes the directory's lock, which the holder's unlink() needs.
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
       if (a === 'lost') { this.locksLost++; yield 0; continue; }
-      // Every INSPECT_EVERY_MS, see whether the busy lock may be broken. After
-      // progress (a lock or a stale break lock taken away), try again at once.
+      // After progress (a lock or a stale break lock taken away), try again at once.
       let again = a === 'again';
       if (!again && monoMs() - inspectedMs >= INSPECT_EVERY_MS) {
         again = this.breakLock();
@@ -1897,10 +1879,8 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Blocks the thread for a pause between tries. A short one is spent
-  // looking at the lock (an lstat each µs or so) and ends as soon as it is
-  // gone: a sleep shorter than the kernel's timer slack (50 µs) oversleeps,
-  // and a lock is normally held for about 10 µs.
+  // Blocks the thread between tries. A short pause watches the lock and ends
+  // when it is gone: a sleep under the kernel's timer slack (50 µs) oversleeps.
   private pauseSync(ms: number): void {
     const until = monoMs() + ms;
     if (ms >= BUSY_SPIN_MS) { sleepSyncUntil(until); return; }
@@ -1920,7 +1900,6 @@ export class FileStore implements RateLimitStore {
 
   // --- the lock -------------------------------------------------------------
 
-  // One try: take the lock and, if taken, run the transaction under it.
   private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
     const clock = this.clock;
     const owner = this.ownerFile();
@@ -1942,12 +1921,11 @@ export class FileStore implements RateLimitStore {
       attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      // Remove the lock if it is still this hold (a result was checked in
-      // readModifyWrite) and our lease is not over. Past its lease, a holder
-      // leaves the lock to a breaker and drops its owner file, whose record
-      // would make the lock look fresh. A holder stopped between the clock
-      // reading and the unlink could remove a successor's lock: that window is
-      // a few hundred ns of JavaScript with no system call in it.
+      // Remove the lock if it is still ours (readModifyWrite checked it for a
+      // result) within our lease. Past it, leave the lock to a breaker and drop
+      // our owner file, whose record would make the lock look fresh. A holder
+      // stopped between the clock reading and the unlink could remove a
+      // successor's lock: a window of a few hundred ns with no system call.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
         if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
@@ -1956,34 +1934,28 @@ export class FileStore implements RateLimitStore {
     return attempt;
   }
 
-  // True while the lock at `path` is ours: our owner file's inode is linked
-  // there. Nobody else links it, and a thread holds one lock at a time.
+  // True while our owner file's inode is linked at `path` (only we link it).
   private holds(path: string, owner: OwnerFile): boolean {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
-  // Sees whether the lock may be broken, and breaks it if so. Returns true
-  // if the lock may now be free.
-  //
-  // Why a breaker that is paused at any instant cannot roll the state back
-  // or remove a lock it did not judge:
+  // Breaks the lock if its holder is proven dead or it is stale; true if the
+  // lock may now be free. Why a breaker paused at any instant cannot roll the
+  // state back or remove a lock it did not judge:
   // 1. It holds `<file>.lock.break` (a link of its owner file, whose record
   //    names its temp file T) for every step below.
-  // 2. It copies the state into T, created beforehand with O_EXCL under an
-  //    unpredictable name, then renames T over the state. Whoever takes a
-  //    break lock away from its name (a stale one, or by mistake) first
-  //    unlinks the T its record names. So a breaker that lost its break lock
-  //    can no longer rename anything into place: rename(T) fails with ENOENT.
-  //    While a breaker holds the break lock no one else breaks the lock, so
-  //    nobody else writes the state between its copy and its rename; the
-  //    stale holder may, but its lease is over and it discards what it did.
-  // 3. It then takes the stale lock away by renaming it to a private name,
-  //    and checks the renamed file is the very inode it judged. If it is not
-  //    (a paused breaker came back after someone else broke the lock and a
-  //    new holder took it), it links it back, so that holder keeps its lock.
+  // 2. It copies the state into T (made with O_EXCL under a random name) and
+  //    renames T over the state. Whoever takes a break lock away first unlinks
+  //    the T its record names, so a breaker that lost its break lock can no
+  //    longer rename anything into place (ENOENT). While it holds the break
+  //    lock nobody else breaks the lock, so only the stale holder may write
+  //    the state meanwhile, and its lease is over: it discards what it did.
+  // 3. It takes the stale lock away by renaming it to a private name, and if
+  //    that is not the inode it judged (it came back after another breaker and
+  //    a new holder), links it back for that holder.
   // A holder that is only paused does no harm either: its descriptor was
-  // opened within its lease, and the state it names was then moved to a new
-  // inode before the lock was taken from it.
+  // opened within its lease, and the state was moved to a new inode before
+  // its lock was taken.
   private breakLock(): boolean {
     const seen = readRecord(this.lockPath);
     if (!seen) return true;
@@ -1995,9 +1967,7 @@ export class FileStore implements RateLimitStore {
     const dead = seen.record !== undefined && holderIsDead(seen.record);
     const ageS = this.ageS(seen, clock);
     if (!dead && ageS <= this.staleAfterS) return false;
-    // Only a holder proven dead cannot write again: otherwise protect the
-    // state, through a temp file created exclusively, never through a link,
-    // mode 0600, under a name nobody can predict.
+    // Only a dead holder cannot write again: otherwise move the state aside.
     let temp: { path: string; fd: number } | undefined;
     if (!dead) {
       const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
@@ -2015,8 +1985,7 @@ export class FileStore implements RateLimitStore {
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
-        // Taken: if its breaker is dead or past its lease, take it away (which
-        // also disarms that breaker's rename).
+        // Taken: take it from a breaker dead or past its lease (disarming its rename).
         const breaker = readRecord(this.breakPath);
         if (!breaker) return true;
         const dead = breaker.record !== undefined && holderIsDead(breaker.record);
@@ -2051,10 +2020,8 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Removes the lock or break lock at `path` only if it is the inode `ino`;
-  // returns whether it did. It is renamed to a private name first, so what is
-  // removed is known. A break lock removed, ours or another's, first loses its
-  // breaker's temp file (see breakLock).
+  // Removes the lock or break lock at `path` if it is the inode `ino`, by way
+  // of a private name; a break lock first loses its breaker's temp file.
   private removeLockFile(path: string, ino: number): boolean {
     const aside = `${path}.gone-${randomBytes(8).toString('hex')}`;
     try {
@@ -2078,8 +2045,7 @@ export class FileStore implements RateLimitStore {
     return got?.ino === ino;
   }
 
-  // A lock's age: at least as long as we have watched it, and by its record's
-  // time if that is on our clock.
+  // A lock's age: as long as we have watched it, or by its record if on our clock.
   private ageS(lock: LockFile, clock: SharedClock): number {
     const now = clock.now();
     const key = `${lock.ino}:${lock.text}`;
@@ -2090,10 +2056,9 @@ export class FileStore implements RateLimitStore {
     return rec && rec.clock === clock.tag ? Math.max(now - rec.time, now - first) : now - first;
   }
 
-  // Moves the state to a new inode: copies it into `temp` and renames that
-  // over it, keeping the state's owner, group and mode. A paused holder keeps
-  // a descriptor to the old inode; its late write goes there, unseen. False if
-  // our break lock was taken away meanwhile (then nothing was renamed).
+  // Copies the state into `temp` (keeping owner, group and mode) and renames it
+  // over the state, so a paused holder's late write lands unseen in the old
+  // inode. False if our break lock was taken meanwhile (nothing renamed).
   private moveStateAside(temp: { path: string; fd: number }): boolean {
     let file: { bytes: Buffer; st: FileStat };
     try {
@@ -2108,9 +2073,8 @@ export class FileStore implements RateLimitStore {
     // An oversized state is copied as a hole of its size: it counts the same (readState).
     if (st.size > MAX_STATE_BYTES) ftruncateSync(temp.fd, st.size);
     else writeAll(temp.fd, bytes, 0, temp.path);
-    // Keep the mode, and the owner where we may (root may; anyone may keep
-    // a group they are in). Only when they differ from what we created:
-    // Node's permission model refuses fchmod and fchown outright.
+    // The owner where we may (root; anyone for a group they are in). Only when
+    // needed: Node's permission model refuses fchmod and fchown outright.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
       try { fchownSync(temp.fd, st.uid, st.gid); } catch {
@@ -2135,19 +2099,16 @@ export class FileStore implements RateLimitStore {
 
   // --- the state ------------------------------------------------------------
 
-  // Holding the lock, which is held from the link() in tryOnce to the
-  // unlink() after this: one lstat and one read of the state, the
-  // transaction, one write, and one lstat to see that the lock is still ours.
+  // Under the lock: one lstat and one read of the state, the transaction, one
+  // write, and one lstat to see that the lock is still ours.
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile):
     Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
-    // Paused past our lease before opening the state? Then a breaker may have
-    // moved it, and this descriptor may be the new one: stop. (A live holder's
-    // lock is broken only at twice this lease, so the time alone tells.)
-    // The wall clock is read just before `now` (to place a state written on
-    // another clock) and just after (to record with ours): a pause between
-    // two readings then only ever places a state later.
+    // Past our lease on opening, a breaker may have moved the state: stop.
+    // The wall clock is read just before `now` (to place a state from another
+    // clock) and just after (to record): a pause between them only places a
+    // state later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
     const wallAfterS = wallOf(clock);
@@ -2156,8 +2117,7 @@ export class FileStore implements RateLimitStore {
     const { state, result } = tx(current, now, txContext());
     const stored: StoredState | undefined = state && { clock: clock.tag, written: now, wall: wallAfterS, state };
     const written = stored && writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
-    // Paused while writing? Then a breaker may have copied the state before
-    // our write: do not count on it.
+    // Paused while writing, a breaker may have copied the state before our write.
     if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) {
       this.memo = undefined;
       return 'lost';
@@ -2170,11 +2130,9 @@ export class FileStore implements RateLimitStore {
     return { result };
   }
 
-  // The state in the file, on our clock. A missing, empty, oversized or
-  // unparsable state falls back to the last one this process knew, with a
-  // warning where something was lost. The size rule, in one place: a file over
-  // MAX_STATE_BYTES is never read, and is treated as unparsable (its size in
-  // the warning); the next write cuts it back.
+  // The state in the file, on our clock. A missing, empty, oversized (never
+  // read; the next write cuts it back) or unparsable state falls back to the
+  // last one this process knew, with a warning where something was lost.
   private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
     LimitState | undefined {
     if (sizeBytes > MAX_STATE_BYTES) {
@@ -2184,15 +2142,10 @@ export class FileStore implements RateLimitStore {
     if (this.memo?.tag === clock.tag && bytes.equals(this.memo.bytes)) return this.memo.state;
     const text = bytes.toString('utf8');
     if (text.trim() === '') return this.seenFile ? this.lost('was deleted or emptied', 'continuing from') : this.last;
-    let raw: StoredState | undefined;
+    const raw = parseJson(text);
     let state: LimitState | undefined;
-    try {
-      raw = JSON.parse(text);
-      state = isEnvelope(raw) ? parseState(raw.state) : undefined;
-    } catch {
-      state = undefined;
-    }
-    if (!raw || !state) return this.lost('could not be parsed');
+    try { state = isEnvelope(raw) ? parseState(raw.state) : undefined; } catch { state = undefined; }
+    if (!isEnvelope(raw) || !state) return this.lost('could not be parsed');
     this.seenFile = true;
     const shift = clockShiftS(raw, now, wallNowS, clock);
     if (shift === undefined) return state;
@@ -2206,9 +2159,8 @@ export class FileStore implements RateLimitStore {
 }
 
 // Who we are to the core (for concurrency slots), and the proof of death for
-// other holders, by the rule for a lock's holder. Each holder is judged at
-// most once per transaction (the verdicts are cleared as one begins): a
-// judgment reads /proc, and all of a process's waiters share one holder.
+// other holders. Each holder is judged once per transaction (a judgment reads
+// /proc, and all of a process's waiters share one holder).
 const verdicts = new Map<string, boolean>();
 let threadContext: TxContext | undefined;
 function txContext(): TxContext {
@@ -2216,27 +2168,28 @@ function txContext(): TxContext {
   threadContext ??= {
     holder: JSON.stringify(identity().holder),
     isDead: (h: string): boolean => {
-      let dead = verdicts.get(h);
-      if (dead === undefined) {
-        let r: unknown;
-        try { r = JSON.parse(h); } catch { r = undefined; }
-        dead = isHolder(r) && holderIsDead(r);
-        verdicts.set(h, dead);
-      }
+      const known = verdicts.get(h);
+      if (known !== undefined) return known;
+      const r = parseJson(h);
+      const dead = isHolder(r) && holderIsDead(r);
+      verdicts.set(h, dead);
       return dead;
     },
   };
   return threadContext;
 }
 
+function parseJson(text: string): unknown {
+  try { return JSON.parse(text); } catch { return undefined; }
+}
+
 // --- the lock's names: lock, break lock and owner files -----------------------
 
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
 
-// Reads a lock, a break lock or an owner file: undefined if it does not
-// exist. Anything but a regular file is a clear error naming it. A file we
-// may not read is returned with no record: its holder cannot be judged, so
-// it is broken only when stale.
+// Reads a lock, a break lock or an owner file: undefined if it does not exist;
+// anything but a regular file is an error. One we may not read has no record:
+// its holder cannot be judged, so it is broken only when stale.
 function readRecord(path: string): LockFile | undefined {
   let file: { bytes: Buffer; st: FileStat };
   try {
@@ -2259,31 +2212,26 @@ function readRecord(path: string): LockFile | undefined {
 }
 
 /**
- * An owner record: who holds a lock, as `<file>.lock` and the owner files
- * hold it. `tid` is the Linux thread id (equal to `pid` on the main thread),
- * `start`/`tstart` the process's and thread's start times (clock ticks since
- * boot, less any time namespace offset), `ns` the pid namespace, `boot` the
- * kernel's boot id. Fields that could not be read are empty: they make the
- * holder impossible to judge, never dead. `renew` names the temp file of a
- * breaker (see FileStore).
+ * An owner record: who holds a lock (`<file>.lock` and the owner files hold
+ * it). `tid` is the Linux thread id, `start`/`tstart` the process's and
+ * thread's start times (clock ticks since boot, less any time namespace
+ * offset), `ns` the pid namespace, `boot` the boot id. A field that could not
+ * be read is empty: the holder cannot be judged, never dead. `renew` names a
+ * breaker's temp file.
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
   token: string; seq: number; clock: string; time: number; renew?: string | undefined;
 }
 
-/** The one way an owner record is written. */
+/** The one way an owner record is written (`renew` only if set). */
 export function encodeOwnerRecord(r: OwnerRecord): string {
-  const s = JSON.stringify;
-  return `{"pid":${r.pid},"tid":${r.tid ?? 0},"host":${s(r.host)},"ns":${s(r.ns)},"boot":${s(r.boot)},` +
-    `"start":${s(r.start)},"tstart":${s(r.tstart ?? '')},"token":${s(r.token)},"seq":${r.seq},` +
-    `"clock":${s(r.clock)},"time":${r.time}${r.renew === undefined ? '' : `,"renew":${s(r.renew)}`}}`;
+  return JSON.stringify(r);
 }
 
 /** The one way an owner record is read: the record, or undefined for anything else (empty, torn, foreign). */
 export function parseOwnerRecord(text: string): OwnerRecord | undefined {
-  let parsed: unknown;
-  try { parsed = JSON.parse(text); } catch { return undefined; }
+  const parsed = parseJson(text);
   const r = parsed as Partial<OwnerRecord>;
   const ok = isHolder(parsed) && typeof r.token === 'string' && Number.isFinite(r.seq) && typeof r.clock === 'string' &&
     Number.isFinite(r.time) && (r.renew === undefined || typeof r.renew === 'string');
@@ -2300,10 +2248,9 @@ function isHolder(r: unknown): r is Holder {
     (h.tstart === undefined || typeof h.tstart === 'string');
 }
 
-// One owner file per thread and directory, whatever the number of limiters:
-// one descriptor, and one name `<file>.owner-<token>` (a hard link) per state
-// file in use. A thread's holds never overlap, so sharing the inode is safe;
-// `seq` tells them apart. The record object is updated in place at each try.
+// One owner file per thread and directory: one descriptor, and one name
+// `<file>.owner-<token>` (a hard link) per state file in use. A thread's holds
+// never overlap, so they share the inode; `seq` tells them apart.
 interface OwnerFile {
   dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
   names: Set<string>; dropped: boolean; holding: boolean;
@@ -2372,8 +2319,7 @@ function releaseOwner(owner: OwnerFile, statePath: string): void {
   removeOwnerNames([name]);
 }
 
-// Stops using an owner file: its names are removed and its descriptor closed;
-// any lock still linked to it keeps the inode (and its record) alive.
+// Removes an owner file's names and closes it; a lock still linked to it keeps the inode.
 function dropOwner(owner: OwnerFile): void {
   if (owner.dropped) return;
   owner.dropped = true;
@@ -2400,21 +2346,19 @@ function ownerNamesIn(dir: string): Map<string, string[]> {
   return byToken;
 }
 
-// Removes owner-file names left by dead holders. Once per thread and
-// directory: one directory read, whatever the number of limiters there.
-// Files that cannot be judged (odd, unreadable, alive) are left.
+// Removes owner-file names left by dead holders, once per thread and
+// directory. Files that cannot be judged (odd, unreadable, alive) are left.
 function sweepOwners(dir: string): void {
   for (const [token, names] of ownerNamesIn(dir)) {
     if (token === ownerFiles.get(dir)?.record.token) continue;
     let record: OwnerRecord | undefined;
-    try { record = readRecord(names[0] ?? '')?.record; } catch { record = undefined; }
+    try { record = readRecord(names[0] ?? '')?.record; } catch { /* odd: left */ }
     if (record && holderIsDead(record)) removeOwnerNames(names);
   }
 }
 
-// Writes a fresh record (next sequence number, time now) and returns that
-// time: it starts the lease of the hold that follows. Padded to the longest
-// record so far, so rewriting in place never leaves the tail of a longer one.
+// Writes a fresh record (next seq, time now) in place, padded to the longest
+// so far, and returns the time: the lease of the hold that follows starts then.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
   const r = owner.record;
@@ -2439,10 +2383,9 @@ function isEnvelope(v: unknown): v is StoredState {
     Number.isFinite(e.wall);
 }
 
-// The state file, open for read and write, never through a symbolic link and
-// never blocking on a special file. The descriptor is kept while the path
-// names its inode (which it keeps from reuse), so most calls cost one lstat,
-// which also gives that inode's size. Least recently used out.
+// The state file, open for read and write, never through a symbolic link nor
+// blocking on a special file. The descriptor is kept while the path names its
+// inode, so most calls cost one lstat (which gives the size). LRU out.
 const openStates = new Map<string, { fd: number; ino: number }>();
 function openState(path: string, name: string, linkReplaced = false): { fd: number; sizeBytes: number } {
   const seen = lstatSync(path, { throwIfNoEntry: false });
@@ -2487,11 +2430,9 @@ function closeState(path: string): void {
   closeQuietly(open.fd);
 }
 
-// Writes a new state over the old one of `oldBytes`, in place. A write that
-// cannot complete (a full disk) throws, and leaves the old state readable:
-// the part beyond the old end is written first, and cut off again if it
-// fails; the rest overwrites blocks the file already has. Returns the bytes
-// the file now holds.
+// Writes a new state in place over the old one of `oldBytes`; returns the bytes
+// written. A failed write (a full disk) leaves the old state readable: the part
+// past the old end goes first, and is cut off again if it fails.
 function writeState(fd: number, text: string, oldBytes: number, path: string): Buffer {
   const padded = oldBytes > text.length && oldBytes - text.length <= SHRINK_SLACK_BYTES ? text.padEnd(oldBytes) : text;
   const bytes = Buffer.from(padded, 'utf8');
@@ -2529,13 +2470,11 @@ function writeAll(fd: number, bytes: Uint8Array, position: number, path: string)
 // lock is broken only once it is older than staleAfter.
 
 /**
- * True only when the holder named by the record is proven gone: same kernel
- * boot (boot id), and then, in our pid namespace, no such process (or a
- * zombie, or a newer process under a reused pid) or no such thread in it; or,
- * from the host's pid namespace, no such process left in the holder's.
- * A record with an empty or foreign boot id, another namespace we cannot
- * see into, or a /proc we cannot read is judged alive. Hostnames are not
- * compared: containers on one kernel may each have their own.
+ * True only when the record's holder is proven gone: same boot id, and then,
+ * in our pid namespace, no such process (or a zombie, or a reused pid) or no
+ * such thread; or, seen from the host's pid namespace, no such process left in
+ * the holder's. Hostnames are not compared: containers on one kernel may each
+ * have their own.
  */
 export function holderIsDead(rec: Holder): boolean {
   const { holder: me, procIsOurs } = identity();
@@ -2550,9 +2489,8 @@ export function holderIsDead(rec: Holder): boolean {
     (tid !== 0 && tid !== rec.pid && !statShowsAlive(`/proc/${rec.pid}/task/${tid}/stat`, rec.tstart ?? ''));
 }
 
-// The one verdict on a /proc/.../stat file: false if the task is gone, a
-// zombie, or not the one that started at `start` (a reused pid or tid);
-// true if it is there, or cannot be read.
+// False if the task is gone, a zombie, or not the one that started at `start`
+// (a reused pid or tid); true if it is there, or cannot be read.
 function statShowsAlive(path: string, start: string): boolean {
   const stat = readStat(path);
   if (stat === 'unknown') return true;
@@ -2560,9 +2498,8 @@ function statShowsAlive(path: string, start: string): boolean {
 }
 
 // A holder in another pid namespace is proven gone only from the host's
-// namespace (the one that sees every process), when every process's
-// namespace could be read and none in the holder's has its pid (NSpid) and
-// start time. Costs a /proc scan, so results are kept NAMESPACE_SCAN_EVERY_MS.
+// namespace, when every process's namespace could be read and none in the
+// holder's has its pid (NSpid) and start time.
 const PID_NS_INIT = 'pid:[4026531836]';
 const scans = new Map<string, { atMs: number; dead: boolean }>();
 function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
@@ -2594,10 +2531,10 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   return dead;
 }
 
-// A /proc/.../stat file: its state letter and start time (field 22, clock
-// ticks since boot, less our time namespace's boot-clock offset, so readings
-// from inside and outside a time namespace compare). The command name (field
-// 2) may hold spaces, so fields are counted from its closing paren.
+// A /proc/.../stat file's state letter and start time (field 22, ticks since
+// boot, less our time namespace's boot offset so readings inside and outside
+// one compare). Fields count from the command name's closing paren (it may
+// hold spaces).
 function readStat(path: string): { state: string; start: string } | 'gone' | 'unknown' {
   let stat: string;
   try {
@@ -2614,8 +2551,7 @@ function readStat(path: string): { state: string; start: string } | 'gone' | 'un
   return { state: rest.slice(0, 1), start };
 }
 
-// Who this thread is, as a holder. Each field is '' (or 0) when it cannot be
-// read, which makes the holder impossible to judge, never dead.
+// Who this thread is, as a holder; a field that cannot be read is '' (or 0).
 interface Identity { holder: Holder; procIsOurs: boolean }
 let identityCache: Identity | undefined;
 function identity(): Identity {
@@ -2641,33 +2577,24 @@ function identity(): Identity {
   return identityCache;
 }
 
-// --- the clock: one for every process on the host ---------------------------------
-// Processes sharing a file must read time on one clock, and an administrator
-// stepping the wall clock must not move it.
+// --- the clock: one for every process on the host, which wall-clock steps do not move ---
 
 /** A clock in seconds, and a tag naming it so readings on other clocks are recognised. */
 export interface SharedClock {
   readonly tag: string;
   now(): number;
-  /**
-   * The wall clock, in seconds, for carrying a state over from another clock
-   * and for spotting a writer whose clock disagrees with ours. Leave it out
-   * (a test clock) to trust `now` alone.
-   */
+  /** The wall clock in seconds, to carry a state over from another clock; a test clock may leave it out. */
   wall?(): number;
 }
 
 let clockCache: SharedClock | undefined;
 
 /**
- * The clock the file store uses. On Linux, the host's CLOCK_BOOTTIME (the
- * time since boot, suspends included, as /proc/uptime shows it), tagged with
- * the boot id; a process in a time namespace subtracts its offsets. Node's
- * hrtime is that clock until the first suspend; otherwise, and on Bun and
- * Deno (whose hrtime counts from their own start), a local monotonic clock is
- * lined up with the moment /proc/uptime ticks over, checked at most once a
- * second and redone after a suspend. Without /proc, a readable boot id or
- * time namespace offsets, the wall clock, tagged `wall`.
+ * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime
+ * shows it, suspends included), tagged with the boot id, less any time
+ * namespace offsets: Node's hrtime until the first suspend, else (and on Bun
+ * and Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked
+ * once a second. Without /proc, a boot id or the offsets: the wall clock, tagged `wall`.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
@@ -2683,19 +2610,14 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// How far to move a state's times onto our clock: undefined when the writer
-// and we agree. The slack always errs late: a slot moved too late costs a
-// little waiting, one moved too early lets a call through.
-// - Written on another clock (before a reboot, or on the wall-clock
-//   fallback): carried over by the wall clock, less WALL_MARGIN_S for its
-//   millisecond readings, and capped at one window ahead (shiftState).
-// - Same clock, but written "in our future": the writer's clock is ahead of
-//   ours (a clock stepped back, or a suspend not yet noticed): treat the
-//   write as made just now. Not capped, so waiters queued by other
-//   processes keep their places.
-// A writer whose clock is behind ours cannot be told from an old write by our
-// clock alone, and the wall clock is no referee (it is stepped, and faked per
-// process), so the shared clock itself must not lag (see sharedClock).
+// How far to move a state's times onto our clock (undefined: no move), always
+// erring late: too late costs a little waiting, too early lets a call through.
+// - Written on another clock (before a reboot, or the wall-clock fallback):
+//   carried over by the wall clock, and capped at one window ahead.
+// - Same clock, written "in our future" (the writer's clock is ahead): as if
+//   written now, uncapped so other processes' queued waiters keep their places.
+// A writer whose clock is behind ours looks like an old write, and the wall
+// clock is no referee (stepped, faked per process): the shared clock must not lag.
 function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
   { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
@@ -2705,10 +2627,9 @@ function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: Sha
   return undefined;
 }
 
-// The wall clock with sub-millisecond steps: performance.timeOrigin +
-// performance.now(), held within the millisecond that Date.now() reports, so
-// it never strays from the wall clock by more than 1 ms, and two processes
-// on this fallback agree to far better than Date.now()'s 1 ms steps.
+// The wall clock with sub-millisecond steps: timeOrigin + performance.now(),
+// held within the millisecond Date.now() reports, so two processes on this
+// fallback agree far better than Date.now()'s 1 ms steps.
 function wallClock(): SharedClock {
   const origin = performance.timeOrigin;
   return {
@@ -2728,8 +2649,7 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
   const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
   // hrtime less the namespace's monotonic offset is the boot clock, except on
-  // Bun and Deno (it counts from their start) and after a suspend
-  // (CLOCK_MONOTONIC stood still while suspended).
+  // Bun and Deno (it counts from their start) and after a suspend.
   const onHr = linedUp(hr, uptime, -monoOffsetS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
   const offset = onHr ? -monoOffsetS : uptimeOffset(local, uptime);
@@ -2738,8 +2658,8 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
-    // Once a second (by either clock: the monotonic one stands still while
-    // the machine is suspended), check the line-up; redo it if it slipped.
+    // Once a second by either clock (the monotonic one stands still in a
+    // suspend), check the line-up; redo it if it slipped.
     const mono = monoMs();
     const wallMs = Date.now();
     if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
@@ -2769,19 +2689,14 @@ function linedUp(local: () => number, uptime: () => number | undefined, off: num
   return false;
 }
 
-// The boot clock minus local(). /proc/uptime is the boot clock truncated to
-// 10 ms, so a read that returns u, made between local readings p1 and p2,
-// proves
-//   u - p2 <= offset < u + 10 ms - p1.
-// Each read narrows [lo, hi]; a read the scheduler preempted only narrows it
-// less, it can never make it wrong. The reads that narrow it most are the
-// ones just before and just after /proc/uptime ticks over, so: sleep until
-// just before the next tick is due (a task that has slept is seldom
-// preempted in its first fraction of a millisecond), poll through it, and
-// stop as soon as [lo, hi] is under CALIBRATION_TARGET_MS wide (at the
-// tick), or after CALIBRATION_MAX_MS (then the middle is still within half
-// the width). Once per process; up to 10 ms, 5 on average, unless the
-// machine is very busy.
+// The boot clock minus local(). A read u of /proc/uptime (the boot clock
+// truncated to 10 ms) between local readings p1 and p2 proves
+//   u - p2 <= offset < u + 10 ms - p1,
+// so each read narrows [lo, hi] (a preempted one only less). The reads just
+// before and after a tick narrow it most: sleep until just before the next
+// tick (a task just woken is seldom preempted), poll through it, and stop once
+// [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS.
+// Once per process; 5 ms on average.
 function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
   const startMs = monoMs();
   let lo = -Infinity;
@@ -2822,9 +2737,8 @@ function bootId(): string {
   return bootIdCache;
 }
 
-// This process's time namespace offsets, in seconds: zero outside one, or on
-// a kernel without time namespaces (no such file). Undefined when the file
-// exists but cannot be read: then our clock cannot be put on the host's.
+// This process's time namespace offsets in seconds: zero outside one (or with
+// no such file); undefined if unreadable (our clock cannot be put on the host's).
 let offsetsCache: { monoS: number; bootS: number } | undefined | null = null;
 function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   if (offsetsCache !== null) return offsetsCache;
@@ -2848,9 +2762,8 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
 
 // --- file helpers ----------------------------------------------------------------
 
-// The one bounded reader: at most `maxBytes` of a regular file, whatever size
-// it claims. Opened without following a link and without blocking (open() of
-// a FIFO waits for a writer); anything but a regular file fails with ENOTREG.
+// The one bounded reader: at most `maxBytes` of a regular file, opened without
+// following a link or blocking (on a FIFO); anything else fails with ENOTREG.
 // A /proc file reports size 0 and is read to its end. Errors are the caller's.
 function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileStat } {
   const fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
@@ -2866,9 +2779,8 @@ function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileS
 // What the file store looks at in a file's status (fs.Stats has it all).
 interface FileStat { ino: number; size: number; mode: number; uid: number; gid: number; isFile(): boolean }
 
-// Reads an open file from its start until its end or `maxBytes`, into one
-// buffer per thread: the bytes are good until the next read. (readFileSync's
-// first call in a process costs about 0.5 ms on Node; this, a few µs.)
+// Reads an open file from its start up to `maxBytes`, into one buffer per
+// thread, good until the next read (readFileSync's first call costs 0.5 ms).
 let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
 function readUpTo(fd: number, maxBytes: number): Buffer {
   if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
@@ -2904,8 +2816,7 @@ function closeQuietly(fd: number): void {
   try { closeSync(fd); } catch { /* already closed */ }
 }
 
-// Turns an fs error into one that says what we were doing, on which file, and
-// what is wrong, with the system's code.
+// An fs error that says what we were doing, on which file, what is wrong, and the code.
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
   const code = (error as NodeJS.ErrnoException).code;
   const dir = JSON.stringify(dirname(path));
@@ -2922,8 +2833,7 @@ function fileError(error: unknown, doing: string, path: string): RateLimitStoreE
   return new RateLimitStoreError(`ratelimit: cannot ${doing} ${JSON.stringify(path)}: ${why}`, path, error);
 }
 
-// Permission denied: by the file's owner and mode when another user owns it,
-// else by the directory.
+// Permission denied: by another user's file's mode, else by the directory.
 function deniedWhy(path: string, dir: string): string {
   let st: FileStat | undefined;
   try { st = lstatSync(path, { throwIfNoEntry: false }); } catch { st = undefined; }
