@@ -2143,8 +2143,8 @@ export class FileStore implements RateLimitStore {
     const text = bytes.toString('utf8');
     if (text.trim() === '') return this.seenFile ? this.lost('was deleted or emptied', 'continuing from') : this.last;
     const raw = parseJson(text);
-    let state: LimitState | undefined;
-    try { state = isEnvelope(raw) ? parseState(raw.state) : undefined; } catch { state = undefined; }
+    // A state from a newer version throws (RateLimitMismatchError): never overwritten.
+    const state = isEnvelope(raw) ? parseState(raw.state) : undefined;
     if (!isEnvelope(raw) || !state) return this.lost('could not be parsed');
     this.seenFile = true;
     const shift = clockShiftS(raw, now, wallNowS, clock);

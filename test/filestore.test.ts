@@ -9,7 +9,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { RateLimit, RateLimitError, RateLimitTimeoutError, FileStore, sharedClock, encodeOwnerRecord } from '../ratelimit.ts';
+import { RateLimit, RateLimitError, RateLimitMismatchError, RateLimitTimeoutError, FileStore, sharedClock, encodeOwnerRecord } from '../ratelimit.ts';
 import { tempDir, maxInWindow, violations, ROOT, warningsDuring } from './helpers.ts';
 import { startWorker, launch, finish, slotsOf, killWorkers } from './stress/scenarios.ts';
 
@@ -223,6 +223,17 @@ describe('file store', () => {
     assert.ok(took < 100, `the waiter was stalled ${took.toFixed(1)} ms`);
     const litter = readdirSync(dir).filter((f) => f.startsWith(`state-${n}.json.owner-`));
     assert.equal(litter.length, 1, `only our own owner file is left: ${litter}`);
+  });
+
+  it('a state written by a newer version is an error, and the file is left as it is', async () => {
+    const file = path();
+    const text = JSON.stringify({ clock: sharedClock().tag, written: sharedClock().now(), wall: Date.now() / 1000, state: { v: 99, what: 'a newer format' } });
+    writeFileSync(file, text);
+    const limit = new RateLimit({ maxCount: 1, per: 10, file });
+    await assert.rejects(limit.wait(), (e: Error) => e instanceof RateLimitMismatchError && /newer ratelimit \(state version 99/.test(e.message));
+    assert.throws(() => limit.waitSync(), RateLimitMismatchError);
+    assert.equal(readFileSync(file, 'utf8'), text, 'the newer state was not overwritten');
+    limit.close();
   });
 
   it('carries times over a reboot (another boot id) by the wall clock, capped at per', () => {
