@@ -284,7 +284,8 @@ export class RateLimitTimeoutError extends RateLimitError {
   /** The `maxWait` it was given, in seconds. */
   readonly maxWait: number;
   constructor(wouldWait: number, maxWait: number, message?: string) {
-    super('ERR_RATELIMIT_TIMEOUT', message ?? `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`);
+    const away = `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`;
+    super('ERR_RATELIMIT_TIMEOUT', message ?? away);
     this.wouldWait = wouldWait;
     this.maxWait = maxWait;
   }
@@ -373,7 +374,8 @@ export class RateLimit {
         throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
       }
       if (!Array.isArray(options.limits) || options.limits.length === 0) {
-        throw new TypeError(`ratelimit: limits must be a non-empty array of { maxCount, per }, got ${show(options.limits)}`);
+        throw new TypeError('ratelimit: limits must be a non-empty array of { maxCount, per }, '
+          + `got ${show(options.limits)}`);
       }
       specs = options.limits;
     }
@@ -389,7 +391,8 @@ export class RateLimit {
     const isCount = maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1);
     checkNumber('maxConcurrent', maxConcurrent, 'a positive integer', isCount);
     if (serial && maxConcurrent !== 1) {
-      throw new RangeError(`ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, got ${maxConcurrent}`);
+      throw new RangeError('ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, '
+        + `got ${maxConcurrent}`);
     }
     checkSeconds('staleAfter', staleAfter, MAX_DURATION_S);
     // A slot's lease must outlast a lock stalled by a paused holder (broken
@@ -402,12 +405,16 @@ export class RateLimit {
       throw new RangeError(`ratelimit: slotLease must be at least twice staleAfter (${leaseFloor} s), `
         + `or one paused process lets every slot lapse; got ${slotLease}`);
     }
-    if (file !== undefined && typeof file !== 'string') throw new TypeError(`ratelimit: file must be a path string, got ${show(file)}`);
+    if (file !== undefined && typeof file !== 'string') {
+      throw new TypeError(`ratelimit: file must be a path string, got ${show(file)}`);
+    }
     if (file === '') throw new RangeError('ratelimit: file must be a non-empty path, got ""');
     if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.update !== 'function')) {
       throw new TypeError(`ratelimit: store must be an object with an update method, got ${show(store)}`);
     }
-    if (store !== undefined && file !== undefined) throw new TypeError('ratelimit: give either file or store, not both');
+    if (store !== undefined && file !== undefined) {
+      throw new TypeError('ratelimit: give either file or store, not both');
+    }
     const [first] = given as [LimitSettings];
     this.limits = given;
     this.maxCount = first.maxCount;
@@ -488,7 +495,8 @@ export class RateLimit {
     this.noSlots('tryAcquire');
     const call = { ...this.checkCall(options), maxWait: 0 };
     try {
-      return typeof this.syncStore('tryAcquire').updateSync(this.reserveTx(call), this.updateOptions(call)) === 'object';
+      const r = this.syncStore('tryAcquire').updateSync(this.reserveTx(call), this.updateOptions(call));
+      return typeof r === 'object';
     } catch (error) {
       if (error instanceof RateLimitTimeoutError) return false; // the lock stayed busy
       throw error;
@@ -504,7 +512,7 @@ export class RateLimit {
     call.signal?.throwIfAborted();
     const started = monoMs();
     for (;;) {
-      const out = this.slots ? this.slots.take(call, started) : this.store.update(this.reserveTx(call), this.updateOptions(call));
+      const out = this.slots?.take(call, started) ?? this.store.update(this.reserveTx(call), this.updateOptions(call));
       const r = isPromiseLike(out) ? await out : out;
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
       const slept = await this.sleepThrough(r, call, started);
@@ -533,7 +541,8 @@ export class RateLimit {
   async pause(seconds: number): Promise<void> {
     checkNumber('pause seconds', seconds, 'a number of seconds, 0 or more', seconds >= 0);
     if (seconds > MAX_DURATION_S) {
-      warn('RATELIMIT_PAUSE_CUT', `ratelimit: a pause of ${seconds} s was cut to ${MAX_DURATION_S} s, the longest this file keeps`);
+      warn('RATELIMIT_PAUSE_CUT',
+        `ratelimit: a pause of ${seconds} s was cut to ${MAX_DURATION_S} s, the longest this file keeps`);
       seconds = MAX_DURATION_S;
     }
     await this.update((state, now) => ({ state: pauseState(this.settings, state, now, seconds), result: undefined }));
@@ -541,8 +550,9 @@ export class RateLimit {
 
   /** What is used and left of each limit (in the order given), any pause, and the calls in flight. Changes nothing. */
   async status(): Promise<RateLimitStatus> {
-    const st = await this.update((state, now, ctx) => ({ result: statusOf(this.settings, state, now, this.defaultCost, ctx) }));
-    st.limits = this.limits.map((l) => st.limits[this.settings.limits.indexOf(l)] as RateLimitStatus['limits'][number]);
+    const { settings, defaultCost } = this;
+    const st = await this.update((state, now, ctx) => ({ result: statusOf(settings, state, now, defaultCost, ctx) }));
+    st.limits = this.limits.map((l) => st.limits[settings.limits.indexOf(l)] as RateLimitStatus['limits'][number]);
     return st;
   }
 
@@ -564,7 +574,8 @@ export class RateLimit {
   // Every store transaction but the plain wait()'s goes through here: it
   // hands the transaction a state checked against this limiter's settings.
   private async update<T>(tx: Transaction<T>, options?: UpdateOptions): Promise<T> {
-    return this.store.update((state, now, ctx) => tx(checkState(this.settings, state, this.store.name), now, ctx), options);
+    const { settings, store } = this;
+    return store.update((state, now, ctx) => tx(checkState(settings, state, store.name), now, ctx), options);
   }
 
   private updateOptions(call: Call): UpdateOptions {
@@ -578,7 +589,8 @@ export class RateLimit {
     if (call === this.plainCall) {
       // The plain wait(): no maxWait, so the core's output is the
       // transaction's. Made once; the hot path of the whole file.
-      this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, this.defaultCost);
+      const cost = this.defaultCost;
+      this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, cost);
       return this.plainTx;
     }
     return (state, now) => {
@@ -604,7 +616,9 @@ export class RateLimit {
   // recheck()), and sleeps again while it says so. On abort, gives the
   // reservation back. Returns the seconds slept by the reservations' times,
   // and the reservation that went; none if its concurrency slot was lost.
-  private async sleepThrough(r: Reservation, call: Call, startedMs: number): Promise<{ waited: number; r?: Reservation }> {
+  private async sleepThrough(
+    r: Reservation, call: Call, started: number,
+  ): Promise<{ waited: number; r?: Reservation }> {
     let waited = 0;
     for (;;) {
       const left = r.at - r.now;
@@ -612,7 +626,7 @@ export class RateLimit {
       try {
         if (left > 0 || call.signal?.aborted) await sleepUntil(monoMs() + left * 1000, call.signal);
         if (left <= 0) return { waited, r };
-        const again = await this.store.update(this.recheckTx(r, call, startedMs), this.updateOptions(call));
+        const again = await this.store.update(this.recheckTx(r, call, started), this.updateOptions(call));
         if (again === 'go') return { waited, r };
         if (again === 'lost') {
           this.slots?.lost(r);
@@ -664,8 +678,9 @@ export class RateLimit {
         if (!released) {
           slots?.dropped?.unregister(permit);
           released = then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
-            if (slots && r.slot !== undefined) await slots.release(r);
-            else if (this.serial) await this.update((state, now) => ({ state: state && release(settings, state, r, now), result: undefined }));
+            if (slots && r.slot !== undefined) return slots.release(r);
+            if (!this.serial) return;
+            await this.update((state, now) => ({ state: state && release(settings, state, r, now), result: undefined }));
           });
         }
         return released;
@@ -686,7 +701,8 @@ export class RateLimit {
   private syncStore(method: string): Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore {
     if (typeof this.store.updateSync !== 'function') {
       const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
-      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; use ${instead}`);
+      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; `
+        + `use ${instead}`);
     }
     return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
   }
@@ -695,10 +711,12 @@ export class RateLimit {
     checkOptions('wait options', options, 'wait option', WAIT_OPTION_NAMES);
     const { signal, maxWait = Infinity, weight, cost } = options;
     checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
-    if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof signal.addEventListener !== 'function')) {
+    const isSignal = typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function';
+    if (signal !== undefined && !isSignal) {
       throw new TypeError(`ratelimit: signal must be an AbortSignal, got ${show(signal)}`);
     }
-    const vector = weight === undefined && cost === undefined ? this.defaultCost : this.toCostVector(cost, weight, this.defaultCost);
+    const plain = weight === undefined && cost === undefined;
+    const vector = plain ? this.defaultCost : this.toCostVector(cost, weight, this.defaultCost);
     return signal === undefined ? { maxWait, cost: vector } : { signal, maxWait, cost: vector };
   }
 
@@ -723,7 +741,9 @@ export class RateLimit {
           throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts `
             + `(they count ${units.map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, units)}`);
         }
-        if (unit === 'calls' && weight !== undefined) throw new TypeError('ratelimit: give weight or cost.calls, not both');
+        if (unit === 'calls' && weight !== undefined) {
+          throw new TypeError('ratelimit: give weight or cost.calls, not both');
+        }
         const ok = Number.isInteger(n) && n >= 0 && n <= most(unit);
         checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, ok);
         given.set(unit, n);
@@ -753,7 +773,9 @@ const QUEUE_LEASE_S = 2;
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
-const OPTION_NAMES = ['maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store'];
+const OPTION_NAMES = [
+  'maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store',
+];
 const WAIT_OPTION_NAMES = ['signal', 'maxWait', 'weight', 'cost'];
 const LIMIT_OPTION_NAMES = ['maxCount', 'per', 'greedy', 'unit'];
 // Names other limiters use, and what this file calls them.
@@ -769,12 +791,20 @@ interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readon
 
 // FinalizationRegistry is ES2021, so a project compiled for ES2020 has no
 // type for it: declared here as far as it is used.
-interface Finalizer { register(target: object, held: Reservation, token: object): void; unregister(token: object): void }
+interface Finalizer {
+  register(target: object, held: Reservation, token: object): void;
+  unregister(token: object): void;
+}
 const Registry = (globalThis as { FinalizationRegistry?: new (cleanup: (r: Reservation) => void) => Finalizer })
   .FinalizationRegistry;
 
 // A call waiting in this process for a concurrency slot.
-interface SlotWaiter { readonly call: Call; readonly startedMs: number; readonly id: string; done(out: Reservation | number | Error): void }
+interface SlotWaiter {
+  readonly call: Call;
+  readonly startedMs: number;
+  readonly id: string;
+  done(out: Reservation | number | Error): void;
+}
 
 // Hands out one limiter's concurrency slots in this process, which holds one
 // place in the shared queue for all its waiters (see admit()). Its store
@@ -800,7 +830,8 @@ class SlotAgent {
   private renewTimer: ReturnType<typeof setInterval> | undefined;
   // A permit dropped without release() gives its slot back when collected.
   readonly dropped = Registry && new Registry((r) => {
-    warn('RATELIMIT_PERMIT_DROPPED', 'ratelimit: a permit was dropped without release(); its concurrency slot is freed now');
+    warn('RATELIMIT_PERMIT_DROPPED',
+      'ratelimit: a permit was dropped without release(); its concurrency slot is freed now');
     void this.release(r);
   });
 
@@ -905,8 +936,11 @@ class SlotAgent {
           return { state: out.state ?? (cur === state ? undefined : cur), result: out.results };
         });
       } catch (error) {
-        if (releasing.length) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${releasing.length} concurrency slot(s)`)(error);
-        if (renew.length) warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew the leases of ${renew.length} concurrency slot(s)`)(error);
+        const [freed, renewed] = [releasing.length, renew.length];
+        if (freed) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${freed} concurrency slot(s)`)(error);
+        if (renewed) {
+          warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew the leases of ${renewed} concurrency slot(s)`)(error);
+        }
         // A busy lock is waited out; any other failure ends every wait.
         if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error as Error);
       }
@@ -1527,18 +1561,23 @@ function checkLimit(spec: LimitOptions, name: string, greedyDefault: boolean): L
       + `${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
   }
   checkBoolean(`${prefix}greedy`, greedy);
-  if (typeof unit !== 'string' || unit === '') throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
+  if (typeof unit !== 'string' || unit === '') {
+    throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
+  }
   return { maxCount, per, greedy, unit };
 }
 
 // Checks that `options` is an object (else "<name> must be <shape>"), and
 // rejects names it should not have, suggesting the closest.
-function checkOptions(name: string, options: unknown, kind: string, known: readonly string[], shape = 'an object'): void {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`ratelimit: ${name} must be ${shape}, got ${show(options)}`);
+function checkOptions(name: string, options: unknown, kind: string, known: readonly string[], shape = 'an object') {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`ratelimit: ${name} must be ${shape}, got ${show(options)}`);
+  }
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
     const alias = OPTION_ALIASES[key];
-    const hint = alias && known.includes(alias.split(' ')[0] as string) ? `; this file calls it ${alias}` : nearest(key, known);
+    const aliased = alias !== undefined && known.includes(alias.split(' ')[0] as string);
+    const hint = aliased ? `; this file calls it ${alias}` : nearest(key, known);
     throw new TypeError(`ratelimit: unknown ${kind} ${JSON.stringify(key)}${hint}`);
   }
 }
@@ -1558,7 +1597,8 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const next = [i];
     for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      const swap = (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, swap);
     }
     row = next;
   }
