@@ -68,10 +68,7 @@ export interface LimitOptions {
   unit?: string | undefined;
 }
 
-/**
- * Options for {@link RateLimit}. Every duration is in seconds. Give one limit
- * as `maxCount` and `per`, or several as `limits`.
- */
+/** Options for {@link RateLimit}, in seconds: one limit as `maxCount` and `per`, or several as `limits`. */
 export interface RateLimitOptions {
   /** How many calls may go ahead per `per` seconds. A positive integer. */
   maxCount?: number | undefined;
@@ -451,9 +448,8 @@ export class RateLimit {
   // END FILE STORE (RateLimit.fromState)
 
   /**
-   * Resolves when the call may go ahead, to the seconds it was held back (0 when it went at once). Rejects at once
-   * with {@link RateLimitTimeoutError}, taking nothing, if the slot is more than `maxWait` away; with
-   * `signal.reason` if aborted.
+   * Resolves when the call may go, to the seconds it was held back. Rejects at once, taking nothing, with
+   * {@link RateLimitTimeoutError} if the slot is more than `maxWait` away; with `signal.reason` if aborted.
    */
   async wait(options?: WaitOptions): Promise<number> {
     this.noSlots('wait');
@@ -612,10 +608,8 @@ export class RateLimit {
     };
   }
 
-  // Sleeps until the reservation's slot, then looks at the state again (see
-  // recheck()), and sleeps again while it says so. On abort, gives the
-  // reservation back. Returns the seconds slept by the reservations' times,
-  // and the reservation that went; none if its concurrency slot was lost.
+  // Sleeps until the slot and looks again (see recheck()) until it may go; gives the slot back on abort. Returns
+  // the seconds slept by the reservations' times, and the reservation that went (none: its slot was lost).
   private async sleepThrough(
     r: Reservation, call: Call, started: number,
   ): Promise<{ waited: number; r?: Reservation }> {
