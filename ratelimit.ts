@@ -622,20 +622,17 @@ export class RateLimit {
         if (left <= 0) return { waited, r };
         const again = await this.store.update(this.recheckTx(r, call, started), this.updateOptions(call));
         if (again === 'go') return { waited, r };
-        if (again === 'lost') {
-          this.slots?.lost(r);
-          return { waited };
-        }
+        if (again === 'lost') { this.slots?.lost(r); return { waited }; }
         if (typeof again === 'number') {
           throw new RateLimitTimeoutError(again, call.maxWait, `ratelimit: a pause moved this call's slot to `
             + `${again.toFixed(3)} s after it began waiting, more than maxWait (${call.maxWait} s)`);
         }
         r = again;
       } catch (reason) {
-        // Quick: an aborted call should not wait long for a busy lock.
-        await this.update((state) => ({ state: state && giveBack(this.settings, state, r), result: undefined }), {
-          lockTimeout: 0.1,
-        }).catch(warnFailed('RATELIMIT_GIVE_BACK_FAILED', 'give back an abandoned slot'));
+        await this.update(
+          (state) => ({ state: state && giveBack(this.settings, state, r), result: undefined }),
+          { lockTimeout: 0.1 }, // quick: an aborted call should not wait long for a busy lock
+        ).catch(warnFailed('RATELIMIT_GIVE_BACK_FAILED', 'give back an abandoned slot'));
         if (r.slot !== undefined) this.slots?.lost(r);
         throw reason;
       }
@@ -669,14 +666,13 @@ export class RateLimit {
         });
       },
       release: () => {
-        if (!released) {
-          slots?.dropped?.unregister(permit);
-          released = then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
-            if (slots && r.slot !== undefined) return slots.release(r);
-            if (!this.serial) return;
-            await this.update((state, now) => ({ state: state && release(settings, state, r, now), result: undefined }));
-          });
-        }
+        if (released) return released;
+        slots?.dropped?.unregister(permit);
+        released = then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
+          if (slots && r.slot !== undefined) return slots.release(r);
+          if (!this.serial) return;
+          await this.update((state, now) => ({ state: state && release(settings, state, r, now), result: undefined }));
+        });
         return released;
       },
       [Symbol.asyncDispose]: () => permit.release(),
