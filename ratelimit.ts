@@ -68,65 +68,34 @@ export interface LimitOptions {
   unit?: string | undefined;
 }
 
-/**
- * Options for {@link RateLimit}. Every duration is in seconds. Give one limit
- * as `maxCount` and `per`, or several as `limits`.
- */
+/** Options for {@link RateLimit}, in seconds: one limit as `maxCount` and `per`, or several as `limits`. */
 export interface RateLimitOptions {
   /** How many calls may go ahead per `per` seconds. A positive integer. */
   maxCount?: number | undefined;
   /** Length of the window in seconds. Finite and greater than 0. */
   per?: number | undefined;
-  /**
-   * false (default), patient: calls are spaced evenly, one every
-   * `per / maxCount` seconds. true, greedy: calls go at once until `maxCount`
-   * is reached, and no window of `per` seconds ever holds more than `maxCount`.
-   */
+  /** false (default): calls are spaced `per / maxCount` apart. true: no window of `per` holds more than `maxCount`. */
   greedy?: boolean | undefined;
-  /**
-   * Several limits that every call must satisfy together, such as requests
-   * per minute, tokens per minute and requests per day. A call is reserved in
-   * all of them in one transaction, or in none.
-   */
+  /** Several limits that every call must keep together (calls per minute, tokens per minute): all or none. */
   limits?: readonly LimitOptions[] | undefined;
-  /**
-   * At most this many calls in flight at once, across every process sharing
-   * the state. A call holds its place from {@link RateLimit.acquire} until
-   * {@link Permit.release}. Use `acquire()` or `run()`; `wait()` cannot know
-   * when a call ends.
-   */
+  /** At most this many calls in flight, from {@link RateLimit.acquire} to {@link Permit.release}, in every process. */
   maxConcurrent?: number | undefined;
-  /**
-   * One call at a time, and each call's spacing counts from the moment the
-   * previous one was released rather than from its start: an API that slows
-   * down is never sent a new call while the last one is still running. Implies
-   * `maxConcurrent: 1`.
-   */
+  /** One call at a time (`maxConcurrent: 1`), spaced from the previous call's release rather than its start. */
   serial?: boolean | undefined;
-  /**
-   * Seconds a concurrency slot is kept for a holder that cannot be proven
-   * dead but has stopped renewing it (a paused process, another machine).
-   * A held permit renews its slot every third of this. Default 60.
-   */
+  /** Seconds a slot outlives its holder's last renewal (every third of this) unless proven dead. Default 60. */
   slotLease?: number | undefined;
   /**
-   * Path of a JSON state file. Every process that names the same file shares
-   * one limit; the lock `<file>.lock` lives beside it. A relative path is
-   * resolved against the current directory, so prefer an absolute one.
-   * Without `file` (and without `store`) the limit lives in memory and covers
-   * this process only.
+   * A JSON state file, with its lock `<file>.lock` beside it: every process naming it shares one limit. Relative paths
+   * are resolved against the current directory. Without `file` or `store`, the limit covers this process only.
    */
   file?: string | undefined;
-  /**
-   * Seconds after which a lock whose holder cannot be proven dead is treated
-   * as abandoned and broken. Default 10. See {@link DEFAULT_STALE_AFTER}.
-   */
+  /** Seconds after which a lock whose holder is not proven dead is broken. See {@link DEFAULT_STALE_AFTER}. */
   staleAfter?: number | undefined;
   /** Somewhere else to keep the state, such as Redis. See {@link RateLimitStore}. */
   store?: RateLimitStore | undefined;
 }
 
-/** What a call costs in each unit, such as `{ tokens: 1200 }`. A call costs `{ calls: 1 }` unless it says otherwise. */
+/** What a call costs in each unit, such as `{ tokens: 1200 }`; by default `{ calls: 1 }`. */
 export type Cost = Readonly<Record<string, number>>;
 
 /** Options for one call of {@link RateLimit.wait}, {@link RateLimit.acquire} and the rest. */
@@ -141,25 +110,16 @@ export interface WaitOptions {
   cost?: Cost | undefined;
 }
 
-/**
- * A call that has its slot: from {@link RateLimit.acquire}. Release it when
- * the call is over (it frees the concurrency slot, if the limiter has
- * `maxConcurrent`), and settle it when the real cost is known.
- * `await using permit = await limit.acquire()` releases it at the end of the block.
- */
+/** A call that has its slot, from {@link RateLimit.acquire}: release it when the call ends, settle its real cost. */
 export interface Permit {
   /** Seconds the call was held back before it got the permit. */
   readonly waited: number;
   /** What the permit is charged now, per unit (the estimate until settled). */
   readonly cost: Cost;
   /**
-   * Replaces the charged cost with the real one, for the units given (others
-   * keep theirs). An overrun charges the extra and pushes later slots back; a
-   * refund gives capacity back where no later reservation depends on it, as
-   * an aborted wait does. May be called again (each call charges or refunds
-   * the difference from the last), and after release. A permit settled more
-   * than a window after its slot changes nothing: its window has passed.
-   * Never rejects: a store failure is reported as a warning.
+   * Charges the real cost for the units given: an overrun pushes later slots back, a refund frees capacity no later
+   * reservation depends on. May be repeated, and called after release; a window after the slot it changes nothing.
+   * Never rejects: a failure is a warning.
    */
   settle(actual: Cost): Promise<void>;
   /** Ends the call: frees its concurrency slot. Idempotent; never rejects (a failure is a warning). */
@@ -206,11 +166,7 @@ export interface RateLimitStatus {
   maxConcurrent: number | null;
 }
 
-/**
- * The whole state of a limiter: plain JSON, so any store can keep it. Times
- * are seconds on the store's clock. Stores never look inside: they call
- * {@link parseState} and {@link shiftState}.
- */
+/** A limiter's whole state: plain JSON, times in seconds on the store's clock. Stores use {@link parseState}. */
 export interface LimitState {
   /** The format's version. A newer one is refused with a clear error, not overwritten. */
   v: typeof STATE_VERSION;
@@ -227,11 +183,7 @@ export interface LimitState {
   queue?: Slot[];
 }
 
-/**
- * One limit's history. Patient: `next`, the earliest time the next call may
- * go. Greedy: `runs`, the grants still in a window, as [time, units] pairs,
- * oldest first, so a big limit (tokens per minute) stays a few pairs long.
- */
+/** One limit's history. Patient: `next`, when the next call may go. Greedy: `runs`, [time, units], oldest first. */
 export interface Lane {
   next?: number;
   runs?: Array<[number, number]>;
@@ -261,20 +213,14 @@ export interface Reservation {
 }
 
 /**
- * A read-modify-write on the state. It gets the state (undefined when there is
- * none yet), the store's current time in seconds and the caller's context,
- * and returns the new state to store (or none, to leave it as it is) and a
- * result for the caller. It is pure, and never changes the state it is given
- * (stores hand the same object to the next transaction): a store that retries
- * on conflict may run it more than once.
+ * A read-modify-write on the state (undefined when there is none yet) at the store's time in seconds. It returns the
+ * state to store (none: leave it) and a result. Pure: it never changes the state given, and may be run again.
  */
-export type Transaction<T> = (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState | undefined; result: T };
+export type Transaction<T> = (
+  state: LimitState | undefined, now: number, ctx: TxContext,
+) => { state?: LimitState | undefined; result: T };
 
-/**
- * What a store tells a transaction about the caller, besides the time. The
- * core records `holder` with each concurrency slot a process holds, and asks
- * `isDead` about other holders' slots; both are opaque to the core.
- */
+/** What a store tells a transaction about the caller: who holds slots, and which holders are gone. */
 export interface TxContext {
   /** Names this process (or client) for as long as it runs. */
   readonly holder: string;
@@ -283,15 +229,9 @@ export interface TxContext {
 }
 
 /**
- * Where a limit keeps its state. This is the seam between the scheduling
- * algorithm and storage: the in-memory store and the file store implement it,
- * and so can a store on Redis or a database.
- *
- * `update` must run the transaction atomically with respect to every other
- * user of the same state, and give it the time on one clock that all of them
- * share. `updateSync` is the same, blocking; `waitSync` and `tryAcquire` need it.
- * The state is opaque: a store keeps what the transaction returns and hands
- * it back, checked with {@link parseState} when it was serialized.
+ * Where a limit keeps its state (memory, a file, Redis). `update` runs a transaction atomically against every other
+ * user of the state, on one clock they all share; `updateSync` blocks, for `waitSync` and `tryAcquire`. A store that
+ * serializes the state checks it with {@link parseState} when reading it back.
  */
 export interface RateLimitStore {
   /** Names the state in messages, such as `state file "/tmp/api.json"`. */
@@ -311,12 +251,8 @@ export interface UpdateOptions {
 }
 
 /**
- * How long a lock may be held, in seconds, before it is broken even though
- * its holder still runs (or cannot be checked: another host, an unreadable
- * owner record). A holder keeps the lock for one read-modify-write, tens of
- * microseconds, so a lock this old means a holder that was paused (SIGSTOP,
- * a debugger, a suspended VM). Breaking sooner would risk a live holder's
- * update; waiting longer stalls every other process for that long.
+ * Seconds before a lock is broken though its holder may live. A lock is held for tens of µs, so one this old has a
+ * paused holder (SIGSTOP, a debugger); sooner risks a live update, later stalls every process as long.
  */
 export const DEFAULT_STALE_AFTER = 10;
 
@@ -324,13 +260,8 @@ export const DEFAULT_STALE_AFTER = 10;
 export const VERSION = '0.3.0';
 
 /**
- * The base of every error this file throws on purpose. `code` is stable, so
- * a program can branch on it rather than on the message:
- * - `ERR_RATELIMIT_TIMEOUT`: {@link RateLimitTimeoutError};
- * - `ERR_RATELIMIT_MISMATCH`: {@link RateLimitMismatchError};
- * - `ERR_RATELIMIT_STORE`: {@link RateLimitStoreError};
- * - `ERR_RATELIMIT_NO_STATE`: {@link RateLimit.fromState} found no state.
- * Bad options are plain `TypeError`s and `RangeError`s that name the option.
+ * The base of every error thrown on purpose, with a stable `code`: `ERR_RATELIMIT_TIMEOUT`, `_MISMATCH`, `_STORE`,
+ * `_NO_STATE` ({@link RateLimit.fromState}). Bad options are `TypeError`s and `RangeError`s naming the option.
  */
 export class RateLimitError extends Error {
   readonly code: string;
@@ -350,7 +281,8 @@ export class RateLimitTimeoutError extends RateLimitError {
   /** The `maxWait` it was given, in seconds. */
   readonly maxWait: number;
   constructor(wouldWait: number, maxWait: number, message?: string) {
-    super('ERR_RATELIMIT_TIMEOUT', message ?? `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`);
+    const away = `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`;
+    super('ERR_RATELIMIT_TIMEOUT', message ?? away);
     this.wouldWait = wouldWait;
     this.maxWait = maxWait;
   }
@@ -374,12 +306,13 @@ export class RateLimitStoreError extends RateLimitError {
 }
 
 /**
- * Seconds to wait, from a `Retry-After` header: delta-seconds (`"120"`) or an
- * HTTP date (RFC 9110, 10.2.3). Takes a `Headers` object, a plain object of
- * headers (any case), or the header's value. Undefined when there is none or
- * it cannot be read; never negative.
+ * Seconds to wait, never negative, from a `Retry-After` header (seconds or an HTTP date, RFC 9110 10.2.3) in
+ * `Headers`, a plain object (any case) or the value itself. Undefined when there is none or it cannot be read.
  */
-export function retryAfter(headers: { get(name: string): string | null } | Readonly<Record<string, unknown>> | string | null | undefined, now: number = Date.now()): number | undefined {
+export function retryAfter(
+  headers: { get(name: string): string | null } | Readonly<Record<string, unknown>> | string | null | undefined,
+  now: number = Date.now(),
+): number | undefined {
   let value: unknown = headers;
   if (typeof headers === 'object' && headers !== null) {
     const get = (headers as { get?: unknown }).get;
@@ -398,16 +331,8 @@ export function retryAfter(headers: { get(name: string): string | null } | Reado
 }
 
 /**
- * A rate limit. Calls are served first come, first served: a call reserves
- * the earliest slot that keeps every limit, after every slot reserved before
- * it, and then sleeps until that slot without holding any lock. A call is
- * never let through before its slot by the store's clock.
- *
- * Which method to use: `await wait()` before each call, in most code;
- * `acquire()` (or `run()`) when the limiter has `maxConcurrent`, or when the
- * real cost is known only after the call (`permit.settle()`); `waitSync()`
- * in a plain script; `tryAcquire()` to skip rather than wait; `pause()` when
- * the API says to back off; `status()` to see what is left.
+ * A rate limit, first come, first served: a call reserves the earliest slot that keeps every limit, after every slot
+ * reserved before it, then sleeps without holding a lock. No call goes before its slot by the store's clock.
  */
 export class RateLimit {
   /** The limits, in the order they were given. */
@@ -434,46 +359,48 @@ export class RateLimit {
   // Hands out concurrency slots, with maxConcurrent.
   private readonly slots?: SlotAgent;
 
-  /**
-   * Checks every option at once: TypeError for a wrong type or an unknown
-   * name, RangeError for a wrong value.
-   */
+  /** Checks every option at once: TypeError for a wrong type or an unknown name, RangeError for a wrong value. */
   constructor(options: RateLimitOptions) {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`ratelimit: options must be an object, got ${show(options)}`);
-    }
-    checkKnown('option', options, OPTION_NAMES);
+    checkOptions('options', options, 'option', OPTION_NAMES);
     const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false } = options;
-    if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: greedy must be a boolean, got ${show(greedy)}`);
-    if (typeof serial !== 'boolean') throw new TypeError(`ratelimit: serial must be a boolean, got ${show(serial)}`);
+    checkBoolean('greedy', greedy);
+    checkBoolean('serial', serial);
     let specs: readonly LimitOptions[] = [{ maxCount: options.maxCount as number, per: options.per as number }];
     if (options.limits !== undefined) {
       if (options.maxCount !== undefined || options.per !== undefined) {
         throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
       }
       if (!Array.isArray(options.limits) || options.limits.length === 0) {
-        throw new TypeError(`ratelimit: limits must be a non-empty array of { maxCount, per }, got ${show(options.limits)}`);
+        throw new TypeError('ratelimit: limits must be a non-empty array of { maxCount, per }, '
+          + `got ${show(options.limits)}`);
       }
       specs = options.limits;
     }
-    const given = specs.map((spec, i) => checkLimit(spec, options.limits === undefined ? '' : `limits[${i}].`, greedy));
+    const given = specs.map((spec, i) => checkLimit(spec, options.limits === undefined ? '' : `limits[${i}]`, greedy));
     const limits = given.slice().sort(compareLimits);
     limits.forEach((l, i) => {
       const previous = limits[i - 1];
-      if (previous && compareLimits(previous, l) === 0) throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(l)}`);
+      if (previous && compareLimits(previous, l) === 0) {
+        throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(l)}`);
+      }
     });
     const { maxConcurrent = serial ? 1 : Infinity } = options;
-    checkNumber('maxConcurrent', maxConcurrent, 'a positive integer', maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1));
-    if (serial && maxConcurrent !== 1) throw new RangeError(`ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, got ${maxConcurrent}`);
-    checkNumber('staleAfter', staleAfter, `a number of seconds above 0, at most ${MAX_DURATION_S}`, staleAfter > 0 && staleAfter <= MAX_DURATION_S);
+    const isCount = maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1);
+    checkNumber('maxConcurrent', maxConcurrent, 'a positive integer', isCount);
+    if (serial && maxConcurrent !== 1) {
+      throw new RangeError('ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, '
+        + `got ${maxConcurrent}`);
+    }
+    checkSeconds('staleAfter', staleAfter, MAX_DURATION_S);
     // A slot's lease must outlast a lock stalled by a paused holder (broken
     // after staleAfter) plus a renewal period (a third of the lease), or one
     // paused process makes every held slot lapse: hence at least 2 × staleAfter.
     const leaseFloor = file === undefined ? 0 : 2 * staleAfter;
     const { slotLease = Math.max(DEFAULT_SLOT_LEASE_S, leaseFloor) } = options;
-    checkNumber('slotLease', slotLease, `a number of seconds above 0, at most ${MAX_DURATION_S}`, slotLease > 0 && slotLease <= MAX_DURATION_S);
+    checkSeconds('slotLease', slotLease, MAX_DURATION_S);
     if (slotLease < leaseFloor) {
-      throw new RangeError(`ratelimit: slotLease must be at least twice staleAfter (${leaseFloor} s), or one paused process lets every slot lapse; got ${slotLease}`);
+      throw new RangeError(`ratelimit: slotLease must be at least twice staleAfter (${leaseFloor} s), `
+        + `or one paused process lets every slot lapse; got ${slotLease}`);
     }
     if (file !== undefined && typeof file !== 'string') {
       throw new TypeError(`ratelimit: file must be a path string, got ${show(file)}`);
@@ -495,6 +422,7 @@ export class RateLimit {
     this.settings = { limits, maxConcurrent, serial };
     this.defaultCost = limits.map((l) => (l.unit === 'calls' ? 1 : 0));
     this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
+    // The marked line is the memory-only recipe's (see the header), so it stays one line.
     this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter })); // FILE STORE: for memory only, `this.store = store ?? new MemoryStore();`
     if (maxConcurrent !== Infinity) this.slots = new SlotAgent(this.settings, slotLease, (tx) => this.update(tx));
   }
@@ -520,37 +448,29 @@ export class RateLimit {
   // END FILE STORE (RateLimit.fromState)
 
   /**
-   * Resolves when the call may go ahead, to the seconds it was held back (the
-   * time from the call to its reserved slot; 0 when it went at once).
-   * Rejects with {@link RateLimitTimeoutError} at once, taking no slot, if the
-   * slot is more than `maxWait` away, and with `signal.reason` if aborted.
+   * Resolves when the call may go, to the seconds it was held back. Rejects at once, taking nothing, with
+   * {@link RateLimitTimeoutError} if the slot is more than `maxWait` away; with `signal.reason` if aborted.
    */
   async wait(options?: WaitOptions): Promise<number> {
     this.noSlots('wait');
     const call = options === undefined ? this.plainCall : this.checkCall(options);
     call.signal?.throwIfAborted();
-    const update = call === this.plainCall ? PLAIN_UPDATE : { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) };
-    let r = this.store.update(this.reserveTx(call), update);
+    let r = this.store.update(this.reserveTx(call), this.updateOptions(call));
     // Await only a store that is really asynchronous: awaiting a plain value
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
     if (r.at - r.now <= 0 && !call.signal?.aborted) return 0;
-    const slept = await this.sleepThrough(r, call, monoMs());
-    return slept.waited;
+    return (await this.sleepThrough(r, call, monoMs())).waited;
   }
 
-  /**
-   * The same as {@link wait}, but blocks the thread while it waits (with
-   * `Atomics.wait`, so it uses no CPU). For plain scripts. Returns the
-   * seconds the call was held back.
-   */
+  /** {@link wait}, blocking the thread (with `Atomics.wait`, so using no CPU), for plain scripts. */
   waitSync(options: Omit<WaitOptions, 'signal'> = {}): number {
     this.noSlots('waitSync');
     const call = this.checkCall(options);
     const store = this.syncStore('waitSync');
     const started = monoMs();
-    const update = { lockTimeout: lockTimeout(call.maxWait) };
+    const update = this.updateOptions(call);
     let r = store.updateSync(this.reserveTx(call), update);
     let waited = 0;
     for (;;) {
@@ -571,7 +491,8 @@ export class RateLimit {
     this.noSlots('tryAcquire');
     const call = { ...this.checkCall(options), maxWait: 0 };
     try {
-      return typeof this.syncStore('tryAcquire').updateSync(this.reserveTx(call), { lockTimeout: lockTimeout(0) }) === 'object';
+      const r = this.syncStore('tryAcquire').updateSync(this.reserveTx(call), this.updateOptions(call));
+      return typeof r === 'object';
     } catch (error) {
       if (error instanceof RateLimitTimeoutError) return false; // the lock stayed busy
       throw error;
@@ -579,24 +500,16 @@ export class RateLimit {
   }
 
   /**
-   * Waits as {@link wait} does and returns a {@link Permit}: the call's
-   * handle, to release when the call is over and to settle when its real cost
-   * is known. With `maxConcurrent`, it first waits for a free concurrency
-   * slot, first come, first served across processes, and holds it until
-   * release; `maxWait` bounds the two waits together.
+   * Waits as {@link wait} does, and returns the call's {@link Permit}. With `maxConcurrent`, first waits for a free
+   * slot (first come, first served across processes) and holds it until release; `maxWait` bounds both waits.
    */
   async acquire(options?: WaitOptions): Promise<Permit> {
     const call = options === undefined ? this.plainCall : this.checkCall(options);
     call.signal?.throwIfAborted();
     const started = monoMs();
     for (;;) {
-      let r: number | Reservation;
-      if (this.slots) {
-        r = await this.slots.take(call, started);
-      } else {
-        const out = this.store.update(this.reserveTx(call), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
-        r = isPromiseLike(out) ? await out : out;
-      }
+      const out = this.slots?.take(call, started) ?? this.store.update(this.reserveTx(call), this.updateOptions(call));
+      const r = isPromiseLike(out) ? await out : out;
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
       const slept = await this.sleepThrough(r, call, started);
       // A slot lost while asleep (this process was stopped past its lease)
@@ -617,18 +530,15 @@ export class RateLimit {
   }
 
   /**
-   * Holds every call of every process sharing the state for at least
-   * `seconds` from now: new reservations go after it, and calls already
-   * asleep on a slot look at the state again when they wake, and take a new
-   * slot after the pause. A pause only ever extends an earlier one. Use it
-   * when the API answers 429 (see {@link retryAfter}). A pause longer than
-   * a day (MAX_DURATION_S) is cut to a day, with a warning: no API asks for
-   * more, and a date years away is a bad header, not a plan.
+   * Holds every call of every process for at least `seconds` from now, calls already asleep included (use it on a
+   * 429, with {@link retryAfter}). A pause only extends an earlier one, and is cut to a day with a warning: a date
+   * years away is a bad header, not a plan.
    */
   async pause(seconds: number): Promise<void> {
     checkNumber('pause seconds', seconds, 'a number of seconds, 0 or more', seconds >= 0);
     if (seconds > MAX_DURATION_S) {
-      warn('RATELIMIT_PAUSE_CUT', `ratelimit: a pause of ${seconds} s was cut to ${MAX_DURATION_S} s, the longest this file keeps`);
+      warn('RATELIMIT_PAUSE_CUT',
+        `ratelimit: a pause of ${seconds} s was cut to ${MAX_DURATION_S} s, the longest this file keeps`);
       seconds = MAX_DURATION_S;
     }
     await this.update((state, now) => ({ state: pauseState(this.settings, state, now, seconds), result: undefined }));
@@ -636,16 +546,13 @@ export class RateLimit {
 
   /** What is used and left of each limit (in the order given), any pause, and the calls in flight. Changes nothing. */
   async status(): Promise<RateLimitStatus> {
-    const st = await this.update((state, now, ctx) => ({ result: statusOf(this.settings, state, now, this.defaultCost, ctx) }));
-    st.limits = this.limits.map((l) => st.limits[this.settings.limits.indexOf(l)] as RateLimitStatus['limits'][number]);
+    const { settings, defaultCost } = this;
+    const st = await this.update((state, now, ctx) => ({ result: statusOf(settings, state, now, defaultCost, ctx) }));
+    st.limits = this.limits.map((l) => st.limits[settings.limits.indexOf(l)] as RateLimitStatus['limits'][number]);
     return st;
   }
 
-  /**
-   * Releases what the limiter holds: for a file, its descriptors and owner
-   * file. The limit itself (the shared state) is kept, and calling a method
-   * after close() reopens what it needs.
-   */
+  /** Releases the store's descriptors and files, not the shared state; a later call reopens what it needs. */
   close(): void | Promise<void> {
     return this.store.close?.();
   }
@@ -663,7 +570,12 @@ export class RateLimit {
   // Every store transaction but the plain wait()'s goes through here: it
   // hands the transaction a state checked against this limiter's settings.
   private async update<T>(tx: Transaction<T>, options?: UpdateOptions): Promise<T> {
-    return this.store.update((state, now, ctx) => tx(checkState(this.settings, state, this.store.name), now, ctx), options);
+    const { settings, store } = this;
+    return store.update((state, now, ctx) => tx(checkState(settings, state, store.name), now, ctx), options);
+  }
+
+  private updateOptions(call: Call): UpdateOptions {
+    return call === this.plainCall ? PLAIN_UPDATE : { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) };
   }
 
   // A transaction that reserves the call's rate slot, or, if the slot is more
@@ -673,7 +585,8 @@ export class RateLimit {
     if (call === this.plainCall) {
       // The plain wait(): no maxWait, so the core's output is the
       // transaction's. Made once; the hot path of the whole file.
-      this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, this.defaultCost);
+      const cost = this.defaultCost;
+      this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, cost);
       return this.plainTx;
     }
     return (state, now) => {
@@ -695,11 +608,11 @@ export class RateLimit {
     };
   }
 
-  // Sleeps until the reservation's slot, then looks at the state again (see
-  // recheck()), and sleeps again while it says so. On abort, gives the
-  // reservation back. Returns the seconds slept by the reservations' times,
-  // and the reservation that went; none if its concurrency slot was lost.
-  private async sleepThrough(r: Reservation, call: Call, startedMs: number): Promise<{ waited: number; r?: Reservation }> {
+  // Sleeps until the slot and looks again (see recheck()) until it may go; gives the slot back on abort. Returns
+  // the seconds slept by the reservations' times, and the reservation that went (none: its slot was lost).
+  private async sleepThrough(
+    r: Reservation, call: Call, started: number,
+  ): Promise<{ waited: number; r?: Reservation }> {
     let waited = 0;
     for (;;) {
       const left = r.at - r.now;
@@ -707,26 +620,22 @@ export class RateLimit {
       try {
         if (left > 0 || call.signal?.aborted) await sleepUntil(monoMs() + left * 1000, call.signal);
         if (left <= 0) return { waited, r };
-        const again = await this.store.update(this.recheckTx(r, call, startedMs), { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) });
+        const again = await this.store.update(this.recheckTx(r, call, started), this.updateOptions(call));
         if (again === 'go') return { waited, r };
         if (again === 'lost') { this.slots?.lost(r); return { waited }; }
-        if (typeof again === 'number') throw new RateLimitTimeoutError(again, call.maxWait, `ratelimit: a pause moved this call's slot to ${again.toFixed(3)} s after it began waiting, more than maxWait (${call.maxWait} s)`);
+        if (typeof again === 'number') {
+          throw new RateLimitTimeoutError(again, call.maxWait, `ratelimit: a pause moved this call's slot to `
+            + `${again.toFixed(3)} s after it began waiting, more than maxWait (${call.maxWait} s)`);
+        }
         r = again;
       } catch (reason) {
-        await this.quietly('RATELIMIT_GIVE_BACK_FAILED', 'give back an abandoned slot', (state) => giveBack(this.settings, state, r));
+        await this.update(
+          (state) => ({ state: state && giveBack(this.settings, state, r), result: undefined }),
+          { lockTimeout: 0.1 }, // quick: an aborted call should not wait long for a busy lock
+        ).catch(warnFailed('RATELIMIT_GIVE_BACK_FAILED', 'give back an abandoned slot'));
         if (r.slot !== undefined) this.slots?.lost(r);
         throw reason;
       }
-    }
-  }
-
-  // A best-effort change to the state, for paths that must not throw: a
-  // failure is a warning. Quick: an aborted call should not wait long for a busy lock.
-  private async quietly(code: string, what: string, change: (state: LimitState, now: number) => LimitState | undefined): Promise<void> {
-    try {
-      await this.update((state, now) => ({ state: state && change(state, now), result: undefined }), { lockTimeout: 0.1 });
-    } catch (error) {
-      warn(code, `ratelimit: could not ${what}: ${(error as Error).message}`);
     }
   }
 
@@ -737,88 +646,96 @@ export class RateLimit {
     let queue: Promise<void> = Promise.resolve();
     let released: Promise<void> | undefined;
     const then = (code: string, what: string, step: () => Promise<void>) => {
-      queue = queue.then(step).catch((error: unknown) => warn(code, `ratelimit: could not ${what}: ${(error as Error).message}`));
+      queue = queue.then(step).catch(warnFailed(code, what));
       return queue;
     };
     const { slots, settings } = this;
     const permit: Permit = {
       waited,
       get cost() {
-        return costObject(settings.limits, r.cost);
+        return Object.fromEntries(settings.limits.map((l, i) => [l.unit, r.cost[i] ?? 0]));
       },
       settle: (actual) => {
         const vector = this.toCostVector(actual, undefined, r.cost);
         return then('RATELIMIT_SETTLE_FAILED', 'settle a permit', async () => {
           r = await this.update((state, now) => {
             if (!state) return { result: r };
-            const out = settle(this.settings, state, r, vector, now);
+            const out = settle(settings, state, r, vector, now);
             return { state: out.state, result: out.reservation };
           });
         });
       },
       release: () => {
-        if (!released) {
-          slots?.forget(permit);
-          released = then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
-            if (slots && r.slot !== undefined) await slots.release(r);
-            else if (this.serial) await this.update((state, now) => ({ state: state && release(this.settings, state, r, now), result: undefined }));
-          });
-        }
+        if (released) return released;
+        slots?.dropped?.unregister(permit);
+        released = then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
+          if (slots && r.slot !== undefined) return slots.release(r);
+          if (!this.serial) return;
+          await this.update((state, now) => ({ state: state && release(settings, state, r, now), result: undefined }));
+        });
         return released;
       },
       [Symbol.asyncDispose]: () => permit.release(),
     };
-    slots?.watch(permit, r);
+    slots?.dropped?.register(permit, r, permit);
     return permit;
   }
 
   private noSlots(method: string): void {
     if (this.maxConcurrent !== Infinity) {
-      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent ${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
+      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent `
+        + `${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
     }
   }
 
   private syncStore(method: string): Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore {
     if (typeof this.store.updateSync !== 'function') {
       const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
-      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; use ${instead}`);
+      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; `
+        + `use ${instead}`);
     }
     return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
   }
 
   private checkCall(options: WaitOptions): Call {
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`ratelimit: wait options must be an object, got ${show(options)}`);
-    }
-    checkKnown('wait option', options, WAIT_OPTION_NAMES);
+    checkOptions('wait options', options, 'wait option', WAIT_OPTION_NAMES);
     const { signal, maxWait = Infinity, weight, cost } = options;
     checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
-    if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof signal.addEventListener !== 'function')) {
+    const isSignal = typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function';
+    if (signal !== undefined && !isSignal) {
       throw new TypeError(`ratelimit: signal must be an AbortSignal, got ${show(signal)}`);
     }
-    const vector = weight === undefined && cost === undefined ? this.defaultCost : this.toCostVector(cost, weight, this.defaultCost);
+    const plain = weight === undefined && cost === undefined;
+    const vector = plain ? this.defaultCost : this.toCostVector(cost, weight, this.defaultCost);
     return signal === undefined ? { maxWait, cost: vector } : { signal, maxWait, cost: vector };
   }
 
   // A cost, checked, as units per limit. Units not named keep `base`'s.
   private toCostVector(cost: Cost | undefined, weight: number | undefined, base: readonly number[]): number[] {
     const limits = this.settings.limits;
-    const units = new Set(limits.map((l) => l.unit));
+    const units = [...new Set(limits.map((l) => l.unit))];
     const most = (unit: string) => Math.min(...limits.filter((l) => l.unit === unit).map((l) => l.maxCount));
     const given = new Map<string, number>();
     if (weight !== undefined) {
-      if (!units.has('calls')) throw new RangeError('ratelimit: weight counts calls, and no limit counts calls');
-      checkNumber('weight', weight, `an integer from 1 to maxCount (${most('calls')})`, Number.isInteger(weight) && weight >= 1 && weight <= most('calls'));
+      if (!units.includes('calls')) throw new RangeError('ratelimit: weight counts calls, and no limit counts calls');
+      const ok = Number.isInteger(weight) && weight >= 1 && weight <= most('calls');
+      checkNumber('weight', weight, `an integer from 1 to maxCount (${most('calls')})`, ok);
       given.set('calls', weight);
     }
     if (cost !== undefined) {
-      if (typeof cost !== 'object' || cost === null) throw new TypeError(`ratelimit: cost must be an object of units, such as { tokens: 100 }, got ${show(cost)}`);
+      if (typeof cost !== 'object' || cost === null) {
+        throw new TypeError(`ratelimit: cost must be an object of units, such as { tokens: 100 }, got ${show(cost)}`);
+      }
       for (const [unit, n] of Object.entries(cost)) {
-        if (!units.has(unit)) {
-          throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts (they count ${[...units].map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, [...units])}`);
+        if (!units.includes(unit)) {
+          throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts `
+            + `(they count ${units.map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, units)}`);
         }
-        if (unit === 'calls' && weight !== undefined) throw new TypeError('ratelimit: give weight or cost.calls, not both');
-        checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, Number.isInteger(n) && n >= 0 && n <= most(unit));
+        if (unit === 'calls' && weight !== undefined) {
+          throw new TypeError('ratelimit: give weight or cost.calls, not both');
+        }
+        const ok = Number.isInteger(n) && n >= 0 && n <= most(unit);
+        checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, ok);
         given.set(unit, n);
       }
     }
@@ -828,31 +745,27 @@ export class RateLimit {
 
 // --- what RateLimit uses itself -------------------------------------------
 
-// A concurrency slot's lease (see RateLimitOptions.slotLease). Long enough
-// that a holder stalled by a busy event loop or a slow store keeps its slot;
-// short enough that a paused or vanished holder's slot comes back within a minute.
+// The tuning of the API, each with what it trades.
+// A slot's lease (see slotLease): a holder stalled by a busy event loop or a
+// slow store keeps its slot; a vanished holder's slot comes back within a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
-// A process waiting for a concurrency slot polls the store from 1 ms apart,
-// doubling up to this while nothing is granted. A release in the same process
-// hands its slot on in the same transaction; across processes this is how
-// late a freed slot can be noticed by a process that has waited a while. On
-// the machines measured a timer's wake-up alone costs 0.25 to 0.4 ms of CPU,
-// and a poll on a file 0.7 to 1.1 ms under load, so 200 ms keeps a process
-// whose calls all wait under 1% of a core (bench/queue.ts); a slot freed by
-// another process stands idle 150 ms at most on average, after a long wait.
+// A process waiting for a slot polls from 1 ms apart, doubling up to this.
+// A poll costs 0.25 to 1.1 ms of CPU, so 200 ms keeps a process whose calls
+// all wait under 1% of a core (bench/queue.ts); a slot freed by another process
+// then stands idle 150 ms on average. A release inside the process hands its
+// slot on at once.
 const SLOT_POLL_MAX_MS = 200;
-// A process's place in the queue for a slot lapses this long after its last
-// poll, so a process that vanished without a word (killed on another machine,
-// say) holds the queue up for at most this long. A lapsed place that comes
-// back keeps its order, which is by when its oldest waiter began waiting.
+// A process's place in the queue lapses this long after its last poll: how
+// long a vanished process can hold the queue up. A place that comes back keeps its order.
 const QUEUE_LEASE_S = 2;
-// The longest pause, lease or stale time this file accepts, and the longest a
-// pause carried over from another clock is trusted: a day. Every time in the
-// state stays far inside what the state format reads back (see isTime).
+// The longest pause, lease or stale time accepted, and the longest a pause
+// from another clock is trusted: a day, far inside what the state reads back (isTime).
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
-const OPTION_NAMES = ['maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store'];
+const OPTION_NAMES = [
+  'maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store',
+];
 const WAIT_OPTION_NAMES = ['signal', 'maxWait', 'weight', 'cost'];
 const LIMIT_OPTION_NAMES = ['maxCount', 'per', 'greedy', 'unit'];
 // Names other limiters use, and what this file calls them.
@@ -866,27 +779,28 @@ const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
 // A call's options, checked.
 interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
 
-function costObject(limits: readonly LimitSettings[], vector: readonly number[]): Cost {
-  const out: Record<string, number> = {};
-  limits.forEach((l, i) => { out[l.unit] = vector[i] ?? 0; });
-  return out;
-}
-
 // FinalizationRegistry is ES2021, so a project compiled for ES2020 has no
 // type for it: declared here as far as it is used.
-interface FinalizerOf<T> { register(target: object, held: T, token: object): void; unregister(token: object): void }
-const Registry = (globalThis as { FinalizationRegistry?: new <T>(cleanup: (held: T) => void) => FinalizerOf<T> }).FinalizationRegistry;
+interface Finalizer {
+  register(target: object, held: Reservation, token: object): void;
+  unregister(token: object): void;
+}
+const Registry = (globalThis as { FinalizationRegistry?: new (cleanup: (r: Reservation) => void) => Finalizer })
+  .FinalizationRegistry;
 
 // A call waiting in this process for a concurrency slot.
-interface SlotWaiter { readonly call: Call; readonly startedMs: number; readonly id: string; done(r: Reservation | number | Error): void }
+interface SlotWaiter {
+  readonly call: Call;
+  readonly startedMs: number;
+  readonly id: string;
+  done(out: Reservation | number | Error): void;
+}
 
-// Hands out the concurrency slots of one limiter in this process. The process
-// holds one place in the shared queue for all of its waiters, ordered against
-// other processes by when its oldest waiter began waiting (see admit()).
-// Every store transaction about slots runs here, one at a time, and does all
-// there is to do at once: give back, release, renew, and grant to the waiters
-// in order. So a release hands its slot to the next waiter in the same
-// transaction, and hundreds of waiters cost one poll, not hundreds.
+// Hands out one limiter's concurrency slots in this process, which holds one
+// place in the shared queue for all its waiters (see admit()). Its store
+// transactions run one at a time, each doing all there is to do (give back,
+// release, renew, grant in order): a release hands its slot on in the same
+// transaction, and hundreds of waiters cost one poll.
 class SlotAgent {
   private readonly id = randomBytes(6).toString('hex');
   private readonly settings: Settings;
@@ -905,8 +819,9 @@ class SlotAgent {
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private renewTimer: ReturnType<typeof setInterval> | undefined;
   // A permit dropped without release() gives its slot back when collected.
-  private readonly dropped = Registry && new Registry<Reservation>((r) => {
-    warn('RATELIMIT_PERMIT_DROPPED', 'ratelimit: a permit was dropped without release(); its concurrency slot is freed now');
+  readonly dropped = Registry && new Registry((r) => {
+    warn('RATELIMIT_PERMIT_DROPPED',
+      'ratelimit: a permit was dropped without release(); its concurrency slot is freed now');
     void this.release(r);
   });
 
@@ -944,24 +859,22 @@ class SlotAgent {
         timer = setTimeout(() => {
           const waited = (monoMs() - startedMs) / 1000;
           if (leave()) {
-            reject(new RateLimitTimeoutError(waited, call.maxWait,
-              `ratelimit: every one of the ${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`));
+            reject(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
+              + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
+              + `longer than maxWait (${call.maxWait} s)`));
           }
         }, Math.max(0, left));
       }
-      // A call whose slot was lost goes back to the front, keeping its age.
-      if (this.waiters.some((w) => w.startedMs > startedMs)) {
-        this.waiters.splice(this.waiters.findIndex((w) => w.startedMs > startedMs), 0, waiter);
-      } else {
-        this.waiters.push(waiter);
-      }
+      // In order of age: a call whose slot was lost goes back ahead of younger ones.
+      const younger = this.waiters.findIndex((w) => w.startedMs > startedMs);
+      this.waiters.splice(younger === -1 ? this.waiters.length : younger, 0, waiter);
       this.kick();
     });
   }
 
   // Frees a slot, and hands it to the next waiter if its turn has come.
   release(r: Reservation): Promise<void> {
-    this.held.delete(r.slot as string);
+    this.lost(r);
     return new Promise((done) => {
       this.releasing.push({ r, done });
       this.kick();
@@ -971,14 +884,6 @@ class SlotAgent {
   // A reservation's slot was found gone, or its call gave up.
   lost(r: Reservation): void {
     this.held.delete(r.slot as string);
-  }
-
-  watch(permit: Permit, r: Reservation): void {
-    this.dropped?.register(permit, r, permit);
-  }
-
-  forget(permit: Permit): void {
-    this.dropped?.unregister(permit);
   }
 
   // Runs a transaction soon, or once more after the one running.
@@ -1011,7 +916,8 @@ class SlotAgent {
           if (renew.length) cur = (cur && renewSlots(cur, renew, now + this.lease)) ?? cur;
           const nowMs = monoMs();
           const out = admit(this.settings, cur, now, {
-            id: this.id, holder: ctx.holder, isDead: (h) => ctx.isDead(h), slotLease: this.lease, queueLease: QUEUE_LEASE_S,
+            id: this.id, holder: ctx.holder, isDead: (h) => ctx.isDead(h),
+            slotLease: this.lease, queueLease: QUEUE_LEASE_S,
             waiters: waiters.map((w) => {
               const age = (nowMs - w.startedMs) / 1000;
               return { slot: w.id, cost: w.call.cost, since: now - age, maxWait: w.call.maxWait - age };
@@ -1020,9 +926,11 @@ class SlotAgent {
           return { state: out.state ?? (cur === state ? undefined : cur), result: out.results };
         });
       } catch (error) {
-        const why = (error as Error).message;
-        if (releasing.length) warn('RATELIMIT_RELEASE_FAILED', `ratelimit: could not release ${releasing.length} concurrency slot(s): ${why}`);
-        if (renew.length) warn('RATELIMIT_SLOT_RENEW_FAILED', `ratelimit: could not renew the leases of ${renew.length} concurrency slot(s): ${why}`);
+        const [freed, renewed] = [releasing.length, renew.length];
+        if (freed) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${freed} concurrency slot(s)`)(error);
+        if (renewed) {
+          warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew the leases of ${renewed} concurrency slot(s)`)(error);
+        }
         // A busy lock is waited out; any other failure ends every wait.
         if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error as Error);
       }
@@ -1529,10 +1437,7 @@ const MAX_RUNS = 128;
 // 3. Memory store, and the sleeping and checking it needs
 // ---------------------------------------------------------------------------
 
-/**
- * Keeps the state in this process's memory: the default without `file`.
- * The clock is this process's monotonic clock, or the one given (for tests).
- */
+/** Keeps the state in this process's memory, on its monotonic clock or the one given: the default without `file`. */
 export class MemoryStore implements RateLimitStore {
   readonly name = 'the in-memory state';
   private state?: LimitState;
@@ -1559,31 +1464,24 @@ const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false 
 
 // --- sleeping, option checks and warnings, for the memory store and everything above -----
 
-// How long a call may wait for a busy lock: its maxWait, but at least
-// MIN_LOCK_WAIT_S, even for tryAcquire(). A lock is normally held for tens of
-// µs, and waiters look for a dead holder every 2 ms, so 10 ms lets a call
-// ride out ordinary contention and break a dead holder's lock, while a lock
-// held by a stopped process cannot block it for staleAfter.
+// A call waits for a busy lock up to its maxWait, but at least this, even in
+// tryAcquire(): locks are held for tens of µs and dead holders looked for every
+// 2 ms, so 10 ms rides out contention without waiting staleAfter for a stopped holder.
 const MIN_LOCK_WAIT_S = 0.01;
 function lockTimeout(maxWait: number): number {
   return Math.max(maxWait, MIN_LOCK_WAIT_S);
 }
 
-// setTimeout takes at most 2^31-1 ms (24.8 days); a longer delay fires after
-// 1 ms. Long waits are therefore slept in chunks.
+// setTimeout fires a delay over 2^31-1 ms (24.8 days) after 1 ms, so long waits are slept in chunks.
 const MAX_TIMER_MS = 2 ** 31 - 1;
-// The end of a sleep that is slept blocking the thread (without using the
-// CPU): 1 ms, the resolution of timers. The event loop then stands still for
-// at most about this long once per sleep; 0 gives that back, for callers let
-// through about 1 ms late instead.
+// The end of a sleep, slept blocking the thread (no CPU): 1 ms, the timers'
+// resolution. The event loop stands still this long once per sleep; 0 gives
+// that back, and lets callers through about 1 ms late instead.
 const FINISH_MS = 1;
 
-// Sleeps until monoMs() reaches `deadline`.
-// Timers count whole milliseconds (a timer for ceil(left) ms lets the caller
-// through 0.5 to 1.5 ms late), so the timer is set for floor(left) ms, and
-// the last FINISH_MS or less is slept in the kernel (sleepSyncUntil): the
-// caller is let through within 0.7 ms of its time (p99), against 1.5 ms on
-// a timer alone (bench/precision.ts, on a quiet machine).
+// Sleeps until monoMs() reaches `deadline`: a timer for floor(left) ms, then
+// the last FINISH_MS in the kernel, which lets the caller through within 0.7 ms
+// of its time (p99) against 1.5 ms on a timer alone (bench/precision.ts).
 function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -1608,9 +1506,7 @@ function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-// Blocks the thread until monoMs() reaches `deadline`. Atomics.wait
-// sleeps in the kernel: no CPU is used, and it works on the main thread in
-// Node, Bun and Deno.
+// Blocks the thread until monoMs() reaches `deadline`, in the kernel (no CPU), on Node, Bun and Deno alike.
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 function sleepSyncUntil(deadline: number): void {
   for (let left = deadline - monoMs(); left > 0; left = deadline - monoMs()) {
@@ -1618,11 +1514,10 @@ function sleepSyncUntil(deadline: number): void {
   }
 }
 
-// Milliseconds on this process's monotonic clock, for timeouts and sleeps.
-// On Node, process.hrtime: the first performance.now() in a process loads
-// part of Node (about 1 ms, a whole first call's worth); on Bun and Deno,
-// performance.now(), which costs nothing to start.
-const onNode = (globalThis as { Bun?: unknown }).Bun === undefined && (globalThis as { Deno?: unknown }).Deno === undefined;
+// Milliseconds on this process's monotonic clock. On Node, process.hrtime: the
+// first performance.now() loads part of Node (about 1 ms); on Bun and Deno it costs nothing.
+const onNode = (globalThis as { Bun?: unknown; Deno?: unknown }).Bun === undefined
+  && (globalThis as { Deno?: unknown }).Deno === undefined;
 const monoMs: () => number = onNode
   ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
   : () => performance.now();
@@ -1631,39 +1526,50 @@ function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as PromiseLike<T> | undefined)?.then === 'function';
 }
 
-/**
- * Every warning goes through here: type `RateLimitWarning` and a stable code,
- * so `process.on('warning')` can filter them (see the README's Errors table).
- */
+// Every warning goes through here: type RateLimitWarning and a stable code, for process.on('warning') to filter.
 function warn(code: string, message: string): void {
   process.emitWarning(message, { type: 'RateLimitWarning', code });
 }
 
+// The warning for a best-effort step that failed, for paths that must not throw.
+function warnFailed(code: string, what: string): (error: unknown) => void {
+  return (error) => warn(code, `ratelimit: could not ${what}: ${(error as Error).message}`);
+}
+
 // Option checks: each error names the option, and says what it got.
-function checkLimit(spec: LimitOptions, prefix: string, greedyDefault: boolean): LimitSettings {
-  if (typeof spec !== 'object' || spec === null) throw new TypeError(`ratelimit: ${prefix.slice(0, -1)} must be an object of { maxCount, per }, got ${show(spec)}`);
-  if (prefix) checkKnown(`option of ${prefix.slice(0, -1)}`, spec, LIMIT_OPTION_NAMES);
+// `name` is "" for the one limit of maxCount and per, else such as "limits[0]".
+function checkLimit(spec: LimitOptions, name: string, greedyDefault: boolean): LimitSettings {
+  if (name) checkOptions(name, spec, `option of ${name}`, LIMIT_OPTION_NAMES, 'an object of { maxCount, per }');
+  const prefix = name && `${name}.`;
   const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
   checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
-  checkNumber(`${prefix}per`, per, `a number of seconds above 0, at most ${MAX_PER_S} (a year and a day)`, per > 0 && per <= MAX_PER_S);
+  checkSeconds(`${prefix}per`, per, MAX_PER_S, ' (a year and a day)');
   // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there
   // is ten a second, here one call every 100 s. A whole number of thousands
   // of seconds is rarely meant (an hour is 3600, a day 86400).
   if (per >= 1000 && per % 1000 === 0) {
-    warn('RATELIMIT_PER_LOOKS_LIKE_MS', `ratelimit: ${prefix}per is in seconds, so per: ${per} is a window of ${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
+    warn('RATELIMIT_PER_LOOKS_LIKE_MS', `ratelimit: ${prefix}per is in seconds, so per: ${per} is a window of `
+      + `${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
   }
-  if (typeof greedy !== 'boolean') throw new TypeError(`ratelimit: ${prefix}greedy must be a boolean, got ${show(greedy)}`);
-  if (typeof unit !== 'string' || unit === '') throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
+  checkBoolean(`${prefix}greedy`, greedy);
+  if (typeof unit !== 'string' || unit === '') {
+    throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
+  }
   return { maxCount, per, greedy, unit };
 }
 
-// Rejects names an options object should not have, suggesting the closest.
-function checkKnown(what: string, options: object, known: readonly string[]): void {
+// Checks that `options` is an object (else "<name> must be <shape>"), and
+// rejects names it should not have, suggesting the closest.
+function checkOptions(name: string, options: unknown, kind: string, known: readonly string[], shape = 'an object') {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`ratelimit: ${name} must be ${shape}, got ${show(options)}`);
+  }
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
     const alias = OPTION_ALIASES[key];
-    const hint = alias && known.includes(alias.split(' ')[0] as string) ? `; this file calls it ${alias}` : nearest(key, known);
-    throw new TypeError(`ratelimit: unknown ${what} ${JSON.stringify(key)}${hint}`);
+    const aliased = alias !== undefined && known.includes(alias.split(' ')[0] as string);
+    const hint = aliased ? `; this file calls it ${alias}` : nearest(key, known);
+    throw new TypeError(`ratelimit: unknown ${kind} ${JSON.stringify(key)}${hint}`);
   }
 }
 
@@ -1682,7 +1588,8 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const next = [i];
     for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      const swap = (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, swap);
     }
     row = next;
   }
@@ -1692,6 +1599,14 @@ function editDistance(a: string, b: string): number {
 function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
   if (typeof value !== 'number') throw new TypeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
   if (!ok) throw new RangeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
+}
+
+function checkSeconds(name: string, value: number, most: number, why = ''): void {
+  checkNumber(name, value, `a number of seconds above 0, at most ${most}${why}`, value > 0 && value <= most);
+}
+
+function checkBoolean(name: string, value: unknown): void {
+  if (typeof value !== 'boolean') throw new TypeError(`ratelimit: ${name} must be a boolean, got ${show(value)}`);
 }
 
 function show(value: unknown): string {
