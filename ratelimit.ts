@@ -1234,7 +1234,8 @@ export function parseState(value: unknown): LimitState | undefined {
     v = { ...v, v: STATE_VERSION };
     delete v.queue;
   }
-  if (typeof v.v === 'number' && v.v > STATE_VERSION) {
+  // A whole version number above ours; anything else there is damage, not a newer format.
+  if (Number.isSafeInteger(v.v) && (v.v as number) > STATE_VERSION) {
     throw new RateLimitMismatchError(
       `ratelimit: the state was written by a newer ratelimit (state version ${v.v}; this copy, ${VERSION}, ` +
         `reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`,
@@ -2186,7 +2187,7 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
     try {
       fd = createExclusive(path);
     } catch (error) {
-      throw fileError(error, 'create the lock owner file', path);
+      throw fileError(error, 'create this process\'s lock record (made beside the state file)', path);
     }
     const ino = fstatSync(fd).ino;
     owner = { dir, fd, ino, record, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
@@ -2212,7 +2213,7 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') { dropOwner(owner); return acquireOwner(dir, statePath); }
       if (code !== 'EEXIST' || lstatSync(name).ino !== owner.ino) {
-        throw fileError(error, 'create the lock owner file', name);
+        throw fileError(error, 'create this process\'s lock record (made beside the state file)', name);
       }
     }
     owner.names.add(name);
@@ -2736,7 +2737,7 @@ function fileError(error: unknown, doing: string, path: string): RateLimitStoreE
   const code = (error as NodeJS.ErrnoException).code;
   const dir = JSON.stringify(dirname(path));
   let why =
-    code === 'ENOENT' ? `the directory ${dir} does not exist` :
+    code === 'ENOENT' ? (exists(dirname(path)) ? 'it does not exist' : `the directory ${dir} does not exist`) :
     code === 'EACCES' || code === 'EPERM' ? deniedWhy(path, dir) :
     code === 'EROFS' ? `${dir} is on a read-only file system` :
     code === 'ENOTDIR' ? `a part of ${dir} is not a directory` :

@@ -125,7 +125,7 @@ describe('file store', () => {
     else chmodSync(ro, 0o500);
     try {
       await assert.rejects(new RateLimit({ maxCount: 1, per: 1, file: join(ro, 'x.json') }).wait(),
-        /ratelimit: cannot create the lock owner file .*(read-only|permission denied)/);
+        /ratelimit: cannot create this process's lock record \(made beside the state file\) .*(read-only|permission denied)/);
     } finally {
       if (root) execFileSync('umount', [ro]);
     }

@@ -423,6 +423,8 @@ describe('state format (core)', () => {
   it('a state from a newer version is an error that says so, not a state to overwrite', () => {
     const st = reserve(s, undefined, 10, [1, 50]).state;
     assert.throws(() => parseState({ ...st, v: 4 }), (e: Error) => e instanceof RateLimitMismatchError && /newer ratelimit \(state version 4/.test(e.message));
+    // Not a whole version number: damage (a stranger's 1e300), so a lost state, not a newer format.
+    for (const v of [1e300, 3.5, Infinity]) assert.equal(parseState({ ...st, v }), undefined, `v ${v}`);
   });
 
   it('a state of version 2 carries over, less its queue of single calls (they queue again)', () => {
