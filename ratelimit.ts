@@ -42,7 +42,6 @@
 // `tsc --init` (whose "types": [] loads none) Node's types.
 
 /// <reference types="node" />
-import { randomBytes } from 'node:crypto';
 // BEGIN FILE STORE (its imports)
 import {
   closeSync, constants, fchmodSync, fchownSync, fstatSync, ftruncateSync, linkSync, lstatSync, openSync,
@@ -802,7 +801,7 @@ interface SlotWaiter {
 // release, renew, grant in order): a release hands its slot on in the same
 // transaction, and hundreds of waiters cost one poll.
 class SlotAgent {
-  private readonly id = randomBytes(6).toString('hex');
+  private readonly id = randomHex(6);
   private readonly settings: Settings;
   private readonly lease: number;
   private readonly update: <T>(tx: Transaction<T>) => Promise<T>;
@@ -1523,6 +1522,18 @@ const monoMs: () => number = onNode
   ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
   : () => performance.now();
 
+// `bytes` random bytes as hex, from Web Crypto (in Node 20+, Bun and Deno):
+// loading node:crypto would add about 7 ms to every process that imports this
+// file (bench/import.ts). Without it (Node 18), Math.random: the file store's
+// names stay exclusive, as they are created with O_EXCL, only less unpredictable.
+const webCrypto = (globalThis as { crypto?: { getRandomValues(a: Uint8Array): Uint8Array } }).crypto;
+function randomHex(bytes: number): string {
+  const a = new Uint8Array(bytes);
+  if (webCrypto) webCrypto.getRandomValues(a);
+  else for (let i = 0; i < bytes; i++) a[i] = Math.floor(Math.random() * 256);
+  return Array.from(a, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as PromiseLike<T> | undefined)?.then === 'function';
 }
@@ -1886,7 +1897,7 @@ export class FileStore implements RateLimitStore {
     // Only a dead holder cannot write again: otherwise move the state aside.
     let temp: { path: string; fd: number } | undefined;
     if (!dead) {
-      const path = `${this.path}.renew-${randomBytes(8).toString('hex')}`;
+      const path = `${this.path}.renew-${randomHex(8)}`;
       try {
         temp = { path, fd: createExclusive(path) };
       } catch (error) {
@@ -1939,7 +1950,7 @@ export class FileStore implements RateLimitStore {
   // Removes the lock or break lock at `path` if it is the inode `ino`, by way
   // of a private name; a break lock first loses its breaker's temp file.
   private removeLockFile(path: string, ino: number): boolean {
-    const aside = `${path}.gone-${randomBytes(8).toString('hex')}`;
+    const aside = `${path}.gone-${randomHex(8)}`;
     try {
       renameSync(path, aside);
     } catch (error) {
@@ -2180,7 +2191,7 @@ const ownerPath = (statePath: string, owner: { record: OwnerRecord }) => `${stat
 function acquireOwner(dir: string, statePath: string): OwnerFile {
   let owner = ownerFiles.get(dir);
   if (!owner) {
-    const token = randomBytes(8).toString('hex');
+    const token = randomHex(8);
     const record: OwnerRecord = { ...identity().holder, token, seq: 0, clock: '', time: 0 };
     const path = ownerPath(statePath, { record });
     let fd: number;

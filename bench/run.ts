@@ -22,7 +22,7 @@ if (!existsSync(join(benchDir, 'node_modules'))) {
   }
 }
 
-const all = ['overhead', 'filemode', 'contended', 'precision', 'idle', 'recovery', 'timeline', 'cli', 'features', 'firstcall', 'queue'];
+const all = ['overhead', 'filemode', 'contended', 'precision', 'idle', 'recovery', 'timeline', 'cli', 'features', 'firstcall', 'queue', 'import'];
 const only = process.env.ONLY?.split(',').map((s) => s.trim());
 const chosen = only ? all.filter((n) => only.includes(n)) : all;
 
