@@ -997,26 +997,41 @@ export function reserve(
 function takeRate(
   s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
 ): { state: LimitState; result: Reservation } {
+  // The plain wait() of one patient limit, with nothing else in the state: the
+  // same rule without the general loops, which cost it about 30% (bench/features.ts).
+  const only = s.limits.length === 1 ? (s.limits[0] as LimitSettings) : undefined;
+  if (only && !only.greedy && s.maxConcurrent === Infinity && !s.serial && state?.pausedUntil === undefined) {
+    const c = cost[0] ?? 0;
+    const next = state?.lanes[0]?.next;
+    const at = c > 0 && next !== undefined && next > now ? next : now;
+    const lane = c > 0 ? { next: spacedAfter(only, at, c) } : (state?.lanes[0] ?? {});
+    const limits = state?.limits ?? (s.limits as LimitSettings[]);
+    return { state: { v: STATE_VERSION, limits, lanes: [lane] }, result: { at, now, cost: cost as number[] } };
+  }
   const at = earliest(s, state, now, cost);
-  const lanes = s.limits.map((limit, i): Lane => {
+  // Plain loops, not map() with a closure: this runs on every wait(), where
+  // a closure's allocation is a measurable share of a 0.2 µs call.
+  const lanes: Lane[] = [];
+  for (let i = 0; i < s.limits.length; i++) {
+    const limit = s.limits[i] as LimitSettings;
     const lane = state?.lanes[i] ?? {};
     const c = cost[i] ?? 0;
-    if (!limit.greedy) return c === 0 ? lane : { next: spacedAfter(limit, at, c) };
+    if (!limit.greedy) lanes.push(c === 0 ? lane : { next: spacedAfter(limit, at, c) });
     // Even at no cost, runs that have left every window are dropped.
-    return c === 0 && !lane.runs ? lane : { runs: addUnits(limit, lane.runs, at, c, now) };
-  });
+    else lanes.push(c === 0 && !lane.runs ? lane : { runs: addUnits(limit, lane.runs, at, c, now) });
+  }
   return { state: edit(s, state, { lanes }), result: { at, now, cost: cost as number[] } };
 }
 
 /** The time {@link reserve} would give a call of `cost`, without reserving anything. */
 export function earliest(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): number {
   let at = Math.max(now, state?.pausedUntil ?? now);
-  s.limits.forEach((limit, i) => {
+  for (let i = 0; i < s.limits.length; i++) {
+    const limit = s.limits[i] as LimitSettings;
     const lane = state?.lanes[i];
     const c = cost[i] ?? 0;
-    if (!lane || c === 0) return;
-    at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
-  });
+    if (lane && c !== 0) at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
+  }
   return at;
 }
 
