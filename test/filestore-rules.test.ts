@@ -10,6 +10,7 @@ import {
   chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, truncateSync,
   writeFileSync,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -285,10 +286,17 @@ describe('file store rules (made-up clock)', () => {
     writeFileSync(file, '');
     chownSync(file, 4242, 4242);
     chmodSync(file, 0o600);
-    const script = `import { RateLimit } from ${JSON.stringify(join(import.meta.dirname, '..', 'ratelimit.ts'))};
+    // The other user may not be able to read this checkout (CI clones into a
+    // 0700 directory), so it runs ratelimit.ts bundled into the open directory,
+    // as plain JavaScript, without tsx.
+    const bundle = join(sub, 'ratelimit.mjs');
+    const { buildSync } = createRequire(import.meta.url)('esbuild') as { buildSync(options: object): unknown };
+    buildSync({ entryPoints: [join(import.meta.dirname, '..', 'ratelimit.ts')], bundle: true, platform: 'node', format: 'esm', outfile: bundle, logLevel: 'error' });
+    chmodSync(bundle, 0o644);
+    const script = `import { RateLimit } from ${JSON.stringify(bundle)};
       try { new RateLimit({ maxCount: 1, per: 1, file: ${JSON.stringify(file)} }).tryAcquire(); } catch (e) { process.stdout.write(e.message); }`;
-    const out = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script],
-      { encoding: 'utf8', cwd: join(import.meta.dirname, '..') });
+    const out = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script],
+      { encoding: 'utf8', cwd: sub });
     assert.match(out.stdout, /^ratelimit: cannot open the state file ".*x\.json": the file belongs to uid 4242 and its mode 0600 does not let uid 65534/, out.stderr);
     assert.match(out.stdout, /run as uid 4242, ask its owner to share it/);
     assert.doesNotMatch(out.stdout, /permission denied in/);
