@@ -10,14 +10,13 @@ import {
   chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, symlinkSync, truncateSync,
   writeFileSync,
 } from 'node:fs';
-import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   RateLimit, RateLimitStoreError, RateLimitTimeoutError, FileStore, encodeOwnerRecord, parseOwnerRecord, holderIsDead,
   type OwnerRecord, type RateLimitStore, type SharedClock, type Transaction,
 } from '../ratelimit.ts';
-import { tempDir, warningsDuring } from './helpers.ts';
+import { ROOT, tempDir, warningsDuring } from './helpers.ts';
 
 const root = process.getuid?.() === 0;
 const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
@@ -288,14 +287,16 @@ describe('file store rules (made-up clock)', () => {
     chmodSync(file, 0o600);
     // The other user may not be able to read this checkout (CI clones into a
     // 0700 directory), so it runs ratelimit.ts bundled into the open directory,
-    // as plain JavaScript, without tsx.
+    // as plain JavaScript, without tsx; the child is always Node.
+    // The bundling runs in Node too (esbuild's API loads as CommonJS, which Deno's test runner refuses).
     const bundle = join(sub, 'ratelimit.mjs');
-    const { buildSync } = createRequire(import.meta.url)('esbuild') as { buildSync(options: object): unknown };
-    buildSync({ entryPoints: [join(import.meta.dirname, '..', 'ratelimit.ts')], bundle: true, platform: 'node', format: 'esm', outfile: bundle, logLevel: 'error' });
+    const node = process.versions.bun || 'Deno' in globalThis ? 'node' : process.execPath;
+    const options = { entryPoints: [join(ROOT, 'ratelimit.ts')], bundle: true, platform: 'node', format: 'esm', outfile: bundle, logLevel: 'error' };
+    execFileSync(node, ['-e', `require('esbuild').buildSync(${JSON.stringify(options)})`], { cwd: ROOT });
     chmodSync(bundle, 0o644);
     const script = `import { RateLimit } from ${JSON.stringify(bundle)};
       try { new RateLimit({ maxCount: 1, per: 1, file: ${JSON.stringify(file)} }).tryAcquire(); } catch (e) { process.stdout.write(e.message); }`;
-    const out = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script],
+    const out = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', node, '--input-type=module', '-e', script],
       { encoding: 'utf8', cwd: sub });
     assert.match(out.stdout, /^ratelimit: cannot open the state file ".*x\.json": the file belongs to uid 4242 and its mode 0600 does not let uid 65534/, out.stderr);
     assert.match(out.stdout, /run as uid 4242, ask its owner to share it/);
