@@ -1538,8 +1538,8 @@ const monoMs: () => number = onNode
   : () => performance.now();
 
 // `bytes` random bytes as hex, from Web Crypto (in Node 20+, Bun and Deno):
-// loading node:crypto would add about 7 ms to every process that imports this
-// file (bench/import.ts). Without it (Node 18), Math.random: the file store's
+// loading node:crypto would add a few ms (measured by hand) to every process
+// that imports this file. Without it (Node 18), Math.random: the file store's
 // names stay exclusive, as they are created with O_EXCL, only less unpredictable.
 const webCrypto = (globalThis as { crypto?: { getRandomValues(a: Uint8Array): Uint8Array } }).crypto;
 function randomHex(bytes: number): string {
