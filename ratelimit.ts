@@ -853,17 +853,21 @@ class SlotAgent {
       };
       const onAbort = () => { if (leave()) reject(call.signal?.reason); };
       call.signal?.addEventListener('abort', onAbort, { once: true });
-      const left = call.maxWait * 1000 - (monoMs() - startedMs);
-      if (left < MAX_TIMER_MS) {
+      // A timer can fire up to about 1 ms early: re-armed until maxWait has truly passed.
+      const arm = () => {
+        const left = call.maxWait * 1000 - (monoMs() - startedMs);
+        if (left >= MAX_TIMER_MS) return;
         timer = setTimeout(() => {
           const waited = (monoMs() - startedMs) / 1000;
+          if (waited < call.maxWait) { arm(); return; }
           if (leave()) {
             reject(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
               + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
               + `longer than maxWait (${call.maxWait} s)`));
           }
-        }, Math.max(0, left));
-      }
+        }, Math.max(0, Math.ceil(left)));
+      };
+      arm();
       // In order of age: a call whose slot was lost goes back ahead of younger ones.
       const younger = this.waiters.findIndex((w) => w.startedMs > startedMs);
       this.waiters.splice(younger === -1 ? this.waiters.length : younger, 0, waiter);

@@ -54,7 +54,10 @@ test('the memory-only recipe leaves a file that type-checks under the strictest 
   writeFileSync(join(dir, 'test/limits.test.ts'), spec);
   // Without NODE_TEST_CONTEXT, which would make the child report to this runner instead of printing.
   const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-  const out = execFileSync(NODE, ['--import', 'tsx', '--test', '--test-reporter=tap', join(dir, 'test/limits.test.ts')], { cwd: ROOT, encoding: 'utf8', env });
-  assert.match(out, /^# fail 0$/m);
+  const run = spawnSync(NODE, ['--import', 'tsx', '--test', '--test-reporter=tap', join(dir, 'test/limits.test.ts')], { cwd: ROOT, encoding: 'utf8', env });
+  const out = run.stdout;
+  // On a failure, say which test and why, not just that the child exited 1.
+  const failing = out.split('\n').filter((l) => /^\s*not ok|^\s*error:|AssertionError/.test(l)).join('\n');
+  assert.match(out, /^# fail 0$/m, `the memory tests failed on the cut file:\n${failing}\n${run.stderr}`);
   assert.match(out, /^# pass [1-9]\d*$/m);
 });
