@@ -152,6 +152,8 @@ export interface RateLimitStatus {
     remaining: number;
     /** Seconds until a call costing one unit of this limit could go, by this limit alone. */
     nextIn: number;
+    /** The tightest thing a server said about this limit's unit ({@link RateLimit.observe}), while it holds. */
+    server?: { remaining: number; resetIn: number } | undefined;
   }>;
   /** Seconds until a call of the default cost could go, every limit and any pause included. */
   nextIn: number;
@@ -186,6 +188,10 @@ export interface LimitState {
 export interface Lane {
   next?: number;
   runs?: Array<[number, number]>;
+  /** Once a server's word is kept ({@link observeState}): the units granted so far, a count that only grows. */
+  granted?: number | undefined;
+  /** What servers said, as [the most `granted` may reach, until when], by time: see {@link observeState}. */
+  caps?: Array<[number, number]> | undefined;
 }
 
 /** A concurrency slot, or a place in the queue for one: who holds it, and until when its lease runs. */
@@ -209,6 +215,8 @@ export interface Reservation {
   cost: number[];
   /** The concurrency slot held, if any. */
   slot?: string | undefined;
+  /** Each limit's `granted` count with this call, when a server's word is kept (see {@link RateLimit.observe}). */
+  granted?: number[] | undefined;
 }
 
 /**
@@ -305,28 +313,220 @@ export class RateLimitStoreError extends RateLimitError {
 }
 
 /**
- * Seconds to wait, never negative, from a `Retry-After` header (seconds or an HTTP date, RFC 9110 10.2.3) in
+ * Seconds to wait, never negative, from a `Retry-After` header (whole seconds or an HTTP date, RFC 9110 10.2.3) in
  * `Headers`, a plain object (any case) or the value itself. Undefined when there is none or it cannot be read.
  */
 export function retryAfter(
   headers: { get(name: string): string | null } | Readonly<Record<string, unknown>> | string | null | undefined,
   now: number = Date.now(),
 ): number | undefined {
-  let value: unknown = headers;
-  if (typeof headers === 'object' && headers !== null) {
-    const get = (headers as { get?: unknown }).get;
-    if (typeof get === 'function') value = get.call(headers, 'retry-after');
-    else value = Object.entries(headers).find(([k]) => k.toLowerCase() === 'retry-after')?.[1];
+  if (headers === null || headers === undefined) return undefined;
+  const text = typeof headers === 'string' ? headers.trim() : headersOf(headers, []).get('retry-after');
+  const seconds = text === undefined || text.includes('.') ? NaN : secondsIn(text, 'retry', now);
+  return Number.isNaN(seconds) ? undefined : Math.max(0, seconds);
+}
+
+/** One limit a server reported: `remaining` units of `unit` are left until `resetIn` seconds from now. */
+export interface ServerLimit {
+  /** In this file's units: `"calls"` for requests, or `"tokens"`, `"input-tokens"`, `"output-tokens"`. */
+  unit: string;
+  remaining: number;
+  resetIn: number;
+  /** The server's limit for its window, when it says. */
+  limit?: number;
+  /** The server's name for the limit (an IETF policy, GitHub's resource, Discord's bucket), when it gives one. */
+  name?: string;
+}
+
+/** What the headers of one response say about the rate limit (see {@link readServerReport}). */
+export interface ServerReport {
+  limits: ServerLimit[];
+  /** Seconds to hold every call: `Retry-After` on a 429 or 503 (or without a status), or Discord's global limit. */
+  pause?: number;
+  /** The headers that were there but not trusted, each with why. */
+  ignored: string[];
+}
+
+/**
+ * Reads the rate-limit headers of a fetch `Response`, a `Headers`, a plain object (any case) or `{ status, headers }`:
+ * the IETF draft's `RateLimit` with `RateLimit-Policy` (or, without them, the older `RateLimit-Limit`, `-Remaining`,
+ * `-Reset`), GitHub's and Discord's `x-ratelimit-*`, OpenAI's `x-ratelimit-*-requests` and `-tokens`, Anthropic's
+ * `anthropic-ratelimit-*`, and `Retry-After`. `now` is the wall clock in ms, for absolute resets. Throws only for
+ * what holds no headers. Nothing is trusted blindly: a value that is not a plain count or time, or a `remaining`
+ * above its limit, is left out and named in `ignored`; a reset or pause over a day is held to a day, and said.
+ */
+export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
+  const out: ServerReport = { limits: [], ignored: [] };
+  const { status, get } = headersOf(response, out.ignored);
+  const ignore = (what: string): undefined => { out.ignored.push(what); return undefined; };
+  const quote = (text: string) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+  const heldToADay = (name: string, n: number) => (n <= MAX_DURATION_S ? Math.max(0, n)
+    : ignore(`${name}: ${Math.round(n)} s away is more than a day; held to a day`) ?? MAX_DURATION_S);
+  // A header as a count, or as seconds from now read as `kind` says; undefined, and said, if it is not one.
+  const read = (name: string, kind: 'count' | TimeKind = 'count'): number | undefined => {
+    const text = get(name);
+    if (text === undefined) return undefined;
+    const n = text === '' ? NaN : kind !== 'count' ? secondsIn(text, kind, now) : /^\d{1,15}$/.test(text) ? +text : NaN;
+    if (Number.isNaN(n)) return ignore(`${name}: ${quote(text)} ${text === '' ? 'is empty' : NOT_A[kind]}`);
+    return kind === 'count' ? n : heldToADay(name, n);
+  };
+  // One limit, once its remaining and reset are known and agree with its limit; `names` are its headers.
+  const add = (names: string[], found: ServerLimit | Partial<ServerLimit>, saidBefore: number) => {
+    const { unit = 'calls', remaining, resetIn, limit, name } = found;
+    const present = names.filter((n) => get(n) !== undefined).join(', ');
+    if (remaining === undefined || resetIn === undefined) {
+      const missing = remaining === undefined ? 'remaining' : 'reset';
+      if (present && out.ignored.length === saidBefore) ignore(`${present}: no usable ${missing} beside them`);
+    } else if (limit !== undefined && remaining > limit) {
+      ignore(`${present}: remaining ${remaining} is above the limit ${limit}`);
+    } else {
+      out.limits.push({ unit, remaining, resetIn, ...(limit === undefined ? {} : { limit }),
+        ...(name ? { name } : {}) });
+    }
+  };
+  // IETF: each item of RateLimit is a policy's quota left (r) for t seconds (else its window, w), counted in the
+  // quota unit (qu, "requests" by default) of the RateLimit-Policy item of that name. Only RateLimit's older form
+  // (the draft's earlier versions, still common) is read without it.
+  const policyText = get('ratelimit-policy');
+  const rateLimit = get('ratelimit');
+  const policies = new Map(policyText === undefined ? [] : structuredList(policyText) ?? []);
+  const items = rateLimit === undefined ? [] : structuredList(rateLimit);
+  if (!items) ignore(`ratelimit: ${quote(rateLimit ?? '')} is not a structured-field list`);
+  for (const [name, params] of items ?? []) {
+    const before = out.ignored.length;
+    const label = `ratelimit (policy ${JSON.stringify(name)})`;
+    const policy = policies.get(name);
+    const qu = policy?.get('qu') ?? 'requests';
+    const unit = qu === 'requests' ? 'calls' : /^(input-|output-)?tokens$/.test(String(qu)) ? String(qu) : undefined;
+    if (!unit) { ignore(`${label}: quota unit ${JSON.stringify(qu)} is not a rate this limiter keeps`); continue; }
+    const count = (key: string, v: unknown) => (v === undefined || (Number.isSafeInteger(v) && (v as number) >= 0)
+      ? v as number | undefined : ignore(`${label}: ${key} is not a whole number of 0 or more`));
+    const r = params.has('r') ? count('r', params.get('r')) : ignore(`${label}: no r, the quota left`);
+    const t = params.get('t') ?? policy?.get('w');
+    const resetIn = typeof t === 'number' && t >= 0 ? heldToADay(`${label} t`, t) : ignore(`${label}: ${t === undefined
+      ? 'no t, and no window (w) in its policy, so no time the quota holds until' : NOT_A.seconds.replace('is', 't is')}`);
+    add(['ratelimit'], { unit, remaining: r, resetIn, limit: count('q', policy?.get('q')), name }, before);
   }
-  if (Array.isArray(value)) value = value[0];
-  if (typeof value !== 'string' || value.trim() === '') return undefined;
-  const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text);
-  // An HTTP date starts with the day's name (IMF-fixdate, and the two
-  // obsolete forms); Date.parse alone would also take "-5" or "1.5".
-  if (!/^[A-Za-z]{3}/.test(text)) return undefined;
-  const date = Date.parse(text);
-  return Number.isNaN(date) ? undefined : Math.max(0, (date - now) / 1000);
+  let before = out.ignored.length;
+  if (rateLimit === undefined) {
+    // Its limit was once a list whose first item is the quota ("100, 100;w=60").
+    const quota = get('ratelimit-limit')?.split(/[,;]/)[0]?.trim();
+    const limit = quota === undefined ? undefined : /^\d{1,15}$/.test(quota) ? Number(quota)
+      : ignore(`ratelimit-limit: ${quote(quota)} ${NOT_A.count}`);
+    add(['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'],
+      { limit, remaining: read('ratelimit-remaining'), resetIn: read('ratelimit-reset', 'reset') }, before);
+  }
+  const vendors = [['x-ratelimit-%-requests', 'calls', 'duration'], ['x-ratelimit-%-tokens', 'tokens', 'duration'],
+    ...['requests', 'tokens', 'input-tokens', 'output-tokens'].map((kind) =>
+      [`anthropic-ratelimit-${kind}-%`, kind === 'requests' ? 'calls' : kind, 'date'])] as const;
+  for (const [pattern, unit, kind] of vendors) {
+    before = out.ignored.length;
+    const [limit, remaining, reset] = ['limit', 'remaining', 'reset'].map((part) => pattern.replace('%', part)) as
+      [string, string, string];
+    add([limit, remaining, reset], { unit, limit: read(limit), remaining: read(remaining),
+      resetIn: read(reset, kind as TimeKind) }, before);
+  }
+  // GitHub and Discord share x-ratelimit-limit, -remaining and -reset. GitHub also says how many were used and
+  // names the resource; Discord sends a bucket, and reset-after, read on its own clock (so preferred to the reset).
+  before = out.ignored.length;
+  const limit = read('x-ratelimit-limit');
+  const used = read('x-ratelimit-used');
+  const left = get('x-ratelimit-remaining') === undefined && limit !== undefined && used !== undefined &&
+    used <= limit ? limit - used : read('x-ratelimit-remaining');
+  const after = get('x-ratelimit-reset-after') !== undefined;
+  const resetIn = after ? read('x-ratelimit-reset-after', 'seconds') : read('x-ratelimit-reset', 'reset');
+  const discord = after || get('x-ratelimit-bucket') !== undefined || get('x-ratelimit-reset')?.includes('.');
+  add(['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-used', 'x-ratelimit-reset',
+    'x-ratelimit-reset-after'], { limit, remaining: left, resetIn,
+    name: get(discord ? 'x-ratelimit-bucket' : 'x-ratelimit-resource') }, before);
+  // Discord's global limit holds every route: its 429 says how long in Retry-After, or else the reset is all there is.
+  if (discord && get('x-ratelimit-global')?.toLowerCase() === 'true' && (status ?? 429) === 429 &&
+    get('retry-after') === undefined && resetIn !== undefined) out.pause = resetIn;
+  // Retry-After means "back off" only on a 429 or a 503 (on a redirect it does not).
+  const pause = status === undefined || status === 429 || status === 503 ? read('retry-after', 'retry') : undefined;
+  if (pause !== undefined) out.pause = Math.max(out.pause ?? 0, pause);
+  return out;
+}
+
+// How a header gives a time: seconds from now (fractions allowed); "reset", epoch seconds or seconds from now (told
+// apart by EPOCH_FLOOR_S); an RFC 3339 date (Anthropic); a duration such as "6m0s" or "20ms" (OpenAI); or
+// Retry-After's seconds or HTTP date.
+type TimeKind = 'seconds' | 'reset' | 'date' | 'duration' | 'retry';
+const NOT_A: Readonly<Record<TimeKind | 'count', string>> = {
+  count: 'is not a whole number of 0 or more', seconds: 'is not a number of seconds of 0 or more',
+  reset: 'is not a number of seconds of 0 or more', date: 'is not an RFC 3339 time',
+  duration: 'is not a duration such as "6m0s" or "20ms"', retry: 'is neither seconds nor an HTTP date',
+};
+
+// Seconds from `now` (wall clock, ms) that `text` says, or NaN when it does not read as `kind`.
+function secondsIn(text: string, kind: TimeKind, now: number): number {
+  const seconds = /^\d{1,15}(\.\d{1,9})?$/.test(text) ? Number(text) : NaN;
+  if (kind === 'seconds') return seconds;
+  if (kind === 'reset') return seconds >= EPOCH_FLOOR_S ? seconds - now / 1000 : seconds;
+  const since = (format: RegExp) => (format.test(text) ? (Date.parse(text) - now) / 1000 : NaN);
+  // An HTTP date starts with the day's name; Date.parse alone would also take "-5".
+  if (kind === 'retry') return Number.isNaN(seconds) ? since(/^[A-Za-z]{3}, /) : seconds;
+  if (kind === 'date') return since(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/i);
+  const scale: Readonly<Record<string, number>> = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, 'µs': 1e-6, ns: 1e-9 };
+  const parts = [...text.matchAll(/(\d{1,15}(?:\.\d{1,9})?)(h|ms|m|s|us|µs|ns)/g)];
+  if (parts.map((p) => p[0]).join('') !== text) return NaN;
+  return parts.reduce((sum, p) => sum + Number(p[1]) * (scale[p[2] as string] ?? NaN), 0);
+}
+
+// A response's status, when it has one, and its headers by name in any case: from a fetch Response (or anything
+// with `headers`), a Headers (anything with get()), or a plain object of strings, numbers or arrays of them.
+// Several values are joined as fetch joins them; what cannot be read counts as none, and is said in `ignored`.
+function headersOf(response: unknown, ignored: string[]): { status?: number; get(name: string): string | undefined } {
+  if (typeof response !== 'object' || response === null) {
+    throw new TypeError('ratelimit: observe() takes a fetch Response, a Headers, a plain object of headers or '
+      + `{ status, headers }, got ${show(response)}`);
+  }
+  const outer = response as { headers?: unknown; status?: unknown; statusCode?: unknown };
+  const nested = typeof outer.headers === 'object' && outer.headers !== null;
+  const source = (nested ? outer.headers : response) as { get?: (name: string) => unknown };
+  const code = nested ? outer.status ?? outer.statusCode : undefined;
+  const plain = new Map<string, unknown[]>();
+  if (typeof source.get !== 'function') {
+    for (const [k, v] of Object.entries(source)) plain.set(k.toLowerCase(), [...plain.get(k.toLowerCase()) ?? [], v]);
+  }
+  const seen = new Map<string, string | undefined>();
+  const get = (name: string) => {
+    if (seen.has(name)) return seen.get(name);
+    const value = typeof source.get === 'function' ? source.get(name) : plain.get(name);
+    const parts = (Array.isArray(value) ? value.flat() : [value]).filter((v) => v !== undefined && v !== null);
+    const text = parts.join(', ').trim();
+    const readable = parts.every((v) => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)));
+    const why = !readable ? 'not a string or a number' : text.length > HEADER_MAX_CHARS
+      ? `longer than ${HEADER_MAX_CHARS} characters` : undefined;
+    if (why) ignored.push(`${name}: ${why}`);
+    seen.set(name, parts.length && !why ? text : undefined);
+    return seen.get(name);
+  };
+  return Number.isInteger(code) ? { status: code as number, get } : { get };
+}
+
+// A structured-field list (RFC 9651) of items with parameters, as these headers use it: [name, parameters], the
+// name a string or a token, a parameter's value a number, string, token, byte sequence or boolean (a bare key is
+// true). Undefined if the text is not such a list.
+function structuredList(text: string): Array<[string, Map<string, unknown>]> | undefined {
+  const string = '"(?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\["\\\\])*"';
+  const token = "[A-Za-z*][\\w!#$%&'*+.^`|~:/-]*";
+  // Integers of up to 15 digits, decimals of up to 12 and 3: the spec's bounds.
+  const bare = `-?\\d{1,12}\\.\\d{1,3}|-?\\d{1,15}|${string}|${token}|:[A-Za-z0-9+/=]*:|\\?[01]`;
+  const param = `;\\s*([a-z*][a-z0-9_.*-]*)(?:=(${bare}))?`;
+  const item = new RegExp(`^(?:(${string})|(${token}))((?:${param})*)[ \\t]*(?:,[ \\t]*(?=\\S)|$)`);
+  const unquote = (s: string) => s.slice(1, -1).replace(/\\(.)/g, '$1');
+  const value = (v: string) => (v[0] === '"' ? unquote(v) : v[0] === '?' ? v === '?1' : /^-?\d/.test(v) ? Number(v) : v);
+  const out: Array<[string, Map<string, unknown>]> = [];
+  for (let rest = text.trim(); rest !== '';) {
+    const m = item.exec(rest);
+    if (!m) return undefined;
+    const params = new Map<string, unknown>();
+    for (const [, key, v] of (m[3] ?? '').matchAll(new RegExp(param, 'g'))) params.set(key as string, v ? value(v) : true);
+    out.push([m[1] ? unquote(m[1]) : m[2] as string, params]);
+    rest = rest.slice(m[0].length);
+  }
+  return out;
 }
 
 /**
@@ -357,6 +557,8 @@ export class RateLimit {
   private plainTx?: Transaction<number | Reservation>;
   // Hands out concurrency slots, with maxConcurrent.
   private readonly slots?: SlotAgent;
+  // Each grant's counts (Reservation.granted) once a server's word is kept, oldest first, until observe() takes it.
+  private readonly unobserved: number[][] = [];
 
   /** Checks every option at once: TypeError for a wrong type or an unknown name, RangeError for a wrong value. */
   constructor(options: RateLimitOptions) {
@@ -459,6 +661,7 @@ export class RateLimit {
     // still costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
+    if (r.granted) this.granted(r);
     if (r.at - r.now <= 0 && !call.signal?.aborted) return 0;
     return (await this.sleepThrough(r, call, monoMs())).waited;
   }
@@ -471,6 +674,7 @@ export class RateLimit {
     const started = monoMs();
     const update = this.updateOptions(call);
     let r = store.updateSync(this.reserveTx(call), update);
+    this.granted(r);
     let waited = 0;
     for (;;) {
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
@@ -491,6 +695,7 @@ export class RateLimit {
     const call = { ...this.checkCall(options), maxWait: 0 };
     try {
       const r = this.syncStore('tryAcquire').updateSync(this.reserveTx(call), this.updateOptions(call));
+      this.granted(r);
       return typeof r === 'object';
     } catch (error) {
       if (error instanceof RateLimitTimeoutError) return false; // the lock stayed busy
@@ -510,6 +715,7 @@ export class RateLimit {
       const out = this.slots?.take(call, started) ?? this.store.update(this.reserveTx(call), this.updateOptions(call));
       const r = isPromiseLike(out) ? await out : out;
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
+      this.granted(r);
       const slept = await this.sleepThrough(r, call, started);
       // A slot lost while asleep (this process was stopped past its lease)
       // is queued for again, keeping this call's place by when it began.
@@ -549,6 +755,28 @@ export class RateLimit {
     const st = await this.update((state, now, ctx) => ({ result: statusOf(settings, state, now, defaultCost, ctx) }));
     st.limits = this.limits.map((l) => st.limits[settings.limits.indexOf(l)] as RateLimitStatus['limits'][number]);
     return st;
+  }
+
+  /**
+   * Keeps what a response's headers say about the server's limit ({@link readServerReport}) in the shared state, for
+   * every process and every call already asleep. "N left until T" caps what this limiter grants until T, on top of
+   * its own limits (never above them); `Retry-After` on a 429 or 503 pauses every call, as {@link pause} does. Call it
+   * on every response, in any order, or on none: each is matched with this process's oldest call not yet observed.
+   * Headers it cannot trust are left out with a warning (`RATELIMIT_HEADER_IGNORED`). Resolves to what it read.
+   */
+  async observe(response: unknown): Promise<ServerReport> {
+    const report = readServerReport(response);
+    for (const line of report.ignored) warn('RATELIMIT_HEADER_IGNORED', `ratelimit: observe() ignored ${line}`);
+    const { settings } = this;
+    const base = this.unobserved.shift();
+    const limits = report.limits.filter((l) => settings.limits.some((mine) => mine.unit === l.unit));
+    const { pause } = report;
+    if (!limits.length && pause === undefined) return report;
+    await this.update((state, now) => {
+      const capped = limits.length ? observeState(settings, state, now, limits, base) : state;
+      return { state: pause === undefined ? capped : pauseState(settings, capped, now, pause), result: undefined };
+    });
+    return report;
   }
 
   /** Releases the store's descriptors and files, not the shared state; a later call reopens what it needs. */
@@ -680,6 +908,12 @@ export class RateLimit {
     return permit;
   }
 
+  // Notes a grant's counts for observe().
+  private granted(r: Reservation | number): void {
+    if (typeof r === 'number' || !r.granted) return;
+    if (this.unobserved.push(r.granted) > MAX_UNOBSERVED) this.unobserved.shift();
+  }
+
   private noSlots(method: string): void {
     if (this.maxConcurrent !== Infinity) {
       throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent `
@@ -762,6 +996,15 @@ const QUEUE_LEASE_S = 2;
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
+// The longest header value read: the longest real one, a list of a few IETF
+// policies, is about 100 characters; the bound caps the work on a hostile one.
+const HEADER_MAX_CHARS = 1_000;
+// A reset at or above this many seconds is an epoch time, below it seconds from
+// now: 10^9 s is 31 years, longer than any window, and the epoch passed it in 2001.
+const EPOCH_FLOOR_S = 1e9;
+// This process's grants not yet observed, kept for observe() (see there); past
+// this many, the oldest is forgotten, which only makes an observation count more.
+const MAX_UNOBSERVED = 1_000;
 const OPTION_NAMES = [
   'maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store',
 ];
@@ -1004,7 +1247,8 @@ function takeRate(
   // The plain wait() of one patient limit, with nothing else in the state: the
   // same rule without the general loops, which cost it about 30% (bench/features.ts).
   const only = s.limits.length === 1 ? (s.limits[0] as LimitSettings) : undefined;
-  if (only && !only.greedy && s.maxConcurrent === Infinity && !s.serial && state?.pausedUntil === undefined) {
+  const counted = state?.lanes[0]?.granted !== undefined;
+  if (only && !only.greedy && s.maxConcurrent === Infinity && !s.serial && state?.pausedUntil === undefined && !counted) {
     const c = cost[0] ?? 0;
     const next = state?.lanes[0]?.next;
     const at = c > 0 && next !== undefined && next > now ? next : now;
@@ -1020,11 +1264,14 @@ function takeRate(
     const limit = s.limits[i] as LimitSettings;
     const lane = state?.lanes[i] ?? {};
     const c = cost[i] ?? 0;
-    if (!limit.greedy) lanes.push(c === 0 ? lane : { next: spacedAfter(limit, at, c) });
+    if (!limit.greedy) lanes.push(c === 0 ? lane : { ...lane, next: spacedAfter(limit, at, c) });
     // Even at no cost, runs that have left every window are dropped.
-    else lanes.push(c === 0 && !lane.runs ? lane : { runs: addUnits(limit, lane.runs, at, c, now) });
+    else lanes.push(c === 0 && !lane.runs ? lane : { ...lane, runs: addUnits(limit, lane.runs, at, c, now) });
+    if (counted && c > 0) lanes[i] = { ...lanes[i], granted: (lane.granted ?? 0) + c, caps: liveCaps(lane.caps, now) };
   }
-  return { state: edit(s, state, { lanes }), result: { at, now, cost: cost as number[] } };
+  const result: Reservation = { at, now, cost: cost as number[] };
+  if (counted) result.granted = lanes.map((lane) => lane.granted ?? 0);
+  return { state: edit(s, state, { lanes }), result };
 }
 
 /** The time {@link reserve} would give a call of `cost`, without reserving anything. */
@@ -1035,6 +1282,8 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
     const lane = state?.lanes[i];
     const c = cost[i] ?? 0;
     if (lane && c !== 0) at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
+    // A server's cap, held until its time unless the call fits under it (caps are in order of time).
+    for (const [most, until] of (c !== 0 && lane?.caps) || []) if (until > at && (lane?.granted ?? 0) + c > most) at = until;
   }
   return at;
 }
@@ -1173,11 +1422,13 @@ export function settle(
       return out;
     }
     settled.cost[i] = want;
-    if (limit.greedy) return { runs: addUnits(limit, lane.runs, r.at, want - old, now) };
+    // A server's count grows with the extra; a refund is not taken off it (the server may have counted it).
+    const counted = { ...lane, granted: lane.granted === undefined ? undefined : lane.granted + want - old };
+    if (limit.greedy) return { ...counted, runs: addUnits(limit, lane.runs, r.at, want - old, now) };
     // Still the limit's last reservation: spaced from its slot by the new cost, exactly as reserve() would have (so
     // it can be settled again).
-    if (lane.next === spacedAfter(limit, r.at, old)) return { next: spacedAfter(limit, r.at, want) };
-    return { next: spacedAfter(limit, lane.next ?? r.at, want - old) };
+    if (lane.next === spacedAfter(limit, r.at, old)) return { ...counted, next: spacedAfter(limit, r.at, want) };
+    return { ...counted, next: spacedAfter(limit, lane.next ?? r.at, want - old) };
   });
   return { state: { ...state, lanes }, reservation: settled };
 }
@@ -1193,8 +1444,8 @@ export function release(s: Settings, state: LimitState, r: Reservation, now: num
     const limit = s.limits[i];
     const c = r.cost[i] ?? 0;
     if (!limit || c === 0) return lane;
-    if (!limit.greedy) return { next: Math.max(lane.next ?? now, spacedAfter(limit, now, c)) };
-    return { runs: addUnits(limit, returnUnits(limit, lane, r, i, c).runs, now, c, now) };
+    if (!limit.greedy) return { ...lane, next: Math.max(lane.next ?? now, spacedAfter(limit, now, c)) };
+    return { ...lane, runs: addUnits(limit, returnUnits(limit, lane, r, i, c).runs, now, c, now) };
   });
   return edit(s, state, { slots, lanes });
 }
@@ -1209,6 +1460,40 @@ export function renewSlots(state: LimitState, ids: readonly string[], until: num
 /** Holds every call until at least `now + seconds`. A pause only ever extends. */
 export function pauseState(s: Settings, state: LimitState | undefined, now: number, seconds: number): LimitState {
   return edit(s, state, { pausedUntil: Math.max(state?.pausedUntil ?? -Infinity, now + seconds) });
+}
+
+/**
+ * Keeps what a server said: for each limit counting a unit it reported, at most `remaining` more units until
+ * `now + resetIn`. From then on every limit counts the units granted (`granted`), and the server's word is a cap on
+ * that count: `base` (the count with the call whose response was read) plus `remaining`. A call that would pass a cap
+ * waits until its time. Caps are only ever added, each expiring at its own time, so a response read late or out of
+ * order can never give back what a newer one took away; a cap that another holds to as little for as long is dropped.
+ * Calls counted before `base` are taken as counted by the server, those after as not: a call the server had not yet
+ * seen when it answered is missed (at most the calls in flight), one it had seen is counted twice (fewer calls).
+ */
+export function observeState(
+  s: Settings, state: LimitState | undefined, now: number, limits: readonly ServerLimit[], base?: readonly number[],
+): LimitState {
+  const lanes = s.limits.map((limit, i): Lane => {
+    const lane = state?.lanes[i] ?? {};
+    const granted = lane.granted ?? 0;
+    let caps = liveCaps(lane.caps, now) ?? [];
+    for (const l of limits) {
+      const cap: [number, number] = [Math.min(base?.[i] ?? granted, granted) + l.remaining, now + l.resetIn];
+      if (l.unit !== limit.unit || caps.some(([most, until]) => most <= cap[0] && until >= cap[1])) continue;
+      caps = [...caps.filter(([most, until]) => most < cap[0] || until > cap[1]), cap].sort((a, b) => a[1] - b[1]);
+      // Past MAX_CAPS, the two first become one as tight as the first and as long as the second.
+      if (caps.length > MAX_CAPS) caps.splice(0, 2, [Math.min(caps[0]?.[0] ?? 0, caps[1]?.[0] ?? 0), caps[1]?.[1] ?? now]);
+    }
+    return { ...lane, granted, caps: caps.length ? caps : undefined };
+  });
+  return edit(s, state, { lanes });
+}
+
+// A lane's caps that still hold at `now`; undefined when none do.
+function liveCaps(caps: Lane['caps'], now: number): Lane['caps'] {
+  const out = caps?.filter(([, until]) => until > now);
+  return out?.length ? out : undefined;
 }
 
 /** What {@link RateLimit.status} reports, from a state. */
@@ -1226,7 +1511,10 @@ export function statusOf(
     // By this limit alone: one unit of it, and any pause left out.
     const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
     const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;
-    return { ...limit, used, remaining: Math.max(0, limit.maxCount - used), nextIn };
+    const out: RateLimitStatus['limits'][number] = { ...limit, used, remaining: Math.max(0, limit.maxCount - used), nextIn };
+    const caps = liveCaps(lane?.caps, now)?.map(([most, until]) => ({ remaining: Math.max(0, most - (lane?.granted ?? 0)), resetIn: until - now }));
+    if (caps) out.server = caps.reduce((a, b) => (b.remaining < a.remaining ? b : a));
+    return out;
   });
   const live = (h: Slot) => h.until > now && !(ctx?.isDead(h.holder) ?? false);
   return {
@@ -1264,8 +1552,11 @@ export function parseState(value: unknown): LimitState | undefined {
     typeof l.greedy === 'boolean' && typeof l.unit === 'string';
   const isRun = (run: unknown) =>
     Array.isArray(run) && run.length === 2 && isTime(run[0]) && Number.isSafeInteger(run[1]) && run[1] > 0;
+  const isCap = (cap: unknown) => Array.isArray(cap) && cap.length === 2 && Number.isSafeInteger(cap[0]) && isTime(cap[1]);
   const isLane = (lane: Partial<Lane>) => isObject(lane) && (lane.next === undefined || isTime(lane.next)) &&
-    (lane.runs === undefined || (Array.isArray(lane.runs) && lane.runs.every(isRun)));
+    (lane.runs === undefined || (Array.isArray(lane.runs) && lane.runs.every(isRun))) &&
+    (lane.granted === undefined || Number.isSafeInteger(lane.granted)) &&
+    (lane.caps === undefined || (Array.isArray(lane.caps) && lane.caps.every(isCap)));
   const isSlot = (h: Partial<Slot>) => isObject(h) && typeof h.id === 'string' && typeof h.holder === 'string' &&
     isTime(h.until) && (h.since === undefined || isTime(h.since)) && (h.n === undefined || Number.isSafeInteger(h.n));
   const isSlots = (list: unknown) => list === undefined || (Array.isArray(list) && list.every(isSlot));
@@ -1292,6 +1583,8 @@ export function shiftState(state: LimitState, by: number, now: number): LimitSta
       const moved: Lane = {};
       if (lane.next !== undefined) moved.next = move(lane.next, per);
       if (lane.runs !== undefined) moved.runs = lane.runs.map(([t, n]) => [move(t, per), n]);
+      if (lane.granted !== undefined) moved.granted = lane.granted;
+      if (lane.caps !== undefined) moved.caps = lane.caps.map(([most, t]) => [most, move(t, MAX_DURATION_S)]);
       return moved;
     }),
   };
@@ -1309,7 +1602,8 @@ export function expiresAt(state: LimitState): number {
   let last = state.pausedUntil ?? -Infinity;
   state.lanes.forEach((lane, i) => {
     const lastRun = lane.runs?.[lane.runs.length - 1];
-    last = Math.max(last, lane.next ?? last, lastRun ? lastRun[0] + (state.limits[i]?.per ?? 0) : last);
+    last = Math.max(last, lane.next ?? last, lastRun ? lastRun[0] + (state.limits[i]?.per ?? 0) : last,
+      ...(lane.caps ?? []).map(([, until]) => until));
   });
   for (const h of [...(state.slots ?? []), ...(state.queue ?? [])]) last = Math.max(last, h.until);
   return last + Math.max(...state.limits.map((l) => l.per));
@@ -1412,13 +1706,13 @@ function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservatio
     // going back to its slot frees as much as going back to that `next` would.
     const full = r.cost[i] ?? 0;
     if (lane.next !== spacedAfter(limit, r.at, full)) return lane;
-    return { next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
+    return { ...lane, next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
   }
   const k = lane.runs?.findIndex(([t]) => t === r.at) ?? -1;
   const run = lane.runs?.[k];
   if (!lane.runs || !run) return lane; // gone from the window, or merged into a later run: stays spent
   const runs = lane.runs.map((other, j): [number, number] => (j === k ? [run[0], run[1] - c] : other));
-  return { runs: runs.filter(([, n]) => n > 0) };
+  return { ...lane, runs: runs.filter(([, n]) => n > 0) };
 }
 
 // Where a patient limit's `next` stands after a call of c units at `at`. Always this expression, so a reservation can
@@ -1451,6 +1745,9 @@ const STATE_VERSION = 3;
 // however big the limit; grants closer in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
 // about that much at worst, which errs on the side of fewer calls.
 const MAX_RUNS = 128;
+// Server caps kept per limit. Each newer response mostly replaces the ones before it, so a few are enough for
+// responses read out of order; past this, two merge into a tighter one (see observeState).
+const MAX_CAPS = 8;
 
 // ---------------------------------------------------------------------------
 // 3. Memory store, and the sleeping and checking it needs

@@ -15,7 +15,7 @@
 // counted, at random, so answers arrive late and out of order, carrying what
 // was left when they were counted, as a busy real server's do.
 //
-// Dialects, each as the API sends it (see test/observe/headers.ts for the readers):
+// Dialects, each as the API sends it (readServerReport() in ratelimit.ts reads them):
 //   ietf       RateLimit-Policy and RateLimit ("requests" policy; "tokens" with qu="tokens")
 //   ietf-old   RateLimit-Limit, -Remaining, -Reset (seconds from now, rounded up)
 //   github     x-ratelimit-limit, -remaining, -used, -reset (epoch seconds, rounded up), -resource: core
