@@ -30,11 +30,14 @@ const HELP = `Usage:
   ratelimit-cli.mts --file F [limit] [options] [-- command [args...]]
   ratelimit-cli.mts pause --file F [limit] SECONDS
   ratelimit-cli.mts status --file F [limit]
+  ratelimit-cli.mts observe --file F [limit] < headers.txt
 
 Waits for a slot under the limit kept in F, shared by every process that names
 F, then runs the command and exits with its status. With no command it waits
 and exits 0. 'pause' holds back every caller of F for SECONDS (or until a
-Retry-After HTTP date); 'status' prints F's state as JSON.
+Retry-After HTTP date); 'status' prints F's state as JSON. 'observe' reads the
+headers of an API's answer on stdin (as curl -D writes them) and keeps what
+they say about the API's limit in F for every caller, as limit.observe() does.
 
 Limit (needed the first time; after that it is read back from F):
   --max-count N --per S   N calls per S seconds; S may be 500ms, 30s, 5m, 1h, 1d
@@ -63,7 +66,7 @@ there: npx tsx adds its own start-up, and under cron it cannot ask to install.`;
 class UsageError extends Error {}
 
 interface Args {
-  sub: 'run' | 'pause' | 'status';
+  sub: 'run' | 'pause' | 'status' | 'observe';
   file: string;
   /** The settings, or undefined to read them back from the state. */
   settings?: RateLimitOptions;
@@ -79,7 +82,7 @@ const FLAGS = [
   '--file', '--max-count', '--per', '--limit', '--greedy', '--max-concurrent', '--serial',
   '--max-wait', '--cost', '--verbose', '--quiet', '--help',
 ] as const;
-const SUBCOMMANDS = ['pause', 'status'] as const;
+const SUBCOMMANDS = ['pause', 'status', 'observe'] as const;
 
 const DURATION = /^(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?$/;
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
@@ -131,7 +134,7 @@ function editDistance(a: string, b: string): number {
 function parse(argv: string[], retryAfter: Library['retryAfter']): Args {
   let i = 0;
   let sub: Args['sub'] = 'run';
-  if (argv[0] === 'pause' || argv[0] === 'status') { sub = argv[0]; i = 1; }
+  if (SUBCOMMANDS.some((known) => known === argv[0])) { sub = argv[0] as Args['sub']; i = 1; }
   let file: string | undefined;
   let maxCount: number | undefined;
   let per: number | undefined;
@@ -242,6 +245,25 @@ function parse(argv: string[], retryAfter: Library['retryAfter']): Args {
     throw new UsageError(`${which} needs the limit too: --max-count and --per, or --limit`);
   }
   return args;
+}
+
+// The most of stdin that observe reads: a response's headers are a few KB; curl -D after redirects, a few times that.
+const MAX_HEADERS_CHARS = 1_000_000;
+
+// The status and headers of the last response in what curl -D (or -i) wrote: one block per response, after
+// redirects or a 100 Continue, each starting with its status line. Without a status line, every line is a header.
+function headerBlock(text: string): { status?: number; headers: Record<string, string[]> } {
+  const lines = text.replace(/\r/g, '').split('\n');
+  const starts = lines.flatMap((line, k) => (/^HTTP\/[\d.]+ \d{3}/.test(line) ? [k] : []));
+  const from = starts.length ? (starts[starts.length - 1] as number) : 0;
+  const headers: Record<string, string[]> = {};
+  for (const line of lines.slice(from)) {
+    if (line.trim() === '' && starts.length) break; // the end of the headers; a body may follow (curl -i)
+    const m = /^([!#$%&'*+.^_`|~\w-]+):[ \t]*(.*)$/.exec(line);
+    if (m) (headers[(m[1] as string).toLowerCase()] ??= []).push((m[2] as string).trim());
+  }
+  const status = /^HTTP\/[\d.]+ (\d{3})/.exec(lines[from] ?? '')?.[1];
+  return status ? { status: Number(status), headers } : { headers };
 }
 
 // Seconds such as 30 or 5m, or a Retry-After value as the API sent it.
@@ -387,6 +409,18 @@ async function main(argv: string[]): Promise<void> {
     }
     if (args.sub === 'status') {
       process.stdout.write(`${JSON.stringify(await limit.status(), null, 2)}\n`);
+      return finish(0);
+    }
+    if (args.sub === 'observe') {
+      if (process.stdin.isTTY) throw new UsageError('observe reads the headers on stdin: observe --file F < headers.txt');
+      let text = '';
+      for await (const chunk of process.stdin) {
+        text += chunk;
+        if (text.length > MAX_HEADERS_CHARS) throw new UsageError(`observe reads at most ${MAX_HEADERS_CHARS} characters`);
+      }
+      if (text.trim() === '') throw new UsageError('observe read nothing on stdin: observe --file F < headers.txt');
+      const report = await limit.observe(headerBlock(text));
+      if (!quiet) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       return finish(0);
     }
     const counted = limit.limits.map((l) => l.unit);

@@ -340,6 +340,33 @@ test('cli: status prints the state as JSON; settings are read back from the stat
   }
 });
 
+test('cli: observe reads the headers curl -D wrote and keeps the server\'s word in the state for every caller', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const f = join(dir, 'state.json');
+    const reset = Math.floor(Date.now() / 1000) + 600;
+    // A redirect and then the answer, as curl -L -D writes them: only the last answer's headers count.
+    writeFileSync(join(dir, 'headers.txt'), 'HTTP/1.1 301 Moved Permanently\r\nx-ratelimit-remaining: 0\r\n\r\n'
+      + `HTTP/2 200\r\nx-ratelimit-limit: 60\r\nx-ratelimit-remaining: 2\r\nx-ratelimit-reset: ${reset}\r\n\r\n`);
+    writeFileSync(join(dir, '429.txt'), 'HTTP/1.1 429 Too Many Requests\r\nretry-after: 120\r\nx-ratelimit-remaining: -1\r\n\r\n');
+    const [F, H] = [quote(f), quote(join(dir, 'headers.txt'))];
+    const r = await shell(`rl observe --file ${F} --max-count 100 --per 1 < ${H} && rl --file ${F} && rl --file ${F} `
+      + `&& rl --file ${F} --max-wait 5; echo "third: $?"; rl status --file ${F}`);
+    assert.match(r.stdout, /"remaining": 2,/, r.stderr);
+    assert.match(r.stdout, /third: 75/, 'two calls fit under the server\'s 2 left; the third would wait 10 minutes');
+    const status = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{\n  "limits"'))) as RateLimitStatus;
+    assert.equal(status.limits[0]?.server?.remaining, 0);
+    assert.ok((status.limits[0]?.server?.resetIn ?? 0) > 590, JSON.stringify(status.limits[0]?.server));
+    const paused = await shell(`rl observe --file ${F} < ${quote(join(dir, '429.txt'))}; echo "rc $?"; rl status --file ${F}`);
+    assert.match(paused.stdout, /rc 0/);
+    assert.match(paused.stderr, /ignored x-ratelimit-remaining: "-1"/);
+    assert.ok((JSON.parse(paused.stdout.slice(paused.stdout.lastIndexOf('{\n  "limits"'))) as RateLimitStatus).pausedFor > 100);
+    assert.equal((await cli(['observe', '--file', f])).code, 64, 'an empty stdin (here /dev/null) holds no headers');
+  } finally {
+    cleanup();
+  }
+});
+
 test('cli: --max-concurrent holds the slot while the command runs', async () => {
   const { dir, cleanup } = tempDir();
   try {
