@@ -341,7 +341,7 @@ export interface ServerLimit {
 /** What the headers of one response say about the rate limit (see {@link readServerReport}). */
 export interface ServerReport {
   limits: ServerLimit[];
-  /** Seconds to hold every call: `Retry-After` on a 429 or 503 (or without a status), or Discord's global limit. */
+  /** Seconds to hold every call: `Retry-After` on an error (429, 503, 403) or with no status; Discord's global limit. */
   pause?: number;
   /** The headers that were there but not trusted, each with why. */
   ignored: string[];
@@ -351,9 +351,9 @@ export interface ServerReport {
  * Reads the rate-limit headers of a fetch `Response`, a `Headers`, a plain object (any case) or `{ status, headers }`:
  * the IETF draft's `RateLimit` with `RateLimit-Policy` (or, without them, the older `RateLimit-Limit`, `-Remaining`,
  * `-Reset`), GitHub's and Discord's `x-ratelimit-*`, OpenAI's `x-ratelimit-*-requests` and `-tokens`, Anthropic's
- * `anthropic-ratelimit-*`, and `Retry-After`. `now` is the wall clock in ms, for absolute resets. Throws only for
- * what holds no headers. Nothing is trusted blindly: a value that is not a plain count or time, or a `remaining`
- * above its limit, is left out and named in `ignored`; a reset or pause over a day is held to a day, and said.
+ * `anthropic-ratelimit-*`, and `Retry-After` on an error. `now` is the wall clock in ms, for absolute resets. Throws
+ * only for what holds no headers. Nothing is trusted blindly: a value that is not a plain count or time, or a
+ * `remaining` above its limit, is left out and named in `ignored`; a reset or pause over a day is held to a day.
  */
 export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
   const out: ServerReport = { limits: [], ignored: [] };
@@ -442,8 +442,8 @@ export function readServerReport(response: unknown, now: number = Date.now()): S
   // Discord's global limit holds every route: its 429 says how long in Retry-After, or else the reset is all there is.
   if (discord && get('x-ratelimit-global')?.toLowerCase() === 'true' && (status ?? 429) === 429 &&
     get('retry-after') === undefined && resetIn !== undefined) out.pause = resetIn;
-  // Retry-After means "back off" only on a 429 or a 503 (on a redirect it does not).
-  const pause = status === undefined || status === 429 || status === 503 ? read('retry-after', 'retry') : undefined;
+  // Retry-After means "back off" on an error: a 429, a 503, GitHub's 403 (on a redirect, it does not).
+  const pause = status === undefined || status >= 400 ? read('retry-after', 'retry') : undefined;
   if (pause !== undefined) out.pause = Math.max(out.pause ?? 0, pause);
   return out;
 }

@@ -163,6 +163,7 @@ describe('Retry-After', () => {
     ['without a status', undefined, '7', 7],
     ['on a redirect it is not a pause', 301, '7', undefined],
     ['on a 200 it is not a pause', 200, '7', undefined],
+    ["on a 403 (GitHub's secondary limit) it is a pause", 403, '60', 60],
     ['negative: ignored', 429, '-5', undefined, /retry-after: "-5" is neither seconds nor an HTTP date/],
     ['garbage: ignored', 429, 'soon', undefined, /retry-after: "soon"/],
     ['a week: held to a day, and said', 429, String(7 * 86400), 86400,

@@ -263,14 +263,16 @@ function runInvocation(inv: Invocation, dir: string, files: Map<string, string>)
     if (!files.has(given)) files.set(given, join(dir, `state-${files.size}.json`));
     args[at + 1] = files.get(given)!;
   }
-  const sub = args[0] === 'pause' || args[0] === 'status' ? args[0] : 'run';
+  const sub = ['pause', 'status', 'observe'].includes(args[0] ?? '') ? args[0] : 'run';
   if (sub === 'run') args.push('--max-wait', '0');
   if (inv.hasCommand) args.push('--', 'true');
   const [bin, ...pre] = runtimeCommand(join(ROOT, CLI));
-  const r = spawnSync(bin!, [...pre, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  // observe reads an answer's headers on stdin: a GitHub-style one stands in for the file the example names.
+  const input = sub === 'observe' ? 'HTTP/1.1 200 OK\r\nx-ratelimit-remaining: 5\r\nx-ratelimit-reset: 60\r\n\r\n' : '';
+  const r = spawnSync(bin!, [...pre, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000, input });
   const ok = r.status === 0 || (sub === 'run' && r.status === 75);
   if (!ok) return `"${inv.line}": exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim()}`;
-  if (sub === 'status') {
+  if (sub === 'status' || (sub === 'observe' && !args.includes('--quiet'))) {
     try { JSON.parse(r.stdout); } catch { return `"${inv.line}": status printed no JSON: ${r.stdout}`; }
   }
   return '';
