@@ -1649,56 +1649,47 @@ function show(value: unknown): string {
 
 // ===========================================================================
 // BEGIN FILE STORE
-// 4. File store: from here to END FILE STORE, in this order, each part calling
-//    only the parts after it: the store and its one retry loop; the files on
-//    disk (the lock's names, owner records, the state file); liveness (whether
-//    a lock's holder is proven gone); the clock that processes share. For a
-//    memory-only copy, delete this region (see the header).
+// 4. File store: from here to END FILE STORE, in this order, each part calling only the parts after it: the store
+//    and its one retry loop; the files on disk (the lock's names, owner records, the state file); liveness (whether
+//    a lock's holder is proven gone); the clock that processes share. For a memory-only copy, delete this region
+//    (see the header).
 // ===========================================================================
 
 // The file store's tuning, each with what it trades.
-// A lock is held for tens of µs: a waiter retries on the spot (blocking) for
-// SPIN_MS, then on timers, pausing from 20 µs doubling to MAX_BACKOFF_MS,
-// jittered (shorter reacts sooner, longer costs less). A pause under
-// BUSY_SPIN_MS watches the lock instead: waking from a sleep costs more.
+// A lock is held for tens of µs: a waiter retries on the spot (blocking) for SPIN_MS, then on timers, pausing from
+// 20 µs doubling to MAX_BACKOFF_MS, jittered (shorter reacts sooner, longer costs less). A pause under BUSY_SPIN_MS
+// watches the lock instead: waking from a sleep costs more.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 const BUSY_SPIN_MS = 0.1;
-// How often a waiter checks whether the lock's holder died: a read costs
-// about 10 µs; a crash stalls the others a few ms.
+// How often a waiter checks whether the lock's holder died: a read costs about 10 µs; a crash stalls the others
+// a few ms.
 const INSPECT_EVERY_MS = 2;
-// Tries past the timeout after a lock was broken: a slow break must not end
-// a call that would now get the lock.
+// Tries past the timeout after a lock was broken: a slow break must not end a call that would now get the lock.
 const GRACE_TRIES = 3;
-// A break takes well under a millisecond; a break lock older than this has a
-// paused or dead breaker, and is taken from it.
+// A break takes well under a millisecond; a break lock older than this has a paused or dead breaker, and is taken.
 const BREAK_LEASE_S = 1;
-// A state file this much longer than the state is cut back (ftruncate makes
-// ext4 flush); a smaller excess is padded with spaces.
+// A state file this much longer than the state is cut back (ftruncate makes ext4 flush); less is padded with spaces.
 const SHRINK_SLACK_BYTES = 4096;
-// The most of a state file ever read: a greedy limit at its most (128 runs)
-// takes 3.1 KB, a slot or queued waiter 230 bytes, so 4 MiB holds a dozen
-// limits and 18,000 slots and waiters. A larger file is never read (readState).
+// The most of a state file ever read: a greedy limit at its most (128 runs) takes 3.1 KB, a slot or queued waiter
+// 230 bytes, so 4 MiB holds a dozen limits and 18,000 slots and waiters. A larger file is never read (readState).
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
-// The most of an owner record (about 300 bytes) or a /proc file (status,
-// about 1.5 KB) ever read.
+// The most of an owner record (about 300 bytes) or a /proc file (status, about 1.5 KB) ever read.
 const MAX_SMALL_BYTES = 4096;
-// State files kept open per thread: reopening costs about 10 µs; keeping all
-// open would run a process with thousands of limiters out of descriptors.
+// State files kept open per thread: reopening costs about 10 µs; keeping all open would run a process with
+// thousands of limiters out of descriptors.
 const MAX_OPEN_STATES = 32;
-// Lock sightings and namespace scans remembered: bounded memory, at the cost
-// of judging one afresh.
+// Lock sightings and namespace scans remembered: bounded memory, at the cost of judging one afresh.
 const MAX_REMEMBERED = 100;
-// A scan of /proc for a holder in another pid namespace costs about 5 ms
-// (80 processes): a holder killed there is found dead within this long.
+// A scan of /proc for a holder in another pid namespace costs about 5 ms (80 processes): a holder killed there is
+// found dead within this long.
 const NAMESPACE_SCAN_EVERY_MS = 100;
-// A state carried over from another clock by the wall clock errs late by
-// WALL_MARGIN_S (Date.now()'s millisecond steps); a write "in our future" by
-// less than CLOCKS_AGREE_S is jitter of one clock.
+// A state carried over from another clock by the wall clock errs late by WALL_MARGIN_S (Date.now()'s millisecond
+// steps); a write "in our future" by less than CLOCKS_AGREE_S is jitter of one clock.
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-// Lining a local clock up with /proc/uptime: a narrower target costs more
-// polling at start-up, up to CALIBRATION_MAX_MS on a busy machine.
+// Lining a local clock up with /proc/uptime: a narrower target costs more polling at start-up, up to
+// CALIBRATION_MAX_MS on a busy machine.
 const CALIBRATION_TARGET_MS = 0.1;
 const CALIBRATION_MAX_MS = 500;
 
@@ -1713,16 +1704,15 @@ export interface FileStoreOptions {
   clock?: SharedClock | undefined;
 }
 
-// One try at the lock: the result; busy; lost (held past our lease, the state
-// may have moved on: start over); or worth another try at once.
+// One try at the lock: the result; busy; lost (held past our lease, the state may have moved on: start over); or
+// worth another try at once.
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
- * Keeps the state in a JSON file shared by every process that names it (the
- * files beside it: docs/guarantees.md). A holder uses the state only if it
- * opened and wrote it within staleAfter/2 of its owner record's time (its
- * lease); a lock is broken when its holder is proven dead, or once it is
- * staleAfter old. breakLock says why nobody paused at any instant undoes anything.
+ * Keeps the state in a JSON file shared by every process that names it (the files beside it:
+ * docs/guarantees.md). A holder uses the state only if it opened and wrote it within staleAfter/2 of its owner
+ * record's time (its lease); a lock is broken when its holder is proven dead, or once it is staleAfter old.
+ * breakLock says why nobody paused at any instant undoes anything.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1738,15 +1728,13 @@ export class FileStore implements RateLimitStore {
   private readonly staleAfterS: number;
   private readonly givenClock: SharedClock | undefined;
   private owner: OwnerFile | undefined;
-  // The last state read or written: the fallback if the file is deleted or
-  // corrupted under us.
+  // The last state read or written: the fallback if the file is deleted or corrupted under us.
   private last?: LimitState;
   private seenFile = false;
-  // The bytes last written and their state: while the file holds these, they
-  // need not be parsed and checked again.
+  // The bytes last written and their state: while the file holds these, they need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
-  // First sighting, on our clock, of each lock (by inode and text): a lower
-  // bound of its age that needs no trust in its record.
+  // First sighting, on our clock, of each lock (by inode and text): a lower bound of its age that needs no trust in
+  // its record.
   private readonly firstSeen = new Map<string, number>();
 
   constructor(file: string, options: FileStoreOptions = {}) {
@@ -1793,16 +1781,16 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // The one retry loop: each step tries the lock once and yields the pause
-  // before the next. Throws once the lock was busy longer than the call may wait.
+  // The one retry loop: each step tries the lock once and yields the pause before the next. Throws once the lock
+  // was busy longer than the call may wait.
   private *tries<T>(tx: Transaction<T>, timeoutS = Infinity): Generator<number, T> {
     const startedMs = monoMs();
     let inspectedMs = startedMs;
     let busyTries = 0;
     let graceTries = 0;
     for (;;) {
-      // A retry first lstats the lock, which takes no kernel lock: a failed
-      // link() takes the directory's lock, which the holder's unlink() needs.
+      // A retry first lstats the lock, which takes no kernel lock: a failed link() takes the directory's lock,
+      // which the holder's unlink() needs.
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
       if (a === 'lost') { this.locksLost++; yield 0; continue; }
@@ -1825,8 +1813,8 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Blocks the thread between tries. A short pause watches the lock and ends
-  // when it is gone: a sleep under the kernel's timer slack (50 µs) oversleeps.
+  // Blocks the thread between tries. A short pause watches the lock and ends when it is gone: a sleep under the
+  // kernel's timer slack (50 µs) oversleeps.
   private pauseSync(ms: number): void {
     const until = monoMs() + ms;
     if (ms >= BUSY_SPIN_MS) { sleepSyncUntil(until); return; }
@@ -1850,28 +1838,22 @@ export class FileStore implements RateLimitStore {
     const clock = this.clock;
     const owner = this.ownerFile();
     const leaseStartS = stampOwner(owner, clock);
-    try {
-      linkSync(ownerPath(this.path, owner), this.lockPath);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') return 'busy';
-      if (code !== 'ENOENT' || exists(ownerPath(this.path, owner))) {
-        throw fileError(error, 'create the lock', this.lockPath);
-      }
-      dropOwner(owner); // our owner file's name vanished (someone cleaned the directory): make a new one
-      return 'again';
-    }
+    const own = ownerPath(this.path, owner);
+    // ENOENT with our owner file's name gone: someone cleaned the directory; make a new one.
+    const failed = fsTry('create the lock', this.lockPath, () => linkSync(own, this.lockPath),
+      (code) => code === 'EEXIST' || (code === 'ENOENT' && !exists(own)));
+    if (failed === 'EEXIST') return 'busy';
+    if (failed) { dropOwner(owner); return 'again'; }
     let attempt: Attempt<T> = 'lost';
     owner.holding = true;
     try {
       attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      // Remove the lock if it is still ours (readModifyWrite checked it for a
-      // result) within our lease. Past it, leave the lock to a breaker and drop
-      // our owner file, whose record would make the lock look fresh. A holder
-      // stopped between the clock reading and the unlink could remove a
-      // successor's lock: a window of a few hundred ns with no system call.
+      // Remove the lock if it is still ours (readModifyWrite checked it for a result) within our lease. Past it,
+      // leave the lock to a breaker and drop our owner file, whose record would make the lock look fresh. A holder
+      // stopped between the clock reading and the unlink could remove a successor's lock: a window of a few hundred
+      // ns with no system call.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
         if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
@@ -1885,23 +1867,17 @@ export class FileStore implements RateLimitStore {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
-  // Breaks the lock if its holder is proven dead or it is stale; true if the
-  // lock may now be free. Why a breaker paused at any instant cannot roll the
-  // state back or remove a lock it did not judge:
-  // 1. It holds `<file>.lock.break` (a link of its owner file, whose record
-  //    names its temp file T) for every step below.
-  // 2. It copies the state into T (made with O_EXCL under a random name) and
-  //    renames T over the state. Whoever takes a break lock away first unlinks
-  //    the T its record names, so a breaker that lost its break lock can no
-  //    longer rename anything into place (ENOENT). While it holds the break
-  //    lock nobody else breaks the lock, so only the stale holder may write
-  //    the state meanwhile, and its lease is over: it discards what it did.
-  // 3. It takes the stale lock away by renaming it to a private name, and if
-  //    that is not the inode it judged (it came back after another breaker and
-  //    a new holder), links it back for that holder.
-  // A holder that is only paused does no harm either: its descriptor was
-  // opened within its lease, and the state was moved to a new inode before
-  // its lock was taken.
+  // Breaks the lock if its holder is proven dead or it is stale; true if the lock may now be free. Why a breaker
+  // paused at any instant cannot roll the state back or remove a lock it did not judge:
+  // 1. It holds `<file>.lock.break` (a link of its owner file, whose record names its temp file T) for every step.
+  // 2. It copies the state into T (made with O_EXCL under a random name) and renames T over the state. Whoever
+  //    takes a break lock away first unlinks the T its record names, so a breaker that lost its break lock can no
+  //    longer rename anything into place (ENOENT). While it holds the break lock nobody else breaks the lock, so
+  //    only the stale holder may write the state meanwhile, and its lease is over: it discards what it did.
+  // 3. It takes the stale lock away by renaming it to a private name, and if that is not the inode it judged (it
+  //    came back after another breaker and a new holder), links it back for that holder.
+  // A holder that is only paused does no harm either: its descriptor was opened within its lease, and the state
+  // was moved to a new inode before its lock was taken.
   private breakLock(): boolean {
     const seen = readRecord(this.lockPath);
     if (!seen) return true;
@@ -1910,32 +1886,22 @@ export class FileStore implements RateLimitStore {
       throw new RateLimitStoreError(`ratelimit: ${this.name} ${why}`, this.path);
     }
     const clock = this.clock;
-    const dead = seen.record !== undefined && holderIsDead(seen.record);
+    const dead = provenDead(seen);
     const ageS = this.ageS(seen, clock);
     if (!dead && ageS <= this.staleAfterS) return false;
-    // Only a dead holder cannot write again: otherwise move the state aside.
-    let temp: { path: string; fd: number } | undefined;
-    if (!dead) {
-      const path = `${this.path}.renew-${randomHex(8)}`;
-      try {
-        temp = { path, fd: createExclusive(path) };
-      } catch (error) {
-        throw fileError(error, 'create a temp file for the state', path);
-      }
-    }
+    // Only a dead holder cannot write again: otherwise move the state aside, through a temp file.
+    const tempPath = `${this.path}.renew-${randomHex(8)}`;
+    const temp = dead ? undefined
+      : { path: tempPath, fd: createExclusive(tempPath, 'create a temp file for the state') };
     const owner = this.ownerFile();
     try {
       const breakStartS = stampOwner(owner, clock, temp && basename(temp.path));
-      try {
-        linkSync(ownerPath(this.path, owner), this.breakPath);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
+      const own = ownerPath(this.path, owner);
+      if (fsTry('create the break lock', this.breakPath, () => linkSync(own, this.breakPath), (c) => c === 'EEXIST')) {
         // Taken: take it from a breaker dead or past its lease (disarming its rename).
         const breaker = readRecord(this.breakPath);
-        if (!breaker) return true;
-        const dead = breaker.record !== undefined && holderIsDead(breaker.record);
-        return (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) && this.removeLockFile(this.breakPath, breaker.ino);
+        return !breaker || ((provenDead(breaker) || this.ageS(breaker, clock) > BREAK_LEASE_S) &&
+          this.removeLockFile(this.breakPath, breaker.ino));
       }
       try {
         const now = readRecord(this.lockPath);
@@ -1946,7 +1912,7 @@ export class FileStore implements RateLimitStore {
         if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
         this.locksBroken++;
         const rec = seen.record;
-        if (dead && rec) removeOwnerNames(ownerNamesIn(this.dir).get(rec.token) ?? []);
+        if (dead && rec) sweepOwners(this.dir, rec.token);
         else {
           const age = `${ageS.toFixed(1)} s`;
           const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
@@ -1966,26 +1932,17 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Removes the lock or break lock at `path` if it is the inode `ino`, by way
-  // of a private name; a break lock first loses its breaker's temp file.
+  // Removes the lock or break lock at `path` if it is the inode `ino`, by way of a private name; a break lock
+  // first loses its breaker's temp file.
   private removeLockFile(path: string, ino: number): boolean {
     const aside = `${path}.gone-${randomHex(8)}`;
-    try {
-      renameSync(path, aside);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw fileError(error, 'remove', path);
-    }
+    if (fsTry('remove', path, () => renameSync(path, aside), (code) => code === 'ENOENT')) return false;
     const got = readRecord(aside);
     if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(this.dir, basename(got.record.renew)));
-    if (got?.ino !== ino && path !== this.breakPath) {
-      // Not the lock we judged: put it back for its holder.
-      try {
-        linkSync(aside, path);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'restore the lock', path);
-        warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path}; could not put it back`);
-      }
+    // Not the lock we judged: put it back for its holder.
+    if (got?.ino !== ino && path !== this.breakPath &&
+      fsTry('restore the lock', path, () => linkSync(aside, path), (code) => code === 'EEXIST')) {
+      warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path}; could not put it back`);
     }
     unlinkIfThere(aside);
     return got?.ino === ino;
@@ -2002,25 +1959,23 @@ export class FileStore implements RateLimitStore {
     return rec && rec.clock === clock.tag ? Math.max(now - rec.time, now - first) : now - first;
   }
 
-  // Copies the state into `temp` (keeping owner, group and mode) and renames it
-  // over the state, so a paused holder's late write lands unseen in the old
-  // inode. False if our break lock was taken meanwhile (nothing renamed).
+  // Copies the state into `temp` (keeping owner, group and mode) and renames it over the state, so a paused
+  // holder's late write lands unseen in the old inode. False if our break lock was taken meanwhile (nothing renamed).
   private moveStateAside(temp: { path: string; fd: number }): boolean {
     let file: { bytes: Buffer; st: FileStat };
     try {
       file = readBounded(this.path, MAX_STATE_BYTES);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
       // No state to protect (a link or an odd file is replaced or reported at the next open).
-      if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTREG' || code === 'ENXIO') return true;
+      if (['ENOENT', 'ELOOP', 'ENOTREG', 'ENXIO'].includes(codeOf(error) ?? '')) return true;
       throw fileError(error, 'read the state file', this.path);
     }
     const { bytes, st } = file;
     // An oversized state is copied as a hole of its size: it counts the same (readState).
     if (st.size > MAX_STATE_BYTES) ftruncateSync(temp.fd, st.size);
     else writeAll(temp.fd, bytes, 0, temp.path);
-    // The owner where we may (root; anyone for a group they are in). Only when
-    // needed: Node's permission model refuses fchmod and fchown outright.
+    // The owner where we may (root; anyone for a group they are in). Only when needed: Node's permission model
+    // refuses fchmod and fchown outright.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
       try { fchownSync(temp.fd, st.uid, st.gid); } catch {
@@ -2029,13 +1984,7 @@ export class FileStore implements RateLimitStore {
     }
     closeSync(temp.fd);
     temp.fd = -1;
-    try {
-      renameSync(temp.path, this.path);
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw fileError(error, 'replace the state file', this.path);
-    }
+    return !fsTry('replace the state file', this.path, () => renameSync(temp.path, this.path), (c) => c === 'ENOENT');
   }
 
   private ownerFile(): OwnerFile {
@@ -2045,15 +1994,14 @@ export class FileStore implements RateLimitStore {
 
   // --- the state ------------------------------------------------------------
 
-  // Under the lock: one lstat and one read of the state, the transaction, one
-  // write, and one lstat to see that the lock is still ours.
+  // Under the lock: one lstat and one read of the state, the transaction, one write, and one lstat to see that
+  // the lock is still ours.
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile):
     Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
-    // Past our lease on opening, a breaker may have moved the state: stop.
-    // The wall clock is read just before `now` (to place a state from another
-    // clock) and just after (to record): a pause between them only places a
+    // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before
+    // `now` (to place a state from another clock) and just after (to record): a pause between them only places a
     // state later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
@@ -2076,9 +2024,8 @@ export class FileStore implements RateLimitStore {
     return { result };
   }
 
-  // The state in the file, on our clock. A missing, empty, oversized (never
-  // read; the next write cuts it back) or unparsable state falls back to the
-  // last one this process knew, with a warning where something was lost.
+  // The state in the file, on our clock. A missing, empty, oversized (never read; the next write cuts it back)
+  // or unparsable state falls back to the last one this process knew, with a warning where something was lost.
   private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
     LimitState | undefined {
     if (sizeBytes > MAX_STATE_BYTES) {
@@ -2104,9 +2051,8 @@ export class FileStore implements RateLimitStore {
   }
 }
 
-// Who we are to the core (for concurrency slots), and the proof of death for
-// other holders. Each holder is judged once per transaction (a judgment reads
-// /proc, and all of a process's waiters share one holder).
+// Who we are to the core (for concurrency slots), and the proof of death for other holders. Each holder is judged
+// once per transaction (a judgment reads /proc, and all of a process's waiters share one holder).
 const verdicts = new Map<string, boolean>();
 let threadContext: TxContext | undefined;
 function txContext(): TxContext {
@@ -2133,15 +2079,14 @@ function parseJson(text: string): unknown {
 
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
 
-// Reads a lock, a break lock or an owner file: undefined if it does not exist;
-// anything but a regular file is an error. One we may not read has no record:
-// its holder cannot be judged, so it is broken only when stale.
+// Reads a lock, a break lock or an owner file: undefined if it does not exist; anything but a regular file is an
+// error. One we may not read has no record: its holder cannot be judged, so it is broken only when stale.
 function readRecord(path: string): LockFile | undefined {
   let file: { bytes: Buffer; st: FileStat };
   try {
     file = readBounded(path, MAX_SMALL_BYTES);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = codeOf(error);
     const st = code === 'ENOENT' ? undefined : lstatSync(path, { throwIfNoEntry: false });
     if (!st) return undefined;
     if (!st.isFile()) {
@@ -2157,13 +2102,14 @@ function readRecord(path: string): LockFile | undefined {
   return { ino: file.st.ino, text, record: parseOwnerRecord(text) };
 }
 
+// Whether a lock's record names a holder proven gone (no record: cannot judge).
+const provenDead = (lock: LockFile | undefined): boolean => lock?.record !== undefined && holderIsDead(lock.record);
+
 /**
- * An owner record: who holds a lock (`<file>.lock` and the owner files hold
- * it). `tid` is the Linux thread id, `start`/`tstart` the process's and
- * thread's start times (clock ticks since boot, less any time namespace
- * offset), `ns` the pid namespace, `boot` the boot id. A field that could not
- * be read is empty: the holder cannot be judged, never dead. `renew` names a
- * breaker's temp file.
+ * An owner record: who holds a lock (`<file>.lock` and the owner files hold it). `tid` is the Linux thread id,
+ * `start`/`tstart` the process's and thread's start times (clock ticks since boot, less any time namespace
+ * offset), `ns` the pid namespace, `boot` the boot id. A field that could not be read is empty: the holder cannot
+ * be judged, never dead. `renew` names a breaker's temp file.
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
@@ -2194,9 +2140,8 @@ function isHolder(r: unknown): r is Holder {
     (h.tstart === undefined || typeof h.tstart === 'string');
 }
 
-// One owner file per thread and directory: one descriptor, and one name
-// `<file>.owner-<token>` (a hard link) per state file in use. A thread's holds
-// never overlap, so they share the inode; `seq` tells them apart.
+// One owner file per thread and directory: one descriptor, and one name `<file>.owner-<token>` (a hard link) per
+// state file in use. A thread's holds never overlap, so they share the inode; `seq` tells them apart.
 interface OwnerFile {
   dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
   names: Set<string>; dropped: boolean; holding: boolean;
@@ -2206,63 +2151,47 @@ const sweptDirs = new Set<string>();
 let exitHooked = false;
 
 const ownerPath = (statePath: string, owner: { record: OwnerRecord }) => `${statePath}.owner-${owner.record.token}`;
+// A name of the owner file (it has one while it is in use).
+const anyName = (owner: OwnerFile): string => owner.names.values().next().value ?? owner.dir;
 
 function acquireOwner(dir: string, statePath: string): OwnerFile {
-  let owner = ownerFiles.get(dir);
-  if (!owner) {
-    const token = randomHex(8);
-    const record: OwnerRecord = { ...identity().holder, token, seq: 0, clock: '', time: 0 };
-    const path = ownerPath(statePath, { record });
-    let fd: number;
-    try {
-      fd = createExclusive(path);
-    } catch (error) {
-      throw fileError(error, 'create this process\'s lock record (made beside the state file)', path);
-    }
-    const ino = fstatSync(fd).ino;
-    owner = { dir, fd, ino, record, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
-    ownerFiles.set(dir, owner);
-    if (!exitHooked) {
-      exitHooked = true;
-      process.once('exit', () => { for (const o of ownerFiles.values()) removeOwnerNames(o.names); });
-    }
-    try {
-      stampOwner(owner, { tag: 'none', now: () => 0 }); // fails now, not at the first lock, on a full disk
-    } catch (error) {
-      dropOwner(owner);
-      throw error;
-    }
-    if (!sweptDirs.has(dir)) { sweptDirs.add(dir); sweepOwners(dir); }
-    return owner;
+  const doing = 'create this process\'s lock record (made beside the state file)';
+  const known = ownerFiles.get(dir);
+  if (known) {
+    const name = ownerPath(statePath, known);
+    if (known.names.has(name)) return known;
+    const failed = fsTry(doing, name, () => linkSync(anyName(known), name),
+      (code) => code === 'ENOENT' || (code === 'EEXIST' && lstatSync(name).ino === known.ino));
+    if (failed === 'ENOENT') { dropOwner(known); return acquireOwner(dir, statePath); }
+    known.names.add(name);
+    return known;
   }
-  const name = ownerPath(statePath, owner);
-  if (!owner.names.has(name)) {
-    try {
-      linkSync(firstName(owner), name);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') { dropOwner(owner); return acquireOwner(dir, statePath); }
-      if (code !== 'EEXIST' || lstatSync(name).ino !== owner.ino) {
-        throw fileError(error, 'create this process\'s lock record (made beside the state file)', name);
-      }
-    }
-    owner.names.add(name);
+  const record: OwnerRecord = { ...identity().holder, token: randomHex(8), seq: 0, clock: '', time: 0 };
+  const path = ownerPath(statePath, { record });
+  const fd = createExclusive(path, doing);
+  const owner = { dir, fd, ino: fstatSync(fd).ino, record, sizeBytes: 0, names: new Set([path]), dropped: false,
+    holding: false };
+  ownerFiles.set(dir, owner);
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once('exit', () => { for (const o of ownerFiles.values()) removeOwnerNames(o.names); });
   }
+  try {
+    stampOwner(owner, { tag: 'none', now: () => 0 }); // fails now, not at the first lock, on a full disk
+  } catch (error) {
+    dropOwner(owner);
+    throw error;
+  }
+  if (!sweptDirs.has(dir)) { sweptDirs.add(dir); sweepOwners(dir); }
   return owner;
-}
-
-function firstName(owner: OwnerFile): string {
-  for (const name of owner.names) return name;
-  return owner.dir;
 }
 
 // A store is closed: remove its name; the last one closes the descriptor.
 function releaseOwner(owner: OwnerFile, statePath: string): void {
   const name = ownerPath(statePath, owner);
   if (!owner.names.has(name) || owner.dropped) return;
-  if (owner.names.size === 1) { dropOwner(owner); return; }
-  owner.names.delete(name);
-  removeOwnerNames([name]);
+  if (owner.names.size === 1) dropOwner(owner);
+  else { owner.names.delete(name); removeOwnerNames([name]); }
 }
 
 // Removes an owner file's names and closes it; a lock still linked to it keeps the inode.
@@ -2274,37 +2203,33 @@ function dropOwner(owner: OwnerFile): void {
   removeOwnerNames(owner.names);
 }
 
-// The one way owner-file names are removed, ours or a dead holder's. One we
-// may not remove (another user's, in a sticky directory) is left as litter.
+// The one way owner-file names are removed, ours or a dead holder's. One we may not remove (another user's, in a
+// sticky directory) is left as litter.
 function removeOwnerNames(names: Iterable<string>): void {
   for (const name of names) { try { unlinkSync(name); } catch { /* gone, or not ours to remove */ } }
 }
 
-// The owner-file names in `dir`, by token.
-function ownerNamesIn(dir: string): Map<string, string[]> {
+// Removes the owner-file names in `dir` of `deadToken` (a holder the caller proved dead), or else of every holder
+// proven dead now (once per thread and directory). Files that cannot be judged (odd, unreadable, alive) are left.
+function sweepOwners(dir: string, deadToken?: string): void {
   const byToken = new Map<string, string[]>();
-  let names: string[];
-  try { names = readdirSync(dir); } catch { return byToken; }
-  for (const name of names) {
-    const token = /\.owner-([0-9a-f]{16})$/.exec(name)?.[1];
-    if (token) byToken.set(token, [...byToken.get(token) ?? [], join(dir, name)]);
+  let entries: string[];
+  try { entries = readdirSync(dir); } catch { return; }
+  for (const entry of entries) {
+    const token = /\.owner-([0-9a-f]{16})$/.exec(entry)?.[1];
+    if (token && (deadToken ?? token) === token) byToken.set(token, [...byToken.get(token) ?? [], join(dir, entry)]);
   }
-  return byToken;
-}
-
-// Removes owner-file names left by dead holders, once per thread and
-// directory. Files that cannot be judged (odd, unreadable, alive) are left.
-function sweepOwners(dir: string): void {
-  for (const [token, names] of ownerNamesIn(dir)) {
+  for (const [token, names] of byToken) {
+    if (token === deadToken) { removeOwnerNames(names); continue; }
     if (token === ownerFiles.get(dir)?.record.token) continue;
-    let record: OwnerRecord | undefined;
-    try { record = readRecord(names[0] ?? '')?.record; } catch { /* odd: left */ }
-    if (record && holderIsDead(record)) removeOwnerNames(names);
+    let dead = false;
+    try { dead = provenDead(readRecord(names[0] ?? '')); } catch { /* odd: left */ }
+    if (dead) removeOwnerNames(names);
   }
 }
 
-// Writes a fresh record (next seq, time now) in place, padded to the longest
-// so far, and returns the time: the lease of the hold that follows starts then.
+// Writes a fresh record (next seq, time now) in place, padded to the longest so far, and returns the time: the
+// lease of the hold that follows starts then.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
   const r = owner.record;
@@ -2314,7 +2239,7 @@ function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): numbe
   r.renew = renew;
   const text = encodeOwnerRecord(r);
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
-  writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
+  writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, anyName(owner));
   return time;
 }
 
@@ -2329,9 +2254,8 @@ function isEnvelope(v: unknown): v is StoredState {
     Number.isFinite(e.wall);
 }
 
-// The state file, open for read and write, never through a symbolic link nor
-// blocking on a special file. The descriptor is kept while the path names its
-// inode, so most calls cost one lstat (which gives the size). LRU out.
+// The state file, open for read and write, never through a symbolic link nor blocking on a special file. The
+// descriptor is kept while the path names its inode, so most calls cost one lstat (which gives the size). LRU out.
 const openStates = new Map<string, { fd: number; ino: number }>();
 function openState(path: string, name: string, linkReplaced = false): { fd: number; sizeBytes: number } {
   const seen = lstatSync(path, { throwIfNoEntry: false });
@@ -2348,14 +2272,14 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
   try {
     fd = openSync(path, constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = codeOf(error);
     if (code === 'EISDIR' || code === 'ENXIO') throw notPlain(error);
     if (code !== 'ELOOP' || linkReplaced) throw fileError(error, 'open the state file', path);
-    // A symbolic link where the state should be. Remove the link itself (its
-    // target is left alone) and start a real file in its place.
+    // A symbolic link where the state should be. Remove the link itself (its target is left alone) and start a
+    // real file in its place.
     const did = "replaced it with a plain file (the link's target was not touched)";
     warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; ${did}`);
-    try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
+    fsTry('remove the symbolic link at', path, () => unlinkSync(path));
     return openState(path, name, true);
   }
   const stat = fstatSync(fd);
@@ -2376,9 +2300,8 @@ function closeState(path: string): void {
   closeQuietly(open.fd);
 }
 
-// Writes a new state in place over the old one of `oldBytes`; returns the bytes
-// written. A failed write (a full disk) leaves the old state readable: the part
-// past the old end goes first, and is cut off again if it fails.
+// Writes a new state in place over the old one of `oldBytes`; returns the bytes written. A failed write (a full
+// disk) leaves the old state readable: the part past the old end goes first, and is cut off again if it fails.
 function writeState(fd: number, text: string, oldBytes: number, path: string): Buffer {
   const padded = oldBytes > text.length && oldBytes - text.length <= SHRINK_SLACK_BYTES ? text.padEnd(oldBytes) : text;
   const bytes = Buffer.from(padded, 'utf8');
@@ -2395,32 +2318,25 @@ function writeState(fd: number, text: string, oldBytes: number, path: string): B
   return bytes;
 }
 
-// writeSync at `position` until every byte is written (a short write is
-// retried; ENOSPC or EDQUOT is thrown). A Buffer, because Deno (2.9) ignores
-// the position in writeSync(fd, string, position) and appends.
+// writeSync at `position` until every byte is written (a short write is retried; ENOSPC or EDQUOT is thrown). A
+// Buffer, because Deno (2.9) ignores the position in writeSync(fd, string, position) and appends.
 function writeAll(fd: number, bytes: Uint8Array, position: number, path: string): void {
   for (let done = 0; done < bytes.length;) {
-    let n: number;
-    try {
-      n = writeSync(fd, bytes, done, bytes.length - done, position + done);
-    } catch (error) {
-      throw fileError(error, 'write', path);
-    }
+    let n = 0;
+    fsTry('write', path, () => { n = writeSync(fd, bytes, done, bytes.length - done, position + done); });
     if (n <= 0) throw fileError(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }), 'write', path);
     done += n;
   }
 }
 
 // --- liveness: whether a lock's holder is proven gone ---------------------------
-// Fail-closed: whatever cannot be read or compared means "alive", and such a
-// lock is broken only once it is older than staleAfter.
+// Fail-closed: whatever cannot be read or compared means "alive", and such a lock is broken only once it is older
+// than staleAfter.
 
 /**
- * True only when the record's holder is proven gone: same boot id, and then,
- * in our pid namespace, no such process (or a zombie, or a reused pid) or no
- * such thread; or, seen from the host's pid namespace, no such process left in
- * the holder's. Hostnames are not compared: containers on one kernel may each
- * have their own.
+ * True only when the record's holder is proven gone: same boot id, and then, in our pid namespace, no such process
+ * (or a zombie, or a reused pid) or no such thread; or, seen from the host's pid namespace, no such process left in
+ * the holder's. Hostnames are not compared: containers on one kernel may each have their own.
  */
 export function holderIsDead(rec: Holder): boolean {
   const { holder: me, procIsOurs } = identity();
@@ -2428,24 +2344,23 @@ export function holderIsDead(rec: Holder): boolean {
   if (!me.ns || rec.ns !== me.ns) return goneFromNamespace(rec, me.ns === PID_NS_INIT && procIsOurs);
   if (!procIsOurs) {
     // /proc shows another namespace: signal 0, which cannot tell a reused pid.
-    try { process.kill(rec.pid, 0); return false; } catch (e) { return (e as NodeJS.ErrnoException).code === 'ESRCH'; }
+    try { process.kill(rec.pid, 0); return false; } catch (e) { return codeOf(e) === 'ESRCH'; }
   }
   const tid = rec.tid ?? 0;
   return !statShowsAlive(`/proc/${rec.pid}/stat`, rec.start) ||
     (tid !== 0 && tid !== rec.pid && !statShowsAlive(`/proc/${rec.pid}/task/${tid}/stat`, rec.tstart ?? ''));
 }
 
-// False if the task is gone, a zombie, or not the one that started at `start`
-// (a reused pid or tid); true if it is there, or cannot be read.
+// False if the task is gone, a zombie, or not the one that started at `start` (a reused pid or tid); true if it
+// is there, or cannot be read.
 function statShowsAlive(path: string, start: string): boolean {
   const stat = readStat(path);
   if (stat === 'unknown') return true;
   return stat !== 'gone' && stat.state !== 'Z' && stat.state !== 'X' && (!start || stat.start === start);
 }
 
-// A holder in another pid namespace is proven gone only from the host's
-// namespace, when every process's namespace could be read and none in the
-// holder's has its pid (NSpid) and start time.
+// A holder in another pid namespace is proven gone only from the host's namespace, when every process's namespace
+// could be read and none in the holder's has its pid (NSpid) and start time.
 const PID_NS_INIT = 'pid:[4026531836]';
 const scans = new Map<string, { atMs: number; dead: boolean }>();
 function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
@@ -2463,7 +2378,7 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
       if (nspid?.length === 1) continue; // in the host's namespace only, so not in the holder's
       let ns: string;
       try { ns = readlinkSync(`/proc/${entry}/ns/pid`); } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        if (codeOf(e) === 'ENOENT') continue;
         dead = false; break; // a nested namespace we cannot see: cannot prove anything
       }
       if (ns !== rec.ns || !nspid || Number(nspid[nspid.length - 1]) !== rec.pid) continue;
@@ -2477,16 +2392,15 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   return dead;
 }
 
-// A /proc/.../stat file's state letter and start time (field 22, ticks since
-// boot, less our time namespace's boot offset so readings inside and outside
-// one compare). Fields count from the command name's closing paren (it may
+// A /proc/.../stat file's state letter and start time (field 22, ticks since boot, less our time namespace's boot
+// offset so readings inside and outside one compare). Fields count from the command name's closing paren (it may
 // hold spaces).
 function readStat(path: string): { state: string; start: string } | 'gone' | 'unknown' {
   let stat: string;
   try {
     stat = readText(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = codeOf(error);
     return code === 'ENOENT' || code === 'ESRCH' ? 'gone' : 'unknown';
   }
   const rest = stat.slice(stat.lastIndexOf(')') + 2);
@@ -2503,8 +2417,7 @@ let identityCache: Identity | undefined;
 function identity(): Identity {
   if (identityCache) return identityCache;
   const read = (f: () => string) => { try { return f(); } catch { return ''; } };
-  // /proc may be mounted for another pid namespace (unshare --pid without
-  // --mount-proc): then its pids are not ours.
+  // /proc may be mounted for another pid namespace (unshare --pid without --mount-proc): then its pids are not ours.
   const self = read(() => readlinkSync('/proc/self'));
   const thread = read(() => readlinkSync('/proc/thread-self')).split('/task/');
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
@@ -2536,11 +2449,10 @@ export interface SharedClock {
 let clockCache: SharedClock | undefined;
 
 /**
- * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime
- * shows it, suspends included), tagged with the boot id, less any time
- * namespace offsets: Node's hrtime until the first suspend, else (and on Bun
- * and Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked
- * once a second. Without /proc, a boot id or the offsets: the wall clock, tagged `wall`.
+ * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime shows it, suspends included),
+ * tagged with the boot id, less any time namespace offsets: Node's hrtime until the first suspend, else (and on
+ * Bun and Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked once a second. Without /proc,
+ * a boot id or the offsets: the wall clock, tagged `wall`.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
@@ -2556,14 +2468,14 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// How far to move a state's times onto our clock (undefined: no move), always
-// erring late: too late costs a little waiting, too early lets a call through.
-// - Written on another clock (before a reboot, or the wall-clock fallback):
-//   carried over by the wall clock, and capped at one window ahead.
-// - Same clock, written "in our future" (the writer's clock is ahead): as if
-//   written now, uncapped so other processes' queued waiters keep their places.
-// A writer whose clock is behind ours looks like an old write, and the wall
-// clock is no referee (stepped, faked per process): the shared clock must not lag.
+// How far to move a state's times onto our clock (undefined: no move), always erring late: too late costs a
+// little waiting, too early lets a call through.
+// - Written on another clock (before a reboot, or the wall-clock fallback): carried over by the wall clock, and
+//   capped at one window ahead.
+// - Same clock, written "in our future" (the writer's clock is ahead): as if written now, uncapped so other
+//   processes' queued waiters keep their places.
+// A writer whose clock is behind ours looks like an old write, and the wall clock is no referee (stepped, faked
+// per process): the shared clock must not lag.
 function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
   { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
@@ -2573,9 +2485,8 @@ function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: Sha
   return undefined;
 }
 
-// The wall clock with sub-millisecond steps: timeOrigin + performance.now(),
-// held within the millisecond Date.now() reports, so two processes on this
-// fallback agree far better than Date.now()'s 1 ms steps.
+// The wall clock with sub-millisecond steps: timeOrigin + performance.now(), held within the millisecond
+// Date.now() reports, so two processes on this fallback agree far better than Date.now()'s 1 ms steps.
 function wallClock(): SharedClock {
   const origin = performance.timeOrigin;
   return {
@@ -2589,13 +2500,12 @@ function wallClock(): SharedClock {
   };
 }
 
-// The host's boot clock as local() + offset, where local is hrtime (Node) or
-// performance.now() (Bun, Deno).
+// The host's boot clock as local() + offset, where local is hrtime (Node) or performance.now() (Bun, Deno).
 function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): SharedClock | undefined {
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
   const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
-  // hrtime less the namespace's monotonic offset is the boot clock, except on
-  // Bun and Deno (it counts from their start) and after a suspend.
+  // hrtime less the namespace's monotonic offset is the boot clock, except on Bun and Deno (it counts from their
+  // start) and after a suspend.
   const onHr = linedUp(hr, uptime, -monoOffsetS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
   const offset = onHr ? -monoOffsetS : uptimeOffset(local, uptime);
@@ -2604,8 +2514,8 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
-    // Once a second by either clock (the monotonic one stands still in a
-    // suspend), check the line-up; redo it if it slipped.
+    // Once a second by either clock (the monotonic one stands still in a suspend), check the line-up; redo it if
+    // it slipped.
     const mono = monoMs();
     const wallMs = Date.now();
     if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
@@ -2618,48 +2528,45 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   return { tag, now, wall: wallS };
 }
 
-// Whether local() + off is the boot clock: then a read u of /proc/uptime (the
-// boot clock truncated to 10 ms) between local readings p1 and p2 has
-// p1 + off - 10 ms < u <= p2 + off, give or take 0.5 ms. A read that the
-// scheduler preempted (p2 - p1 over 1 ms) proves nothing either way, so it is
-// tried again. Undefined if /proc/uptime cannot be read.
+// What one read u of /proc/uptime (the boot clock truncated to 10 ms) between local readings p1 and p2 proves:
+//   lo = u - p2 <= boot clock - local < u + 10 ms - p1 = hi.
+// Undefined if /proc/uptime cannot be read.
+function bracket(local: () => number, uptime: () => number | undefined): { lo: number; hi: number } | undefined {
+  const p1 = local();
+  const u = uptime();
+  const p2 = local();
+  return u === undefined ? undefined : { lo: u - p2, hi: u + 0.01 - p1 };
+}
+
+// Whether local() + off is the boot clock: off in a bracket, give or take 0.5 ms. A read that the scheduler
+// preempted (p2 - p1 over 1 ms: a bracket over 11 ms wide) proves nothing either way, so it is tried again, up to
+// 50 times. Undefined if /proc/uptime cannot be read.
 function linedUp(local: () => number, uptime: () => number | undefined, off: number): boolean | undefined {
   for (let tries = 0; tries < 50; tries++) {
-    const p1 = local();
-    const u = uptime();
-    const p2 = local();
-    if (u === undefined) return undefined;
-    if (p2 - p1 > 0.001) continue;
-    return u <= p2 + off + 0.0005 && u + 0.0105 > p1 + off;
+    const b = bracket(local, uptime);
+    if (!b) return undefined;
+    if (b.hi - b.lo <= 0.011) return b.lo - 0.0005 <= off && off < b.hi + 0.0005;
   }
   return false;
 }
 
-// The boot clock minus local(). A read u of /proc/uptime (the boot clock
-// truncated to 10 ms) between local readings p1 and p2 proves
-//   u - p2 <= offset < u + 10 ms - p1,
-// so each read narrows [lo, hi] (a preempted one only less). The reads just
-// before and after a tick narrow it most: sleep until just before the next
-// tick (a task just woken is seldom preempted), poll through it, and stop once
-// [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS.
-// Once per process; 5 ms on average.
+// The boot clock minus local(): each bracket narrows [lo, hi] (a preempted one only less). The reads just before
+// and after a tick narrow it most: sleep until just before the next tick (a task just woken is seldom preempted),
+// poll through it, and stop once [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS. Once
+// per process; 5 ms on average.
 function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
   const startMs = monoMs();
   let lo = -Infinity;
   let hi = Infinity;
   const sample = (): boolean => {
-    const p1 = local();
-    const u = uptime();
-    const p2 = local();
-    if (u === undefined) return false;
-    lo = Math.max(lo, u - p2);
-    hi = Math.min(hi, u + 0.01 - p1);
-    return true;
+    const b = bracket(local, uptime);
+    if (b) { lo = Math.max(lo, b.lo); hi = Math.min(hi, b.hi); }
+    return b !== undefined;
   };
   if (!sample()) return undefined;
   while ((hi - lo) * 1000 > CALIBRATION_TARGET_MS && monoMs() - startMs < CALIBRATION_MAX_MS) {
-    // The next tick, as a boot-clock value, and the window in which it falls
-    // on the local clock: [tick - hi, tick - lo] s, turned into monoMs() ms.
+    // The next tick, as a boot-clock value, and the window in which it falls on the local clock:
+    // [tick - hi, tick - lo] s, turned into monoMs() ms, widened by 0.2 ms each side for the sleep's lateness.
     const toPerfMs = (localS: number) => monoMs() + (localS - local()) * 1000;
     const tick = Math.floor((local() + (lo + hi) / 2) * 100 + 1) / 100;
     sleepSyncUntil(toPerfMs(tick - hi) - 0.2);
@@ -2683,8 +2590,8 @@ function bootId(): string {
   return bootIdCache;
 }
 
-// This process's time namespace offsets in seconds: zero outside one (or with
-// no such file); undefined if unreadable (our clock cannot be put on the host's).
+// This process's time namespace offsets in seconds: zero outside one (or with no such file); undefined if
+// unreadable (our clock cannot be put on the host's).
 let offsetsCache: { monoS: number; bootS: number } | undefined | null = null;
 function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   if (offsetsCache !== null) return offsetsCache;
@@ -2692,7 +2599,7 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   try {
     text = readText('/proc/self/timens_offsets');
   } catch (error) {
-    const none = (error as NodeJS.ErrnoException).code === 'ENOENT' && exists('/proc/self/stat');
+    const none = codeOf(error) === 'ENOENT' && exists('/proc/self/stat');
     offsetsCache = none ? { monoS: 0, bootS: 0 } : undefined;
     return offsetsCache;
   }
@@ -2708,9 +2615,9 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
 
 // --- file helpers ----------------------------------------------------------------
 
-// The one bounded reader: at most `maxBytes` of a regular file, opened without
-// following a link or blocking (on a FIFO); anything else fails with ENOTREG.
-// A /proc file reports size 0 and is read to its end. Errors are the caller's.
+// The one bounded reader: at most `maxBytes` of a regular file, opened without following a link or blocking (on
+// a FIFO); anything else fails with ENOTREG. A /proc file reports size 0 and is read to its end. Errors are the
+// caller's.
 function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileStat } {
   const fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
@@ -2725,8 +2632,8 @@ function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileS
 // What the file store looks at in a file's status (fs.Stats has it all).
 interface FileStat { ino: number; size: number; mode: number; uid: number; gid: number; isFile(): boolean }
 
-// Reads an open file from its start up to `maxBytes`, into one buffer per
-// thread, good until the next read (readFileSync's first call costs 0.5 ms).
+// Reads an open file from its start up to `maxBytes`, into one buffer per thread, good until the next read
+// (readFileSync's first call costs 0.5 ms).
 let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
 function readUpTo(fd: number, maxBytes: number): Buffer {
   if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
@@ -2742,9 +2649,12 @@ function readUpTo(fd: number, maxBytes: number): Buffer {
 // A small text file, such as a /proc entry.
 const readText = (path: string): string => readBounded(path, MAX_SMALL_BYTES).bytes.toString('latin1');
 
-// Creates a file only if nothing is at its name (never through a link), mode 0600.
-function createExclusive(path: string): number {
-  return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+// Creates a file only if nothing is at its name (never through a link), mode 0600; an error says what for.
+function createExclusive(path: string, doing: string): number {
+  let fd = -1;
+  const flags = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW;
+  fsTry(doing, path, () => { fd = openSync(path, flags, 0o600); });
+  return fd;
 }
 
 function exists(path: string): boolean {
@@ -2753,18 +2663,32 @@ function exists(path: string): boolean {
 
 // Removes a file of ours; gone already is fine, anything else is an error.
 function unlinkIfThere(path: string): void {
-  try { unlinkSync(path); } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError(error, 'remove', path);
-  }
+  fsTry('remove', path, () => unlinkSync(path), (code) => code === 'ENOENT');
 }
 
 function closeQuietly(fd: number): void {
   try { closeSync(fd); } catch { /* already closed */ }
 }
 
+const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
+
+// Runs an fs call. Returns undefined if it succeeded, or the code of an error `quiet` accepts; any other error is
+// thrown, saying what was being done to which file.
+function fsTry(doing: string, path: string, call: () => unknown, quiet: (code: string) => boolean = () => false):
+  string | undefined {
+  try {
+    call();
+    return undefined;
+  } catch (error) {
+    const code = codeOf(error);
+    if (code && quiet(code)) return code;
+    throw fileError(error, doing, path);
+  }
+}
+
 // An fs error that says what we were doing, on which file, what is wrong, and the code.
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
-  const code = (error as NodeJS.ErrnoException).code;
+  const code = codeOf(error);
   const dir = JSON.stringify(dirname(path));
   let why =
     code === 'ENOENT' ? (exists(dirname(path)) ? 'it does not exist' : `the directory ${dir} does not exist`) :
