@@ -1649,10 +1649,9 @@ function show(value: unknown): string {
 
 // ===========================================================================
 // BEGIN FILE STORE
-// 4. File store: from here to END FILE STORE, in this order, each part calling only the parts after it: the store
-//    and its one retry loop; the files on disk (the lock's names, owner records, the state file); liveness (whether
-//    a lock's holder is proven gone); the clock that processes share. For a memory-only copy, delete this region
-//    (see the header).
+// 4. File store, in this order, each part calling only the parts after it: the store and its one retry loop; the
+//    files on disk (the lock's names, owner records, the state file); liveness (whether a lock's holder is proven
+//    gone); the clock that processes share. For a memory-only copy, delete this region (see the header).
 // ===========================================================================
 
 // The file store's tuning, each with what it trades.
@@ -1662,8 +1661,7 @@ function show(value: unknown): string {
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 const BUSY_SPIN_MS = 0.1;
-// How often a waiter checks whether the lock's holder died: a read costs about 10 µs; a crash stalls the others
-// a few ms.
+// How often a waiter checks whether the lock's holder died: a read costs about 10 µs, a crash stalls the others.
 const INSPECT_EVERY_MS = 2;
 // Tries past the timeout after a lock was broken: a slow break must not end a call that would now get the lock.
 const GRACE_TRIES = 3;
@@ -1676,20 +1674,17 @@ const SHRINK_SLACK_BYTES = 4096;
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
 // The most of an owner record (about 300 bytes) or a /proc file (status, about 1.5 KB) ever read.
 const MAX_SMALL_BYTES = 4096;
-// State files kept open per thread: reopening costs about 10 µs; keeping all open would run a process with
-// thousands of limiters out of descriptors.
+// State files kept open per thread: reopening costs about 10 µs; thousands kept open would use up descriptors.
 const MAX_OPEN_STATES = 32;
 // Lock sightings and namespace scans remembered: bounded memory, at the cost of judging one afresh.
 const MAX_REMEMBERED = 100;
-// A scan of /proc for a holder in another pid namespace costs about 5 ms (80 processes): a holder killed there is
-// found dead within this long.
+// A scan of /proc for a holder in another pid namespace costs about 5 ms (80 processes); its death shows this late.
 const NAMESPACE_SCAN_EVERY_MS = 100;
 // A state carried over from another clock by the wall clock errs late by WALL_MARGIN_S (Date.now()'s millisecond
 // steps); a write "in our future" by less than CLOCKS_AGREE_S is jitter of one clock.
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-// Lining a local clock up with /proc/uptime: a narrower target costs more polling at start-up, up to
-// CALIBRATION_MAX_MS on a busy machine.
+// Lining a local clock up with /proc/uptime: a narrower target polls longer at start-up (up to CALIBRATION_MAX_MS).
 const CALIBRATION_TARGET_MS = 0.1;
 const CALIBRATION_MAX_MS = 500;
 
@@ -1704,8 +1699,7 @@ export interface FileStoreOptions {
   clock?: SharedClock | undefined;
 }
 
-// One try at the lock: the result; busy; lost (held past our lease, the state may have moved on: start over); or
-// worth another try at once.
+// One try at the lock: the result; busy; lost (held past our lease: start over); or worth another try at once.
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
@@ -1733,8 +1727,7 @@ export class FileStore implements RateLimitStore {
   private seenFile = false;
   // The bytes last written and their state: while the file holds these, they need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
-  // First sighting, on our clock, of each lock (by inode and text): a lower bound of its age that needs no trust in
-  // its record.
+  // First sighting of each lock (inode and text) on our clock: a lower bound of its age, needing no trust in it.
   private readonly firstSeen = new Map<string, number>();
 
   constructor(file: string, options: FileStoreOptions = {}) {
@@ -1800,12 +1793,10 @@ export class FileStore implements RateLimitStore {
         again = this.breakLock();
         inspectedMs = again ? -Infinity : monoMs();
       }
-      if (!again || graceTries++ >= GRACE_TRIES) {
-        const waitedS = (monoMs() - startedMs) / 1000;
-        if (waitedS > timeoutS) {
-          const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
-          throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
-        }
+      const waitedS = (monoMs() - startedMs) / 1000;
+      if ((!again || graceTries++ >= GRACE_TRIES) && waitedS > timeoutS) {
+        const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
+        throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
       }
       if (again) { yield 0; continue; }
       busyTries++;
@@ -1850,10 +1841,9 @@ export class FileStore implements RateLimitStore {
       attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      // Remove the lock if it is still ours (readModifyWrite checked it for a result) within our lease. Past it,
-      // leave the lock to a breaker and drop our owner file, whose record would make the lock look fresh. A holder
-      // stopped between the clock reading and the unlink could remove a successor's lock: a window of a few hundred
-      // ns with no system call.
+      // Within our lease, remove the lock if still ours (readModifyWrite checked it for a result); past it, leave it
+      // to a breaker and drop our owner file, whose record would make the lock look fresh. A holder stopped between
+      // the clock reading and the unlink could remove a successor's lock: a few hundred ns, no system call.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
         if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
@@ -2051,8 +2041,8 @@ export class FileStore implements RateLimitStore {
   }
 }
 
-// Who we are to the core (for concurrency slots), and the proof of death for other holders. Each holder is judged
-// once per transaction (a judgment reads /proc, and all of a process's waiters share one holder).
+// Who we are to the core (for concurrency slots), and the proof of death for other holders, each judged once per
+// transaction (a judgment reads /proc, and all of a process's waiters share one holder).
 const verdicts = new Map<string, boolean>();
 let threadContext: TxContext | undefined;
 function txContext(): TxContext {
@@ -2071,9 +2061,7 @@ function txContext(): TxContext {
   return threadContext;
 }
 
-function parseJson(text: string): unknown {
-  try { return JSON.parse(text); } catch { return undefined; }
-}
+const parseJson = (text: string): unknown => orElse(() => JSON.parse(text), undefined);
 
 // --- the lock's names: lock, break lock and owner files -----------------------
 
@@ -2222,9 +2210,7 @@ function sweepOwners(dir: string, deadToken?: string): void {
   for (const [token, names] of byToken) {
     if (token === deadToken) { removeOwnerNames(names); continue; }
     if (token === ownerFiles.get(dir)?.record.token) continue;
-    let dead = false;
-    try { dead = provenDead(readRecord(names[0] ?? '')); } catch { /* odd: left */ }
-    if (dead) removeOwnerNames(names);
+    if (orElse(() => provenDead(readRecord(names[0] ?? '')), false)) removeOwnerNames(names); // odd files: left
   }
 }
 
@@ -2232,11 +2218,7 @@ function sweepOwners(dir: string, deadToken?: string): void {
 // lease of the hold that follows starts then.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
-  const r = owner.record;
-  r.seq++;
-  r.clock = clock.tag;
-  r.time = time;
-  r.renew = renew;
+  const r = Object.assign(owner.record, { seq: owner.record.seq + 1, clock: clock.tag, time, renew });
   const text = encodeOwnerRecord(r);
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
   writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, anyName(owner));
@@ -2330,8 +2312,7 @@ function writeAll(fd: number, bytes: Uint8Array, position: number, path: string)
 }
 
 // --- liveness: whether a lock's holder is proven gone ---------------------------
-// Fail-closed: whatever cannot be read or compared means "alive", and such a lock is broken only once it is older
-// than staleAfter.
+// Fail-closed: whatever cannot be read or compared means "alive" (broken only once older than staleAfter).
 
 /**
  * True only when the record's holder is proven gone: same boot id, and then, in our pid namespace, no such process
@@ -2412,11 +2393,8 @@ function readStat(path: string): { state: string; start: string } | 'gone' | 'un
 }
 
 // Who this thread is, as a holder; a field that cannot be read is '' (or 0).
-interface Identity { holder: Holder; procIsOurs: boolean }
-let identityCache: Identity | undefined;
-function identity(): Identity {
-  if (identityCache) return identityCache;
-  const read = (f: () => string) => { try { return f(); } catch { return ''; } };
+const identity = once((): { holder: Holder; procIsOurs: boolean } => {
+  const read = (f: () => string) => orElse(f, '');
   // /proc may be mounted for another pid namespace (unshare --pid without --mount-proc): then its pids are not ours.
   const self = read(() => readlinkSync('/proc/self'));
   const thread = read(() => readlinkSync('/proc/thread-self')).split('/task/');
@@ -2432,9 +2410,8 @@ function identity(): Identity {
     start: typeof own === 'object' ? own.start : '',
     tstart: typeof ownThread === 'object' ? ownThread.start : '',
   };
-  identityCache = { holder, procIsOurs: self === String(process.pid) };
-  return identityCache;
-}
+  return { holder, procIsOurs: self === String(process.pid) };
+});
 
 // --- the clock: one for every process on the host, which wall-clock steps do not move ---
 
@@ -2468,12 +2445,10 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// How far to move a state's times onto our clock (undefined: no move), always erring late: too late costs a
-// little waiting, too early lets a call through.
-// - Written on another clock (before a reboot, or the wall-clock fallback): carried over by the wall clock, and
-//   capped at one window ahead.
-// - Same clock, written "in our future" (the writer's clock is ahead): as if written now, uncapped so other
-//   processes' queued waiters keep their places.
+// How far to move a state's times onto our clock (undefined: no move), erring late (too early lets a call through):
+// - written on another clock (before a reboot, or the wall-clock fallback): by the wall clock, capped at a window;
+// - same clock, "in our future" (the writer's clock is ahead): as if written now, uncapped so other processes'
+//   queued waiters keep their places.
 // A writer whose clock is behind ours looks like an old write, and the wall clock is no referee (stepped, faked
 // per process): the shared clock must not lag.
 function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
@@ -2577,31 +2552,19 @@ function uptimeOffset(local: () => number, uptime: () => number | undefined): nu
   return (lo + hi) / 2;
 }
 
-function readUptime(): number | undefined {
-  try { return parseFloat(readText('/proc/uptime')); } catch { return undefined; }
-}
+const readUptime = (): number | undefined => orElse(() => parseFloat(readText('/proc/uptime')), undefined);
 
 // The kernel's boot id: '' where it cannot be read.
-let bootIdCache: string | undefined;
-function bootId(): string {
-  if (bootIdCache === undefined) {
-    try { bootIdCache = readText('/proc/sys/kernel/random/boot_id').trim(); } catch { bootIdCache = ''; }
-  }
-  return bootIdCache;
-}
+const bootId = once(() => orElse(() => readText('/proc/sys/kernel/random/boot_id').trim(), ''));
 
 // This process's time namespace offsets in seconds: zero outside one (or with no such file); undefined if
 // unreadable (our clock cannot be put on the host's).
-let offsetsCache: { monoS: number; bootS: number } | undefined | null = null;
-function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
-  if (offsetsCache !== null) return offsetsCache;
+const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefined => {
   let text: string;
   try {
     text = readText('/proc/self/timens_offsets');
   } catch (error) {
-    const none = codeOf(error) === 'ENOENT' && exists('/proc/self/stat');
-    offsetsCache = none ? { monoS: 0, bootS: 0 } : undefined;
-    return offsetsCache;
+    return codeOf(error) === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined;
   }
   const get = (name: string) => {
     const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
@@ -2609,9 +2572,8 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   };
   const monoS = get('monotonic');
   const bootS = get('boottime');
-  offsetsCache = monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
-  return offsetsCache;
-}
+  return monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
+});
 
 // --- file helpers ----------------------------------------------------------------
 
@@ -2672,6 +2634,20 @@ function closeQuietly(fd: number): void {
 
 const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
 
+// `f()`, or `fallback` if it throws.
+function orElse<T, U>(f: () => T, fallback: U): T | U {
+  try { return f(); } catch { return fallback; }
+}
+
+// A value made on first use and kept for the thread's life.
+function once<T>(make: () => T): () => T {
+  let made: { value: T } | undefined;
+  return () => {
+    made ??= { value: make() };
+    return made.value;
+  };
+}
+
 // Runs an fs call. Returns undefined if it succeeded, or the code of an error `quiet` accepts; any other error is
 // thrown, saying what was being done to which file.
 function fsTry(doing: string, path: string, call: () => unknown, quiet: (code: string) => boolean = () => false):
@@ -2705,8 +2681,7 @@ function fileError(error: unknown, doing: string, path: string): RateLimitStoreE
 
 // Permission denied: by another user's file's mode, else by the directory.
 function deniedWhy(path: string, dir: string): string {
-  let st: FileStat | undefined;
-  try { st = lstatSync(path, { throwIfNoEntry: false }); } catch { st = undefined; }
+  const st: FileStat | undefined = orElse(() => lstatSync(path, { throwIfNoEntry: false }), undefined);
   const uid = process.getuid?.();
   if (!st || uid === undefined || st.uid === uid) return `permission denied in ${dir}`;
   const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
