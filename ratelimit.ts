@@ -2136,7 +2136,10 @@ interface OwnerFile {
 }
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
-let exitHooked = false;
+// At exit, every owner-file name this thread still has is removed.
+const hookExit = once(() => process.once('exit', () => {
+  for (const o of ownerFiles.values()) removeOwnerNames(o.names);
+}));
 
 const ownerPath = (statePath: string, owner: { record: OwnerRecord }) => `${statePath}.owner-${owner.record.token}`;
 // A name of the owner file (it has one while it is in use).
@@ -2160,10 +2163,7 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
   const owner = { dir, fd, ino: fstatSync(fd).ino, record, sizeBytes: 0, names: new Set([path]), dropped: false,
     holding: false };
   ownerFiles.set(dir, owner);
-  if (!exitHooked) {
-    exitHooked = true;
-    process.once('exit', () => { for (const o of ownerFiles.values()) removeOwnerNames(o.names); });
-  }
+  hookExit();
   try {
     stampOwner(owner, { tag: 'none', now: () => 0 }); // fails now, not at the first lock, on a full disk
   } catch (error) {
