@@ -353,8 +353,8 @@ export class RateLimit {
   private readonly defaultCost: number[];
   // The options of a plain call, so that it allocates and checks nothing.
   private readonly plainCall: Call;
-  // The transaction of a plain wait() (cost 1 call, no maxWait), made once.
-  private plainTx?: Transaction<number | Reservation>;
+  // The transaction of a plain wait() (cost 1 call, no maxWait), made once: the hot path.
+  private readonly plainTx: Transaction<number | Reservation>;
   // Hands out concurrency slots, with maxConcurrent.
   private readonly slots?: SlotAgent;
 
@@ -403,6 +403,7 @@ export class RateLimit {
     this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
     // The marked line is the memory-only recipe's (see the header), so it stays one line.
     this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter })); // FILE STORE: for memory only, `this.store = store ?? new MemoryStore();`
+    this.plainTx = this.reserveTx(this.plainCall);
     if (maxConcurrent !== Infinity) this.slots = new SlotAgent(this.settings, slotLease, (tx) => this.update(tx));
   }
 
@@ -554,13 +555,8 @@ export class RateLimit {
 
   // Reserves the call's rate slot; or if it is more than maxWait away, takes nothing and returns how far away it is.
   private reserveTx(call: Call): Transaction<number | Reservation> {
+    if (call === this.plainCall && this.plainTx) return this.plainTx;
     const { settings, store } = this;
-    if (call === this.plainCall) {
-      // The plain wait(): no maxWait, so the core's output is the transaction's. Made once: the hot path.
-      const cost = this.defaultCost;
-      this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, cost);
-      return this.plainTx;
-    }
     return (state, now) => {
       const out = takeRate(settings, state && checkState(settings, state, store.name), now, call.cost);
       return out.result.at - now > call.maxWait ? { result: out.result.at - now } : out;
@@ -611,8 +607,7 @@ export class RateLimit {
     }
   }
 
-  // The handle acquire() returns: it keeps its reservation, to settle and release it. Settles and the release run
-  // one after another, in the order called.
+  // The handle acquire() returns, keeping its reservation; its settles and release run one after another, in order.
   private permit(first: Reservation, waited: number): Permit {
     let r = first;
     let queue: Promise<void> = Promise.resolve();
@@ -673,13 +668,12 @@ export class RateLimit {
     checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
     const isSignal = typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function';
     check('signal', signal, 'an AbortSignal', signal === undefined || isSignal);
-    const plain = weight === undefined && cost === undefined;
-    const vector = plain ? this.defaultCost : this.toCostVector(cost, weight, this.defaultCost);
+    const vector = weight === undefined && cost === undefined ? this.defaultCost : this.toCostVector(cost, weight);
     return signal === undefined ? { maxWait, cost: vector } : { signal, maxWait, cost: vector };
   }
 
   // A cost, checked, as units per limit. Units not named keep `base`'s.
-  private toCostVector(cost: Cost | undefined, weight: number | undefined, base: readonly number[]): number[] {
+  private toCostVector(cost: Cost | undefined, weight: number | undefined, base = this.defaultCost): number[] {
     const limits = this.settings.limits;
     const units = [...new Set(limits.map((l) => l.unit))];
     const most = (unit: string) => Math.min(...limits.filter((l) => l.unit === unit).map((l) => l.maxCount));
@@ -755,7 +749,8 @@ interface SlotWaiter {
   readonly call: Call;
   readonly startedMs: number;
   readonly id: string;
-  done(out: Reservation | number | Error): void;
+  // Resolves its wait with a reservation or the seconds it would wait; rejects it with an error, or when `failed`.
+  done(out: unknown, failed?: boolean): void;
 }
 
 // Hands out one limiter's concurrency slots in this process, which holds one place in the shared queue for all its
@@ -791,11 +786,9 @@ class SlotAgent {
     this.update = update;
   }
 
-  // Waits for a slot: a reservation holding one, or the seconds its rate slot is away if that is past maxWait (then
-  // it holds nothing).
+  // Waits for a slot: a reservation holding one, or (holding nothing) the seconds its rate slot is away past maxWait.
   take(call: Call, startedMs: number): Promise<Reservation | number> {
-    // Unique in every process: the agent's random id, and a count (a random id per call costs about 30 µs here, more
-    // than the rest of a call).
+    // Unique in every process: the agent's id and a count (a random id per call costs 30 µs, more than the call).
     const id = `${this.id}.${++this.count}`;
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -889,7 +882,7 @@ class SlotAgent {
         if (freed) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${freed} concurrency slot(s)`)(error);
         if (renewed) warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew ${renewed} concurrency slot(s)`)(error);
         // A busy lock is waited out; any other failure ends every wait.
-        if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error as Error);
+        if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error, true);
       }
       for (const { done } of releasing) done();
       results.forEach((out, k) => {
@@ -905,7 +898,8 @@ class SlotAgent {
     this.schedule();
   }
 
-  // Polls while anything waits here, and renews held slots a third of the lease apart.
+  // Polls while anything waits here, each wait drawn from half to one and a half times pollMs so that processes
+  // do not poll in step; and renews held slots a third of the lease apart.
   private schedule(): void {
     if (this.waiters.length && this.pollTimer === undefined) {
       const ms = this.pollMs * (0.5 + Math.random());
@@ -1434,9 +1428,8 @@ const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false 
 
 // --- sleeping, option checks and warnings, for the memory store and everything above -----
 
-// A call waits for a busy lock up to its maxWait, but at least this, even in tryAcquire(): locks are held for tens
-// of µs and dead holders looked for every 2 ms, so 10 ms rides out contention without waiting staleAfter for a
-// stopped holder.
+// A call waits for a busy lock up to its maxWait but at least this, even in tryAcquire(): locks are held for tens of
+// µs and dead holders sought every 2 ms, so 10 ms rides out contention, not waiting staleAfter for a stopped holder.
 const MIN_LOCK_WAIT_S = 0.01;
 // setTimeout fires a delay over 2^31-1 ms (24.8 days) after 1 ms, so long waits are slept in chunks.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -1505,8 +1498,7 @@ function warnFailed(code: string, what: string): (error: unknown) => void {
   return (error) => warn(code, `ratelimit: could not ${what}: ${(error as Error).message}`);
 }
 
-// Option checks: each error names the option, and says what it got. `name` is "" for the one limit of maxCount and
-// per, else such as "limits[0]".
+// Option checks, each error naming the option and what it got. `name`: "" for maxCount and per, or like "limits[0]".
 function checkLimit(spec: LimitOptions, name: string, greedyDefault: boolean): LimitSettings {
   if (name) checkOptions(name, spec, `option of ${name}`, LIMIT_OPTION_NAMES, 'an object of { maxCount, per }');
   const prefix = name && `${name}.`;
@@ -1524,8 +1516,7 @@ function checkLimit(spec: LimitOptions, name: string, greedyDefault: boolean): L
   return { maxCount, per, greedy, unit };
 }
 
-// Checks that `options` is an object (else "<name> must be <shape>"), and rejects names it should not have,
-// suggesting the closest.
+// Checks that `options` is an object (else "<name> must be <shape>"), and refuses unknown names, naming the closest.
 function checkOptions(name: string, options: unknown, kind: string, known: readonly string[], shape = 'an object') {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`ratelimit: ${name} must be ${shape}, got ${show(options)}`);
