@@ -432,8 +432,7 @@ export class RateLimit {
    * {@link RateLimitTimeoutError} if the slot is more than `maxWait` away; with `signal.reason` if aborted.
    */
   async wait(options?: WaitOptions): Promise<number> {
-    this.noSlots('wait');
-    const call = options === undefined ? this.plainCall : this.checkCall(options);
+    const call = this.callOf('wait', options);
     call.signal?.throwIfAborted();
     let r = this.store.update(this.reserveTx(call), this.updateOptions(call));
     // Await only a truly asynchronous store: awaiting a plain value costs a trip through the microtask queue.
@@ -445,8 +444,7 @@ export class RateLimit {
 
   /** {@link wait}, blocking the thread (with `Atomics.wait`, so using no CPU), for plain scripts. */
   waitSync(options: Omit<WaitOptions, 'signal'> = {}): number {
-    this.noSlots('waitSync');
-    const call = this.checkCall(options);
+    const call = this.callOf('waitSync', options);
     const store = this.syncStore('waitSync');
     const started = monoMs();
     const update = this.updateOptions(call);
@@ -464,8 +462,7 @@ export class RateLimit {
 
   /** Takes a slot only if one is free right now, and says whether it did. Never waits. */
   tryAcquire(options: Omit<WaitOptions, 'signal' | 'maxWait'> = {}): boolean {
-    this.noSlots('tryAcquire');
-    const call = { ...this.checkCall(options), maxWait: 0 };
+    const call = { ...this.callOf('tryAcquire', options), maxWait: 0 };
     try {
       const r = this.syncStore('tryAcquire').updateSync(this.reserveTx(call), this.updateOptions(call));
       return typeof r === 'object';
@@ -480,7 +477,7 @@ export class RateLimit {
    * slot (first come, first served across processes) and holds it until release; `maxWait` bounds both waits.
    */
   async acquire(options?: WaitOptions): Promise<Permit> {
-    const call = options === undefined ? this.plainCall : this.checkCall(options);
+    const call = this.callOf('acquire', options);
     call.signal?.throwIfAborted();
     const started = monoMs();
     for (;;) {
@@ -608,8 +605,7 @@ export class RateLimit {
   }
 
   // The handle acquire() returns, keeping its reservation; its settles and release run one after another, in order.
-  private permit(first: Reservation, waited: number): Permit {
-    let r = first;
+  private permit(r: Reservation, waited: number): Permit {
     let queue: Promise<void> = Promise.resolve();
     let released: Promise<void> | undefined;
     const then = (code: string, what: string, step: () => Promise<void>) => {
@@ -646,13 +642,6 @@ export class RateLimit {
     return permit;
   }
 
-  private noSlots(method: string): void {
-    if (this.maxConcurrent !== Infinity) {
-      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent `
-        + `${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
-    }
-  }
-
   private syncStore(method: string): Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore {
     if (typeof this.store.updateSync !== 'function') {
       const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
@@ -662,7 +651,13 @@ export class RateLimit {
     return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
   }
 
-  private checkCall(options: WaitOptions): Call {
+  // The options of a call to `method`, checked; none make the plain call, which checks and allocates nothing.
+  private callOf(method: string, options: WaitOptions | undefined): Call {
+    if (this.slots && method !== 'acquire') {
+      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent `
+        + `${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
+    }
+    if (options === undefined) return this.plainCall;
     checkOptions('wait options', options, 'wait option', WAIT_OPTION_NAMES);
     const { signal, maxWait = Infinity, weight, cost } = options;
     checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
