@@ -353,64 +353,44 @@ export class RateLimit {
   private readonly defaultCost: number[];
   // The options of a plain call, so that it allocates and checks nothing.
   private readonly plainCall: Call;
-  // The transaction of a plain wait() (cost 1 call, no maxWait), made once.
-  private plainTx?: Transaction<number | Reservation>;
+  // The transaction of a plain wait() (cost 1 call, no maxWait), made once: the hot path.
+  private readonly plainTx: Transaction<number | Reservation>;
   // Hands out concurrency slots, with maxConcurrent.
   private readonly slots?: SlotAgent;
 
   /** Checks every option at once: TypeError for a wrong type or an unknown name, RangeError for a wrong value. */
   constructor(options: RateLimitOptions) {
     checkOptions('options', options, 'option', OPTION_NAMES);
-    const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false } = options;
-    checkBoolean('greedy', greedy);
-    checkBoolean('serial', serial);
-    let specs: readonly LimitOptions[] = [{ maxCount: options.maxCount as number, per: options.per as number }];
-    if (options.limits !== undefined) {
-      if (options.maxCount !== undefined || options.per !== undefined) {
-        throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
-      }
-      if (!Array.isArray(options.limits) || options.limits.length === 0) {
-        throw new TypeError('ratelimit: limits must be a non-empty array of { maxCount, per }, '
-          + `got ${show(options.limits)}`);
-      }
-      specs = options.limits;
+    const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false, limits: list } = options;
+    check('greedy', greedy, 'a boolean', typeof greedy === 'boolean');
+    check('serial', serial, 'a boolean', typeof serial === 'boolean');
+    if (list !== undefined && (options.maxCount !== undefined || options.per !== undefined)) {
+      throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
     }
-    const given = specs.map((spec, i) => checkLimit(spec, options.limits === undefined ? '' : `limits[${i}]`, greedy));
+    const isList = list === undefined || (Array.isArray(list) && list.length > 0);
+    check('limits', list, 'a non-empty array of { maxCount, per }', isList);
+    const specs = list ?? [{ maxCount: options.maxCount as number, per: options.per as number }];
+    const given = specs.map((spec, i) => checkLimit(spec, list === undefined ? '' : `limits[${i}]`, greedy));
     const limits = given.slice().sort(compareLimits);
-    limits.forEach((l, i) => {
-      const previous = limits[i - 1];
-      if (previous && compareLimits(previous, l) === 0) {
-        throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(l)}`);
-      }
-    });
+    const twice = limits.find((l, i) => i > 0 && compareLimits(limits[i - 1] as LimitSettings, l) === 0);
+    if (twice) throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(twice)}`);
     const { maxConcurrent = serial ? 1 : Infinity } = options;
     const isCount = maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1);
     checkNumber('maxConcurrent', maxConcurrent, 'a positive integer', isCount);
-    if (serial && maxConcurrent !== 1) {
-      throw new RangeError('ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, '
-        + `got ${maxConcurrent}`);
-    }
+    const alone = '1 or left out: serial means one call at a time';
+    check('maxConcurrent', maxConcurrent, alone, true, !serial || maxConcurrent === 1);
     checkSeconds('staleAfter', staleAfter, MAX_DURATION_S);
-    // A slot's lease must outlast a lock stalled by a paused holder (broken
-    // after staleAfter) plus a renewal period (a third of the lease), or one
-    // paused process makes every held slot lapse: hence at least 2 × staleAfter.
+    // A slot's lease must outlast a lock stalled by a paused holder (broken after staleAfter) plus a renewal period
+    // (a third of the lease), or one paused process makes every held slot lapse: hence at least 2 × staleAfter.
     const leaseFloor = file === undefined ? 0 : 2 * staleAfter;
     const { slotLease = Math.max(DEFAULT_SLOT_LEASE_S, leaseFloor) } = options;
     checkSeconds('slotLease', slotLease, MAX_DURATION_S);
-    if (slotLease < leaseFloor) {
-      throw new RangeError(`ratelimit: slotLease must be at least twice staleAfter (${leaseFloor} s), `
-        + `or one paused process lets every slot lapse; got ${slotLease}`);
-    }
-    if (file !== undefined && typeof file !== 'string') {
-      throw new TypeError(`ratelimit: file must be a path string, got ${show(file)}`);
-    }
-    if (file === '') throw new RangeError('ratelimit: file must be a non-empty path, got ""');
-    if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.update !== 'function')) {
-      throw new TypeError(`ratelimit: store must be an object with an update method, got ${show(store)}`);
-    }
-    if (store !== undefined && file !== undefined) {
-      throw new TypeError('ratelimit: give either file or store, not both');
-    }
+    const why = `at least twice staleAfter (${leaseFloor} s), or one paused process lets every slot lapse`;
+    check('slotLease', slotLease, why, true, slotLease >= leaseFloor);
+    check('file', file, 'a non-empty path string', file === undefined || typeof file === 'string', file !== '');
+    const isStore = typeof store === 'object' && store !== null && typeof store.update === 'function';
+    check('store', store, 'an object with an update method', store === undefined || isStore);
+    if (store && file !== undefined) throw new TypeError('ratelimit: give either file or store, not both');
     const [first] = given as [LimitSettings];
     this.limits = given;
     this.maxCount = first.maxCount;
@@ -423,6 +403,7 @@ export class RateLimit {
     this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
     // The marked line is the memory-only recipe's (see the header), so it stays one line.
     this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter })); // FILE STORE: for memory only, `this.store = store ?? new MemoryStore();`
+    this.plainTx = this.reserveTx(this.plainCall);
     if (maxConcurrent !== Infinity) this.slots = new SlotAgent(this.settings, slotLease, (tx) => this.update(tx));
   }
 
@@ -451,12 +432,10 @@ export class RateLimit {
    * {@link RateLimitTimeoutError} if the slot is more than `maxWait` away; with `signal.reason` if aborted.
    */
   async wait(options?: WaitOptions): Promise<number> {
-    this.noSlots('wait');
-    const call = options === undefined ? this.plainCall : this.checkCall(options);
+    const call = this.callOf('wait', options);
     call.signal?.throwIfAborted();
     let r = this.store.update(this.reserveTx(call), this.updateOptions(call));
-    // Await only a store that is really asynchronous: awaiting a plain value
-    // still costs a trip through the microtask queue.
+    // Await only a truly asynchronous store: awaiting a plain value costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
     if (r.at - r.now <= 0 && !call.signal?.aborted) return 0;
@@ -465,30 +444,25 @@ export class RateLimit {
 
   /** {@link wait}, blocking the thread (with `Atomics.wait`, so using no CPU), for plain scripts. */
   waitSync(options: Omit<WaitOptions, 'signal'> = {}): number {
-    this.noSlots('waitSync');
-    const call = this.checkCall(options);
+    const call = this.callOf('waitSync', options);
     const store = this.syncStore('waitSync');
     const started = monoMs();
     const update = this.updateOptions(call);
-    let r = store.updateSync(this.reserveTx(call), update);
+    // Never 'lost': without a concurrency cap no call holds a slot to lose.
+    let r: Recheck | number = store.updateSync(this.reserveTx(call), update);
     let waited = 0;
-    for (;;) {
-      if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-      const left = r.at - r.now;
-      if (left <= 0) return waited;
-      waited += left;
-      sleepSyncUntil(monoMs() + left * 1000);
-      const again = store.updateSync(this.recheckTx(r, call, started), update);
-      if (again === 'go') return waited;
-      if (again === 'lost') throw new Error('unreachable: no concurrency cap');
-      r = again;
+    while (typeof r === 'object' && r.at > r.now) {
+      waited += r.at - r.now;
+      sleepSyncUntil(monoMs() + (r.at - r.now) * 1000);
+      r = store.updateSync(this.recheckTx(r, call, started), update);
     }
+    if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
+    return waited;
   }
 
   /** Takes a slot only if one is free right now, and says whether it did. Never waits. */
   tryAcquire(options: Omit<WaitOptions, 'signal' | 'maxWait'> = {}): boolean {
-    this.noSlots('tryAcquire');
-    const call = { ...this.checkCall(options), maxWait: 0 };
+    const call = { ...this.callOf('tryAcquire', options), maxWait: 0 };
     try {
       const r = this.syncStore('tryAcquire').updateSync(this.reserveTx(call), this.updateOptions(call));
       return typeof r === 'object';
@@ -503,7 +477,7 @@ export class RateLimit {
    * slot (first come, first served across processes) and holds it until release; `maxWait` bounds both waits.
    */
   async acquire(options?: WaitOptions): Promise<Permit> {
-    const call = options === undefined ? this.plainCall : this.checkCall(options);
+    const call = this.callOf('acquire', options);
     call.signal?.throwIfAborted();
     const started = monoMs();
     for (;;) {
@@ -511,8 +485,7 @@ export class RateLimit {
       const r = isPromiseLike(out) ? await out : out;
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
       const slept = await this.sleepThrough(r, call, started);
-      // A slot lost while asleep (this process was stopped past its lease)
-      // is queued for again, keeping this call's place by when it began.
+      // A slot lost while asleep (stopped past its lease) is queued for again, keeping this call's age.
       if (slept.r !== undefined) return this.permit(slept.r, (monoMs() - started) / 1000);
     }
   }
@@ -566,36 +539,29 @@ export class RateLimit {
 
   // --- private --------------------------------------------------------------
 
-  // Every store transaction but the plain wait()'s goes through here: it
-  // hands the transaction a state checked against this limiter's settings.
+  // Every store transaction but the plain wait()'s goes through here, and sees a state checked against the settings.
   private async update<T>(tx: Transaction<T>, options?: UpdateOptions): Promise<T> {
     const { settings, store } = this;
     return store.update((state, now, ctx) => tx(checkState(settings, state, store.name), now, ctx), options);
   }
 
   private updateOptions(call: Call): UpdateOptions {
-    return call === this.plainCall ? PLAIN_UPDATE : { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) };
+    if (call === this.plainCall) return PLAIN_UPDATE;
+    return { signal: call.signal, lockTimeout: Math.max(call.maxWait, MIN_LOCK_WAIT_S) };
   }
 
-  // A transaction that reserves the call's rate slot, or, if the slot is more
-  // than maxWait away, takes nothing and returns how long the wait would be.
+  // Reserves the call's rate slot; or if it is more than maxWait away, takes nothing and returns how far away it is.
   private reserveTx(call: Call): Transaction<number | Reservation> {
+    if (call === this.plainCall && this.plainTx) return this.plainTx;
     const { settings, store } = this;
-    if (call === this.plainCall) {
-      // The plain wait(): no maxWait, so the core's output is the
-      // transaction's. Made once; the hot path of the whole file.
-      const cost = this.defaultCost;
-      this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, cost);
-      return this.plainTx;
-    }
     return (state, now) => {
       const out = takeRate(settings, state && checkState(settings, state, store.name), now, call.cost);
       return out.result.at - now > call.maxWait ? { result: out.result.at - now } : out;
     };
   }
 
-  // After sleeping until its slot: see recheck(). A new reservation past
-  // maxWait in all is given back, and the seconds it would have waited returned.
+  // After sleeping until its slot: see recheck(). A new reservation past maxWait in all is given back, and the
+  // seconds it would have waited returned.
   private recheckTx(r: Reservation, call: Call, startedMs: number): Transaction<Recheck | number> {
     return (state, now) => {
       const current = checkState(this.settings, state, this.store.name);
@@ -638,10 +604,8 @@ export class RateLimit {
     }
   }
 
-  // The handle acquire() returns: it keeps its reservation, to settle and
-  // release it. Settles and the release run one after another, in the order called.
-  private permit(first: Reservation, waited: number): Permit {
-    let r = first;
+  // The handle acquire() returns, keeping its reservation; its settles and release run one after another, in order.
+  private permit(r: Reservation, waited: number): Permit {
     let queue: Promise<void> = Promise.resolve();
     let released: Promise<void> | undefined;
     const then = (code: string, what: string, step: () => Promise<void>) => {
@@ -658,16 +622,14 @@ export class RateLimit {
         const vector = this.toCostVector(actual, undefined, r.cost);
         return then('RATELIMIT_SETTLE_FAILED', 'settle a permit', async () => {
           r = await this.update((state, now) => {
-            if (!state) return { result: r };
-            const out = settle(settings, state, r, vector, now);
-            return { state: out.state, result: out.reservation };
+            const out = state && settle(settings, state, r, vector, now);
+            return { state: out?.state, result: out?.reservation ?? r };
           });
         });
       },
       release: () => {
-        if (released) return released;
         slots?.dropped?.unregister(permit);
-        released = then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
+        released ??= then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
           if (slots && r.slot !== undefined) return slots.release(r);
           if (!this.serial) return;
           await this.update((state, now) => ({ state: state && release(settings, state, r, now), result: undefined }));
@@ -680,13 +642,6 @@ export class RateLimit {
     return permit;
   }
 
-  private noSlots(method: string): void {
-    if (this.maxConcurrent !== Infinity) {
-      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent `
-        + `${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
-    }
-  }
-
   private syncStore(method: string): Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore {
     if (typeof this.store.updateSync !== 'function') {
       const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
@@ -696,21 +651,24 @@ export class RateLimit {
     return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
   }
 
-  private checkCall(options: WaitOptions): Call {
+  // The options of a call to `method`, checked; none make the plain call, which checks and allocates nothing.
+  private callOf(method: string, options: WaitOptions | undefined): Call {
+    if (this.slots && method !== 'acquire') {
+      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent `
+        + `${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
+    }
+    if (options === undefined) return this.plainCall;
     checkOptions('wait options', options, 'wait option', WAIT_OPTION_NAMES);
     const { signal, maxWait = Infinity, weight, cost } = options;
     checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
     const isSignal = typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function';
-    if (signal !== undefined && !isSignal) {
-      throw new TypeError(`ratelimit: signal must be an AbortSignal, got ${show(signal)}`);
-    }
-    const plain = weight === undefined && cost === undefined;
-    const vector = plain ? this.defaultCost : this.toCostVector(cost, weight, this.defaultCost);
+    check('signal', signal, 'an AbortSignal', signal === undefined || isSignal);
+    const vector = weight === undefined && cost === undefined ? this.defaultCost : this.toCostVector(cost, weight);
     return signal === undefined ? { maxWait, cost: vector } : { signal, maxWait, cost: vector };
   }
 
   // A cost, checked, as units per limit. Units not named keep `base`'s.
-  private toCostVector(cost: Cost | undefined, weight: number | undefined, base: readonly number[]): number[] {
+  private toCostVector(cost: Cost | undefined, weight: number | undefined, base = this.defaultCost): number[] {
     const limits = this.settings.limits;
     const units = [...new Set(limits.map((l) => l.unit))];
     const most = (unit: string) => Math.min(...limits.filter((l) => l.unit === unit).map((l) => l.maxCount));
@@ -721,22 +679,19 @@ export class RateLimit {
       checkNumber('weight', weight, `an integer from 1 to maxCount (${most('calls')})`, ok);
       given.set('calls', weight);
     }
-    if (cost !== undefined) {
-      if (typeof cost !== 'object' || cost === null) {
-        throw new TypeError(`ratelimit: cost must be an object of units, such as { tokens: 100 }, got ${show(cost)}`);
+    const isCost = cost === undefined || (typeof cost === 'object' && cost !== null);
+    check('cost', cost, 'an object of units, such as { tokens: 100 }', isCost);
+    for (const [unit, n] of Object.entries(cost ?? {})) {
+      if (!units.includes(unit)) {
+        throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts `
+          + `(they count ${units.map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, units)}`);
       }
-      for (const [unit, n] of Object.entries(cost)) {
-        if (!units.includes(unit)) {
-          throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts `
-            + `(they count ${units.map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, units)}`);
-        }
-        if (unit === 'calls' && weight !== undefined) {
-          throw new TypeError('ratelimit: give weight or cost.calls, not both');
-        }
-        const ok = Number.isInteger(n) && n >= 0 && n <= most(unit);
-        checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, ok);
-        given.set(unit, n);
+      if (unit === 'calls' && weight !== undefined) {
+        throw new TypeError('ratelimit: give weight or cost.calls, not both');
       }
+      const ok = Number.isInteger(n) && n >= 0 && n <= most(unit);
+      checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, ok);
+      given.set(unit, n);
     }
     return limits.map((l, i) => given.get(l.unit) ?? base[i] ?? 0);
   }
@@ -745,20 +700,18 @@ export class RateLimit {
 // --- what RateLimit uses itself -------------------------------------------
 
 // The tuning of the API, each with what it trades.
-// A slot's lease (see slotLease): a holder stalled by a busy event loop or a
-// slow store keeps its slot; a vanished holder's slot comes back within a minute.
+// A slot's lease (see slotLease): a holder stalled by a busy event loop or a slow store keeps its slot; a vanished
+// holder's slot comes back within a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
-// A process waiting for a slot polls from 1 ms apart, doubling up to this.
-// A poll costs 0.25 to 1.1 ms of CPU, so 200 ms keeps a process whose calls
-// all wait under 1% of a core (bench/queue.ts); a slot freed by another process
-// then stands idle 150 ms on average. A release inside the process hands its
-// slot on at once.
+// A process waiting for a slot polls from 1 ms apart, doubling up to this. A poll costs 0.25 to 1.1 ms of CPU, so
+// 200 ms keeps a process whose calls all wait under 1% of a core (bench/queue.ts); a slot freed by another process
+// then stands idle 150 ms on average (one freed in this process is handed on at once).
 const SLOT_POLL_MAX_MS = 200;
-// A process's place in the queue lapses this long after its last poll: how
-// long a vanished process can hold the queue up. A place that comes back keeps its order.
+// A process's place in the queue lapses this long after its last poll: how long a vanished process can hold the
+// queue up. A place that comes back keeps its order.
 const QUEUE_LEASE_S = 2;
-// The longest pause, lease or stale time accepted, and the longest a pause
-// from another clock is trusted: a day, far inside what the state reads back (isTime).
+// The longest pause, lease or stale time accepted, and the longest a pause from another clock is trusted: a day,
+// far inside what the state reads back (isTime).
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
@@ -778,8 +731,7 @@ const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
 // A call's options, checked.
 interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
 
-// FinalizationRegistry is ES2021, so a project compiled for ES2020 has no
-// type for it: declared here as far as it is used.
+// FinalizationRegistry is ES2021, so a project compiled for ES2020 has no type for it: declared here as far as used.
 interface Finalizer {
   register(target: object, held: Reservation, token: object): void;
   unregister(token: object): void;
@@ -792,14 +744,13 @@ interface SlotWaiter {
   readonly call: Call;
   readonly startedMs: number;
   readonly id: string;
-  done(out: Reservation | number | Error): void;
+  // Resolves its wait with a reservation or the seconds it would wait; rejects it with an error, or when `failed`.
+  done(out: unknown, failed?: boolean): void;
 }
 
-// Hands out one limiter's concurrency slots in this process, which holds one
-// place in the shared queue for all its waiters (see admit()). Its store
-// transactions run one at a time, each doing all there is to do (give back,
-// release, renew, grant in order): a release hands its slot on in the same
-// transaction, and hundreds of waiters cost one poll.
+// Hands out one limiter's concurrency slots in this process, which holds one place in the shared queue for all its
+// waiters (see admit()). Its store transactions run one at a time, each doing all there is to do (give back, release,
+// renew, grant in order): a release hands its slot on in the same transaction, and hundreds of waiters cost one poll.
 class SlotAgent {
   private readonly id = randomHex(6);
   private readonly settings: Settings;
@@ -830,28 +781,24 @@ class SlotAgent {
     this.update = update;
   }
 
-  // Waits for a slot: a reservation holding one, or the seconds its rate
-  // slot is away if that is past maxWait (then it holds nothing).
+  // Waits for a slot: a reservation holding one, or (holding nothing) the seconds its rate slot is away past maxWait.
   take(call: Call, startedMs: number): Promise<Reservation | number> {
-    // Unique in every process: the agent's random id, and a count (a random
-    // id per call costs about 30 µs here, more than the rest of a call).
+    // Unique in every process: the agent's id and a count (a random id per call costs 30 µs, more than the call).
     const id = `${this.id}.${++this.count}`;
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const leave = () => {
+      // Answers the waiter and takes it out of the list; a waiter no longer in the list has had its answer.
+      const done = (out: unknown, failed = out instanceof Error) => {
+        const k = this.waiters.indexOf(waiter);
+        if (k === -1) return;
+        this.waiters.splice(k, 1);
         clearTimeout(timer);
         call.signal?.removeEventListener('abort', onAbort);
-        const k = this.waiters.indexOf(waiter);
-        if (k === -1) return false;
-        this.waiters.splice(k, 1);
         if (this.waiters.length === 0) this.kick(); // to give up the place in the queue
-        return true;
+        if (failed) reject(out); else resolve(out as Reservation | number);
       };
-      const waiter: SlotWaiter = {
-        call, startedMs, id,
-        done: (out) => { leave(); if (out instanceof Error) reject(out); else resolve(out); },
-      };
-      const onAbort = () => { if (leave()) reject(call.signal?.reason); };
+      const waiter: SlotWaiter = { call, startedMs, id, done };
+      const onAbort = () => done(call.signal?.reason, true);
       call.signal?.addEventListener('abort', onAbort, { once: true });
       // A timer can fire up to about 1 ms early: re-armed until maxWait has truly passed.
       const arm = () => {
@@ -860,11 +807,9 @@ class SlotAgent {
         timer = setTimeout(() => {
           const waited = (monoMs() - startedMs) / 1000;
           if (waited < call.maxWait) { arm(); return; }
-          if (leave()) {
-            reject(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
-              + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
-              + `longer than maxWait (${call.maxWait} s)`));
-          }
+          done(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
+            + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
+            + `longer than maxWait (${call.maxWait} s)`));
         }, Math.max(0, Math.ceil(left)));
       };
       arm();
@@ -904,8 +849,7 @@ class SlotAgent {
       // Let the calls made in this turn of the event loop join the first transaction.
       await null;
       const waiters = this.waiters.slice();
-      const releasing = this.releasing;
-      const returning = this.returning;
+      const { releasing, returning } = this;
       const renew = this.renewDue ? [...this.held.keys()] : [];
       this.releasing = [];
       this.returning = [];
@@ -931,21 +875,16 @@ class SlotAgent {
       } catch (error) {
         const [freed, renewed] = [releasing.length, renew.length];
         if (freed) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${freed} concurrency slot(s)`)(error);
-        if (renewed) {
-          warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew the leases of ${renewed} concurrency slot(s)`)(error);
-        }
+        if (renewed) warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew ${renewed} concurrency slot(s)`)(error);
         // A busy lock is waited out; any other failure ends every wait.
-        if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error as Error);
+        if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error, true);
       }
       for (const { done } of releasing) done();
       results.forEach((out, k) => {
         const w = waiters[k] as SlotWaiter;
-        if (!this.waiters.includes(w)) {
-          if (typeof out === 'object') this.returning.push(out); // it left meanwhile
-          return;
-        }
-        if (typeof out === 'object') this.held.set(w.id, out);
-        w.done(out);
+        if (typeof out !== 'object') w.done(out);
+        else if (this.waiters.includes(w)) { this.held.set(w.id, out); w.done(out); }
+        else this.returning.push(out); // it left meanwhile: give it back
       });
       if (this.returning.length) this.again = true;
       if (results.length) this.pollMs = 1;
@@ -954,7 +893,8 @@ class SlotAgent {
     this.schedule();
   }
 
-  // Polls while anything waits here, and renews held slots a third of the lease apart.
+  // Polls while anything waits here, each wait drawn from half to one and a half times pollMs so that processes
+  // do not poll in step; and renews held slots a third of the lease apart.
   private schedule(): void {
     if (this.waiters.length && this.pollTimer === undefined) {
       const ms = this.pollMs * (0.5 + Math.random());
@@ -1483,45 +1423,33 @@ const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false 
 
 // --- sleeping, option checks and warnings, for the memory store and everything above -----
 
-// A call waits for a busy lock up to its maxWait, but at least this, even in
-// tryAcquire(): locks are held for tens of µs and dead holders looked for every
-// 2 ms, so 10 ms rides out contention without waiting staleAfter for a stopped holder.
+// A call waits for a busy lock up to its maxWait but at least this, even in tryAcquire(): locks are held for tens of
+// µs and dead holders sought every 2 ms, so 10 ms rides out contention, not waiting staleAfter for a stopped holder.
 const MIN_LOCK_WAIT_S = 0.01;
-function lockTimeout(maxWait: number): number {
-  return Math.max(maxWait, MIN_LOCK_WAIT_S);
-}
-
 // setTimeout fires a delay over 2^31-1 ms (24.8 days) after 1 ms, so long waits are slept in chunks.
 const MAX_TIMER_MS = 2 ** 31 - 1;
-// The end of a sleep, slept blocking the thread (no CPU): 1 ms, the timers'
-// resolution. The event loop stands still this long once per sleep; 0 gives
-// that back, and lets callers through about 1 ms late instead.
+// The end of a sleep, slept blocking the thread (no CPU): 1 ms, the timers' resolution. The event loop stands still
+// this long once per sleep; 0 gives that back, and lets callers through about 1 ms late instead.
 const FINISH_MS = 1;
 
-// Sleeps until monoMs() reaches `deadline`: a timer for floor(left) ms, then
-// the last FINISH_MS in the kernel, which lets the caller through within 0.7 ms
-// of its time (p99) against 1.5 ms on a timer alone (bench/precision.ts).
+// Sleeps until monoMs() reaches `deadline`: a timer for floor(left) ms, then the last FINISH_MS in the kernel, which
+// lets the caller through within 0.7 ms of its time (p99) against 1.5 ms on a timer alone (bench/precision.ts).
 function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) { reject(signal.reason); return; }
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const finish = (error?: { reason: unknown }) => {
-      clearTimeout(timer);
-      clearImmediate(first); // set below, before anything can call finish
-      signal?.removeEventListener('abort', onAbort);
-      if (error) reject(error.reason); else resolve();
-    };
-    const onAbort = () => finish({ reason: signal?.reason });
     const tick = () => {
       const left = deadline - monoMs();
-      if (left <= FINISH_MS) { sleepSyncUntil(deadline); finish(); return; }
-      timer = setTimeout(tick, Math.min(Math.floor(left), MAX_TIMER_MS));
+      if (left > FINISH_MS) { timer = setTimeout(tick, Math.min(Math.floor(left), MAX_TIMER_MS)); return; }
+      signal?.removeEventListener('abort', onAbort);
+      sleepSyncUntil(deadline);
+      resolve();
     };
-    if (signal?.aborted) { reject(signal.reason); return; }
-    signal?.addEventListener('abort', onAbort, { once: true });
-    // The first look comes from the event loop, never from this call: a
-    // caller whose sleeps all end within FINISH_MS would otherwise never let
-    // the event loop run (timers, I/O, signal handlers) between its calls.
+    // The first look comes from the event loop, never from this call: a caller whose sleeps all end within
+    // FINISH_MS would otherwise never let the event loop run (timers, I/O, signal handlers) between its calls.
     const first = setImmediate(tick);
+    const onAbort = () => { clearImmediate(first); clearTimeout(timer); reject(signal?.reason); };
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
@@ -1533,17 +1461,15 @@ function sleepSyncUntil(deadline: number): void {
   }
 }
 
-// Milliseconds on this process's monotonic clock. On Node, process.hrtime: the
-// first performance.now() loads part of Node (about 1 ms); on Bun and Deno it costs nothing.
-const onNode = (globalThis as { Bun?: unknown; Deno?: unknown }).Bun === undefined
-  && (globalThis as { Deno?: unknown }).Deno === undefined;
-const monoMs: () => number = onNode
+// Milliseconds on this process's monotonic clock. On Node, process.hrtime: the first performance.now() loads part of
+// Node (about 1 ms); on Bun and Deno it costs nothing.
+const runtime = globalThis as { Bun?: unknown; Deno?: unknown };
+const monoMs: () => number = runtime.Bun === undefined && runtime.Deno === undefined
   ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
   : () => performance.now();
 
-// `bytes` random bytes as hex, from Web Crypto (in Node 20+, Bun and Deno):
-// loading node:crypto would add a few ms (measured by hand) to every process
-// that imports this file. Without it (Node 18), Math.random: the file store's
+// `bytes` random bytes as hex, from Web Crypto (in Node 20+, Bun and Deno): loading node:crypto would add a few ms
+// (measured by hand) to every process that imports this file. Without it (Node 18), Math.random: the file store's
 // names stay exclusive, as they are created with O_EXCL, only less unpredictable.
 const webCrypto = (globalThis as { crypto?: { getRandomValues(a: Uint8Array): Uint8Array } }).crypto;
 function randomHex(bytes: number): string {
@@ -1567,30 +1493,25 @@ function warnFailed(code: string, what: string): (error: unknown) => void {
   return (error) => warn(code, `ratelimit: could not ${what}: ${(error as Error).message}`);
 }
 
-// Option checks: each error names the option, and says what it got.
-// `name` is "" for the one limit of maxCount and per, else such as "limits[0]".
+// Option checks, each error naming the option and what it got. `name`: "" for maxCount and per, or like "limits[0]".
 function checkLimit(spec: LimitOptions, name: string, greedyDefault: boolean): LimitSettings {
   if (name) checkOptions(name, spec, `option of ${name}`, LIMIT_OPTION_NAMES, 'an object of { maxCount, per }');
   const prefix = name && `${name}.`;
   const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
   checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
   checkSeconds(`${prefix}per`, per, MAX_PER_S, ' (a year and a day)');
-  // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there
-  // is ten a second, here one call every 100 s. A whole number of thousands
-  // of seconds is rarely meant (an hour is 3600, a day 86400).
+  // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there is ten a second, here one call every
+  // 100 s. A whole number of thousands of seconds is rarely meant (an hour is 3600, a day 86400).
   if (per >= 1000 && per % 1000 === 0) {
     warn('RATELIMIT_PER_LOOKS_LIKE_MS', `ratelimit: ${prefix}per is in seconds, so per: ${per} is a window of `
       + `${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
   }
-  checkBoolean(`${prefix}greedy`, greedy);
-  if (typeof unit !== 'string' || unit === '') {
-    throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
-  }
+  check(`${prefix}greedy`, greedy, 'a boolean', typeof greedy === 'boolean');
+  check(`${prefix}unit`, unit, 'a non-empty string', typeof unit === 'string' && unit !== '');
   return { maxCount, per, greedy, unit };
 }
 
-// Checks that `options` is an object (else "<name> must be <shape>"), and
-// rejects names it should not have, suggesting the closest.
+// Checks that `options` is an object (else "<name> must be <shape>"), and refuses unknown names, naming the closest.
 function checkOptions(name: string, options: unknown, kind: string, known: readonly string[], shape = 'an object') {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`ratelimit: ${name} must be ${shape}, got ${show(options)}`);
@@ -1604,14 +1525,11 @@ function checkOptions(name: string, options: unknown, kind: string, known: reado
   }
 }
 
+// "; did you mean ...?" naming the known name closest to `name`, if it is close enough to be a typo of it.
 function nearest(name: string, known: readonly string[]): string {
-  let best = '';
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = editDistance(name.toLowerCase(), k.toLowerCase());
-    if (d < bestDistance) { best = k; bestDistance = d; }
-  }
-  return bestDistance <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
+  const distance = (k: string) => editDistance(name.toLowerCase(), k.toLowerCase());
+  const best = known.reduce((a, b) => (distance(b) < distance(a) ? b : a));
+  return distance(best) <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
 }
 
 function editDistance(a: string, b: string): number {
@@ -1627,17 +1545,19 @@ function editDistance(a: string, b: string): number {
   return row[b.length] ?? 0;
 }
 
+// "<name> must be <expected>, got <value>": a TypeError unless `typeOk`, then a RangeError unless `ok`.
+function check(name: string, value: unknown, expected: string, typeOk: boolean, ok = true): void {
+  if (typeOk && ok) return;
+  const message = `ratelimit: ${name} must be ${expected}, got ${show(value)}`;
+  throw typeOk ? new RangeError(message) : new TypeError(message);
+}
+
 function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
-  if (typeof value !== 'number') throw new TypeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
-  if (!ok) throw new RangeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
+  check(name, value, expected, typeof value === 'number', ok);
 }
 
 function checkSeconds(name: string, value: number, most: number, why = ''): void {
   checkNumber(name, value, `a number of seconds above 0, at most ${most}${why}`, value > 0 && value <= most);
-}
-
-function checkBoolean(name: string, value: unknown): void {
-  if (typeof value !== 'boolean') throw new TypeError(`ratelimit: ${name} must be a boolean, got ${show(value)}`);
 }
 
 function show(value: unknown): string {
