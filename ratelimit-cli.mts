@@ -260,7 +260,8 @@ function headerBlock(text: string): { status?: number; headers: Record<string, s
   for (const line of lines.slice(from)) {
     if (line.trim() === '' && starts.length) break; // the end of the headers; a body may follow (curl -i)
     const m = /^([!#$%&'*+.^_`|~\w-]+):[ \t]*(.*)$/.exec(line);
-    if (m) (headers[(m[1] as string).toLowerCase()] ??= []).push((m[2] as string).trim());
+    const name = m?.[1]?.toLowerCase();
+    if (name) headers[name] = [...headers[name] ?? [], (m?.[2] ?? '').trim()];
   }
   const status = /^HTTP\/[\d.]+ (\d{3})/.exec(lines[from] ?? '')?.[1];
   return status ? { status: Number(status), headers } : { headers };
@@ -412,13 +413,14 @@ async function main(argv: string[]): Promise<void> {
       return finish(0);
     }
     if (args.sub === 'observe') {
-      if (process.stdin.isTTY) throw new UsageError('observe reads the headers on stdin: observe --file F < headers.txt');
+      const how = 'observe --file F < headers.txt';
+      if (process.stdin.isTTY) throw new UsageError(`observe reads the headers on stdin: ${how}`);
       let text = '';
       for await (const chunk of process.stdin) {
         text += chunk;
-        if (text.length > MAX_HEADERS_CHARS) throw new UsageError(`observe reads at most ${MAX_HEADERS_CHARS} characters`);
+        if (text.length > MAX_HEADERS_CHARS) throw new UsageError(`observe reads ${MAX_HEADERS_CHARS} chars at most`);
       }
-      if (text.trim() === '') throw new UsageError('observe read nothing on stdin: observe --file F < headers.txt');
+      if (text.trim() === '') throw new UsageError(`observe read nothing on stdin: ${how}`);
       const report = await limit.observe(headerBlock(text));
       if (!quiet) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       return finish(0);

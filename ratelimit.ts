@@ -341,7 +341,7 @@ export interface ServerLimit {
 /** What the headers of one response say about the rate limit (see {@link readServerReport}). */
 export interface ServerReport {
   limits: ServerLimit[];
-  /** Seconds to hold every call: `Retry-After` on an error (429, 503, 403) or with no status; Discord's global limit. */
+  /** Seconds to hold every call: `Retry-After` on an error (429, 503, 403) or with no status, or Discord's global. */
   pause?: number;
   /** The headers that were there but not trusted, each with why. */
   ignored: string[];
@@ -371,7 +371,8 @@ export function readServerReport(response: unknown, now: number = Date.now()): S
     return kind === 'count' ? n : heldToADay(name, n);
   };
   // One limit, once its remaining and reset are known and agree with its limit; `names` are its headers.
-  const add = (names: string[], found: ServerLimit | Partial<ServerLimit>, saidBefore: number) => {
+  type Found = { [K in keyof ServerLimit]?: ServerLimit[K] | undefined };
+  const add = (names: string[], found: Found, saidBefore: number) => {
     const { unit = 'calls', remaining, resetIn, limit, name } = found;
     const present = names.filter((n) => get(n) !== undefined).join(', ');
     if (remaining === undefined || resetIn === undefined) {
@@ -403,8 +404,9 @@ export function readServerReport(response: unknown, now: number = Date.now()): S
       ? v as number | undefined : ignore(`${label}: ${key} is not a whole number of 0 or more`));
     const r = params.has('r') ? count('r', params.get('r')) : ignore(`${label}: no r, the quota left`);
     const t = params.get('t') ?? policy?.get('w');
-    const resetIn = typeof t === 'number' && t >= 0 ? heldToADay(`${label} t`, t) : ignore(`${label}: ${t === undefined
-      ? 'no t, and no window (w) in its policy, so no time the quota holds until' : NOT_A.seconds.replace('is', 't is')}`);
+    const noT = 'no t, and no window (w) in its policy, so no time the quota holds until';
+    const resetIn = typeof t === 'number' && t >= 0 ? heldToADay(`${label} t`, t)
+      : ignore(`${label}: ${t === undefined ? noT : NOT_A.seconds.replace('is', 't is')}`);
     add(['ratelimit'], { unit, remaining: r, resetIn, limit: count('q', policy?.get('q')), name }, before);
   }
   let before = out.ignored.length;
@@ -516,13 +518,14 @@ function structuredList(text: string): Array<[string, Map<string, unknown>]> | u
   const param = `;\\s*([a-z*][a-z0-9_.*-]*)(?:=(${bare}))?`;
   const item = new RegExp(`^(?:(${string})|(${token}))((?:${param})*)[ \\t]*(?:,[ \\t]*(?=\\S)|$)`);
   const unquote = (s: string) => s.slice(1, -1).replace(/\\(.)/g, '$1');
-  const value = (v: string) => (v[0] === '"' ? unquote(v) : v[0] === '?' ? v === '?1' : /^-?\d/.test(v) ? Number(v) : v);
+  const value = (v: string | undefined) => (v === undefined ? true : v[0] === '"' ? unquote(v) : v[0] === '?'
+    ? v === '?1' : /^-?\d/.test(v) ? Number(v) : v);
   const out: Array<[string, Map<string, unknown>]> = [];
   for (let rest = text.trim(); rest !== '';) {
     const m = item.exec(rest);
     if (!m) return undefined;
     const params = new Map<string, unknown>();
-    for (const [, key, v] of (m[3] ?? '').matchAll(new RegExp(param, 'g'))) params.set(key as string, v ? value(v) : true);
+    for (const [, key, v] of (m[3] ?? '').matchAll(new RegExp(param, 'g'))) params.set(key as string, value(v));
     out.push([m[1] ? unquote(m[1]) : m[2] as string, params]);
     rest = rest.slice(m[0].length);
   }
@@ -553,8 +556,8 @@ export class RateLimit {
   private readonly defaultCost: number[];
   // The options of a plain call, so that it allocates and checks nothing.
   private readonly plainCall: Call;
-  // The transaction of a plain wait() (cost 1 call, no maxWait), made once.
-  private plainTx?: Transaction<number | Reservation>;
+  // The transaction of a plain wait() (cost 1 call, no maxWait), made once: the hot path.
+  private readonly plainTx: Transaction<number | Reservation>;
   // Hands out concurrency slots, with maxConcurrent.
   private readonly slots?: SlotAgent;
   // Each grant's counts (Reservation.granted) once a server's word is kept, oldest first, until observe() takes it.
@@ -563,56 +566,36 @@ export class RateLimit {
   /** Checks every option at once: TypeError for a wrong type or an unknown name, RangeError for a wrong value. */
   constructor(options: RateLimitOptions) {
     checkOptions('options', options, 'option', OPTION_NAMES);
-    const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false } = options;
-    checkBoolean('greedy', greedy);
-    checkBoolean('serial', serial);
-    let specs: readonly LimitOptions[] = [{ maxCount: options.maxCount as number, per: options.per as number }];
-    if (options.limits !== undefined) {
-      if (options.maxCount !== undefined || options.per !== undefined) {
-        throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
-      }
-      if (!Array.isArray(options.limits) || options.limits.length === 0) {
-        throw new TypeError('ratelimit: limits must be a non-empty array of { maxCount, per }, '
-          + `got ${show(options.limits)}`);
-      }
-      specs = options.limits;
+    const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false, limits: list } = options;
+    check('greedy', greedy, 'a boolean', typeof greedy === 'boolean');
+    check('serial', serial, 'a boolean', typeof serial === 'boolean');
+    if (list !== undefined && (options.maxCount !== undefined || options.per !== undefined)) {
+      throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
     }
-    const given = specs.map((spec, i) => checkLimit(spec, options.limits === undefined ? '' : `limits[${i}]`, greedy));
+    const isList = list === undefined || (Array.isArray(list) && list.length > 0);
+    check('limits', list, 'a non-empty array of { maxCount, per }', isList);
+    const specs = list ?? [{ maxCount: options.maxCount as number, per: options.per as number }];
+    const given = specs.map((spec, i) => checkLimit(spec, list === undefined ? '' : `limits[${i}]`, greedy));
     const limits = given.slice().sort(compareLimits);
-    limits.forEach((l, i) => {
-      const previous = limits[i - 1];
-      if (previous && compareLimits(previous, l) === 0) {
-        throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(l)}`);
-      }
-    });
+    const twice = limits.find((l, i) => i > 0 && compareLimits(limits[i - 1] as LimitSettings, l) === 0);
+    if (twice) throw new RangeError(`ratelimit: limits holds the same limit twice: ${describeLimit(twice)}`);
     const { maxConcurrent = serial ? 1 : Infinity } = options;
     const isCount = maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1);
     checkNumber('maxConcurrent', maxConcurrent, 'a positive integer', isCount);
-    if (serial && maxConcurrent !== 1) {
-      throw new RangeError('ratelimit: serial means one call at a time, so maxConcurrent must be 1 or left out, '
-        + `got ${maxConcurrent}`);
-    }
+    const alone = '1 or left out: serial means one call at a time';
+    check('maxConcurrent', maxConcurrent, alone, true, !serial || maxConcurrent === 1);
     checkSeconds('staleAfter', staleAfter, MAX_DURATION_S);
-    // A slot's lease must outlast a lock stalled by a paused holder (broken
-    // after staleAfter) plus a renewal period (a third of the lease), or one
-    // paused process makes every held slot lapse: hence at least 2 × staleAfter.
+    // A slot's lease must outlast a lock stalled by a paused holder (broken after staleAfter) plus a renewal period
+    // (a third of the lease), or one paused process makes every held slot lapse: hence at least 2 × staleAfter.
     const leaseFloor = file === undefined ? 0 : 2 * staleAfter;
     const { slotLease = Math.max(DEFAULT_SLOT_LEASE_S, leaseFloor) } = options;
     checkSeconds('slotLease', slotLease, MAX_DURATION_S);
-    if (slotLease < leaseFloor) {
-      throw new RangeError(`ratelimit: slotLease must be at least twice staleAfter (${leaseFloor} s), `
-        + `or one paused process lets every slot lapse; got ${slotLease}`);
-    }
-    if (file !== undefined && typeof file !== 'string') {
-      throw new TypeError(`ratelimit: file must be a path string, got ${show(file)}`);
-    }
-    if (file === '') throw new RangeError('ratelimit: file must be a non-empty path, got ""');
-    if (store !== undefined && (typeof store !== 'object' || store === null || typeof store.update !== 'function')) {
-      throw new TypeError(`ratelimit: store must be an object with an update method, got ${show(store)}`);
-    }
-    if (store !== undefined && file !== undefined) {
-      throw new TypeError('ratelimit: give either file or store, not both');
-    }
+    const why = `at least twice staleAfter (${leaseFloor} s), or one paused process lets every slot lapse`;
+    check('slotLease', slotLease, why, true, slotLease >= leaseFloor);
+    check('file', file, 'a non-empty path string', file === undefined || typeof file === 'string', file !== '');
+    const isStore = typeof store === 'object' && store !== null && typeof store.update === 'function';
+    check('store', store, 'an object with an update method', store === undefined || isStore);
+    if (store && file !== undefined) throw new TypeError('ratelimit: give either file or store, not both');
     const [first] = given as [LimitSettings];
     this.limits = given;
     this.maxCount = first.maxCount;
@@ -625,6 +608,7 @@ export class RateLimit {
     this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
     // The marked line is the memory-only recipe's (see the header), so it stays one line.
     this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter })); // FILE STORE: for memory only, `this.store = store ?? new MemoryStore();`
+    this.plainTx = this.reserveTx(this.plainCall);
     if (maxConcurrent !== Infinity) this.slots = new SlotAgent(this.settings, slotLease, (tx) => this.update(tx));
   }
 
@@ -653,12 +637,10 @@ export class RateLimit {
    * {@link RateLimitTimeoutError} if the slot is more than `maxWait` away; with `signal.reason` if aborted.
    */
   async wait(options?: WaitOptions): Promise<number> {
-    this.noSlots('wait');
-    const call = options === undefined ? this.plainCall : this.checkCall(options);
+    const call = this.callOf('wait', options);
     call.signal?.throwIfAborted();
     let r = this.store.update(this.reserveTx(call), this.updateOptions(call));
-    // Await only a store that is really asynchronous: awaiting a plain value
-    // still costs a trip through the microtask queue.
+    // Await only a truly asynchronous store: awaiting a plain value costs a trip through the microtask queue.
     if (isPromiseLike(r)) r = await r;
     if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
     if (r.granted) this.granted(r);
@@ -668,31 +650,26 @@ export class RateLimit {
 
   /** {@link wait}, blocking the thread (with `Atomics.wait`, so using no CPU), for plain scripts. */
   waitSync(options: Omit<WaitOptions, 'signal'> = {}): number {
-    this.noSlots('waitSync');
-    const call = this.checkCall(options);
+    const call = this.callOf('waitSync', options);
     const store = this.syncStore('waitSync');
     const started = monoMs();
     const update = this.updateOptions(call);
-    let r = store.updateSync(this.reserveTx(call), update);
-    this.granted(r);
+    // Never 'lost': without a concurrency cap no call holds a slot to lose.
+    let r: Recheck | number = store.updateSync(this.reserveTx(call), update);
+    if (typeof r === 'object') this.granted(r);
     let waited = 0;
-    for (;;) {
-      if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-      const left = r.at - r.now;
-      if (left <= 0) return waited;
-      waited += left;
-      sleepSyncUntil(monoMs() + left * 1000);
-      const again = store.updateSync(this.recheckTx(r, call, started), update);
-      if (again === 'go') return waited;
-      if (again === 'lost') throw new Error('unreachable: no concurrency cap');
-      r = again;
+    while (typeof r === 'object' && r.at > r.now) {
+      waited += r.at - r.now;
+      sleepSyncUntil(monoMs() + (r.at - r.now) * 1000);
+      r = store.updateSync(this.recheckTx(r, call, started), update);
     }
+    if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
+    return waited;
   }
 
   /** Takes a slot only if one is free right now, and says whether it did. Never waits. */
   tryAcquire(options: Omit<WaitOptions, 'signal' | 'maxWait'> = {}): boolean {
-    this.noSlots('tryAcquire');
-    const call = { ...this.checkCall(options), maxWait: 0 };
+    const call = { ...this.callOf('tryAcquire', options), maxWait: 0 };
     try {
       const r = this.syncStore('tryAcquire').updateSync(this.reserveTx(call), this.updateOptions(call));
       this.granted(r);
@@ -708,7 +685,7 @@ export class RateLimit {
    * slot (first come, first served across processes) and holds it until release; `maxWait` bounds both waits.
    */
   async acquire(options?: WaitOptions): Promise<Permit> {
-    const call = options === undefined ? this.plainCall : this.checkCall(options);
+    const call = this.callOf('acquire', options);
     call.signal?.throwIfAborted();
     const started = monoMs();
     for (;;) {
@@ -717,8 +694,7 @@ export class RateLimit {
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
       this.granted(r);
       const slept = await this.sleepThrough(r, call, started);
-      // A slot lost while asleep (this process was stopped past its lease)
-      // is queued for again, keeping this call's place by when it began.
+      // A slot lost while asleep (stopped past its lease) is queued for again, keeping this call's age.
       if (slept.r !== undefined) return this.permit(slept.r, (monoMs() - started) / 1000);
     }
   }
@@ -794,36 +770,29 @@ export class RateLimit {
 
   // --- private --------------------------------------------------------------
 
-  // Every store transaction but the plain wait()'s goes through here: it
-  // hands the transaction a state checked against this limiter's settings.
+  // Every store transaction but the plain wait()'s goes through here, and sees a state checked against the settings.
   private async update<T>(tx: Transaction<T>, options?: UpdateOptions): Promise<T> {
     const { settings, store } = this;
     return store.update((state, now, ctx) => tx(checkState(settings, state, store.name), now, ctx), options);
   }
 
   private updateOptions(call: Call): UpdateOptions {
-    return call === this.plainCall ? PLAIN_UPDATE : { signal: call.signal, lockTimeout: lockTimeout(call.maxWait) };
+    if (call === this.plainCall) return PLAIN_UPDATE;
+    return { signal: call.signal, lockTimeout: Math.max(call.maxWait, MIN_LOCK_WAIT_S) };
   }
 
-  // A transaction that reserves the call's rate slot, or, if the slot is more
-  // than maxWait away, takes nothing and returns how long the wait would be.
+  // Reserves the call's rate slot; or if it is more than maxWait away, takes nothing and returns how far away it is.
   private reserveTx(call: Call): Transaction<number | Reservation> {
+    if (call === this.plainCall && this.plainTx) return this.plainTx;
     const { settings, store } = this;
-    if (call === this.plainCall) {
-      // The plain wait(): no maxWait, so the core's output is the
-      // transaction's. Made once; the hot path of the whole file.
-      const cost = this.defaultCost;
-      this.plainTx ??= (state, now) => takeRate(settings, state && checkState(settings, state, store.name), now, cost);
-      return this.plainTx;
-    }
     return (state, now) => {
       const out = takeRate(settings, state && checkState(settings, state, store.name), now, call.cost);
       return out.result.at - now > call.maxWait ? { result: out.result.at - now } : out;
     };
   }
 
-  // After sleeping until its slot: see recheck(). A new reservation past
-  // maxWait in all is given back, and the seconds it would have waited returned.
+  // After sleeping until its slot: see recheck(). A new reservation past maxWait in all is given back, and the
+  // seconds it would have waited returned.
   private recheckTx(r: Reservation, call: Call, startedMs: number): Transaction<Recheck | number> {
     return (state, now) => {
       const current = checkState(this.settings, state, this.store.name);
@@ -866,10 +835,8 @@ export class RateLimit {
     }
   }
 
-  // The handle acquire() returns: it keeps its reservation, to settle and
-  // release it. Settles and the release run one after another, in the order called.
-  private permit(first: Reservation, waited: number): Permit {
-    let r = first;
+  // The handle acquire() returns, keeping its reservation; its settles and release run one after another, in order.
+  private permit(r: Reservation, waited: number): Permit {
     let queue: Promise<void> = Promise.resolve();
     let released: Promise<void> | undefined;
     const then = (code: string, what: string, step: () => Promise<void>) => {
@@ -886,16 +853,14 @@ export class RateLimit {
         const vector = this.toCostVector(actual, undefined, r.cost);
         return then('RATELIMIT_SETTLE_FAILED', 'settle a permit', async () => {
           r = await this.update((state, now) => {
-            if (!state) return { result: r };
-            const out = settle(settings, state, r, vector, now);
-            return { state: out.state, result: out.reservation };
+            const out = state && settle(settings, state, r, vector, now);
+            return { state: out?.state, result: out?.reservation ?? r };
           });
         });
       },
       release: () => {
-        if (released) return released;
         slots?.dropped?.unregister(permit);
-        released = then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
+        released ??= then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
           if (slots && r.slot !== undefined) return slots.release(r);
           if (!this.serial) return;
           await this.update((state, now) => ({ state: state && release(settings, state, r, now), result: undefined }));
@@ -914,13 +879,6 @@ export class RateLimit {
     if (this.unobserved.push(r.granted) > MAX_UNOBSERVED) this.unobserved.shift();
   }
 
-  private noSlots(method: string): void {
-    if (this.maxConcurrent !== Infinity) {
-      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent `
-        + `${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
-    }
-  }
-
   private syncStore(method: string): Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore {
     if (typeof this.store.updateSync !== 'function') {
       const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
@@ -930,21 +888,24 @@ export class RateLimit {
     return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
   }
 
-  private checkCall(options: WaitOptions): Call {
+  // The options of a call to `method`, checked; none make the plain call, which checks and allocates nothing.
+  private callOf(method: string, options: WaitOptions | undefined): Call {
+    if (this.slots && method !== 'acquire') {
+      throw new TypeError(`ratelimit: ${method}() cannot hold a concurrency slot (this limiter has maxConcurrent `
+        + `${this.maxConcurrent}); use acquire() and release(), or run(fn)`);
+    }
+    if (options === undefined) return this.plainCall;
     checkOptions('wait options', options, 'wait option', WAIT_OPTION_NAMES);
     const { signal, maxWait = Infinity, weight, cost } = options;
     checkNumber('maxWait', maxWait, 'a number of seconds, 0 or more', maxWait >= 0);
     const isSignal = typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function';
-    if (signal !== undefined && !isSignal) {
-      throw new TypeError(`ratelimit: signal must be an AbortSignal, got ${show(signal)}`);
-    }
-    const plain = weight === undefined && cost === undefined;
-    const vector = plain ? this.defaultCost : this.toCostVector(cost, weight, this.defaultCost);
+    check('signal', signal, 'an AbortSignal', signal === undefined || isSignal);
+    const vector = weight === undefined && cost === undefined ? this.defaultCost : this.toCostVector(cost, weight);
     return signal === undefined ? { maxWait, cost: vector } : { signal, maxWait, cost: vector };
   }
 
   // A cost, checked, as units per limit. Units not named keep `base`'s.
-  private toCostVector(cost: Cost | undefined, weight: number | undefined, base: readonly number[]): number[] {
+  private toCostVector(cost: Cost | undefined, weight: number | undefined, base = this.defaultCost): number[] {
     const limits = this.settings.limits;
     const units = [...new Set(limits.map((l) => l.unit))];
     const most = (unit: string) => Math.min(...limits.filter((l) => l.unit === unit).map((l) => l.maxCount));
@@ -955,22 +916,19 @@ export class RateLimit {
       checkNumber('weight', weight, `an integer from 1 to maxCount (${most('calls')})`, ok);
       given.set('calls', weight);
     }
-    if (cost !== undefined) {
-      if (typeof cost !== 'object' || cost === null) {
-        throw new TypeError(`ratelimit: cost must be an object of units, such as { tokens: 100 }, got ${show(cost)}`);
+    const isCost = cost === undefined || (typeof cost === 'object' && cost !== null);
+    check('cost', cost, 'an object of units, such as { tokens: 100 }', isCost);
+    for (const [unit, n] of Object.entries(cost ?? {})) {
+      if (!units.includes(unit)) {
+        throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts `
+          + `(they count ${units.map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, units)}`);
       }
-      for (const [unit, n] of Object.entries(cost)) {
-        if (!units.includes(unit)) {
-          throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts `
-            + `(they count ${units.map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, units)}`);
-        }
-        if (unit === 'calls' && weight !== undefined) {
-          throw new TypeError('ratelimit: give weight or cost.calls, not both');
-        }
-        const ok = Number.isInteger(n) && n >= 0 && n <= most(unit);
-        checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, ok);
-        given.set(unit, n);
+      if (unit === 'calls' && weight !== undefined) {
+        throw new TypeError('ratelimit: give weight or cost.calls, not both');
       }
+      const ok = Number.isInteger(n) && n >= 0 && n <= most(unit);
+      checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, ok);
+      given.set(unit, n);
     }
     return limits.map((l, i) => given.get(l.unit) ?? base[i] ?? 0);
   }
@@ -979,20 +937,18 @@ export class RateLimit {
 // --- what RateLimit uses itself -------------------------------------------
 
 // The tuning of the API, each with what it trades.
-// A slot's lease (see slotLease): a holder stalled by a busy event loop or a
-// slow store keeps its slot; a vanished holder's slot comes back within a minute.
+// A slot's lease (see slotLease): a holder stalled by a busy event loop or a slow store keeps its slot; a vanished
+// holder's slot comes back within a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
-// A process waiting for a slot polls from 1 ms apart, doubling up to this.
-// A poll costs 0.25 to 1.1 ms of CPU, so 200 ms keeps a process whose calls
-// all wait under 1% of a core (bench/queue.ts); a slot freed by another process
-// then stands idle 150 ms on average. A release inside the process hands its
-// slot on at once.
+// A process waiting for a slot polls from 1 ms apart, doubling up to this. A poll costs 0.25 to 1.1 ms of CPU, so
+// 200 ms keeps a process whose calls all wait under 1% of a core (bench/queue.ts); a slot freed by another process
+// then stands idle 150 ms on average (one freed in this process is handed on at once).
 const SLOT_POLL_MAX_MS = 200;
-// A process's place in the queue lapses this long after its last poll: how
-// long a vanished process can hold the queue up. A place that comes back keeps its order.
+// A process's place in the queue lapses this long after its last poll: how long a vanished process can hold the
+// queue up. A place that comes back keeps its order.
 const QUEUE_LEASE_S = 2;
-// The longest pause, lease or stale time accepted, and the longest a pause
-// from another clock is trusted: a day, far inside what the state reads back (isTime).
+// The longest pause, lease or stale time accepted, and the longest a pause from another clock is trusted: a day,
+// far inside what the state reads back (isTime).
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
@@ -1021,8 +977,7 @@ const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
 // A call's options, checked.
 interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
 
-// FinalizationRegistry is ES2021, so a project compiled for ES2020 has no
-// type for it: declared here as far as it is used.
+// FinalizationRegistry is ES2021, so a project compiled for ES2020 has no type for it: declared here as far as used.
 interface Finalizer {
   register(target: object, held: Reservation, token: object): void;
   unregister(token: object): void;
@@ -1035,14 +990,13 @@ interface SlotWaiter {
   readonly call: Call;
   readonly startedMs: number;
   readonly id: string;
-  done(out: Reservation | number | Error): void;
+  // Resolves its wait with a reservation or the seconds it would wait; rejects it with an error, or when `failed`.
+  done(out: unknown, failed?: boolean): void;
 }
 
-// Hands out one limiter's concurrency slots in this process, which holds one
-// place in the shared queue for all its waiters (see admit()). Its store
-// transactions run one at a time, each doing all there is to do (give back,
-// release, renew, grant in order): a release hands its slot on in the same
-// transaction, and hundreds of waiters cost one poll.
+// Hands out one limiter's concurrency slots in this process, which holds one place in the shared queue for all its
+// waiters (see admit()). Its store transactions run one at a time, each doing all there is to do (give back, release,
+// renew, grant in order): a release hands its slot on in the same transaction, and hundreds of waiters cost one poll.
 class SlotAgent {
   private readonly id = randomHex(6);
   private readonly settings: Settings;
@@ -1073,28 +1027,24 @@ class SlotAgent {
     this.update = update;
   }
 
-  // Waits for a slot: a reservation holding one, or the seconds its rate
-  // slot is away if that is past maxWait (then it holds nothing).
+  // Waits for a slot: a reservation holding one, or (holding nothing) the seconds its rate slot is away past maxWait.
   take(call: Call, startedMs: number): Promise<Reservation | number> {
-    // Unique in every process: the agent's random id, and a count (a random
-    // id per call costs about 30 µs here, more than the rest of a call).
+    // Unique in every process: the agent's id and a count (a random id per call costs 30 µs, more than the call).
     const id = `${this.id}.${++this.count}`;
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const leave = () => {
+      // Answers the waiter and takes it out of the list; a waiter no longer in the list has had its answer.
+      const done = (out: unknown, failed = out instanceof Error) => {
+        const k = this.waiters.indexOf(waiter);
+        if (k === -1) return;
+        this.waiters.splice(k, 1);
         clearTimeout(timer);
         call.signal?.removeEventListener('abort', onAbort);
-        const k = this.waiters.indexOf(waiter);
-        if (k === -1) return false;
-        this.waiters.splice(k, 1);
         if (this.waiters.length === 0) this.kick(); // to give up the place in the queue
-        return true;
+        if (failed) reject(out); else resolve(out as Reservation | number);
       };
-      const waiter: SlotWaiter = {
-        call, startedMs, id,
-        done: (out) => { leave(); if (out instanceof Error) reject(out); else resolve(out); },
-      };
-      const onAbort = () => { if (leave()) reject(call.signal?.reason); };
+      const waiter: SlotWaiter = { call, startedMs, id, done };
+      const onAbort = () => done(call.signal?.reason, true);
       call.signal?.addEventListener('abort', onAbort, { once: true });
       // A timer can fire up to about 1 ms early: re-armed until maxWait has truly passed.
       const arm = () => {
@@ -1103,11 +1053,9 @@ class SlotAgent {
         timer = setTimeout(() => {
           const waited = (monoMs() - startedMs) / 1000;
           if (waited < call.maxWait) { arm(); return; }
-          if (leave()) {
-            reject(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
-              + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
-              + `longer than maxWait (${call.maxWait} s)`));
-          }
+          done(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
+            + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
+            + `longer than maxWait (${call.maxWait} s)`));
         }, Math.max(0, Math.ceil(left)));
       };
       arm();
@@ -1147,8 +1095,7 @@ class SlotAgent {
       // Let the calls made in this turn of the event loop join the first transaction.
       await null;
       const waiters = this.waiters.slice();
-      const releasing = this.releasing;
-      const returning = this.returning;
+      const { releasing, returning } = this;
       const renew = this.renewDue ? [...this.held.keys()] : [];
       this.releasing = [];
       this.returning = [];
@@ -1174,21 +1121,16 @@ class SlotAgent {
       } catch (error) {
         const [freed, renewed] = [releasing.length, renew.length];
         if (freed) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${freed} concurrency slot(s)`)(error);
-        if (renewed) {
-          warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew the leases of ${renewed} concurrency slot(s)`)(error);
-        }
+        if (renewed) warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew ${renewed} concurrency slot(s)`)(error);
         // A busy lock is waited out; any other failure ends every wait.
-        if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error as Error);
+        if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error, true);
       }
       for (const { done } of releasing) done();
       results.forEach((out, k) => {
         const w = waiters[k] as SlotWaiter;
-        if (!this.waiters.includes(w)) {
-          if (typeof out === 'object') this.returning.push(out); // it left meanwhile
-          return;
-        }
-        if (typeof out === 'object') this.held.set(w.id, out);
-        w.done(out);
+        if (typeof out !== 'object') w.done(out);
+        else if (this.waiters.includes(w)) { this.held.set(w.id, out); w.done(out); }
+        else this.returning.push(out); // it left meanwhile: give it back
       });
       if (this.returning.length) this.again = true;
       if (results.length) this.pollMs = 1;
@@ -1197,7 +1139,8 @@ class SlotAgent {
     this.schedule();
   }
 
-  // Polls while anything waits here, and renews held slots a third of the lease apart.
+  // Polls while anything waits here, each wait drawn from half to one and a half times pollMs so that processes
+  // do not poll in step; and renews held slots a third of the lease apart.
   private schedule(): void {
     if (this.waiters.length && this.pollTimer === undefined) {
       const ms = this.pollMs * (0.5 + Math.random());
@@ -1248,7 +1191,8 @@ function takeRate(
   // same rule without the general loops, which cost it about 30% (bench/features.ts).
   const only = s.limits.length === 1 ? (s.limits[0] as LimitSettings) : undefined;
   const counted = state?.lanes[0]?.granted !== undefined;
-  if (only && !only.greedy && s.maxConcurrent === Infinity && !s.serial && state?.pausedUntil === undefined && !counted) {
+  const plain = s.maxConcurrent === Infinity && !s.serial && state?.pausedUntil === undefined && !counted;
+  if (only && !only.greedy && plain) {
     const c = cost[0] ?? 0;
     const next = state?.lanes[0]?.next;
     const at = c > 0 && next !== undefined && next > now ? next : now;
@@ -1283,7 +1227,9 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
     const c = cost[i] ?? 0;
     if (lane && c !== 0) at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
     // A server's cap, held until its time unless the call fits under it (caps are in order of time).
-    for (const [most, until] of (c !== 0 && lane?.caps) || []) if (until > at && (lane?.granted ?? 0) + c > most) at = until;
+    for (const [most, until] of (c !== 0 && lane?.caps) || []) {
+      if (until > at && (lane?.granted ?? 0) + c > most) at = until;
+    }
   }
   return at;
 }
@@ -1483,7 +1429,8 @@ export function observeState(
       if (l.unit !== limit.unit || caps.some(([most, until]) => most <= cap[0] && until >= cap[1])) continue;
       caps = [...caps.filter(([most, until]) => most < cap[0] || until > cap[1]), cap].sort((a, b) => a[1] - b[1]);
       // Past MAX_CAPS, the two first become one as tight as the first and as long as the second.
-      if (caps.length > MAX_CAPS) caps.splice(0, 2, [Math.min(caps[0]?.[0] ?? 0, caps[1]?.[0] ?? 0), caps[1]?.[1] ?? now]);
+      const [first, second] = caps as [[number, number], [number, number]];
+      if (caps.length > MAX_CAPS) caps.splice(0, 2, [Math.min(first[0], second[0]), second[1]]);
     }
     return { ...lane, granted, caps: caps.length ? caps : undefined };
   });
@@ -1511,8 +1458,10 @@ export function statusOf(
     // By this limit alone: one unit of it, and any pause left out.
     const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
     const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;
-    const out: RateLimitStatus['limits'][number] = { ...limit, used, remaining: Math.max(0, limit.maxCount - used), nextIn };
-    const caps = liveCaps(lane?.caps, now)?.map(([most, until]) => ({ remaining: Math.max(0, most - (lane?.granted ?? 0)), resetIn: until - now }));
+    const out: RateLimitStatus['limits'][number] = { ...limit, used, remaining: Math.max(0, limit.maxCount - used),
+      nextIn };
+    const caps = liveCaps(lane?.caps, now)?.map(([most, until]) =>
+      ({ remaining: Math.max(0, most - (lane?.granted ?? 0)), resetIn: until - now }));
     if (caps) out.server = caps.reduce((a, b) => (b.remaining < a.remaining ? b : a));
     return out;
   });
@@ -1552,7 +1501,7 @@ export function parseState(value: unknown): LimitState | undefined {
     typeof l.greedy === 'boolean' && typeof l.unit === 'string';
   const isRun = (run: unknown) =>
     Array.isArray(run) && run.length === 2 && isTime(run[0]) && Number.isSafeInteger(run[1]) && run[1] > 0;
-  const isCap = (cap: unknown) => Array.isArray(cap) && cap.length === 2 && Number.isSafeInteger(cap[0]) && isTime(cap[1]);
+  const isCap = (c: unknown) => Array.isArray(c) && c.length === 2 && Number.isSafeInteger(c[0]) && isTime(c[1]);
   const isLane = (lane: Partial<Lane>) => isObject(lane) && (lane.next === undefined || isTime(lane.next)) &&
     (lane.runs === undefined || (Array.isArray(lane.runs) && lane.runs.every(isRun))) &&
     (lane.granted === undefined || Number.isSafeInteger(lane.granted)) &&
@@ -1780,45 +1729,33 @@ const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false 
 
 // --- sleeping, option checks and warnings, for the memory store and everything above -----
 
-// A call waits for a busy lock up to its maxWait, but at least this, even in
-// tryAcquire(): locks are held for tens of µs and dead holders looked for every
-// 2 ms, so 10 ms rides out contention without waiting staleAfter for a stopped holder.
+// A call waits for a busy lock up to its maxWait but at least this, even in tryAcquire(): locks are held for tens of
+// µs and dead holders sought every 2 ms, so 10 ms rides out contention, not waiting staleAfter for a stopped holder.
 const MIN_LOCK_WAIT_S = 0.01;
-function lockTimeout(maxWait: number): number {
-  return Math.max(maxWait, MIN_LOCK_WAIT_S);
-}
-
 // setTimeout fires a delay over 2^31-1 ms (24.8 days) after 1 ms, so long waits are slept in chunks.
 const MAX_TIMER_MS = 2 ** 31 - 1;
-// The end of a sleep, slept blocking the thread (no CPU): 1 ms, the timers'
-// resolution. The event loop stands still this long once per sleep; 0 gives
-// that back, and lets callers through about 1 ms late instead.
+// The end of a sleep, slept blocking the thread (no CPU): 1 ms, the timers' resolution. The event loop stands still
+// this long once per sleep; 0 gives that back, and lets callers through about 1 ms late instead.
 const FINISH_MS = 1;
 
-// Sleeps until monoMs() reaches `deadline`: a timer for floor(left) ms, then
-// the last FINISH_MS in the kernel, which lets the caller through within 0.7 ms
-// of its time (p99) against 1.5 ms on a timer alone (bench/precision.ts).
+// Sleeps until monoMs() reaches `deadline`: a timer for floor(left) ms, then the last FINISH_MS in the kernel, which
+// lets the caller through within 0.7 ms of its time (p99) against 1.5 ms on a timer alone (bench/precision.ts).
 function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) { reject(signal.reason); return; }
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const finish = (error?: { reason: unknown }) => {
-      clearTimeout(timer);
-      clearImmediate(first); // set below, before anything can call finish
-      signal?.removeEventListener('abort', onAbort);
-      if (error) reject(error.reason); else resolve();
-    };
-    const onAbort = () => finish({ reason: signal?.reason });
     const tick = () => {
       const left = deadline - monoMs();
-      if (left <= FINISH_MS) { sleepSyncUntil(deadline); finish(); return; }
-      timer = setTimeout(tick, Math.min(Math.floor(left), MAX_TIMER_MS));
+      if (left > FINISH_MS) { timer = setTimeout(tick, Math.min(Math.floor(left), MAX_TIMER_MS)); return; }
+      signal?.removeEventListener('abort', onAbort);
+      sleepSyncUntil(deadline);
+      resolve();
     };
-    if (signal?.aborted) { reject(signal.reason); return; }
-    signal?.addEventListener('abort', onAbort, { once: true });
-    // The first look comes from the event loop, never from this call: a
-    // caller whose sleeps all end within FINISH_MS would otherwise never let
-    // the event loop run (timers, I/O, signal handlers) between its calls.
+    // The first look comes from the event loop, never from this call: a caller whose sleeps all end within
+    // FINISH_MS would otherwise never let the event loop run (timers, I/O, signal handlers) between its calls.
     const first = setImmediate(tick);
+    const onAbort = () => { clearImmediate(first); clearTimeout(timer); reject(signal?.reason); };
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
@@ -1830,17 +1767,15 @@ function sleepSyncUntil(deadline: number): void {
   }
 }
 
-// Milliseconds on this process's monotonic clock. On Node, process.hrtime: the
-// first performance.now() loads part of Node (about 1 ms); on Bun and Deno it costs nothing.
-const onNode = (globalThis as { Bun?: unknown; Deno?: unknown }).Bun === undefined
-  && (globalThis as { Deno?: unknown }).Deno === undefined;
-const monoMs: () => number = onNode
+// Milliseconds on this process's monotonic clock. On Node, process.hrtime: the first performance.now() loads part of
+// Node (about 1 ms); on Bun and Deno it costs nothing.
+const runtime = globalThis as { Bun?: unknown; Deno?: unknown };
+const monoMs: () => number = runtime.Bun === undefined && runtime.Deno === undefined
   ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
   : () => performance.now();
 
-// `bytes` random bytes as hex, from Web Crypto (in Node 20+, Bun and Deno):
-// loading node:crypto would add a few ms (measured by hand) to every process
-// that imports this file. Without it (Node 18), Math.random: the file store's
+// `bytes` random bytes as hex, from Web Crypto (in Node 20+, Bun and Deno): loading node:crypto would add a few ms
+// (measured by hand) to every process that imports this file. Without it (Node 18), Math.random: the file store's
 // names stay exclusive, as they are created with O_EXCL, only less unpredictable.
 const webCrypto = (globalThis as { crypto?: { getRandomValues(a: Uint8Array): Uint8Array } }).crypto;
 function randomHex(bytes: number): string {
@@ -1864,30 +1799,25 @@ function warnFailed(code: string, what: string): (error: unknown) => void {
   return (error) => warn(code, `ratelimit: could not ${what}: ${(error as Error).message}`);
 }
 
-// Option checks: each error names the option, and says what it got.
-// `name` is "" for the one limit of maxCount and per, else such as "limits[0]".
+// Option checks, each error naming the option and what it got. `name`: "" for maxCount and per, or like "limits[0]".
 function checkLimit(spec: LimitOptions, name: string, greedyDefault: boolean): LimitSettings {
   if (name) checkOptions(name, spec, `option of ${name}`, LIMIT_OPTION_NAMES, 'an object of { maxCount, per }');
   const prefix = name && `${name}.`;
   const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
   checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
   checkSeconds(`${prefix}per`, per, MAX_PER_S, ' (a year and a day)');
-  // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there
-  // is ten a second, here one call every 100 s. A whole number of thousands
-  // of seconds is rarely meant (an hour is 3600, a day 86400).
+  // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there is ten a second, here one call every
+  // 100 s. A whole number of thousands of seconds is rarely meant (an hour is 3600, a day 86400).
   if (per >= 1000 && per % 1000 === 0) {
     warn('RATELIMIT_PER_LOOKS_LIKE_MS', `ratelimit: ${prefix}per is in seconds, so per: ${per} is a window of `
       + `${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
   }
-  checkBoolean(`${prefix}greedy`, greedy);
-  if (typeof unit !== 'string' || unit === '') {
-    throw new TypeError(`ratelimit: ${prefix}unit must be a non-empty string, got ${show(unit)}`);
-  }
+  check(`${prefix}greedy`, greedy, 'a boolean', typeof greedy === 'boolean');
+  check(`${prefix}unit`, unit, 'a non-empty string', typeof unit === 'string' && unit !== '');
   return { maxCount, per, greedy, unit };
 }
 
-// Checks that `options` is an object (else "<name> must be <shape>"), and
-// rejects names it should not have, suggesting the closest.
+// Checks that `options` is an object (else "<name> must be <shape>"), and refuses unknown names, naming the closest.
 function checkOptions(name: string, options: unknown, kind: string, known: readonly string[], shape = 'an object') {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`ratelimit: ${name} must be ${shape}, got ${show(options)}`);
@@ -1901,14 +1831,11 @@ function checkOptions(name: string, options: unknown, kind: string, known: reado
   }
 }
 
+// "; did you mean ...?" naming the known name closest to `name`, if it is close enough to be a typo of it.
 function nearest(name: string, known: readonly string[]): string {
-  let best = '';
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = editDistance(name.toLowerCase(), k.toLowerCase());
-    if (d < bestDistance) { best = k; bestDistance = d; }
-  }
-  return bestDistance <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
+  const distance = (k: string) => editDistance(name.toLowerCase(), k.toLowerCase());
+  const best = known.reduce((a, b) => (distance(b) < distance(a) ? b : a));
+  return distance(best) <= Math.max(2, name.length / 3) ? `; did you mean ${JSON.stringify(best)}?` : '';
 }
 
 function editDistance(a: string, b: string): number {
@@ -1924,17 +1851,19 @@ function editDistance(a: string, b: string): number {
   return row[b.length] ?? 0;
 }
 
+// "<name> must be <expected>, got <value>": a TypeError unless `typeOk`, then a RangeError unless `ok`.
+function check(name: string, value: unknown, expected: string, typeOk: boolean, ok = true): void {
+  if (typeOk && ok) return;
+  const message = `ratelimit: ${name} must be ${expected}, got ${show(value)}`;
+  throw typeOk ? new RangeError(message) : new TypeError(message);
+}
+
 function checkNumber(name: string, value: unknown, expected: string, ok: boolean): void {
-  if (typeof value !== 'number') throw new TypeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
-  if (!ok) throw new RangeError(`ratelimit: ${name} must be ${expected}, got ${show(value)}`);
+  check(name, value, expected, typeof value === 'number', ok);
 }
 
 function checkSeconds(name: string, value: number, most: number, why = ''): void {
   checkNumber(name, value, `a number of seconds above 0, at most ${most}${why}`, value > 0 && value <= most);
-}
-
-function checkBoolean(name: string, value: unknown): void {
-  if (typeof value !== 'boolean') throw new TypeError(`ratelimit: ${name} must be a boolean, got ${show(value)}`);
 }
 
 function show(value: unknown): string {
@@ -1946,56 +1875,42 @@ function show(value: unknown): string {
 
 // ===========================================================================
 // BEGIN FILE STORE
-// 4. File store: from here to END FILE STORE, in this order, each part calling
-//    only the parts after it: the store and its one retry loop; the files on
-//    disk (the lock's names, owner records, the state file); liveness (whether
-//    a lock's holder is proven gone); the clock that processes share. For a
-//    memory-only copy, delete this region (see the header).
+// 4. File store, in this order, each part calling only the parts after it: the store and its one retry loop; the
+//    files on disk (the lock's names, owner records, the state file); liveness (whether a lock's holder is proven
+//    gone); the clock that processes share. For a memory-only copy, delete this region (see the header).
 // ===========================================================================
 
 // The file store's tuning, each with what it trades.
-// A lock is held for tens of µs: a waiter retries on the spot (blocking) for
-// SPIN_MS, then on timers, pausing from 20 µs doubling to MAX_BACKOFF_MS,
-// jittered (shorter reacts sooner, longer costs less). A pause under
-// BUSY_SPIN_MS watches the lock instead: waking from a sleep costs more.
+// A lock is held for tens of µs: a waiter retries on the spot (blocking) for SPIN_MS, then on timers, pausing from
+// 20 µs doubling to MAX_BACKOFF_MS, jittered (shorter reacts sooner, longer costs less). A pause under BUSY_SPIN_MS
+// watches the lock instead: waking from a sleep costs more.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 const BUSY_SPIN_MS = 0.1;
-// How often a waiter checks whether the lock's holder died: a read costs
-// about 10 µs; a crash stalls the others a few ms.
+// How often a waiter checks whether the lock's holder died: a read costs about 10 µs, a crash stalls the others.
 const INSPECT_EVERY_MS = 2;
-// Tries past the timeout after a lock was broken: a slow break must not end
-// a call that would now get the lock.
+// Tries past the timeout after a lock was broken: a slow break must not end a call that would now get the lock.
 const GRACE_TRIES = 3;
-// A break takes well under a millisecond; a break lock older than this has a
-// paused or dead breaker, and is taken from it.
+// A break takes well under a millisecond; a break lock older than this has a paused or dead breaker, and is taken.
 const BREAK_LEASE_S = 1;
-// A state file this much longer than the state is cut back (ftruncate makes
-// ext4 flush); a smaller excess is padded with spaces.
+// A state file this much longer than the state is cut back (ftruncate makes ext4 flush); less is padded with spaces.
 const SHRINK_SLACK_BYTES = 4096;
-// The most of a state file ever read: a greedy limit at its most (128 runs)
-// takes 3.1 KB, a slot or queued waiter 230 bytes, so 4 MiB holds a dozen
-// limits and 18,000 slots and waiters. A larger file is never read (readState).
+// The most of a state file ever read: a greedy limit at its most (128 runs) takes 3.1 KB, a slot or queued waiter
+// 230 bytes, so 4 MiB holds a dozen limits and 18,000 slots and waiters. A larger file is never read (readState).
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
-// The most of an owner record (about 300 bytes) or a /proc file (status,
-// about 1.5 KB) ever read.
+// The most of an owner record (about 300 bytes) or a /proc file (status, about 1.5 KB) ever read.
 const MAX_SMALL_BYTES = 4096;
-// State files kept open per thread: reopening costs about 10 µs; keeping all
-// open would run a process with thousands of limiters out of descriptors.
+// State files kept open per thread: reopening costs about 10 µs; thousands kept open would use up descriptors.
 const MAX_OPEN_STATES = 32;
-// Lock sightings and namespace scans remembered: bounded memory, at the cost
-// of judging one afresh.
+// Lock sightings and namespace scans remembered: bounded memory, at the cost of judging one afresh.
 const MAX_REMEMBERED = 100;
-// A scan of /proc for a holder in another pid namespace costs about 5 ms
-// (80 processes): a holder killed there is found dead within this long.
+// A scan of /proc for a holder in another pid namespace costs about 5 ms (80 processes); its death shows this late.
 const NAMESPACE_SCAN_EVERY_MS = 100;
-// A state carried over from another clock by the wall clock errs late by
-// WALL_MARGIN_S (Date.now()'s millisecond steps); a write "in our future" by
-// less than CLOCKS_AGREE_S is jitter of one clock.
+// A state carried over from another clock by the wall clock errs late by WALL_MARGIN_S (Date.now()'s millisecond
+// steps); a write "in our future" by less than CLOCKS_AGREE_S is jitter of one clock.
 const WALL_MARGIN_S = 0.002;
 const CLOCKS_AGREE_S = 0.005;
-// Lining a local clock up with /proc/uptime: a narrower target costs more
-// polling at start-up, up to CALIBRATION_MAX_MS on a busy machine.
+// Lining a local clock up with /proc/uptime: a narrower target polls longer at start-up (up to CALIBRATION_MAX_MS).
 const CALIBRATION_TARGET_MS = 0.1;
 const CALIBRATION_MAX_MS = 500;
 
@@ -2010,16 +1925,14 @@ export interface FileStoreOptions {
   clock?: SharedClock | undefined;
 }
 
-// One try at the lock: the result; busy; lost (held past our lease, the state
-// may have moved on: start over); or worth another try at once.
+// One try at the lock: the result; busy; lost (held past our lease: start over); or worth another try at once.
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
- * Keeps the state in a JSON file shared by every process that names it (the
- * files beside it: docs/guarantees.md). A holder uses the state only if it
- * opened and wrote it within staleAfter/2 of its owner record's time (its
- * lease); a lock is broken when its holder is proven dead, or once it is
- * staleAfter old. breakLock says why nobody paused at any instant undoes anything.
+ * Keeps the state in a JSON file shared by every process that names it (the files beside it:
+ * docs/guarantees.md). A holder uses the state only if it opened and wrote it within staleAfter/2 of its owner
+ * record's time (its lease); a lock is broken when its holder is proven dead, or once it is staleAfter old.
+ * breakLock says why nobody paused at any instant undoes anything.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -2035,15 +1948,12 @@ export class FileStore implements RateLimitStore {
   private readonly staleAfterS: number;
   private readonly givenClock: SharedClock | undefined;
   private owner: OwnerFile | undefined;
-  // The last state read or written: the fallback if the file is deleted or
-  // corrupted under us.
+  // The last state read or written: the fallback if the file is deleted or corrupted under us.
   private last?: LimitState;
   private seenFile = false;
-  // The bytes last written and their state: while the file holds these, they
-  // need not be parsed and checked again.
+  // The bytes last written and their state: while the file holds these, they need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
-  // First sighting, on our clock, of each lock (by inode and text): a lower
-  // bound of its age that needs no trust in its record.
+  // First sighting of each lock (inode and text) on our clock: a lower bound of its age, needing no trust in it.
   private readonly firstSeen = new Map<string, number>();
 
   constructor(file: string, options: FileStoreOptions = {}) {
@@ -2090,16 +2000,16 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // The one retry loop: each step tries the lock once and yields the pause
-  // before the next. Throws once the lock was busy longer than the call may wait.
+  // The one retry loop: each step tries the lock once and yields the pause before the next. Throws once the lock
+  // was busy longer than the call may wait.
   private *tries<T>(tx: Transaction<T>, timeoutS = Infinity): Generator<number, T> {
     const startedMs = monoMs();
     let inspectedMs = startedMs;
     let busyTries = 0;
     let graceTries = 0;
     for (;;) {
-      // A retry first lstats the lock, which takes no kernel lock: a failed
-      // link() takes the directory's lock, which the holder's unlink() needs.
+      // A retry first lstats the lock, which takes no kernel lock: a failed link() takes the directory's lock,
+      // which the holder's unlink() needs.
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
       if (a === 'lost') { this.locksLost++; yield 0; continue; }
@@ -2109,12 +2019,10 @@ export class FileStore implements RateLimitStore {
         again = this.breakLock();
         inspectedMs = again ? -Infinity : monoMs();
       }
-      if (!again || graceTries++ >= GRACE_TRIES) {
-        const waitedS = (monoMs() - startedMs) / 1000;
-        if (waitedS > timeoutS) {
-          const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
-          throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
-        }
+      const waitedS = (monoMs() - startedMs) / 1000;
+      if ((!again || graceTries++ >= GRACE_TRIES) && waitedS > timeoutS) {
+        const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
+        throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
       }
       if (again) { yield 0; continue; }
       busyTries++;
@@ -2122,8 +2030,8 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Blocks the thread between tries. A short pause watches the lock and ends
-  // when it is gone: a sleep under the kernel's timer slack (50 µs) oversleeps.
+  // Blocks the thread between tries. A short pause watches the lock and ends when it is gone: a sleep under the
+  // kernel's timer slack (50 µs) oversleeps.
   private pauseSync(ms: number): void {
     const until = monoMs() + ms;
     if (ms >= BUSY_SPIN_MS) { sleepSyncUntil(until); return; }
@@ -2147,28 +2055,21 @@ export class FileStore implements RateLimitStore {
     const clock = this.clock;
     const owner = this.ownerFile();
     const leaseStartS = stampOwner(owner, clock);
-    try {
-      linkSync(ownerPath(this.path, owner), this.lockPath);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') return 'busy';
-      if (code !== 'ENOENT' || exists(ownerPath(this.path, owner))) {
-        throw fileError(error, 'create the lock', this.lockPath);
-      }
-      dropOwner(owner); // our owner file's name vanished (someone cleaned the directory): make a new one
-      return 'again';
-    }
+    const own = ownerPath(this.path, owner);
+    // ENOENT with our owner file's name gone: someone cleaned the directory; make a new one.
+    const failed = fsTry('create the lock', this.lockPath, () => linkSync(own, this.lockPath),
+      (code) => code === 'EEXIST' || (code === 'ENOENT' && !exists(own)));
+    if (failed === 'EEXIST') return 'busy';
+    if (failed) { dropOwner(owner); return 'again'; }
     let attempt: Attempt<T> = 'lost';
     owner.holding = true;
     try {
       attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
     } finally {
       owner.holding = false;
-      // Remove the lock if it is still ours (readModifyWrite checked it for a
-      // result) within our lease. Past it, leave the lock to a breaker and drop
-      // our owner file, whose record would make the lock look fresh. A holder
-      // stopped between the clock reading and the unlink could remove a
-      // successor's lock: a window of a few hundred ns with no system call.
+      // Within our lease, remove the lock if still ours (readModifyWrite checked it for a result); past it, leave it
+      // to a breaker and drop our owner file, whose record would make the lock look fresh. A holder stopped between
+      // the clock reading and the unlink could remove a successor's lock: a few hundred ns, no system call.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
         if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
@@ -2182,23 +2083,17 @@ export class FileStore implements RateLimitStore {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
-  // Breaks the lock if its holder is proven dead or it is stale; true if the
-  // lock may now be free. Why a breaker paused at any instant cannot roll the
-  // state back or remove a lock it did not judge:
-  // 1. It holds `<file>.lock.break` (a link of its owner file, whose record
-  //    names its temp file T) for every step below.
-  // 2. It copies the state into T (made with O_EXCL under a random name) and
-  //    renames T over the state. Whoever takes a break lock away first unlinks
-  //    the T its record names, so a breaker that lost its break lock can no
-  //    longer rename anything into place (ENOENT). While it holds the break
-  //    lock nobody else breaks the lock, so only the stale holder may write
-  //    the state meanwhile, and its lease is over: it discards what it did.
-  // 3. It takes the stale lock away by renaming it to a private name, and if
-  //    that is not the inode it judged (it came back after another breaker and
-  //    a new holder), links it back for that holder.
-  // A holder that is only paused does no harm either: its descriptor was
-  // opened within its lease, and the state was moved to a new inode before
-  // its lock was taken.
+  // Breaks the lock if its holder is proven dead or it is stale; true if the lock may now be free. Why a breaker
+  // paused at any instant cannot roll the state back or remove a lock it did not judge:
+  // 1. It holds `<file>.lock.break` (a link of its owner file, whose record names its temp file T) for every step.
+  // 2. It copies the state into T (made with O_EXCL under a random name) and renames T over the state. Whoever
+  //    takes a break lock away first unlinks the T its record names, so a breaker that lost its break lock can no
+  //    longer rename anything into place (ENOENT). While it holds the break lock nobody else breaks the lock, so
+  //    only the stale holder may write the state meanwhile, and its lease is over: it discards what it did.
+  // 3. It takes the stale lock away by renaming it to a private name, and if that is not the inode it judged (it
+  //    came back after another breaker and a new holder), links it back for that holder.
+  // A holder that is only paused does no harm either: its descriptor was opened within its lease, and the state
+  // was moved to a new inode before its lock was taken.
   private breakLock(): boolean {
     const seen = readRecord(this.lockPath);
     if (!seen) return true;
@@ -2207,32 +2102,22 @@ export class FileStore implements RateLimitStore {
       throw new RateLimitStoreError(`ratelimit: ${this.name} ${why}`, this.path);
     }
     const clock = this.clock;
-    const dead = seen.record !== undefined && holderIsDead(seen.record);
+    const dead = provenDead(seen);
     const ageS = this.ageS(seen, clock);
     if (!dead && ageS <= this.staleAfterS) return false;
-    // Only a dead holder cannot write again: otherwise move the state aside.
-    let temp: { path: string; fd: number } | undefined;
-    if (!dead) {
-      const path = `${this.path}.renew-${randomHex(8)}`;
-      try {
-        temp = { path, fd: createExclusive(path) };
-      } catch (error) {
-        throw fileError(error, 'create a temp file for the state', path);
-      }
-    }
+    // Only a dead holder cannot write again: otherwise move the state aside, through a temp file.
+    const tempPath = `${this.path}.renew-${randomHex(8)}`;
+    const temp = dead ? undefined
+      : { path: tempPath, fd: createExclusive(tempPath, 'create a temp file for the state') };
     const owner = this.ownerFile();
     try {
       const breakStartS = stampOwner(owner, clock, temp && basename(temp.path));
-      try {
-        linkSync(ownerPath(this.path, owner), this.breakPath);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST') throw fileError(error, 'create the break lock', this.breakPath);
+      const own = ownerPath(this.path, owner);
+      if (fsTry('create the break lock', this.breakPath, () => linkSync(own, this.breakPath), (c) => c === 'EEXIST')) {
         // Taken: take it from a breaker dead or past its lease (disarming its rename).
         const breaker = readRecord(this.breakPath);
-        if (!breaker) return true;
-        const dead = breaker.record !== undefined && holderIsDead(breaker.record);
-        return (dead || this.ageS(breaker, clock) > BREAK_LEASE_S) && this.removeLockFile(this.breakPath, breaker.ino);
+        return !breaker || ((provenDead(breaker) || this.ageS(breaker, clock) > BREAK_LEASE_S) &&
+          this.removeLockFile(this.breakPath, breaker.ino));
       }
       try {
         const now = readRecord(this.lockPath);
@@ -2243,7 +2128,7 @@ export class FileStore implements RateLimitStore {
         if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
         this.locksBroken++;
         const rec = seen.record;
-        if (dead && rec) removeOwnerNames(ownerNamesIn(this.dir).get(rec.token) ?? []);
+        if (dead && rec) sweepOwners(this.dir, rec.token);
         else {
           const age = `${ageS.toFixed(1)} s`;
           const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
@@ -2263,26 +2148,17 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Removes the lock or break lock at `path` if it is the inode `ino`, by way
-  // of a private name; a break lock first loses its breaker's temp file.
+  // Removes the lock or break lock at `path` if it is the inode `ino`, by way of a private name; a break lock
+  // first loses its breaker's temp file.
   private removeLockFile(path: string, ino: number): boolean {
     const aside = `${path}.gone-${randomHex(8)}`;
-    try {
-      renameSync(path, aside);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw fileError(error, 'remove', path);
-    }
+    if (fsTry('remove', path, () => renameSync(path, aside), (code) => code === 'ENOENT')) return false;
     const got = readRecord(aside);
     if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(this.dir, basename(got.record.renew)));
-    if (got?.ino !== ino && path !== this.breakPath) {
-      // Not the lock we judged: put it back for its holder.
-      try {
-        linkSync(aside, path);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'restore the lock', path);
-        warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path}; could not put it back`);
-      }
+    // Not the lock we judged: put it back for its holder.
+    if (got?.ino !== ino && path !== this.breakPath &&
+      fsTry('restore the lock', path, () => linkSync(aside, path), (code) => code === 'EEXIST')) {
+      warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path}; could not put it back`);
     }
     unlinkIfThere(aside);
     return got?.ino === ino;
@@ -2299,25 +2175,23 @@ export class FileStore implements RateLimitStore {
     return rec && rec.clock === clock.tag ? Math.max(now - rec.time, now - first) : now - first;
   }
 
-  // Copies the state into `temp` (keeping owner, group and mode) and renames it
-  // over the state, so a paused holder's late write lands unseen in the old
-  // inode. False if our break lock was taken meanwhile (nothing renamed).
+  // Copies the state into `temp` (keeping owner, group and mode) and renames it over the state, so a paused
+  // holder's late write lands unseen in the old inode. False if our break lock was taken meanwhile (nothing renamed).
   private moveStateAside(temp: { path: string; fd: number }): boolean {
     let file: { bytes: Buffer; st: FileStat };
     try {
       file = readBounded(this.path, MAX_STATE_BYTES);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
       // No state to protect (a link or an odd file is replaced or reported at the next open).
-      if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTREG' || code === 'ENXIO') return true;
+      if (['ENOENT', 'ELOOP', 'ENOTREG', 'ENXIO'].includes(codeOf(error) ?? '')) return true;
       throw fileError(error, 'read the state file', this.path);
     }
     const { bytes, st } = file;
     // An oversized state is copied as a hole of its size: it counts the same (readState).
     if (st.size > MAX_STATE_BYTES) ftruncateSync(temp.fd, st.size);
     else writeAll(temp.fd, bytes, 0, temp.path);
-    // The owner where we may (root; anyone for a group they are in). Only when
-    // needed: Node's permission model refuses fchmod and fchown outright.
+    // The owner where we may (root; anyone for a group they are in). Only when needed: Node's permission model
+    // refuses fchmod and fchown outright.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
       try { fchownSync(temp.fd, st.uid, st.gid); } catch {
@@ -2326,13 +2200,7 @@ export class FileStore implements RateLimitStore {
     }
     closeSync(temp.fd);
     temp.fd = -1;
-    try {
-      renameSync(temp.path, this.path);
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw fileError(error, 'replace the state file', this.path);
-    }
+    return !fsTry('replace the state file', this.path, () => renameSync(temp.path, this.path), (c) => c === 'ENOENT');
   }
 
   private ownerFile(): OwnerFile {
@@ -2342,15 +2210,14 @@ export class FileStore implements RateLimitStore {
 
   // --- the state ------------------------------------------------------------
 
-  // Under the lock: one lstat and one read of the state, the transaction, one
-  // write, and one lstat to see that the lock is still ours.
+  // Under the lock: one lstat and one read of the state, the transaction, one write, and one lstat to see that
+  // the lock is still ours.
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile):
     Attempt<T> {
     const halfLeaseS = this.staleAfterS / 2;
     const { fd, sizeBytes } = openState(this.path, this.name);
-    // Past our lease on opening, a breaker may have moved the state: stop.
-    // The wall clock is read just before `now` (to place a state from another
-    // clock) and just after (to record): a pause between them only places a
+    // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before
+    // `now` (to place a state from another clock) and just after (to record): a pause between them only places a
     // state later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
@@ -2373,9 +2240,8 @@ export class FileStore implements RateLimitStore {
     return { result };
   }
 
-  // The state in the file, on our clock. A missing, empty, oversized (never
-  // read; the next write cuts it back) or unparsable state falls back to the
-  // last one this process knew, with a warning where something was lost.
+  // The state in the file, on our clock. A missing, empty, oversized (never read; the next write cuts it back)
+  // or unparsable state falls back to the last one this process knew, with a warning where something was lost.
   private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
     LimitState | undefined {
     if (sizeBytes > MAX_STATE_BYTES) {
@@ -2401,9 +2267,8 @@ export class FileStore implements RateLimitStore {
   }
 }
 
-// Who we are to the core (for concurrency slots), and the proof of death for
-// other holders. Each holder is judged once per transaction (a judgment reads
-// /proc, and all of a process's waiters share one holder).
+// Who we are to the core (for concurrency slots), and the proof of death for other holders, each judged once per
+// transaction (a judgment reads /proc, and all of a process's waiters share one holder).
 const verdicts = new Map<string, boolean>();
 let threadContext: TxContext | undefined;
 function txContext(): TxContext {
@@ -2422,23 +2287,20 @@ function txContext(): TxContext {
   return threadContext;
 }
 
-function parseJson(text: string): unknown {
-  try { return JSON.parse(text); } catch { return undefined; }
-}
+const parseJson = (text: string): unknown => orElse(() => JSON.parse(text), undefined);
 
 // --- the lock's names: lock, break lock and owner files -----------------------
 
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
 
-// Reads a lock, a break lock or an owner file: undefined if it does not exist;
-// anything but a regular file is an error. One we may not read has no record:
-// its holder cannot be judged, so it is broken only when stale.
+// Reads a lock, a break lock or an owner file: undefined if it does not exist; anything but a regular file is an
+// error. One we may not read has no record: its holder cannot be judged, so it is broken only when stale.
 function readRecord(path: string): LockFile | undefined {
   let file: { bytes: Buffer; st: FileStat };
   try {
     file = readBounded(path, MAX_SMALL_BYTES);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = codeOf(error);
     const st = code === 'ENOENT' ? undefined : lstatSync(path, { throwIfNoEntry: false });
     if (!st) return undefined;
     if (!st.isFile()) {
@@ -2454,13 +2316,14 @@ function readRecord(path: string): LockFile | undefined {
   return { ino: file.st.ino, text, record: parseOwnerRecord(text) };
 }
 
+// Whether a lock's record names a holder proven gone (no record: cannot judge).
+const provenDead = (lock: LockFile | undefined): boolean => lock?.record !== undefined && holderIsDead(lock.record);
+
 /**
- * An owner record: who holds a lock (`<file>.lock` and the owner files hold
- * it). `tid` is the Linux thread id, `start`/`tstart` the process's and
- * thread's start times (clock ticks since boot, less any time namespace
- * offset), `ns` the pid namespace, `boot` the boot id. A field that could not
- * be read is empty: the holder cannot be judged, never dead. `renew` names a
- * breaker's temp file.
+ * An owner record: who holds a lock (`<file>.lock` and the owner files hold it). `tid` is the Linux thread id,
+ * `start`/`tstart` the process's and thread's start times (clock ticks since boot, less any time namespace
+ * offset), `ns` the pid namespace, `boot` the boot id. A field that could not be read is empty: the holder cannot
+ * be judged, never dead. `renew` names a breaker's temp file.
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
@@ -2491,75 +2354,58 @@ function isHolder(r: unknown): r is Holder {
     (h.tstart === undefined || typeof h.tstart === 'string');
 }
 
-// One owner file per thread and directory: one descriptor, and one name
-// `<file>.owner-<token>` (a hard link) per state file in use. A thread's holds
-// never overlap, so they share the inode; `seq` tells them apart.
+// One owner file per thread and directory: one descriptor, and one name `<file>.owner-<token>` (a hard link) per
+// state file in use. A thread's holds never overlap, so they share the inode; `seq` tells them apart.
 interface OwnerFile {
   dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
   names: Set<string>; dropped: boolean; holding: boolean;
 }
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
-let exitHooked = false;
+// At exit, every owner-file name this thread still has is removed.
+const hookExit = once(() => process.once('exit', () => {
+  for (const o of ownerFiles.values()) removeOwnerNames(o.names);
+}));
 
 const ownerPath = (statePath: string, owner: { record: OwnerRecord }) => `${statePath}.owner-${owner.record.token}`;
+// A name of the owner file (it has one while it is in use).
+const anyName = (owner: OwnerFile): string => owner.names.values().next().value ?? owner.dir;
 
 function acquireOwner(dir: string, statePath: string): OwnerFile {
-  let owner = ownerFiles.get(dir);
-  if (!owner) {
-    const token = randomHex(8);
-    const record: OwnerRecord = { ...identity().holder, token, seq: 0, clock: '', time: 0 };
-    const path = ownerPath(statePath, { record });
-    let fd: number;
-    try {
-      fd = createExclusive(path);
-    } catch (error) {
-      throw fileError(error, 'create this process\'s lock record (made beside the state file)', path);
-    }
-    const ino = fstatSync(fd).ino;
-    owner = { dir, fd, ino, record, sizeBytes: 0, names: new Set([path]), dropped: false, holding: false };
-    ownerFiles.set(dir, owner);
-    if (!exitHooked) {
-      exitHooked = true;
-      process.once('exit', () => { for (const o of ownerFiles.values()) removeOwnerNames(o.names); });
-    }
-    try {
-      stampOwner(owner, { tag: 'none', now: () => 0 }); // fails now, not at the first lock, on a full disk
-    } catch (error) {
-      dropOwner(owner);
-      throw error;
-    }
-    if (!sweptDirs.has(dir)) { sweptDirs.add(dir); sweepOwners(dir); }
-    return owner;
+  const doing = 'create this process\'s lock record (made beside the state file)';
+  const known = ownerFiles.get(dir);
+  if (known) {
+    const name = ownerPath(statePath, known);
+    if (known.names.has(name)) return known;
+    const failed = fsTry(doing, name, () => linkSync(anyName(known), name),
+      (code) => code === 'ENOENT' || (code === 'EEXIST' && lstatSync(name).ino === known.ino));
+    if (failed === 'ENOENT') { dropOwner(known); return acquireOwner(dir, statePath); }
+    known.names.add(name);
+    return known;
   }
-  const name = ownerPath(statePath, owner);
-  if (!owner.names.has(name)) {
-    try {
-      linkSync(firstName(owner), name);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') { dropOwner(owner); return acquireOwner(dir, statePath); }
-      if (code !== 'EEXIST' || lstatSync(name).ino !== owner.ino) {
-        throw fileError(error, 'create this process\'s lock record (made beside the state file)', name);
-      }
-    }
-    owner.names.add(name);
+  const record: OwnerRecord = { ...identity().holder, token: randomHex(8), seq: 0, clock: '', time: 0 };
+  const path = ownerPath(statePath, { record });
+  const fd = createExclusive(path, doing);
+  const owner = { dir, fd, ino: fstatSync(fd).ino, record, sizeBytes: 0, names: new Set([path]), dropped: false,
+    holding: false };
+  ownerFiles.set(dir, owner);
+  hookExit();
+  try {
+    stampOwner(owner, { tag: 'none', now: () => 0 }); // fails now, not at the first lock, on a full disk
+  } catch (error) {
+    dropOwner(owner);
+    throw error;
   }
+  if (!sweptDirs.has(dir)) { sweptDirs.add(dir); sweepOwners(dir); }
   return owner;
-}
-
-function firstName(owner: OwnerFile): string {
-  for (const name of owner.names) return name;
-  return owner.dir;
 }
 
 // A store is closed: remove its name; the last one closes the descriptor.
 function releaseOwner(owner: OwnerFile, statePath: string): void {
   const name = ownerPath(statePath, owner);
   if (!owner.names.has(name) || owner.dropped) return;
-  if (owner.names.size === 1) { dropOwner(owner); return; }
-  owner.names.delete(name);
-  removeOwnerNames([name]);
+  if (owner.names.size === 1) dropOwner(owner);
+  else { owner.names.delete(name); removeOwnerNames([name]); }
 }
 
 // Removes an owner file's names and closes it; a lock still linked to it keeps the inode.
@@ -2571,47 +2417,37 @@ function dropOwner(owner: OwnerFile): void {
   removeOwnerNames(owner.names);
 }
 
-// The one way owner-file names are removed, ours or a dead holder's. One we
-// may not remove (another user's, in a sticky directory) is left as litter.
+// The one way owner-file names are removed, ours or a dead holder's. One we may not remove (another user's, in a
+// sticky directory) is left as litter.
 function removeOwnerNames(names: Iterable<string>): void {
   for (const name of names) { try { unlinkSync(name); } catch { /* gone, or not ours to remove */ } }
 }
 
-// The owner-file names in `dir`, by token.
-function ownerNamesIn(dir: string): Map<string, string[]> {
+// Removes the owner-file names in `dir` of `deadToken` (a holder the caller proved dead), or else of every holder
+// proven dead now (once per thread and directory). Files that cannot be judged (odd, unreadable, alive) are left.
+function sweepOwners(dir: string, deadToken?: string): void {
   const byToken = new Map<string, string[]>();
-  let names: string[];
-  try { names = readdirSync(dir); } catch { return byToken; }
-  for (const name of names) {
-    const token = /\.owner-([0-9a-f]{16})$/.exec(name)?.[1];
-    if (token) byToken.set(token, [...byToken.get(token) ?? [], join(dir, name)]);
+  let entries: string[];
+  try { entries = readdirSync(dir); } catch { return; }
+  for (const entry of entries) {
+    const token = /\.owner-([0-9a-f]{16})$/.exec(entry)?.[1];
+    if (token && (deadToken ?? token) === token) byToken.set(token, [...byToken.get(token) ?? [], join(dir, entry)]);
   }
-  return byToken;
-}
-
-// Removes owner-file names left by dead holders, once per thread and
-// directory. Files that cannot be judged (odd, unreadable, alive) are left.
-function sweepOwners(dir: string): void {
-  for (const [token, names] of ownerNamesIn(dir)) {
+  for (const [token, names] of byToken) {
+    if (token === deadToken) { removeOwnerNames(names); continue; }
     if (token === ownerFiles.get(dir)?.record.token) continue;
-    let record: OwnerRecord | undefined;
-    try { record = readRecord(names[0] ?? '')?.record; } catch { /* odd: left */ }
-    if (record && holderIsDead(record)) removeOwnerNames(names);
+    if (orElse(() => provenDead(readRecord(names[0] ?? '')), false)) removeOwnerNames(names); // odd files: left
   }
 }
 
-// Writes a fresh record (next seq, time now) in place, padded to the longest
-// so far, and returns the time: the lease of the hold that follows starts then.
+// Writes a fresh record (next seq, time now) in place, padded to the longest so far, and returns the time: the
+// lease of the hold that follows starts then.
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
-  const r = owner.record;
-  r.seq++;
-  r.clock = clock.tag;
-  r.time = time;
-  r.renew = renew;
+  const r = Object.assign(owner.record, { seq: owner.record.seq + 1, clock: clock.tag, time, renew });
   const text = encodeOwnerRecord(r);
   owner.sizeBytes = Math.max(owner.sizeBytes, text.length);
-  writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, firstName(owner));
+  writeAll(owner.fd, Buffer.from(text.padEnd(owner.sizeBytes)), 0, anyName(owner));
   return time;
 }
 
@@ -2626,9 +2462,8 @@ function isEnvelope(v: unknown): v is StoredState {
     Number.isFinite(e.wall);
 }
 
-// The state file, open for read and write, never through a symbolic link nor
-// blocking on a special file. The descriptor is kept while the path names its
-// inode, so most calls cost one lstat (which gives the size). LRU out.
+// The state file, open for read and write, never through a symbolic link nor blocking on a special file. The
+// descriptor is kept while the path names its inode, so most calls cost one lstat (which gives the size). LRU out.
 const openStates = new Map<string, { fd: number; ino: number }>();
 function openState(path: string, name: string, linkReplaced = false): { fd: number; sizeBytes: number } {
   const seen = lstatSync(path, { throwIfNoEntry: false });
@@ -2645,14 +2480,14 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
   try {
     fd = openSync(path, constants.O_RDWR | constants.O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = codeOf(error);
     if (code === 'EISDIR' || code === 'ENXIO') throw notPlain(error);
     if (code !== 'ELOOP' || linkReplaced) throw fileError(error, 'open the state file', path);
-    // A symbolic link where the state should be. Remove the link itself (its
-    // target is left alone) and start a real file in its place.
+    // A symbolic link where the state should be. Remove the link itself (its target is left alone) and start a
+    // real file in its place.
     const did = "replaced it with a plain file (the link's target was not touched)";
     warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; ${did}`);
-    try { unlinkSync(path); } catch (e) { throw fileError(e, 'remove the symbolic link at', path); }
+    fsTry('remove the symbolic link at', path, () => unlinkSync(path));
     return openState(path, name, true);
   }
   const stat = fstatSync(fd);
@@ -2673,9 +2508,8 @@ function closeState(path: string): void {
   closeQuietly(open.fd);
 }
 
-// Writes a new state in place over the old one of `oldBytes`; returns the bytes
-// written. A failed write (a full disk) leaves the old state readable: the part
-// past the old end goes first, and is cut off again if it fails.
+// Writes a new state in place over the old one of `oldBytes`; returns the bytes written. A failed write (a full
+// disk) leaves the old state readable: the part past the old end goes first, and is cut off again if it fails.
 function writeState(fd: number, text: string, oldBytes: number, path: string): Buffer {
   const padded = oldBytes > text.length && oldBytes - text.length <= SHRINK_SLACK_BYTES ? text.padEnd(oldBytes) : text;
   const bytes = Buffer.from(padded, 'utf8');
@@ -2692,32 +2526,24 @@ function writeState(fd: number, text: string, oldBytes: number, path: string): B
   return bytes;
 }
 
-// writeSync at `position` until every byte is written (a short write is
-// retried; ENOSPC or EDQUOT is thrown). A Buffer, because Deno (2.9) ignores
-// the position in writeSync(fd, string, position) and appends.
+// writeSync at `position` until every byte is written (a short write is retried; ENOSPC or EDQUOT is thrown). A
+// Buffer, because Deno (2.9) ignores the position in writeSync(fd, string, position) and appends.
 function writeAll(fd: number, bytes: Uint8Array, position: number, path: string): void {
   for (let done = 0; done < bytes.length;) {
-    let n: number;
-    try {
-      n = writeSync(fd, bytes, done, bytes.length - done, position + done);
-    } catch (error) {
-      throw fileError(error, 'write', path);
-    }
+    let n = 0;
+    fsTry('write', path, () => { n = writeSync(fd, bytes, done, bytes.length - done, position + done); });
     if (n <= 0) throw fileError(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }), 'write', path);
     done += n;
   }
 }
 
 // --- liveness: whether a lock's holder is proven gone ---------------------------
-// Fail-closed: whatever cannot be read or compared means "alive", and such a
-// lock is broken only once it is older than staleAfter.
+// Fail-closed: whatever cannot be read or compared means "alive" (broken only once older than staleAfter).
 
 /**
- * True only when the record's holder is proven gone: same boot id, and then,
- * in our pid namespace, no such process (or a zombie, or a reused pid) or no
- * such thread; or, seen from the host's pid namespace, no such process left in
- * the holder's. Hostnames are not compared: containers on one kernel may each
- * have their own.
+ * True only when the record's holder is proven gone: same boot id, and then, in our pid namespace, no such process
+ * (or a zombie, or a reused pid) or no such thread; or, seen from the host's pid namespace, no such process left in
+ * the holder's. Hostnames are not compared: containers on one kernel may each have their own.
  */
 export function holderIsDead(rec: Holder): boolean {
   const { holder: me, procIsOurs } = identity();
@@ -2725,24 +2551,23 @@ export function holderIsDead(rec: Holder): boolean {
   if (!me.ns || rec.ns !== me.ns) return goneFromNamespace(rec, me.ns === PID_NS_INIT && procIsOurs);
   if (!procIsOurs) {
     // /proc shows another namespace: signal 0, which cannot tell a reused pid.
-    try { process.kill(rec.pid, 0); return false; } catch (e) { return (e as NodeJS.ErrnoException).code === 'ESRCH'; }
+    try { process.kill(rec.pid, 0); return false; } catch (e) { return codeOf(e) === 'ESRCH'; }
   }
   const tid = rec.tid ?? 0;
   return !statShowsAlive(`/proc/${rec.pid}/stat`, rec.start) ||
     (tid !== 0 && tid !== rec.pid && !statShowsAlive(`/proc/${rec.pid}/task/${tid}/stat`, rec.tstart ?? ''));
 }
 
-// False if the task is gone, a zombie, or not the one that started at `start`
-// (a reused pid or tid); true if it is there, or cannot be read.
+// False if the task is gone, a zombie, or not the one that started at `start` (a reused pid or tid); true if it
+// is there, or cannot be read.
 function statShowsAlive(path: string, start: string): boolean {
   const stat = readStat(path);
   if (stat === 'unknown') return true;
   return stat !== 'gone' && stat.state !== 'Z' && stat.state !== 'X' && (!start || stat.start === start);
 }
 
-// A holder in another pid namespace is proven gone only from the host's
-// namespace, when every process's namespace could be read and none in the
-// holder's has its pid (NSpid) and start time.
+// A holder in another pid namespace is proven gone only from the host's namespace, when every process's namespace
+// could be read and none in the holder's has its pid (NSpid) and start time.
 const PID_NS_INIT = 'pid:[4026531836]';
 const scans = new Map<string, { atMs: number; dead: boolean }>();
 function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
@@ -2760,7 +2585,7 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
       if (nspid?.length === 1) continue; // in the host's namespace only, so not in the holder's
       let ns: string;
       try { ns = readlinkSync(`/proc/${entry}/ns/pid`); } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        if (codeOf(e) === 'ENOENT') continue;
         dead = false; break; // a nested namespace we cannot see: cannot prove anything
       }
       if (ns !== rec.ns || !nspid || Number(nspid[nspid.length - 1]) !== rec.pid) continue;
@@ -2774,16 +2599,15 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   return dead;
 }
 
-// A /proc/.../stat file's state letter and start time (field 22, ticks since
-// boot, less our time namespace's boot offset so readings inside and outside
-// one compare). Fields count from the command name's closing paren (it may
+// A /proc/.../stat file's state letter and start time (field 22, ticks since boot, less our time namespace's boot
+// offset so readings inside and outside one compare). Fields count from the command name's closing paren (it may
 // hold spaces).
 function readStat(path: string): { state: string; start: string } | 'gone' | 'unknown' {
   let stat: string;
   try {
     stat = readText(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = codeOf(error);
     return code === 'ENOENT' || code === 'ESRCH' ? 'gone' : 'unknown';
   }
   const rest = stat.slice(stat.lastIndexOf(')') + 2);
@@ -2795,13 +2619,9 @@ function readStat(path: string): { state: string; start: string } | 'gone' | 'un
 }
 
 // Who this thread is, as a holder; a field that cannot be read is '' (or 0).
-interface Identity { holder: Holder; procIsOurs: boolean }
-let identityCache: Identity | undefined;
-function identity(): Identity {
-  if (identityCache) return identityCache;
-  const read = (f: () => string) => { try { return f(); } catch { return ''; } };
-  // /proc may be mounted for another pid namespace (unshare --pid without
-  // --mount-proc): then its pids are not ours.
+const identity = once((): { holder: Holder; procIsOurs: boolean } => {
+  const read = (f: () => string) => orElse(f, '');
+  // /proc may be mounted for another pid namespace (unshare --pid without --mount-proc): then its pids are not ours.
   const self = read(() => readlinkSync('/proc/self'));
   const thread = read(() => readlinkSync('/proc/thread-self')).split('/task/');
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
@@ -2816,9 +2636,8 @@ function identity(): Identity {
     start: typeof own === 'object' ? own.start : '',
     tstart: typeof ownThread === 'object' ? ownThread.start : '',
   };
-  identityCache = { holder, procIsOurs: self === String(process.pid) };
-  return identityCache;
-}
+  return { holder, procIsOurs: self === String(process.pid) };
+});
 
 // --- the clock: one for every process on the host, which wall-clock steps do not move ---
 
@@ -2833,11 +2652,10 @@ export interface SharedClock {
 let clockCache: SharedClock | undefined;
 
 /**
- * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime
- * shows it, suspends included), tagged with the boot id, less any time
- * namespace offsets: Node's hrtime until the first suspend, else (and on Bun
- * and Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked
- * once a second. Without /proc, a boot id or the offsets: the wall clock, tagged `wall`.
+ * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime shows it, suspends included),
+ * tagged with the boot id, less any time namespace offsets: Node's hrtime until the first suspend, else (and on
+ * Bun and Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked once a second. Without /proc,
+ * a boot id or the offsets: the wall clock, tagged `wall`.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
@@ -2853,14 +2671,12 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// How far to move a state's times onto our clock (undefined: no move), always
-// erring late: too late costs a little waiting, too early lets a call through.
-// - Written on another clock (before a reboot, or the wall-clock fallback):
-//   carried over by the wall clock, and capped at one window ahead.
-// - Same clock, written "in our future" (the writer's clock is ahead): as if
-//   written now, uncapped so other processes' queued waiters keep their places.
-// A writer whose clock is behind ours looks like an old write, and the wall
-// clock is no referee (stepped, faked per process): the shared clock must not lag.
+// How far to move a state's times onto our clock (undefined: no move), erring late (too early lets a call through):
+// - written on another clock (before a reboot, or the wall-clock fallback): by the wall clock, capped at a window;
+// - same clock, "in our future" (the writer's clock is ahead): as if written now, uncapped so other processes'
+//   queued waiters keep their places.
+// A writer whose clock is behind ours looks like an old write, and the wall clock is no referee (stepped, faked
+// per process): the shared clock must not lag.
 function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
   { byS: number; capped: boolean } | undefined {
   const sinceWrittenS = now - raw.written;
@@ -2870,9 +2686,8 @@ function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: Sha
   return undefined;
 }
 
-// The wall clock with sub-millisecond steps: timeOrigin + performance.now(),
-// held within the millisecond Date.now() reports, so two processes on this
-// fallback agree far better than Date.now()'s 1 ms steps.
+// The wall clock with sub-millisecond steps: timeOrigin + performance.now(), held within the millisecond
+// Date.now() reports, so two processes on this fallback agree far better than Date.now()'s 1 ms steps.
 function wallClock(): SharedClock {
   const origin = performance.timeOrigin;
   return {
@@ -2886,13 +2701,12 @@ function wallClock(): SharedClock {
   };
 }
 
-// The host's boot clock as local() + offset, where local is hrtime (Node) or
-// performance.now() (Bun, Deno).
+// The host's boot clock as local() + offset, where local is hrtime (Node) or performance.now() (Bun, Deno).
 function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): SharedClock | undefined {
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
   const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
-  // hrtime less the namespace's monotonic offset is the boot clock, except on
-  // Bun and Deno (it counts from their start) and after a suspend.
+  // hrtime less the namespace's monotonic offset is the boot clock, except on Bun and Deno (it counts from their
+  // start) and after a suspend.
   const onHr = linedUp(hr, uptime, -monoOffsetS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
   const offset = onHr ? -monoOffsetS : uptimeOffset(local, uptime);
@@ -2901,8 +2715,8 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
-    // Once a second by either clock (the monotonic one stands still in a
-    // suspend), check the line-up; redo it if it slipped.
+    // Once a second by either clock (the monotonic one stands still in a suspend), check the line-up; redo it if
+    // it slipped.
     const mono = monoMs();
     const wallMs = Date.now();
     if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
@@ -2915,48 +2729,45 @@ function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): Share
   return { tag, now, wall: wallS };
 }
 
-// Whether local() + off is the boot clock: then a read u of /proc/uptime (the
-// boot clock truncated to 10 ms) between local readings p1 and p2 has
-// p1 + off - 10 ms < u <= p2 + off, give or take 0.5 ms. A read that the
-// scheduler preempted (p2 - p1 over 1 ms) proves nothing either way, so it is
-// tried again. Undefined if /proc/uptime cannot be read.
+// What one read u of /proc/uptime (the boot clock truncated to 10 ms) between local readings p1 and p2 proves:
+//   lo = u - p2 <= boot clock - local < u + 10 ms - p1 = hi.
+// Undefined if /proc/uptime cannot be read.
+function bracket(local: () => number, uptime: () => number | undefined): { lo: number; hi: number } | undefined {
+  const p1 = local();
+  const u = uptime();
+  const p2 = local();
+  return u === undefined ? undefined : { lo: u - p2, hi: u + 0.01 - p1 };
+}
+
+// Whether local() + off is the boot clock: off in a bracket, give or take 0.5 ms. A read that the scheduler
+// preempted (p2 - p1 over 1 ms: a bracket over 11 ms wide) proves nothing either way, so it is tried again, up to
+// 50 times. Undefined if /proc/uptime cannot be read.
 function linedUp(local: () => number, uptime: () => number | undefined, off: number): boolean | undefined {
   for (let tries = 0; tries < 50; tries++) {
-    const p1 = local();
-    const u = uptime();
-    const p2 = local();
-    if (u === undefined) return undefined;
-    if (p2 - p1 > 0.001) continue;
-    return u <= p2 + off + 0.0005 && u + 0.0105 > p1 + off;
+    const b = bracket(local, uptime);
+    if (!b) return undefined;
+    if (b.hi - b.lo <= 0.011) return b.lo - 0.0005 <= off && off < b.hi + 0.0005;
   }
   return false;
 }
 
-// The boot clock minus local(). A read u of /proc/uptime (the boot clock
-// truncated to 10 ms) between local readings p1 and p2 proves
-//   u - p2 <= offset < u + 10 ms - p1,
-// so each read narrows [lo, hi] (a preempted one only less). The reads just
-// before and after a tick narrow it most: sleep until just before the next
-// tick (a task just woken is seldom preempted), poll through it, and stop once
-// [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS.
-// Once per process; 5 ms on average.
+// The boot clock minus local(): each bracket narrows [lo, hi] (a preempted one only less). The reads just before
+// and after a tick narrow it most: sleep until just before the next tick (a task just woken is seldom preempted),
+// poll through it, and stop once [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS. Once
+// per process; 5 ms on average.
 function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
   const startMs = monoMs();
   let lo = -Infinity;
   let hi = Infinity;
   const sample = (): boolean => {
-    const p1 = local();
-    const u = uptime();
-    const p2 = local();
-    if (u === undefined) return false;
-    lo = Math.max(lo, u - p2);
-    hi = Math.min(hi, u + 0.01 - p1);
-    return true;
+    const b = bracket(local, uptime);
+    if (b) { lo = Math.max(lo, b.lo); hi = Math.min(hi, b.hi); }
+    return b !== undefined;
   };
   if (!sample()) return undefined;
   while ((hi - lo) * 1000 > CALIBRATION_TARGET_MS && monoMs() - startMs < CALIBRATION_MAX_MS) {
-    // The next tick, as a boot-clock value, and the window in which it falls
-    // on the local clock: [tick - hi, tick - lo] s, turned into monoMs() ms.
+    // The next tick, as a boot-clock value, and the window in which it falls on the local clock:
+    // [tick - hi, tick - lo] s, turned into monoMs() ms, widened by 0.2 ms each side for the sleep's lateness.
     const toPerfMs = (localS: number) => monoMs() + (localS - local()) * 1000;
     const tick = Math.floor((local() + (lo + hi) / 2) * 100 + 1) / 100;
     sleepSyncUntil(toPerfMs(tick - hi) - 0.2);
@@ -2967,31 +2778,19 @@ function uptimeOffset(local: () => number, uptime: () => number | undefined): nu
   return (lo + hi) / 2;
 }
 
-function readUptime(): number | undefined {
-  try { return parseFloat(readText('/proc/uptime')); } catch { return undefined; }
-}
+const readUptime = (): number | undefined => orElse(() => parseFloat(readText('/proc/uptime')), undefined);
 
 // The kernel's boot id: '' where it cannot be read.
-let bootIdCache: string | undefined;
-function bootId(): string {
-  if (bootIdCache === undefined) {
-    try { bootIdCache = readText('/proc/sys/kernel/random/boot_id').trim(); } catch { bootIdCache = ''; }
-  }
-  return bootIdCache;
-}
+const bootId = once(() => orElse(() => readText('/proc/sys/kernel/random/boot_id').trim(), ''));
 
-// This process's time namespace offsets in seconds: zero outside one (or with
-// no such file); undefined if unreadable (our clock cannot be put on the host's).
-let offsetsCache: { monoS: number; bootS: number } | undefined | null = null;
-function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
-  if (offsetsCache !== null) return offsetsCache;
+// This process's time namespace offsets in seconds: zero outside one (or with no such file); undefined if
+// unreadable (our clock cannot be put on the host's).
+const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefined => {
   let text: string;
   try {
     text = readText('/proc/self/timens_offsets');
   } catch (error) {
-    const none = (error as NodeJS.ErrnoException).code === 'ENOENT' && exists('/proc/self/stat');
-    offsetsCache = none ? { monoS: 0, bootS: 0 } : undefined;
-    return offsetsCache;
+    return codeOf(error) === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined;
   }
   const get = (name: string) => {
     const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
@@ -2999,15 +2798,14 @@ function timeNamespaceOffsets(): { monoS: number; bootS: number } | undefined {
   };
   const monoS = get('monotonic');
   const bootS = get('boottime');
-  offsetsCache = monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
-  return offsetsCache;
-}
+  return monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
+});
 
 // --- file helpers ----------------------------------------------------------------
 
-// The one bounded reader: at most `maxBytes` of a regular file, opened without
-// following a link or blocking (on a FIFO); anything else fails with ENOTREG.
-// A /proc file reports size 0 and is read to its end. Errors are the caller's.
+// The one bounded reader: at most `maxBytes` of a regular file, opened without following a link or blocking (on
+// a FIFO); anything else fails with ENOTREG. A /proc file reports size 0 and is read to its end. Errors are the
+// caller's.
 function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileStat } {
   const fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
@@ -3022,8 +2820,8 @@ function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileS
 // What the file store looks at in a file's status (fs.Stats has it all).
 interface FileStat { ino: number; size: number; mode: number; uid: number; gid: number; isFile(): boolean }
 
-// Reads an open file from its start up to `maxBytes`, into one buffer per
-// thread, good until the next read (readFileSync's first call costs 0.5 ms).
+// Reads an open file from its start up to `maxBytes`, into one buffer per thread, good until the next read
+// (readFileSync's first call costs 0.5 ms).
 let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
 function readUpTo(fd: number, maxBytes: number): Buffer {
   if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
@@ -3039,9 +2837,12 @@ function readUpTo(fd: number, maxBytes: number): Buffer {
 // A small text file, such as a /proc entry.
 const readText = (path: string): string => readBounded(path, MAX_SMALL_BYTES).bytes.toString('latin1');
 
-// Creates a file only if nothing is at its name (never through a link), mode 0600.
-function createExclusive(path: string): number {
-  return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+// Creates a file only if nothing is at its name (never through a link), mode 0600; an error says what for.
+function createExclusive(path: string, doing: string): number {
+  let fd = -1;
+  const flags = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW;
+  fsTry(doing, path, () => { fd = openSync(path, flags, 0o600); });
+  return fd;
 }
 
 function exists(path: string): boolean {
@@ -3050,18 +2851,46 @@ function exists(path: string): boolean {
 
 // Removes a file of ours; gone already is fine, anything else is an error.
 function unlinkIfThere(path: string): void {
-  try { unlinkSync(path); } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError(error, 'remove', path);
-  }
+  fsTry('remove', path, () => unlinkSync(path), (code) => code === 'ENOENT');
 }
 
 function closeQuietly(fd: number): void {
   try { closeSync(fd); } catch { /* already closed */ }
 }
 
+const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
+
+// `f()`, or `fallback` if it throws.
+function orElse<T, U>(f: () => T, fallback: U): T | U {
+  try { return f(); } catch { return fallback; }
+}
+
+// A value made on first use and kept for the thread's life.
+function once<T>(make: () => T): () => T {
+  let made: { value: T } | undefined;
+  return () => {
+    made ??= { value: make() };
+    return made.value;
+  };
+}
+
+// Runs an fs call. Returns undefined if it succeeded, or the code of an error `quiet` accepts; any other error is
+// thrown, saying what was being done to which file.
+function fsTry(doing: string, path: string, call: () => unknown, quiet: (code: string) => boolean = () => false):
+  string | undefined {
+  try {
+    call();
+    return undefined;
+  } catch (error) {
+    const code = codeOf(error);
+    if (code && quiet(code)) return code;
+    throw fileError(error, doing, path);
+  }
+}
+
 // An fs error that says what we were doing, on which file, what is wrong, and the code.
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
-  const code = (error as NodeJS.ErrnoException).code;
+  const code = codeOf(error);
   const dir = JSON.stringify(dirname(path));
   let why =
     code === 'ENOENT' ? (exists(dirname(path)) ? 'it does not exist' : `the directory ${dir} does not exist`) :
@@ -3078,8 +2907,7 @@ function fileError(error: unknown, doing: string, path: string): RateLimitStoreE
 
 // Permission denied: by another user's file's mode, else by the directory.
 function deniedWhy(path: string, dir: string): string {
-  let st: FileStat | undefined;
-  try { st = lstatSync(path, { throwIfNoEntry: false }); } catch { st = undefined; }
+  const st: FileStat | undefined = orElse(() => lstatSync(path, { throwIfNoEntry: false }), undefined);
   const uid = process.getuid?.();
   if (!st || uid === undefined || st.uid === uid) return `permission denied in ${dir}`;
   const mode = (st.mode & 0o777).toString(8).padStart(4, '0');

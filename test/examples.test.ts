@@ -112,6 +112,14 @@ describe('examples', () => {
     assert.equal([...out.matchAll(/pause\(\d+\) for every caller/g)].length, Number(answered[3]), 'each refusal should pause');
   });
 
+  it('observe.ts: four workers learn the server\'s 30 per 10 s from its headers; at most 4 429s in any window', async () => {
+    const out = await runChild('examples/observe.ts', {});
+    const windows = [...out.matchAll(/window (\d+): (\d+) answered 200, (\d+) answered 429/g)];
+    assert.ok(windows.length >= 1, `no window summary in:\n${out}`);
+    assert.equal(windows.reduce((n, w) => n + Number(w[2]) + Number(w[3]), 0), 45, 'all 45 requests were answered');
+    for (const w of windows) assert.ok(Number(w[3]) <= 4, `window ${w[1]}: ${w[3]} answered 429`);
+  });
+
   it('tokens.ts: a greedy tokens limit never holds more than maxCount in a window; a patient one at most maxCount plus one call', async () => {
     const out = await runChild('examples/tokens.ts', {});
     const most = (mode: string) => Number(new RegExp(`${mode}\\s*: most tokens in any 2 s window: (\\d+)`).exec(out)?.[1]);
