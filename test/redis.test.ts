@@ -583,6 +583,27 @@ describe('several limits, pause, status and slots through Redis', { skip: noRedi
     }
   });
 
+  test('observe(): what one client read from a server holds another client on the same key until the reset', async () => {
+    const key = `observe:${process.pid}`;
+    const [a, b] = [new RedisStore({ url, key }), new RedisStore({ url, key })];
+    const { store, noted } = noting(b);
+    try {
+      const learner = new RateLimit({ maxCount: 100, per: 1, store: a });
+      const other = new RateLimit({ maxCount: 100, per: 1, store });
+      await learner.observe({ status: 200, headers: { 'x-ratelimit-remaining': '2', 'x-ratelimit-reset-after': '0.5',
+        'x-ratelimit-bucket': 'b' } });
+      const capped = (await other.status()).limits[0]?.server;
+      assert.equal(capped?.remaining, 2);
+      for (let i = 0; i < 3; i++) await other.wait();
+      const at = noted.filter((n) => n.wrote && n.at !== undefined).map((n) => n.at!);
+      // Two calls fit under the server's word at once (0.01 s apart by the limit); the third waits for the reset.
+      assert.ok((at[1] ?? 0) - (at[0] ?? 0) < 0.05, `second call ${(at[1] ?? 0) - (at[0] ?? 0)} s after the first`);
+      assert.ok((at[2] ?? 0) - (at[0] ?? 0) > 0.4, `third call ${(at[2] ?? 0) - (at[0] ?? 0)} s after the first`);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   test('across processes: a pause set here moves a call already asleep on its slot in another process', async (t) => {
     const child = new Child(process.execPath, ['--import', 'tsx', featuresChild, url], process.env, 'nodejs');
     const redis = new RedisStore({ url, key: `pause:${process.pid}` });
