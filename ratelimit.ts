@@ -12,11 +12,13 @@
 // Where things live, in the order data flows (read down to BEGIN FILE STORE
 // for everything but the file store):
 //   1. Public API ........ RateLimit, its options, permits, errors, the store
-//                          seam, retryAfter(); at its end, what RateLimit uses
-//                          itself: the SlotAgent that hands out concurrency slots.
+//                          seam, retryAfter() and readServerReport() (headers);
+//                          at its end, what RateLimit uses itself: the SlotAgent
+//                          that hands out concurrency slots.
 //   2. Scheduling core ... reserve(), admit(), recheck(), giveBack(), settle(),
-//                          release(), statusOf(), parseState(): pure functions of
-//                          (settings, state, now). All the rate arithmetic is here.
+//                          release(), observeState(), statusOf(), parseState():
+//                          pure functions of (settings, state, now). All the
+//                          rate arithmetic is here.
 //   3. Memory store ...... MemoryStore, and the sleeping, option checks and
 //                          warnings everything above uses.
 //   4. File store ........ between the BEGIN FILE STORE and END FILE STORE
