@@ -1170,9 +1170,8 @@ class SlotAgent {
  * - patient: a call costing c goes no earlier than the limit's `next`, and pushes it on to `at + c·per/maxCount`.
  *   `next` moves on from the slot, not from when a timer fired, so spacing does not drift; and the slot is never
  *   before `now`, so an idle period banks no burst.
- * - greedy: an exact sliding window. A grant of c at `t` needs at most `maxCount - c` earlier units in
- *   `(t - per, t]`, so grants exactly `per` apart are allowed and no window of `per` seconds holds more than
- *   `maxCount`.
+ * - greedy: an exact sliding window. A grant of c at `t` needs at most `maxCount - c` earlier units in `(t - per, t]`,
+ *   so grants exactly `per` apart are allowed and no window of `per` seconds holds more than `maxCount`.
  * Each rule allows every later time once it allows one, so the latest of the limits' earliest times keeps them all.
  * Concurrency slots are {@link admit}'s. Returns a new state; the one given is not changed.
  */
@@ -1257,12 +1256,9 @@ export interface SlotRequest {
 export function admit(
   s: Settings, state: LimitState | undefined, now: number, req: SlotRequest,
 ): { state?: LimitState; results: Array<Reservation | number> } {
-  // Each holder is judged once: isDead may read files.
-  const verdicts = new Map<string, boolean>();
-  const dead = (holder: string) => {
-    if (!verdicts.has(holder)) verdicts.set(holder, holder !== req.holder && req.isDead(holder));
-    return verdicts.get(holder) === true;
-  };
+  // This process is alive; any other holder is judged once, as isDead may read files.
+  const verdicts = new Map([[req.holder, false]]);
+  const dead = (holder: string) => verdicts.get(holder) ?? verdicts.set(holder, req.isDead(holder)).get(holder);
   const live = (h: Slot) => h.until > now && !dead(h.holder);
   const slots = (state?.slots ?? []).filter(live);
   const queue = (state?.queue ?? []).filter(live);
@@ -1441,12 +1437,11 @@ export function statusOf(
 ): RateLimitStatus {
   const limits = s.limits.map((limit, i) => {
     const lane = state?.lanes[i];
-    // Patient: the units reserved ahead of now, more than maxCount while calls
-    // are reserved more than a window ahead (1e-9 keeps float error from adding one).
-    const ahead = (Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per;
+    // Patient: the units reserved ahead of now, more than maxCount while calls are reserved more than a window ahead
+    // (1e-9 keeps float error from adding one).
     const used = limit.greedy
       ? (lane?.runs ?? []).reduce((sum, [t, n]) => (t > now - limit.per ? sum + n : sum), 0)
-      : Math.ceil(ahead - 1e-9);
+      : Math.ceil((Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per - 1e-9);
     // By this limit alone: one unit of it, and any pause left out.
     const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
     const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;
@@ -1612,21 +1607,13 @@ function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c
 function addUnits(limit: LimitSettings, lane: Lane, at: number, c: number, now: number): Lane {
   if (!limit.greedy) return c === 0 ? lane : { ...lane, next: spacedAfter(limit, at, c) };
   if (c === 0 && !lane.runs) return lane;
-  const out: Array<[number, number]> = [];
-  let placed = c === 0 || at <= now - limit.per;
-  for (const run of lane.runs ?? []) {
-    if (run[0] <= now - limit.per) continue;
-    if (!placed && run[0] >= at) {
-      placed = true;
-      if (run[0] === at) {
-        out.push([at, run[1] + c]);
-        continue;
-      }
-      out.push([at, c]);
-    }
-    out.push(run);
+  const out = (lane.runs ?? []).filter(([t]) => t > now - limit.per);
+  if (c > 0 && at > now - limit.per) {
+    const k = out.findIndex(([t]) => t >= at);
+    const run = out[k];
+    if (run?.[0] === at) out[k] = [at, run[1] + c];
+    else out.splice(k < 0 ? out.length : k, 0, [at, c]);
   }
-  if (!placed) out.push([at, c]);
   if (out.length > MAX_RUNS) {
     const gap = (i: number) => (out[i]?.[0] ?? 0) - (out[i - 1]?.[0] ?? 0);
     let k = 1;
@@ -1648,10 +1635,9 @@ function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservatio
     if (lane.next !== spacedAfter(limit, r.at, full)) return lane;
     return { ...lane, next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
   }
-  const k = lane.runs?.findIndex(([t]) => t === r.at) ?? -1;
-  const run = lane.runs?.[k];
+  const run = lane.runs?.find(([t]) => t === r.at);
   if (!lane.runs || !run) return lane; // gone from the window, or merged into a later run: stays spent
-  const runs = lane.runs.map((other, j): [number, number] => (j === k ? [run[0], run[1] - c] : other));
+  const runs = lane.runs.map((other): [number, number] => (other === run ? [run[0], run[1] - c] : other));
   return { ...lane, runs: runs.filter(([, n]) => n > 0) };
 }
 
