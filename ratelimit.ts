@@ -1607,9 +1607,10 @@ function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c
 function addUnits(limit: LimitSettings, lane: Lane, at: number, c: number, now: number): Lane {
   if (!limit.greedy) return c === 0 ? lane : { ...lane, next: spacedAfter(limit, at, c) };
   if (c === 0 && !lane.runs) return lane;
-  const out = (lane.runs ?? []).filter(([t]) => t > now - limit.per);
+  // run[0] rather than a destructured [t]: over up to MAX_RUNS runs per call, destructuring is measurably slower.
+  const out = (lane.runs ?? []).filter((run) => run[0] > now - limit.per);
   if (c > 0 && at > now - limit.per) {
-    const k = out.findIndex(([t]) => t >= at);
+    const k = out.findIndex((run) => run[0] >= at);
     const run = out[k];
     if (run?.[0] === at) out[k] = [at, run[1] + c];
     else out.splice(k < 0 ? out.length : k, 0, [at, c]);
