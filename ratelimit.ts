@@ -1172,9 +1172,8 @@ class SlotAgent {
  * - patient: a call costing c goes no earlier than the limit's `next`, and pushes it on to `at + c·per/maxCount`.
  *   `next` moves on from the slot, not from when a timer fired, so spacing does not drift; and the slot is never
  *   before `now`, so an idle period banks no burst.
- * - greedy: an exact sliding window. A grant of c at `t` needs at most `maxCount - c` earlier units in
- *   `(t - per, t]`, so grants exactly `per` apart are allowed and no window of `per` seconds holds more than
- *   `maxCount`.
+ * - greedy: an exact sliding window. A grant of c at `t` needs at most `maxCount - c` earlier units in `(t - per, t]`,
+ *   so grants exactly `per` apart are allowed and no window of `per` seconds holds more than `maxCount`.
  * Each rule allows every later time once it allows one, so the latest of the limits' earliest times keeps them all.
  * Concurrency slots are {@link admit}'s. Returns a new state; the one given is not changed.
  */
@@ -1207,13 +1206,10 @@ function takeRate(
   // a closure's allocation is a measurable share of a 0.2 µs call.
   const lanes: Lane[] = [];
   for (let i = 0; i < s.limits.length; i++) {
-    const limit = s.limits[i] as LimitSettings;
     const lane = state?.lanes[i] ?? {};
     const c = cost[i] ?? 0;
-    if (!limit.greedy) lanes.push(c === 0 ? lane : { ...lane, next: spacedAfter(limit, at, c) });
-    // Even at no cost, runs that have left every window are dropped.
-    else lanes.push(c === 0 && !lane.runs ? lane : { ...lane, runs: addUnits(limit, lane.runs, at, c, now) });
-    if (counted && c > 0) lanes[i] = { ...lanes[i], granted: (lane.granted ?? 0) + c, caps: liveCaps(lane.caps, now) };
+    const out = addUnits(s.limits[i] as LimitSettings, lane, at, c, now);
+    lanes.push(counted && c > 0 ? { ...out, granted: (lane.granted ?? 0) + c, caps: liveCaps(lane.caps, now) } : out);
   }
   const result: Reservation = { at, now, cost: cost as number[] };
   if (counted) result.granted = lanes.map((lane) => lane.granted ?? 0);
@@ -1227,11 +1223,10 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
     const limit = s.limits[i] as LimitSettings;
     const lane = state?.lanes[i];
     const c = cost[i] ?? 0;
-    if (lane && c !== 0) at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
+    if (!lane || c === 0) continue;
+    at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
     // A server's cap, held until its time unless the call fits under it (caps are in order of time).
-    for (const [most, until] of (c !== 0 && lane?.caps) || []) {
-      if (until > at && (lane?.granted ?? 0) + c > most) at = until;
-    }
+    for (const [most, until] of lane.caps ?? []) if (until > at && (lane.granted ?? 0) + c > most) at = until;
   }
   return at;
 }
@@ -1263,18 +1258,15 @@ export interface SlotRequest {
 export function admit(
   s: Settings, state: LimitState | undefined, now: number, req: SlotRequest,
 ): { state?: LimitState; results: Array<Reservation | number> } {
-  // Each holder is judged once: isDead may read files.
-  const verdicts = new Map<string, boolean>();
-  const dead = (holder: string) => {
-    if (!verdicts.has(holder)) verdicts.set(holder, holder !== req.holder && req.isDead(holder));
-    return verdicts.get(holder) === true;
-  };
+  // This process is alive; any other holder is judged once, as isDead may read files.
+  const verdicts = new Map([[req.holder, false]]);
+  const dead = (holder: string) => verdicts.get(holder) ?? verdicts.set(holder, req.isDead(holder)).get(holder);
   const live = (h: Slot) => h.until > now && !dead(h.holder);
   const slots = (state?.slots ?? []).filter(live);
   const queue = (state?.queue ?? []).filter(live);
+  const dropped = slots.length !== (state?.slots?.length ?? 0) || queue.length !== (state?.queue?.length ?? 0);
   const others = queue.filter((p) => p.id !== req.id);
-  let changed = slots.length !== (state?.slots?.length ?? 0) || queue.length !== (state?.queue?.length ?? 0);
-  let out = state;
+  let out = state; // a new state once a slot is granted
   const results: Array<Reservation | number> = [];
   for (const w of req.waiters) {
     const ahead = others.filter((p) => (p.since ?? -Infinity) < w.since).length;
@@ -1287,7 +1279,6 @@ export function admit(
     out = rate.state;
     results.push({ ...rate.result, slot: w.slot });
     slots.push({ id: w.slot, holder: req.holder, until: now + req.slotLease });
-    changed = true;
   }
   const first = req.waiters[results.length];
   const left = req.waiters.length - results.length;
@@ -1300,7 +1291,7 @@ export function admit(
     ? mine
     : first && { id: req.id, holder: req.holder, until: now + req.queueLease, since: first.since, n: left };
   if (place) others.push(place);
-  if (!changed && place === mine) return { results };
+  if (!dropped && out === state && place === mine) return { results };
   others.sort((a, b) => (a.since ?? 0) - (b.since ?? 0));
   return { state: edit(s, out, { slots, queue: others }), results };
 }
@@ -1325,10 +1316,7 @@ export function recheck(
   return { state: moved.state, result: moved.reservation };
 }
 
-/**
- * Gives a reservation's units back and reserves them again, after the pause, keeping its concurrency slot: for a call
- * that woke to a pause set after it reserved.
- */
+/** For a call that woke to a pause set after it reserved: its units given back and reserved again, slot kept. */
 export function reschedule(
   s: Settings, state: LimitState, r: Reservation, now: number,
 ): { state: LimitState; reservation: Reservation } {
@@ -1372,7 +1360,7 @@ export function settle(
     settled.cost[i] = want;
     // A server's count grows with the extra; a refund is not taken off it (the server may have counted it).
     const counted = { ...lane, granted: lane.granted === undefined ? undefined : lane.granted + want - old };
-    if (limit.greedy) return { ...counted, runs: addUnits(limit, lane.runs, r.at, want - old, now) };
+    if (limit.greedy) return addUnits(limit, counted, r.at, want - old, now);
     // Still the limit's last reservation: spaced from its slot by the new cost, exactly as reserve() would have (so
     // it can be settled again).
     if (lane.next === spacedAfter(limit, r.at, old)) return { ...counted, next: spacedAfter(limit, r.at, want) };
@@ -1393,7 +1381,7 @@ export function release(s: Settings, state: LimitState, r: Reservation, now: num
     const c = r.cost[i] ?? 0;
     if (!limit || c === 0) return lane;
     if (!limit.greedy) return { ...lane, next: Math.max(lane.next ?? now, spacedAfter(limit, now, c)) };
-    return { ...lane, runs: addUnits(limit, returnUnits(limit, lane, r, i, c).runs, now, c, now) };
+    return addUnits(limit, returnUnits(limit, lane, r, i, c), now, c, now);
   });
   return edit(s, state, { slots, lanes });
 }
@@ -1451,12 +1439,11 @@ export function statusOf(
 ): RateLimitStatus {
   const limits = s.limits.map((limit, i) => {
     const lane = state?.lanes[i];
-    // Patient: the units reserved ahead of now, more than maxCount while calls
-    // are reserved more than a window ahead (1e-9 keeps float error from adding one).
-    const ahead = (Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per;
+    // Patient: the units reserved ahead of now, more than maxCount while calls are reserved more than a window ahead
+    // (1e-9 keeps float error from adding one).
     const used = limit.greedy
       ? (lane?.runs ?? []).reduce((sum, [t, n]) => (t > now - limit.per ? sum + n : sum), 0)
-      : Math.ceil(ahead - 1e-9);
+      : Math.ceil((Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per - 1e-9);
     // By this limit alone: one unit of it, and any pause left out.
     const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
     const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;
@@ -1499,23 +1486,22 @@ export function parseState(value: unknown): LimitState | undefined {
     );
   }
   const isObject = (x: unknown) => typeof x === 'object' && x !== null;
-  const isLimit = (l: Partial<LimitSettings>) => isObject(l) && Number.isSafeInteger(l.maxCount) && isTime(l.per) &&
+  const isInt = Number.isSafeInteger;
+  // An optional field: absent, or of its kind. A list: an array of items of their kind.
+  const opt = <T>(x: T | undefined, ok: (x: T) => boolean) => x === undefined || ok(x);
+  const list = <T>(ok: (x: T) => boolean) => (x: unknown): x is T[] => Array.isArray(x) && x.every(ok);
+  const isLimit = (l: Partial<LimitSettings>) => isObject(l) && isInt(l.maxCount) && isTime(l.per) &&
     typeof l.greedy === 'boolean' && typeof l.unit === 'string';
   const isRun = (run: unknown) =>
-    Array.isArray(run) && run.length === 2 && isTime(run[0]) && Number.isSafeInteger(run[1]) && run[1] > 0;
-  const isCap = (c: unknown) => Array.isArray(c) && c.length === 2 && Number.isSafeInteger(c[0]) && isTime(c[1]);
-  const isLane = (lane: Partial<Lane>) => isObject(lane) && (lane.next === undefined || isTime(lane.next)) &&
-    (lane.runs === undefined || (Array.isArray(lane.runs) && lane.runs.every(isRun))) &&
-    (lane.granted === undefined || Number.isSafeInteger(lane.granted)) &&
-    (lane.caps === undefined || (Array.isArray(lane.caps) && lane.caps.every(isCap)));
+    Array.isArray(run) && run.length === 2 && isTime(run[0]) && isInt(run[1]) && run[1] > 0;
+  const isCap = (c: unknown) => Array.isArray(c) && c.length === 2 && isInt(c[0]) && isTime(c[1]);
+  const isLane = (lane: Partial<Lane>) => isObject(lane) && opt(lane.next, isTime) && opt(lane.runs, list(isRun)) &&
+    opt(lane.granted, isInt) && opt(lane.caps, list(isCap));
   const isSlot = (h: Partial<Slot>) => isObject(h) && typeof h.id === 'string' && typeof h.holder === 'string' &&
-    isTime(h.until) && (h.since === undefined || isTime(h.since)) && (h.n === undefined || Number.isSafeInteger(h.n));
-  const isSlots = (list: unknown) => list === undefined || (Array.isArray(list) && list.every(isSlot));
-  const valid = v.v === STATE_VERSION && Array.isArray(v.limits) && Array.isArray(v.lanes) &&
-    v.lanes.length === v.limits.length && v.limits.every(isLimit) && v.lanes.every(isLane) &&
-    (v.pausedUntil === undefined || isTime(v.pausedUntil)) &&
-    (v.maxConcurrent === undefined || Number.isSafeInteger(v.maxConcurrent)) &&
-    (v.serial === undefined || typeof v.serial === 'boolean') && isSlots(v.slots) && isSlots(v.queue);
+    isTime(h.until) && opt(h.since, isTime) && opt(h.n, isInt);
+  const valid = v.v === STATE_VERSION && list(isLimit)(v.limits) && list(isLane)(v.lanes) &&
+    v.lanes.length === v.limits.length && opt(v.pausedUntil, isTime) && opt(v.maxConcurrent, isInt) &&
+    opt(v.serial, (b) => typeof b === 'boolean') && opt(v.slots, list(isSlot)) && opt(v.queue, list(isSlot));
   return valid ? (v as LimitState) : undefined;
 }
 
@@ -1527,18 +1513,15 @@ export function parseState(value: unknown): LimitState | undefined {
 export function shiftState(state: LimitState, by: number, now: number): LimitState {
   const longest = Math.max(...state.limits.map((l) => l.per));
   const move = (t: number, cap: number) => Math.min(t + by, now + cap);
-  const out: LimitState = {
-    ...state,
-    lanes: state.lanes.map((lane, i) => {
-      const per = state.limits[i]?.per ?? longest;
-      const moved: Lane = {};
-      if (lane.next !== undefined) moved.next = move(lane.next, per);
-      if (lane.runs !== undefined) moved.runs = lane.runs.map(([t, n]) => [move(t, per), n]);
-      if (lane.granted !== undefined) moved.granted = lane.granted;
-      if (lane.caps !== undefined) moved.caps = lane.caps.map(([most, t]) => [most, move(t, MAX_DURATION_S)]);
-      return moved;
-    }),
-  };
+  const lanes = state.lanes.map((lane, i) => {
+    const per = state.limits[i]?.per ?? longest;
+    const moved: Lane = { ...lane };
+    if (lane.next !== undefined) moved.next = move(lane.next, per);
+    if (lane.runs !== undefined) moved.runs = lane.runs.map(([t, n]) => [move(t, per), n]);
+    if (lane.caps !== undefined) moved.caps = lane.caps.map(([most, t]) => [most, move(t, MAX_DURATION_S)]);
+    return moved;
+  });
+  const out: LimitState = { ...state, lanes };
   if (state.pausedUntil !== undefined) out.pausedUntil = move(state.pausedUntil, Math.max(longest, MAX_DURATION_S));
   if (state.slots !== undefined) out.slots = state.slots.map((h) => ({ ...h, until: move(h.until, longest) }));
   if (state.queue !== undefined) out.queue = state.queue.map((h) => ({ ...h, until: move(h.until, longest) }));
@@ -1583,7 +1566,9 @@ function checkState(s: Settings, state: LimitState | undefined, storeName: strin
 // A copy of `state` with `changes` made, or a new state for these settings. An empty list of slots or places is left
 // out, so a state with nothing held stays as small as one that never held anything. Field by field, in one order: on
 // the plain wait() that is about 0.05 µs faster than a spread.
-function edit(s: Settings, state: LimitState | undefined, changes: { [K in keyof LimitState]?: LimitState[K] | undefined }): LimitState {
+function edit(
+  s: Settings, state: LimitState | undefined, changes: { [K in keyof LimitState]?: LimitState[K] | undefined },
+): LimitState {
   const limits = state?.limits ?? (s.limits as LimitSettings[]);
   const out: LimitState = { v: STATE_VERSION, limits, lanes: changes.lanes ?? state?.lanes ?? limits.map(() => ({})) };
   const maxConcurrent = state ? state.maxConcurrent : s.maxConcurrent === Infinity ? undefined : s.maxConcurrent;
@@ -1617,27 +1602,21 @@ function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c
   return at;
 }
 
-// A lane's runs with c units granted at `at`, in time order, less the runs that left every window from `now` on. Past
+// A lane with c units granted at `at` (returnUnits undoes it). Patient: `next` is spaced on from `at`. Greedy: the
+// runs in time order with c units at `at`, less the runs that left every window from `now` on, even at no cost. Past
 // MAX_RUNS runs, the two closest in time are merged onto the later one's time, which only ever delays capacity. Runs
 // are never changed in place, so unchanged ones are shared with the old lane.
-function addUnits(
-  limit: LimitSettings, runs: Lane['runs'], at: number, c: number, now: number,
-): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  let placed = c === 0 || at <= now - limit.per;
-  for (const run of runs ?? []) {
-    if (run[0] <= now - limit.per) continue;
-    if (!placed && run[0] >= at) {
-      placed = true;
-      if (run[0] === at) {
-        out.push([at, run[1] + c]);
-        continue;
-      }
-      out.push([at, c]);
-    }
-    out.push(run);
+function addUnits(limit: LimitSettings, lane: Lane, at: number, c: number, now: number): Lane {
+  if (!limit.greedy) return c === 0 ? lane : { ...lane, next: spacedAfter(limit, at, c) };
+  if (c === 0 && !lane.runs) return lane;
+  // run[0] rather than a destructured [t]: over up to MAX_RUNS runs per call, destructuring is measurably slower.
+  const out = (lane.runs ?? []).filter((run) => run[0] > now - limit.per);
+  if (c > 0 && at > now - limit.per) {
+    const k = out.findIndex((run) => run[0] >= at);
+    const run = out[k];
+    if (run?.[0] === at) out[k] = [at, run[1] + c];
+    else out.splice(k < 0 ? out.length : k, 0, [at, c]);
   }
-  if (!placed) out.push([at, c]);
   if (out.length > MAX_RUNS) {
     const gap = (i: number) => (out[i]?.[0] ?? 0) - (out[i - 1]?.[0] ?? 0);
     let k = 1;
@@ -1645,24 +1624,23 @@ function addUnits(
     const [earlier, later] = out.slice(k - 1, k + 1) as [[number, number], [number, number]];
     out.splice(k - 1, 2, [later[0], earlier[1] + later[1]]);
   }
-  return out;
+  return { ...lane, runs: out };
 }
 
-// Removes c units granted at the reservation's time from one lane, where no later reservation depends on them; the
-// lane itself when nothing changes.
+// Removes c of the units reservation r was granted from one lane, by giveBack's rules; the lane itself when nothing
+// changes.
 function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservation, i: number, c: number): Lane {
   if (!limit || c === 0) return lane;
   if (!limit.greedy) {
-    // Only the last reservation. Its slot is at least as late as the `next` before it and the time it was made, so
-    // going back to its slot frees as much as going back to that `next` would.
+    // Its slot is at least as late as the `next` before it and the time it was made, so going back to its slot frees
+    // as much as going back to that `next` would.
     const full = r.cost[i] ?? 0;
     if (lane.next !== spacedAfter(limit, r.at, full)) return lane;
     return { ...lane, next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
   }
-  const k = lane.runs?.findIndex(([t]) => t === r.at) ?? -1;
-  const run = lane.runs?.[k];
+  const run = lane.runs?.find(([t]) => t === r.at);
   if (!lane.runs || !run) return lane; // gone from the window, or merged into a later run: stays spent
-  const runs = lane.runs.map((other, j): [number, number] => (j === k ? [run[0], run[1] - c] : other));
+  const runs = lane.runs.map((other): [number, number] => (other === run ? [run[0], run[1] - c] : other));
   return { ...lane, runs: runs.filter(([, n]) => n > 0) };
 }
 
