@@ -34,10 +34,9 @@
 // ratelimit.test.ts and test/ at hand (npm run test:core is the fast loop).
 //
 // For memory only: delete every region from a BEGIN FILE STORE line to the
-// next END FILE STORE line (the imports, RateLimit.fromState and section 4),
-// and replace the line whose comment says "FILE STORE: for memory only" as it
-// says. test/recipes.test.ts does exactly that, and type-checks and tests
-// what is left.
+// next END FILE STORE line (the imports, the file option, RateLimit.fromState
+// and section 4). test/recipes.test.ts does exactly that, and type-checks and
+// tests what is left.
 //
 // Only node: built-ins are used, so the file runs under tsx, Node's own type
 // stripping, Bun and Deno alike; the reference below gives a project made by
@@ -608,8 +607,11 @@ export class RateLimit {
     this.settings = { limits, maxConcurrent, serial };
     this.defaultCost = limits.map((l) => (l.unit === 'calls' ? 1 : 0));
     this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
-    // The marked line is the memory-only recipe's (see the header), so it stays one line.
-    this.store = store ?? (file === undefined ? new MemoryStore() : new FileStore(file, { staleAfter })); // FILE STORE: for memory only, `this.store = store ?? new MemoryStore();`
+    let chosen = store;
+    // BEGIN FILE STORE (the file option)
+    if (file !== undefined) chosen = new FileStore(file, { staleAfter });
+    // END FILE STORE (the file option)
+    this.store = chosen ?? new MemoryStore();
     this.plainTx = this.reserveTx(this.plainCall);
     if (maxConcurrent !== Infinity) this.slots = new SlotAgent(this.settings, slotLease, (tx) => this.update(tx));
   }

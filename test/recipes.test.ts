@@ -20,9 +20,7 @@ function memoryOnly(source: string): string {
   for (const line of source.split('\n')) {
     if (/^\s*\/\/ BEGIN FILE STORE/.test(line)) { cutting = true; continue; }
     if (cutting && /^\s*\/\/ END FILE STORE/.test(line)) { cutting = false; continue; }
-    if (cutting) continue;
-    const marked = /^(\s*).*\/\/ FILE STORE: for memory only, `(.*)`$/.exec(line);
-    out.push(marked ? `${marked[1]}${marked[2]}` : line);
+    if (!cutting) out.push(line);
   }
   return out.join('\n');
 }
