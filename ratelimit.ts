@@ -321,19 +321,17 @@ export function retryAfter(
   headers: { get(name: string): string | null } | Readonly<Record<string, unknown>> | string | null | undefined,
   now: number = Date.now(),
 ): number | undefined {
-  if (headers === null || headers === undefined) return undefined;
-  const text = typeof headers === 'string' ? headers.trim() : headersOf(headers, []).get('retry-after');
-  const seconds = text === undefined || text.includes('.') ? NaN : secondsIn(text, 'retry', now);
+  const text = typeof headers === 'string' ? headers.trim() : headers ? headersOf(headers, []).get('retry-after') : '';
+  const seconds = !text || text.includes('.') ? NaN : numberIn(text, 'retry', now);
   return Number.isNaN(seconds) ? undefined : Math.max(0, seconds);
 }
 
 /** One limit a server reported: `remaining` units of `unit` are left until `resetIn` seconds from now. */
 export interface ServerLimit {
-  /** In this file's units: `"calls"` for requests, or `"tokens"`, `"input-tokens"`, `"output-tokens"`. */
+  /** `"calls"` for requests, or `"tokens"`, `"input-tokens"`, `"output-tokens"`. */
   unit: string;
   remaining: number;
   resetIn: number;
-  /** The server's limit for its window, when it says. */
   limit?: number;
   /** The server's name for the limit (an IETF policy, GitHub's resource, Discord's bucket), when it gives one. */
   name?: string;
@@ -349,120 +347,104 @@ export interface ServerReport {
 }
 
 /**
- * Reads the rate-limit headers of a fetch `Response`, a `Headers`, a plain object (any case) or `{ status, headers }`:
- * the IETF draft's `RateLimit` with `RateLimit-Policy` (or, without them, the older `RateLimit-Limit`, `-Remaining`,
- * `-Reset`), GitHub's and Discord's `x-ratelimit-*`, OpenAI's `x-ratelimit-*-requests` and `-tokens`, Anthropic's
- * `anthropic-ratelimit-*`, and `Retry-After` on an error. `now` is the wall clock in ms, for absolute resets. Throws
- * only for what holds no headers. Nothing is trusted blindly: a value that is not a plain count or time, or a
- * `remaining` above its limit, is left out and named in `ignored`; a reset or pause over a day is held to a day.
+ * Reads the rate-limit headers (each dialect that README.md's observe() names) of a fetch `Response`, a `Headers`, a
+ * plain object (any case) or `{ status, headers }`; `now` is the wall clock in ms. Throws only for what holds no
+ * headers. A value that is not a plain count or time, or a `remaining` above its limit, is left out and named in
+ * `ignored`; a reset or pause over a day is held to a day.
  */
 export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
   const out: ServerReport = { limits: [], ignored: [] };
   const { status, get } = headersOf(response, out.ignored);
   const ignore = (what: string): undefined => { out.ignored.push(what); return undefined; };
   const quote = (text: string) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
-  const heldToADay = (name: string, n: number) => (n <= MAX_DURATION_S ? Math.max(0, n)
-    : ignore(`${name}: ${Math.round(n)} s away is more than a day; held to a day`) ?? MAX_DURATION_S);
-  // A header as a count, or as seconds from now read as `kind` says; undefined, and said, if it is not one.
-  const read = (name: string, kind: 'count' | TimeKind = 'count'): number | undefined => {
-    const text = get(name);
+  // `text` read as `kind`, a time held to a day; undefined, and said as "`name`: `what` is not ...", if it is not one.
+  const check = (name: string, text: string | undefined, kind: Kind, what = quote(text ?? '')) => {
+    const n = text ? numberIn(text, kind, now) : NaN;
     if (text === undefined) return undefined;
-    const n = text === '' ? NaN : kind !== 'count' ? secondsIn(text, kind, now) : /^\d{1,15}$/.test(text) ? +text : NaN;
-    if (Number.isNaN(n)) return ignore(`${name}: ${quote(text)} ${text === '' ? 'is empty' : NOT_A[kind]}`);
-    return kind === 'count' ? n : heldToADay(name, n);
+    if (Number.isNaN(n)) return ignore(`${name}: ${what} ${text === '' ? 'is empty' : NOT_A[kind]}`);
+    if (n <= MAX_DURATION_S || kind === 'count' || kind === 'quota') return Math.max(0, n);
+    return ignore(`${name}: ${Math.round(n)} s away is more than a day; held to a day`) ?? MAX_DURATION_S;
   };
-  // One limit, once its remaining and reset are known and agree with its limit; `names` are its headers.
-  type Found = { [K in keyof ServerLimit]?: ServerLimit[K] | undefined };
-  const add = (names: string[], found: Found, saidBefore: number) => {
-    const { unit = 'calls', remaining, resetIn, limit, name } = found;
-    const present = names.filter((n) => get(n) !== undefined).join(', ');
+  const read = (name: string, kind: Kind = 'count') => check(name, get(name), kind);
+  // One limit from the headers `names`, if its remaining and reset are known and agree with its limit.
+  const add = (names: string[], unit: string, limit?: number, remaining?: number, resetIn?: number, name?: string) => {
+    const here = names.filter((n) => get(n) !== undefined).join(', ');
     if (remaining === undefined || resetIn === undefined) {
-      const missing = remaining === undefined ? 'remaining' : 'reset';
-      if (present && out.ignored.length === saidBefore) ignore(`${present}: no usable ${missing} beside them`);
+      const said = out.ignored.some((line) => names.some((n) => line.startsWith(`${n}:`)));
+      if (here && !said) ignore(`${here}: no usable ${remaining === undefined ? 'remaining' : 'reset'} beside them`);
     } else if (limit !== undefined && remaining > limit) {
-      ignore(`${present}: remaining ${remaining} is above the limit ${limit}`);
+      ignore(`${here}: remaining ${remaining} is above the limit ${limit}`);
     } else {
-      out.limits.push({ unit, remaining, resetIn, ...(limit === undefined ? {} : { limit }),
-        ...(name ? { name } : {}) });
+      out.limits.push({ unit, remaining, resetIn, ...(limit !== undefined && { limit }), ...(name ? { name } : {}) });
     }
   };
   // IETF: each item of RateLimit is a policy's quota left (r) for t seconds (else its window, w), counted in the
-  // quota unit (qu, "requests" by default) of the RateLimit-Policy item of that name. Only RateLimit's older form
-  // (the draft's earlier versions, still common) is read without it.
-  const policyText = get('ratelimit-policy');
+  // quota unit (qu, "requests" by default) of the RateLimit-Policy item of that name.
   const rateLimit = get('ratelimit');
-  const policies = new Map(policyText === undefined ? [] : structuredList(policyText) ?? []);
-  const items = rateLimit === undefined ? [] : structuredList(rateLimit);
-  if (!items) ignore(`ratelimit: ${quote(rateLimit ?? '')} is not a structured-field list`);
-  for (const [name, params] of items ?? []) {
-    const before = out.ignored.length;
+  const policies = new Map(structuredList(get('ratelimit-policy') ?? '') ?? []);
+  const items = structuredList(rateLimit ?? '')
+    ?? ignore(`ratelimit: ${quote(String(rateLimit))} is not a structured-field list`) ?? [];
+  for (const [name, params] of items) {
     const label = `ratelimit (policy ${JSON.stringify(name)})`;
     const policy = policies.get(name);
-    const qu = policy?.get('qu') ?? 'requests';
-    const unit = qu === 'requests' ? 'calls' : /^(input-|output-)?tokens$/.test(String(qu)) ? String(qu) : undefined;
-    if (!unit) { ignore(`${label}: quota unit ${JSON.stringify(qu)} is not a rate this limiter keeps`); continue; }
-    const count = (key: string, v: unknown) => (v === undefined || (Number.isSafeInteger(v) && (v as number) >= 0)
-      ? v as number | undefined : ignore(`${label}: ${key} is not a whole number of 0 or more`));
-    const r = params.has('r') ? count('r', params.get('r')) : ignore(`${label}: no r, the quota left`);
-    const t = params.get('t') ?? policy?.get('w');
-    const noT = 'no t, and no window (w) in its policy, so no time the quota holds until';
-    const resetIn = typeof t === 'number' && t >= 0 ? heldToADay(`${label} t`, t)
-      : ignore(`${label}: ${t === undefined ? noT : NOT_A.seconds.replace('is', 't is')}`);
-    add(['ratelimit'], { unit, remaining: r, resetIn, limit: count('q', policy?.get('q')), name }, before);
+    const qu = policy?.get('qu')?.replace(/^"(.*)"$/, '$1') ?? 'requests';
+    if (!/^(requests|(input-|output-)?tokens)$/.test(qu)) {
+      ignore(`${label}: quota unit ${JSON.stringify(qu)} is not a rate this limiter keeps`);
+      continue;
+    }
+    const [r, t] = [params.get('r'), params.get('t') ?? policy?.get('w')];
+    const remaining = r === undefined ? ignore(`${label}: no r, the quota left`) : check(label, r, 'count', 'r');
+    const resetIn = t === undefined ? ignore(`${label}: ${NO_T}`) : check(label, t, 'seconds', 't');
+    const limit = check(label, policy?.get('q'), 'count', 'q');
+    if (remaining === undefined || resetIn === undefined) continue;
+    add(['ratelimit'], qu === 'requests' ? 'calls' : qu, limit, remaining, resetIn, name);
   }
-  let before = out.ignored.length;
-  if (rateLimit === undefined) {
-    // Its limit was once a list whose first item is the quota ("100, 100;w=60").
-    const quota = get('ratelimit-limit')?.split(/[,;]/)[0]?.trim();
-    const limit = quota === undefined ? undefined : /^\d{1,15}$/.test(quota) ? Number(quota)
-      : ignore(`ratelimit-limit: ${quote(quota)} ${NOT_A.count}`);
-    add(['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'],
-      { limit, remaining: read('ratelimit-remaining'), resetIn: read('ratelimit-reset', 'reset') }, before);
+  // Then a limit, what remains and when it resets, `%` naming the part: RateLimit's older form (the draft's earlier
+  // versions, still common) only without RateLimit; OpenAI's requests and tokens; Anthropic's four units.
+  const dialects: Array<[string, string, Kind, Kind?]> = [['ratelimit-%', 'calls', 'reset', 'quota'],
+    ['x-ratelimit-%-requests', 'calls', 'duration'], ['x-ratelimit-%-tokens', 'tokens', 'duration'],
+    ...['requests', 'tokens', 'input-tokens', 'output-tokens'].map((u): [string, string, Kind] =>
+      [`anthropic-ratelimit-${u}-%`, u === 'requests' ? 'calls' : u, 'date'])];
+  for (const [pattern, unit, kind, limitKind] of dialects.slice(rateLimit === undefined ? 0 : 1)) {
+    const h = (part: string) => pattern.replace('%', part);
+    add(['limit', 'remaining', 'reset'].map(h), unit, read(h('limit'), limitKind), read(h('remaining')),
+      read(h('reset'), kind));
   }
-  const vendors = [['x-ratelimit-%-requests', 'calls', 'duration'], ['x-ratelimit-%-tokens', 'tokens', 'duration'],
-    ...['requests', 'tokens', 'input-tokens', 'output-tokens'].map((kind) =>
-      [`anthropic-ratelimit-${kind}-%`, kind === 'requests' ? 'calls' : kind, 'date'])] as const;
-  for (const [pattern, unit, kind] of vendors) {
-    before = out.ignored.length;
-    const [limit, remaining, reset] = ['limit', 'remaining', 'reset'].map((part) => pattern.replace('%', part)) as
-      [string, string, string];
-    add([limit, remaining, reset], { unit, limit: read(limit), remaining: read(remaining),
-      resetIn: read(reset, kind as TimeKind) }, before);
-  }
-  // GitHub and Discord share x-ratelimit-limit, -remaining and -reset. GitHub also says how many were used and
-  // names the resource; Discord sends a bucket, and reset-after, read on its own clock (so preferred to the reset).
-  before = out.ignored.length;
-  const limit = read('x-ratelimit-limit');
-  const used = read('x-ratelimit-used');
-  const left = get('x-ratelimit-remaining') === undefined && limit !== undefined && used !== undefined &&
-    used <= limit ? limit - used : read('x-ratelimit-remaining');
-  const after = get('x-ratelimit-reset-after') !== undefined;
-  const resetIn = after ? read('x-ratelimit-reset-after', 'seconds') : read('x-ratelimit-reset', 'reset');
-  const discord = after || get('x-ratelimit-bucket') !== undefined || get('x-ratelimit-reset')?.includes('.');
-  add(['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-used', 'x-ratelimit-reset',
-    'x-ratelimit-reset-after'], { limit, remaining: left, resetIn,
-    name: get(discord ? 'x-ratelimit-bucket' : 'x-ratelimit-resource') }, before);
-  // Discord's global limit holds every route: its 429 says how long in Retry-After, or else the reset is all there is.
-  if (discord && get('x-ratelimit-global')?.toLowerCase() === 'true' && (status ?? 429) === 429 &&
-    get('retry-after') === undefined && resetIn !== undefined) out.pause = resetIn;
-  // Retry-After means "back off" on an error: a 429, a 503, GitHub's 403 (on a redirect, it does not).
-  const pause = status === undefined || status >= 400 ? read('retry-after', 'retry') : undefined;
-  if (pause !== undefined) out.pause = Math.max(out.pause ?? 0, pause);
-  return out;
+  // GitHub and Discord share x-ratelimit-*: GitHub adds how many were used and names the resource; Discord names a
+  // bucket and sends reset-after, read on its own clock (so preferred to the reset).
+  const x = (part: string) => `x-ratelimit-${part}`;
+  const [limit, used] = [read(x('limit')), read(x('used'))];
+  const left = get(x('remaining')) === undefined && limit !== undefined && used !== undefined && used <= limit
+    ? limit - used : read(x('remaining'));
+  const after = get(x('reset-after')) !== undefined;
+  const resetIn = after ? read(x('reset-after'), 'seconds') : read(x('reset'), 'reset');
+  const discord = after || get(x('bucket')) !== undefined || get(x('reset'))?.includes('.');
+  add(['limit', 'remaining', 'used', 'reset', 'reset-after'].map(x), 'calls', limit, left, resetIn,
+    get(x(discord ? 'bucket' : 'resource')));
+  // Retry-After means "back off" on an error: a 429, a 503, GitHub's 403 (on a redirect, it does not). Discord's
+  // global limit holds every route: its 429 says how long in Retry-After, or else the reset is all there is.
+  const global = discord && get(x('global'))?.toLowerCase() === 'true' && (status ?? 429) === 429;
+  const pause = (status === undefined || status >= 400 ? read('retry-after', 'retry') : undefined)
+    ?? (global && get('retry-after') === undefined ? resetIn : undefined);
+  return pause === undefined ? out : { ...out, pause };
 }
 
-// How a header gives a time: seconds from now (fractions allowed); "reset", epoch seconds or seconds from now (told
-// apart by EPOCH_FLOOR_S); an RFC 3339 date (Anthropic); a duration such as "6m0s" or "20ms" (OpenAI); or
-// Retry-After's seconds or HTTP date.
-type TimeKind = 'seconds' | 'reset' | 'date' | 'duration' | 'retry';
-const NOT_A: Readonly<Record<TimeKind | 'count', string>> = {
-  count: 'is not a whole number of 0 or more', seconds: 'is not a number of seconds of 0 or more',
-  reset: 'is not a number of seconds of 0 or more', date: 'is not an RFC 3339 time',
-  duration: 'is not a duration such as "6m0s" or "20ms"', retry: 'is neither seconds nor an HTTP date',
+// How a header gives a number: a count; the older IETF limit, a list whose first item is the quota ("100, 100;w=60");
+// seconds from now (fractions allowed); "reset", epoch seconds or seconds from now (told apart by EPOCH_FLOOR_S); an
+// RFC 3339 date (Anthropic); a duration such as "6m0s" or "20ms" (OpenAI); or Retry-After's seconds or HTTP date.
+type Kind = 'count' | 'quota' | 'seconds' | 'reset' | 'date' | 'duration' | 'retry';
+const NOT_A: Readonly<Record<Kind, string>> = {
+  count: 'is not a whole number of 0 or more', quota: 'does not start with a whole number of 0 or more',
+  seconds: 'is not a number of seconds of 0 or more', reset: 'is not a number of seconds of 0 or more',
+  date: 'is not an RFC 3339 time', duration: 'is not a duration such as "6m0s" or "20ms"',
+  retry: 'is neither seconds nor an HTTP date',
 };
+const NO_T = 'no t, and no window (w) in its policy, so no time the quota holds until';
 
-// Seconds from `now` (wall clock, ms) that `text` says, or NaN when it does not read as `kind`.
-function secondsIn(text: string, kind: TimeKind, now: number): number {
+// The number that `text` says, read as `kind` (a time as seconds from `now`, the wall clock in ms), or NaN.
+function numberIn(text: string, kind: Kind, now: number): number {
+  const count = kind === 'quota' ? text.replace(/[,;].*/s, '').trim() : text;
+  if (kind === 'count' || kind === 'quota') return /^\d{1,15}$/.test(count) ? Number(count) : NaN;
   const seconds = /^\d{1,15}(\.\d{1,9})?$/.test(text) ? Number(text) : NaN;
   if (kind === 'seconds') return seconds;
   if (kind === 'reset') return seconds >= EPOCH_FLOOR_S ? seconds - now / 1000 : seconds;
@@ -476,61 +458,42 @@ function secondsIn(text: string, kind: TimeKind, now: number): number {
   return parts.reduce((sum, p) => sum + Number(p[1]) * (scale[p[2] as string] ?? NaN), 0);
 }
 
-// A response's status, when it has one, and its headers by name in any case: from a fetch Response (or anything
-// with `headers`), a Headers (anything with get()), or a plain object of strings, numbers or arrays of them.
-// Several values are joined as fetch joins them; what cannot be read counts as none, and is said in `ignored`.
+// A response's status (of `{ status, headers }` or a Response) and its headers by name in any case, from a Headers
+// (anything with get()) or a plain object of strings, numbers or arrays of them, joined as fetch joins a header sent
+// twice. A value that cannot be read counts as none, and is said once in `ignored`.
 function headersOf(response: unknown, ignored: string[]): { status?: number; get(name: string): string | undefined } {
-  if (typeof response !== 'object' || response === null) {
-    throw new TypeError('ratelimit: observe() takes a fetch Response, a Headers, a plain object of headers or '
-      + `{ status, headers }, got ${show(response)}`);
-  }
+  if (typeof response !== 'object' || response === null) throw new TypeError('ratelimit: observe() takes a fetch '
+    + `Response, a Headers, a plain object of headers or { status, headers }, got ${show(response)}`);
   const outer = response as { headers?: unknown; status?: unknown; statusCode?: unknown };
   const nested = typeof outer.headers === 'object' && outer.headers !== null;
   const source = (nested ? outer.headers : response) as { get?: (name: string) => unknown };
   const code = nested ? outer.status ?? outer.statusCode : undefined;
-  const plain = new Map<string, unknown[]>();
-  if (typeof source.get !== 'function') {
-    for (const [k, v] of Object.entries(source)) plain.set(k.toLowerCase(), [...plain.get(k.toLowerCase()) ?? [], v]);
-  }
-  const seen = new Map<string, string | undefined>();
   const get = (name: string) => {
-    if (seen.has(name)) return seen.get(name);
-    const value = typeof source.get === 'function' ? source.get(name) : plain.get(name);
-    const parts = (Array.isArray(value) ? value.flat() : [value]).filter((v) => v !== undefined && v !== null);
+    const value = typeof source.get === 'function' ? source.get(name)
+      : Object.entries(source).filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
+    const parts = [value].flat(2).filter((v) => v != null);
     const text = parts.join(', ').trim();
-    const readable = parts.every((v) => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)));
-    const why = !readable ? 'not a string or a number' : text.length > HEADER_MAX_CHARS
-      ? `longer than ${HEADER_MAX_CHARS} characters` : undefined;
-    if (why) ignored.push(`${name}: ${why}`);
-    seen.set(name, parts.length && !why ? text : undefined);
-    return seen.get(name);
+    const why = !parts.every((v) => typeof v === 'string' || Number.isFinite(v)) ? 'not a string or a number'
+      : text.length > HEADER_MAX_CHARS ? `longer than ${HEADER_MAX_CHARS} characters` : undefined;
+    if (why && !ignored.includes(`${name}: ${why}`)) ignored.push(`${name}: ${why}`);
+    return parts.length && !why ? text : undefined;
   };
   return Number.isInteger(code) ? { status: code as number, get } : { get };
 }
 
-// A structured-field list (RFC 9651) of items with parameters, as these headers use it: [name, parameters], the
-// name a string or a token, a parameter's value a number, string, token, byte sequence or boolean (a bare key is
-// true). Undefined if the text is not such a list.
-function structuredList(text: string): Array<[string, Map<string, unknown>]> | undefined {
+// A structured-field list (RFC 9651) of items with parameters, as these headers use it: [name, parameters], the name
+// a string or a token, each parameter's value as written (a bare key as ?1, true). Undefined if it is not such a list.
+function structuredList(text: string): Array<[string, Map<string, string>]> | undefined {
   const string = '"(?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\["\\\\])*"';
   const token = "[A-Za-z*][\\w!#$%&'*+.^`|~:/-]*";
   // Integers of up to 15 digits, decimals of up to 12 and 3: the spec's bounds.
   const bare = `-?\\d{1,12}\\.\\d{1,3}|-?\\d{1,15}|${string}|${token}|:[A-Za-z0-9+/=]*:|\\?[01]`;
   const param = `;\\s*([a-z*][a-z0-9_.*-]*)(?:=(${bare}))?`;
-  const item = new RegExp(`^(?:(${string})|(${token}))((?:${param})*)[ \\t]*(?:,[ \\t]*(?=\\S)|$)`);
-  const unquote = (s: string) => s.slice(1, -1).replace(/\\(.)/g, '$1');
-  const value = (v: string | undefined) => (v === undefined ? true : v[0] === '"' ? unquote(v) : v[0] === '?'
-    ? v === '?1' : /^-?\d/.test(v) ? Number(v) : v);
-  const out: Array<[string, Map<string, unknown>]> = [];
-  for (let rest = text.trim(); rest !== '';) {
-    const m = item.exec(rest);
-    if (!m) return undefined;
-    const params = new Map<string, unknown>();
-    for (const [, key, v] of (m[3] ?? '').matchAll(new RegExp(param, 'g'))) params.set(key as string, value(v));
-    out.push([m[1] ? unquote(m[1]) : m[2] as string, params]);
-    rest = rest.slice(m[0].length);
-  }
-  return out;
+  const list = text.trim();
+  const items = [...list.matchAll(new RegExp(`(${string}|${token})((?:${param})*)[ \\t]*(?:,[ \\t]*(?=\\S)|$)`, 'gy'))];
+  if (items.map((m) => m[0]).join('') !== list) return undefined;
+  return items.map(([, name = '', params = '']) => [name.replace(/^"(.*)"$/, '$1').replace(/\\(.)/g, '$1'),
+    new Map([...params.matchAll(new RegExp(param, 'g'))].map(([, key = '', v = '?1']) => [key, v]))]);
 }
 
 /**
