@@ -332,6 +332,7 @@ export interface ServerLimit {
   unit: string;
   remaining: number;
   resetIn: number;
+  /** The server's limit for its window, when it says. */
   limit?: number;
   /** The server's name for the limit (an IETF policy, GitHub's resource, Discord's bucket), when it gives one. */
   name?: string;
@@ -347,20 +348,20 @@ export interface ServerReport {
 }
 
 /**
- * Reads the rate-limit headers (each dialect that README.md's observe() names) of a fetch `Response`, a `Headers`, a
- * plain object (any case) or `{ status, headers }`; `now` is the wall clock in ms. Throws only for what holds no
- * headers. A value that is not a plain count or time, or a `remaining` above its limit, is left out and named in
- * `ignored`; a reset or pause over a day is held to a day.
+ * What a fetch `Response`, a `Headers`, a plain object or `{ status, headers }` says in the rate-limit headers that
+ * README.md's observe() names (`now`: wall clock, ms). Throws only for what holds no headers. A value that is not a
+ * plain count or time, or a `remaining` above its limit, is left out and named in `ignored`; a wait over a day is held
+ * to a day.
  */
 export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
   const out: ServerReport = { limits: [], ignored: [] };
   const { status, get } = headersOf(response, out.ignored);
   const ignore = (what: string): undefined => { out.ignored.push(what); return undefined; };
   const quote = (text: string) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
-  // `text` read as `kind`, a time held to a day; undefined, and said as "`name`: `what` is not ...", if it is not one.
-  const check = (name: string, text: string | undefined, kind: Kind, what = quote(text ?? '')) => {
+  // `text` as `kind` (a time held to a day), or undefined: said as "`name`: `what` is not ...", or if absent `missing`.
+  const check = (name: string, text: string | undefined, kind: Kind, what = quote(text ?? ''), missing?: string) => {
     const n = text ? numberIn(text, kind, now) : NaN;
-    if (text === undefined) return undefined;
+    if (text === undefined) return missing === undefined ? undefined : ignore(`${name}: ${missing}`);
     if (Number.isNaN(n)) return ignore(`${name}: ${what} ${text === '' ? 'is empty' : NOT_A[kind]}`);
     if (n <= MAX_DURATION_S || kind === 'count' || kind === 'quota') return Math.max(0, n);
     return ignore(`${name}: ${Math.round(n)} s away is more than a day; held to a day`) ?? MAX_DURATION_S;
@@ -388,16 +389,13 @@ export function readServerReport(response: unknown, now: number = Date.now()): S
     const label = `ratelimit (policy ${JSON.stringify(name)})`;
     const policy = policies.get(name);
     const qu = policy?.get('qu')?.replace(/^"(.*)"$/, '$1') ?? 'requests';
-    if (!/^(requests|(input-|output-)?tokens)$/.test(qu)) {
-      ignore(`${label}: quota unit ${JSON.stringify(qu)} is not a rate this limiter keeps`);
-      continue;
-    }
-    const [r, t] = [params.get('r'), params.get('t') ?? policy?.get('w')];
-    const remaining = r === undefined ? ignore(`${label}: no r, the quota left`) : check(label, r, 'count', 'r');
-    const resetIn = t === undefined ? ignore(`${label}: ${NO_T}`) : check(label, t, 'seconds', 't');
-    const limit = check(label, policy?.get('q'), 'count', 'q');
-    if (remaining === undefined || resetIn === undefined) continue;
-    add(['ratelimit'], qu === 'requests' ? 'calls' : qu, limit, remaining, resetIn, name);
+    if (/^(requests|(input-|output-)?tokens)$/.test(qu)) {
+      const remaining = check(label, params.get('r'), 'count', 'r', 'no r, the quota left');
+      const resetIn = check(label, params.get('t') ?? policy?.get('w'), 'seconds', 't', NO_T);
+      const limit = check(label, policy?.get('q'), 'count', 'q');
+      const unit = qu === 'requests' ? 'calls' : qu;
+      if (remaining !== undefined && resetIn !== undefined) add(['ratelimit'], unit, limit, remaining, resetIn, name);
+    } else ignore(`${label}: quota unit ${JSON.stringify(qu)} is not a rate this limiter keeps`);
   }
   // Then a limit, what remains and when it resets, `%` naming the part: RateLimit's older form (the draft's earlier
   // versions, still common) only without RateLimit; OpenAI's requests and tokens; Anthropic's four units.
@@ -429,9 +427,10 @@ export function readServerReport(response: unknown, now: number = Date.now()): S
   return pause === undefined ? out : { ...out, pause };
 }
 
-// How a header gives a number: a count; the older IETF limit, a list whose first item is the quota ("100, 100;w=60");
-// seconds from now (fractions allowed); "reset", epoch seconds or seconds from now (told apart by EPOCH_FLOOR_S); an
-// RFC 3339 date (Anthropic); a duration such as "6m0s" or "20ms" (OpenAI); or Retry-After's seconds or HTTP date.
+// How a header gives a number (numberIn() reads it, a time as seconds from `now`, else NaN): a count; the older IETF
+// limit, a list led by its quota ("100, 100;w=60"); seconds (fractions allowed); "reset", epoch seconds or seconds
+// from now (told apart by EPOCH_FLOOR_S); an RFC 3339 date (Anthropic); a duration such as "6m0s" (OpenAI); or
+// Retry-After's seconds or HTTP date.
 type Kind = 'count' | 'quota' | 'seconds' | 'reset' | 'date' | 'duration' | 'retry';
 const NOT_A: Readonly<Record<Kind, string>> = {
   count: 'is not a whole number of 0 or more', quota: 'does not start with a whole number of 0 or more',
@@ -441,7 +440,6 @@ const NOT_A: Readonly<Record<Kind, string>> = {
 };
 const NO_T = 'no t, and no window (w) in its policy, so no time the quota holds until';
 
-// The number that `text` says, read as `kind` (a time as seconds from `now`, the wall clock in ms), or NaN.
 function numberIn(text: string, kind: Kind, now: number): number {
   const count = kind === 'quota' ? text.replace(/[,;].*/s, '').trim() : text;
   if (kind === 'count' || kind === 'quota') return /^\d{1,15}$/.test(count) ? Number(count) : NaN;
@@ -458,16 +456,14 @@ function numberIn(text: string, kind: Kind, now: number): number {
   return parts.reduce((sum, p) => sum + Number(p[1]) * (scale[p[2] as string] ?? NaN), 0);
 }
 
-// A response's status (of `{ status, headers }` or a Response) and its headers by name in any case, from a Headers
-// (anything with get()) or a plain object of strings, numbers or arrays of them, joined as fetch joins a header sent
-// twice. A value that cannot be read counts as none, and is said once in `ignored`.
+// A response's status and its headers by name in any case, from a Headers (anything with get()) or a plain object of
+// strings, numbers or arrays (joined as fetch joins them); a value that cannot be read is none, said once in `ignored`.
 function headersOf(response: unknown, ignored: string[]): { status?: number; get(name: string): string | undefined } {
   if (typeof response !== 'object' || response === null) throw new TypeError('ratelimit: observe() takes a fetch '
     + `Response, a Headers, a plain object of headers or { status, headers }, got ${show(response)}`);
-  const outer = response as { headers?: unknown; status?: unknown; statusCode?: unknown };
-  const nested = typeof outer.headers === 'object' && outer.headers !== null;
-  const source = (nested ? outer.headers : response) as { get?: (name: string) => unknown };
-  const code = nested ? outer.status ?? outer.statusCode : undefined;
+  const { headers, status, statusCode } = response as { headers?: unknown; status?: unknown; statusCode?: unknown };
+  const nested = typeof headers === 'object' && headers !== null;
+  const source = (nested ? headers : response) as { get?: (name: string) => unknown };
   const get = (name: string) => {
     const value = typeof source.get === 'function' ? source.get(name)
       : Object.entries(source).filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
@@ -478,7 +474,7 @@ function headersOf(response: unknown, ignored: string[]): { status?: number; get
     if (why && !ignored.includes(`${name}: ${why}`)) ignored.push(`${name}: ${why}`);
     return parts.length && !why ? text : undefined;
   };
-  return Number.isInteger(code) ? { status: code as number, get } : { get };
+  return nested && Number.isInteger(status ?? statusCode) ? { status: (status ?? statusCode) as number, get } : { get };
 }
 
 // A structured-field list (RFC 9651) of items with parameters, as these headers use it: [name, parameters], the name
@@ -919,11 +915,9 @@ const QUEUE_LEASE_S = 2;
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
-// The longest header value read: the longest real one, a list of a few IETF
-// policies, is about 100 characters; the bound caps the work on a hostile one.
+// The longest header value read: a real one (a few IETF policies) is about 100 characters; this caps a hostile one's.
 const HEADER_MAX_CHARS = 1_000;
-// A reset at or above this many seconds is an epoch time, below it seconds from
-// now: 10^9 s is 31 years, longer than any window, and the epoch passed it in 2001.
+// A reset this many seconds or more is an epoch time, less is from now: 31 years outlast any window; 2001 passed it.
 const EPOCH_FLOOR_S = 1e9;
 // This process's grants not yet observed, kept for observe() (see there); past
 // this many, the oldest is forgotten, which only makes an observation count more.
