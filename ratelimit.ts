@@ -350,19 +350,19 @@ export interface ServerReport {
 /**
  * What a fetch `Response`, a `Headers`, a plain object or `{ status, headers }` says in the rate-limit headers that
  * README.md's observe() names (`now`: wall clock, ms). Throws only for what holds no headers. A value that is not a
- * plain count or time, or a `remaining` above its limit, is left out and named in `ignored`; a wait over a day is held
- * to a day.
+ * plain count or time, or a `remaining` above its limit, is left out and named in `ignored`; a reset or pause over a
+ * day is held to a day.
  */
 export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
   const out: ServerReport = { limits: [], ignored: [] };
   const { status, get } = headersOf(response, out.ignored);
   const ignore = (what: string): undefined => { out.ignored.push(what); return undefined; };
   const quote = (text: string) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
-  // `text` as `kind` (a time held to a day), or undefined: said as "`name`: `what` is not ...", or if absent `missing`.
+  // `text` read as `kind`, a time held to a day; undefined, and said, if it is not one (or, given `missing`, absent).
   const check = (name: string, text: string | undefined, kind: Kind, what = quote(text ?? ''), missing?: string) => {
     const n = text ? numberIn(text, kind, now) : NaN;
     if (text === undefined) return missing === undefined ? undefined : ignore(`${name}: ${missing}`);
-    if (Number.isNaN(n)) return ignore(`${name}: ${what} ${text === '' ? 'is empty' : NOT_A[kind]}`);
+    if (Number.isNaN(n)) return ignore(`${name}: ${what} ${text === '' ? 'is empty' : KINDS[kind][1]}`);
     if (n <= MAX_DURATION_S || kind === 'count' || kind === 'quota') return Math.max(0, n);
     return ignore(`${name}: ${Math.round(n)} s away is more than a day; held to a day`) ?? MAX_DURATION_S;
   };
@@ -381,8 +381,8 @@ export function readServerReport(response: unknown, now: number = Date.now()): S
   };
   // IETF: each item of RateLimit is a policy's quota left (r) for t seconds (else its window, w), counted in the
   // quota unit (qu, "requests" by default) of the RateLimit-Policy item of that name.
-  const rateLimit = get('ratelimit');
   const policies = new Map(structuredList(get('ratelimit-policy') ?? '') ?? []);
+  const rateLimit = get('ratelimit');
   const items = structuredList(rateLimit ?? '')
     ?? ignore(`ratelimit: ${quote(String(rateLimit))} is not a structured-field list`) ?? [];
   for (const [name, params] of items) {
@@ -427,33 +427,31 @@ export function readServerReport(response: unknown, now: number = Date.now()): S
   return pause === undefined ? out : { ...out, pause };
 }
 
-// How a header gives a number (numberIn() reads it, a time as seconds from `now`, else NaN): a count; the older IETF
-// limit, a list led by its quota ("100, 100;w=60"); seconds (fractions allowed); "reset", epoch seconds or seconds
-// from now (told apart by EPOCH_FLOOR_S); an RFC 3339 date (Anthropic); a duration such as "6m0s" (OpenAI); or
-// Retry-After's seconds or HTTP date.
-type Kind = 'count' | 'quota' | 'seconds' | 'reset' | 'date' | 'duration' | 'retry';
-const NOT_A: Readonly<Record<Kind, string>> = {
-  count: 'is not a whole number of 0 or more', quota: 'does not start with a whole number of 0 or more',
-  seconds: 'is not a number of seconds of 0 or more', reset: 'is not a number of seconds of 0 or more',
-  date: 'is not an RFC 3339 time', duration: 'is not a duration such as "6m0s" or "20ms"',
-  retry: 'is neither seconds nor an HTTP date',
-};
+// How a header gives a number: each kind's form, and what a header not in it is said not to be. The older IETF limit
+// is a list led by its quota ("100, 100;w=60"); a "reset" is epoch seconds or seconds from now (told apart by
+// EPOCH_FLOOR_S); a date is RFC 3339 (Anthropic's), a duration like "6m0s" (OpenAI's); Retry-After is seconds or an
+// HTTP date, which starts with the day's name (Date.parse alone would also take "-5").
+const KINDS = {
+  count: [/^\d{1,15}$/, 'is not a whole number of 0 or more'],
+  quota: [/^\d{1,15}(?=\s*([,;]|$))/, 'does not start with a whole number of 0 or more'],
+  seconds: [/^\d{1,15}(\.\d{1,9})?$/, 'is not a number of seconds of 0 or more'],
+  reset: [/^\d{1,15}(\.\d{1,9})?$/, 'is not a number of seconds of 0 or more'],
+  date: [/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/i, 'is not an RFC 3339 time'],
+  duration: [/^(\d{1,15}(\.\d{1,9})?(h|ms|m|s|us|µs|ns))+$/, 'is not a duration such as "6m0s" or "20ms"'],
+  retry: [/^\d{1,15}(\.\d{1,9})?$|^[A-Za-z]{3}, /, 'is neither seconds nor an HTTP date'],
+} as const;
+type Kind = keyof typeof KINDS;
 const NO_T = 'no t, and no window (w) in its policy, so no time the quota holds until';
 
+// The number `text` gives as `kind` (a time as seconds from `now`), or NaN if it is not in that kind's form.
 function numberIn(text: string, kind: Kind, now: number): number {
-  const count = kind === 'quota' ? text.replace(/[,;].*/s, '').trim() : text;
-  if (kind === 'count' || kind === 'quota') return /^\d{1,15}$/.test(count) ? Number(count) : NaN;
-  const seconds = /^\d{1,15}(\.\d{1,9})?$/.test(text) ? Number(text) : NaN;
-  if (kind === 'seconds') return seconds;
-  if (kind === 'reset') return seconds >= EPOCH_FLOOR_S ? seconds - now / 1000 : seconds;
-  const since = (format: RegExp) => (format.test(text) ? (Date.parse(text) - now) / 1000 : NaN);
-  // An HTTP date starts with the day's name; Date.parse alone would also take "-5".
-  if (kind === 'retry') return Number.isNaN(seconds) ? since(/^[A-Za-z]{3}, /) : seconds;
-  if (kind === 'date') return since(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/i);
+  if (!KINDS[kind][0].test(text)) return NaN;
+  if (kind === 'date' || (kind === 'retry' && !/^\d/.test(text))) return (Date.parse(text) - now) / 1000;
   const scale: Readonly<Record<string, number>> = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, 'µs': 1e-6, ns: 1e-9 };
-  const parts = [...text.matchAll(/(\d{1,15}(?:\.\d{1,9})?)(h|ms|m|s|us|µs|ns)/g)];
-  if (parts.map((p) => p[0]).join('') !== text) return NaN;
-  return parts.reduce((sum, p) => sum + Number(p[1]) * (scale[p[2] as string] ?? NaN), 0);
+  if (kind === 'duration') return [...text.matchAll(/([\d.]+)(h|ms|m|s|us|µs|ns)/g)]
+    .reduce((sum, [, n, unit = '']) => sum + Number(n) * (scale[unit] ?? NaN), 0);
+  const n = parseFloat(text);
+  return kind === 'reset' && n >= EPOCH_FLOOR_S ? n - now / 1000 : n;
 }
 
 // A response's status and its headers by name in any case, from a Headers (anything with get()) or a plain object of
