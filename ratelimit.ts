@@ -360,8 +360,8 @@ export function readServerReport(response: unknown, now: number = Date.now()): S
   const quote = (text: string) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
   // `text` read as `kind`, a time held to a day; undefined, and said, if it is not one (or, given `missing`, absent).
   const check = (name: string, text: string | undefined, kind: Kind, what = quote(text ?? ''), missing?: string) => {
-    const n = text ? numberIn(text, kind, now) : NaN;
     if (text === undefined) return missing === undefined ? undefined : ignore(`${name}: ${missing}`);
+    const n = text === '' ? NaN : numberIn(text, kind, now);
     if (Number.isNaN(n)) return ignore(`${name}: ${what} ${text === '' ? 'is empty' : KINDS[kind][1]}`);
     if (n <= MAX_DURATION_S || kind === 'count' || kind === 'quota') return Math.max(0, n);
     return ignore(`${name}: ${Math.round(n)} s away is more than a day; held to a day`) ?? MAX_DURATION_S;
