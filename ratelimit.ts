@@ -913,9 +913,9 @@ const QUEUE_LEASE_S = 2;
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
-// The longest header value read: a real one (a few IETF policies) is about 100 characters; this caps a hostile one's.
+// The longest header value read: a real one (a few IETF policies) is about 100 characters; the bound caps hostile ones.
 const HEADER_MAX_CHARS = 1_000;
-// A reset this many seconds or more is an epoch time, less is from now: 31 years outlast any window; 2001 passed it.
+// A reset from here up is epoch seconds (passed in 2001), below it seconds from now: 31 years, longer than any window.
 const EPOCH_FLOOR_S = 1e9;
 // This process's grants not yet observed, kept for observe() (see there); past
 // this many, the oldest is forgotten, which only makes an observation count more.
