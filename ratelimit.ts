@@ -1,46 +1,31 @@
 // SPDX-License-Identifier: MIT
 // ratelimit v0.3.0 (one file; copy it next to your script, and keep this header)
 //
-// ratelimit.ts: a rate limiter in one file, for one process or for every
-// process on the machine that names the same state file.
-// Priorities: the limit holds and nothing hangs or fails silently; then a file
-// you can read and edit; then speed.
+// A rate limiter in one file, for one process or for every process on the machine that names the same state file.
+// Priorities: the limit holds and nothing hangs or fails silently; then a file you can read and edit; then speed.
 //
 //   const limit = new RateLimit({ maxCount: 2, per: 5, file: '/var/tmp/api.ratelimit.json' });
 //   await limit.wait();   // now call the API
 //
-// Where things live, in the order data flows (read down to BEGIN FILE STORE
-// for everything but the file store):
-//   1. Public API ........ RateLimit, its options, permits, errors, the store
-//                          seam, retryAfter() and readServerReport() (headers);
-//                          at its end, what RateLimit uses itself: the SlotAgent
-//                          that hands out concurrency slots.
-//   2. Scheduling core ... reserve(), admit(), recheck(), giveBack(), settle(),
-//                          release(), observeState(), statusOf(), parseState():
-//                          pure functions of (settings, state, now). All the
-//                          rate arithmetic is here.
-//   3. Memory store ...... MemoryStore, and the sleeping, option checks and
-//                          warnings everything above uses.
-//   4. File store ........ between the BEGIN FILE STORE and END FILE STORE
-//                          banners: FileStore and its retry loop, the files on
-//                          disk, liveness, and the clock processes share.
-// The command line is a file of its own, ratelimit-cli.mts, which uses only
-// the API exported here.
+// Where things live, in the order data flows (everything but the file store is above BEGIN FILE STORE):
+//   1. Public API: RateLimit, its options, permits, errors, the store seam, retryAfter() and readServerReport();
+//      at its end, what RateLimit uses itself, with the SlotAgent that hands out concurrency slots.
+//   2. Scheduling core: reserve(), admit(), recheck(), giveBack(), settle(), release(), observeState(), statusOf(),
+//      parseState(): pure functions of (settings, state, now), holding all the rate arithmetic.
+//   3. Memory store: MemoryStore, and the sleeping, option checks and warnings everything above uses.
+//   4. File store, between the BEGIN and END FILE STORE banners: FileStore and its retry loop, the files on disk,
+//      liveness, and the clock processes share.
+// The command line is a file of its own, ratelimit-cli.mts, which uses only the API exported here.
 //
-// Safe to change: the tuning constants, one block per part (at the end of
-// section 1, at the end of section 2, at the top of section 3's sleeping, at
-// the top of the file store; each says what it trades), and the warning and
-// error texts. Change the core or the lock protocol only with the tests in
-// ratelimit.test.ts and test/ at hand (npm run test:core is the fast loop).
+// Safe to change: the tuning constants (one block per part, each saying what it trades: at the end of sections 1
+// and 2, atop section 3's sleeping, atop the file store) and the warning and error texts. Change the core or the
+// lock protocol only with the tests at hand (ratelimit.test.ts and test/; npm run test:core is the fast loop).
 //
-// For memory only: delete every region from a BEGIN FILE STORE line to the
-// next END FILE STORE line (the imports, the file option, RateLimit.fromState
-// and section 4). test/recipes.test.ts does exactly that, and type-checks and
-// tests what is left.
+// For memory only: delete every region from a BEGIN FILE STORE line to the next END FILE STORE line (the imports,
+// the file option, RateLimit.fromState and section 4); test/recipes.test.ts does exactly that and tests the rest.
 //
-// Only node: built-ins are used, so the file runs under tsx, Node's own type
-// stripping, Bun and Deno alike; the reference below gives a project made by
-// `tsc --init` (whose "types": [] loads none) Node's types.
+// Only node: built-ins are used, so the file runs under tsx, Node's own type stripping, Bun and Deno alike. The
+// reference below gives Node's types to a project made by `tsc --init`, whose "types": [] loads none.
 
 /// <reference types="node" />
 // BEGIN FILE STORE (its imports)
@@ -84,10 +69,7 @@ export interface RateLimitOptions {
   serial?: boolean | undefined;
   /** Seconds a slot outlives its holder's last renewal (every third of this) unless proven dead. Default 60. */
   slotLease?: number | undefined;
-  /**
-   * A JSON state file, with its lock `<file>.lock` beside it: every process naming it shares one limit. Relative paths
-   * are resolved against the current directory. Without `file` or `store`, the limit covers this process only.
-   */
+  /** A JSON state file (lock: `<file>.lock`) shared by every process naming it; without it or `store`, one process. */
   file?: string | undefined;
   /** Seconds after which a lock whose holder is not proven dead is broken. See {@link DEFAULT_STALE_AFTER}. */
   staleAfter?: number | undefined;
@@ -118,8 +100,7 @@ export interface Permit {
   readonly cost: Cost;
   /**
    * Charges the real cost for the units given: an overrun pushes later slots back, a refund frees capacity no later
-   * reservation depends on. May be repeated, and called after release; a window after the slot it changes nothing.
-   * Never rejects: a failure is a warning.
+   * reservation depends on; a window after the slot, nothing. Repeatable, also after release; a failure only warns.
    */
   settle(actual: Cost): Promise<void>;
   /** Ends the call: frees its concurrency slot. Idempotent; never rejects (a failure is a warning). */
@@ -237,9 +218,8 @@ export interface TxContext {
 }
 
 /**
- * Where a limit keeps its state (memory, a file, Redis). `update` runs a transaction atomically against every other
- * user of the state, on one clock they all share; `updateSync` blocks, for `waitSync` and `tryAcquire`. A store that
- * serializes the state checks it with {@link parseState} when reading it back.
+ * Where a limit keeps its state (memory, a file, Redis; one it serializes checks it with {@link parseState}). `update`
+ * runs a transaction atomically against all other users, on a clock they share; `updateSync` blocks (the sync calls).
  */
 export interface RateLimitStore {
   /** Names the state in messages, such as `state file "/tmp/api.json"`. */
