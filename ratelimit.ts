@@ -7,23 +7,17 @@
 //   const limit = new RateLimit({ maxCount: 2, per: 5, file: '/var/tmp/api.ratelimit.json' });
 //   await limit.wait();   // now call the API
 //
-// Where things live, in the order data flows (everything but the file store is above BEGIN FILE STORE):
-//   1. Public API: RateLimit, its options, permits, errors, the store seam, retryAfter() and readServerReport();
-//      at its end, what RateLimit uses itself, with the SlotAgent that hands out concurrency slots.
-//   2. Scheduling core: reserve(), admit(), recheck(), giveBack(), settle(), release(), observeState(), statusOf(),
-//      parseState(): pure functions of (settings, state, now), holding all the rate arithmetic.
-//   3. Memory store: MemoryStore, and the sleeping, option checks and warnings everything above uses.
-//   4. File store, between the BEGIN and END FILE STORE banners: FileStore and its retry loop, the files on disk,
-//      liveness, and the clock processes share.
+// In the order data flows (all but the file store is above BEGIN FILE STORE; docs/editing.md says more):
+//   1. Public API: RateLimit, its options, permits and errors, the store seam, server headers; at its end SlotAgent.
+//   2. Scheduling core: reserve(), admit(), settle() and the rest: pure functions of (settings, state, now).
+//   3. Memory store, and the sleeping, option checks and warnings everything above uses.
+//   4. File store, between the BEGIN and END FILE STORE banners: its retry loop, files on disk, liveness, the clock.
 // The command line is a file of its own, ratelimit-cli.mts, which uses only the API exported here.
 //
-// Safe to change: the tuning constants (one block per part, each saying what it trades: at the end of sections 1
-// and 2, atop section 3's sleeping, atop the file store) and the warning and error texts. Change the core or the
-// lock protocol only with the tests at hand (ratelimit.test.ts and test/; npm run test:core is the fast loop).
-//
+// Safe to change: the tuning constants (a block per part, each saying what it trades) and the warning and error
+// texts; the core or the lock protocol only with the tests at hand (npm run test:core is the fast loop).
 // For memory only: delete every region from a BEGIN FILE STORE line to the next END FILE STORE line (the imports,
 // the file option, RateLimit.fromState and section 4); test/recipes.test.ts does exactly that and tests the rest.
-//
 // Only node: built-ins are used, so the file runs under tsx, Node's own type stripping, Bun and Deno alike. The
 // reference below gives Node's types to a project made by `tsc --init`, whose "types": [] loads none.
 
@@ -520,29 +514,21 @@ function structuredList(text: string): Array<[string, Map<string, unknown>]> | u
 export class RateLimit {
   /** The limits, in the order they were given. */
   readonly limits: readonly LimitSettings[];
-  /** The first limit's `maxCount`: the limit, in the one-limit form. */
+  /** The first limit's `maxCount`, `per` and mode: the limit, in the one-limit form. */
   readonly maxCount: number;
-  /** The first limit's `per`. */
   readonly per: number;
-  /** The first limit's mode. */
   readonly greedy: boolean;
   /** Infinity when there is no cap. */
   readonly maxConcurrent: number;
   readonly serial: boolean;
   /** Where the state lives: a {@link MemoryStore}, a {@link FileStore} or the store given. */
   readonly store: RateLimitStore;
-  // The limits in the state's fixed order (see Settings); costs are vectors in this order.
-  private readonly settings: Settings;
-  // What a call costs when it names no cost: one call, in every "calls" limit.
-  private readonly defaultCost: number[];
-  // The options of a plain call, so that it allocates and checks nothing.
-  private readonly plainCall: Call;
-  // The transaction of a plain wait() (cost 1 call, no maxWait), made once: the hot path.
-  private readonly plainTx: Transaction<number | Reservation>;
-  // Hands out concurrency slots, with maxConcurrent.
-  private readonly slots?: SlotAgent;
-  // Each grant's counts (Reservation.granted) once a server's word is kept, oldest first, until observe() takes it.
-  private readonly unobserved: number[][] = [];
+  private readonly settings: Settings; // the limits in the state's fixed order, which cost vectors follow
+  private readonly defaultCost: number[]; // a call that names no cost: one call, in every "calls" limit
+  private readonly plainCall: Call; // a call without options, which then allocates and checks nothing
+  private readonly plainTx: Transaction<number | Reservation>; // a plain wait()'s, made once: the hot path
+  private readonly slots?: SlotAgent; // with maxConcurrent
+  private readonly unobserved: number[][] = []; // grants' counts (Reservation.granted) for observe(), oldest first
 
   /** Checks every option at once: TypeError for a wrong type or an unknown name, RangeError for a wrong value. */
   constructor(options: RateLimitOptions) {
@@ -577,11 +563,8 @@ export class RateLimit {
     const isStore = typeof store === 'object' && store !== null && typeof store.update === 'function';
     check('store', store, 'an object with an update method', store === undefined || isStore);
     if (store && file !== undefined) throw new TypeError('ratelimit: give either file or store, not both');
-    const [first] = given as [LimitSettings];
     this.limits = given;
-    this.maxCount = first.maxCount;
-    this.per = first.per;
-    this.greedy = first.greedy;
+    ({ maxCount: this.maxCount, per: this.per, greedy: this.greedy } = given[0] as LimitSettings);
     this.maxConcurrent = maxConcurrent;
     this.serial = serial;
     this.settings = { limits, maxConcurrent, serial };
@@ -598,9 +581,8 @@ export class RateLimit {
 
   // BEGIN FILE STORE (RateLimit.fromState)
   /**
-   * A limiter with the settings recorded in an existing state file, for
-   * tools that only know the file (the command line uses it). Throws a
-   * {@link RateLimitError} with code `ERR_RATELIMIT_NO_STATE` if there is none.
+   * A limiter with the settings recorded in an existing state file, for tools that only know the file (the command
+   * line). Throws a {@link RateLimitError} with code `ERR_RATELIMIT_NO_STATE` if there is none.
    */
   static fromState(file: string, options: { staleAfter?: number | undefined } = {}): RateLimit {
     const none = () => new RateLimitError('ERR_RATELIMIT_NO_STATE',
@@ -609,10 +591,8 @@ export class RateLimit {
     const store = new FileStore(file, options.staleAfter === undefined ? {} : { staleAfter: options.staleAfter });
     const state = store.updateSync((s) => ({ result: s }));
     if (!state) throw none();
-    return new RateLimit({
-      limits: state.limits, store, serial: state.serial === true,
-      maxConcurrent: state.serial === true ? undefined : state.maxConcurrent,
-    });
+    const { limits, serial = false, maxConcurrent } = state;
+    return new RateLimit({ limits, store, serial, maxConcurrent: serial ? undefined : maxConcurrent });
   }
   // END FILE STORE (RateLimit.fromState)
 
@@ -695,9 +675,8 @@ export class RateLimit {
   }
 
   /**
-   * Holds every call of every process for at least `seconds` from now, calls already asleep included (use it on a
-   * 429, with {@link retryAfter}). A pause only extends an earlier one, and is cut to a day with a warning: a date
-   * years away is a bad header, not a plan.
+   * Holds every call of every process, calls already asleep included, for at least `seconds` from now (on a 429, see
+   * {@link retryAfter}). It only extends an earlier pause; one over a day is a bad header, cut to a day with a warning.
    */
   async pause(seconds: number): Promise<void> {
     checkNumber('pause seconds', seconds, 'a number of seconds, 0 or more', seconds >= 0);
@@ -718,11 +697,10 @@ export class RateLimit {
   }
 
   /**
-   * Keeps what a response's headers say about the server's limit ({@link readServerReport}) in the shared state, for
-   * every process and every call already asleep. "N left until T" caps what this limiter grants until T, on top of
-   * its own limits (never above them); `Retry-After` on a 429 or 503 pauses every call, as {@link pause} does. Call it
-   * on every response, in any order, or on none: each is matched with this process's oldest call not yet observed.
-   * Headers it cannot trust are left out with a warning (`RATELIMIT_HEADER_IGNORED`). Resolves to what it read.
+   * Keeps what a response's headers say of the server's limit ({@link readServerReport}) in the shared state, for every
+   * process and call already asleep: "N left until T" caps this limiter's grants until T, never above its own limits;
+   * a 429 or 503's `Retry-After` pauses as {@link pause} does. Call it on every response, in any order, or on none:
+   * each is matched with this process's oldest call not yet observed. Resolves to what it read; bad headers only warn.
    */
   async observe(response: unknown): Promise<ServerReport> {
     const report = readServerReport(response);
@@ -775,8 +753,7 @@ export class RateLimit {
     };
   }
 
-  // After sleeping until its slot: see recheck(). A new reservation past maxWait in all is given back, and the
-  // seconds it would have waited returned.
+  // On waking at its slot (see recheck()); a new reservation past maxWait in all is given back, its wait returned.
   private recheckTx(r: Reservation, call: Call, startedMs: number): Transaction<Recheck | number> {
     return (state, now) => {
       const current = checkState(this.settings, state, this.store.name);
@@ -790,9 +767,8 @@ export class RateLimit {
 
   // Sleeps until the slot and looks again (see recheck()) until it may go; gives the slot back on abort. Returns
   // the seconds slept by the reservations' times, and the reservation that went (none: its slot was lost).
-  private async sleepThrough(
-    r: Reservation, call: Call, started: number,
-  ): Promise<{ waited: number; r?: Reservation }> {
+  private async sleepThrough(r: Reservation, call: Call, started: number):
+    Promise<{ waited: number; r?: Reservation }> {
     let waited = 0;
     for (;;) {
       const left = r.at - r.now;
@@ -863,13 +839,12 @@ export class RateLimit {
     if (this.unobserved.push(r.granted) > MAX_UNOBSERVED) this.unobserved.shift();
   }
 
-  private syncStore(method: string): Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore {
-    if (typeof this.store.updateSync !== 'function') {
-      const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
-      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; `
-        + `use ${instead}`);
-    }
-    return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
+  private syncStore(method: string): Pick<Required<RateLimitStore>, 'updateSync'> {
+    const { store } = this;
+    if (typeof store.updateSync === 'function') return store as Required<RateLimitStore>;
+    const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
+    throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${store.name} has none; `
+      + `use ${instead}`);
   }
 
   // The options of a call to `method`, checked; none make the plain call, which checks and allocates nothing.
@@ -907,9 +882,7 @@ export class RateLimit {
         throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts `
           + `(they count ${units.map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, units)}`);
       }
-      if (unit === 'calls' && weight !== undefined) {
-        throw new TypeError('ratelimit: give weight or cost.calls, not both');
-      }
+      if (given.has(unit)) throw new TypeError('ratelimit: give weight or cost.calls, not both'); // weight is calls
       const ok = Number.isInteger(n) && n >= 0 && n <= most(unit);
       checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, ok);
       given.set(unit, n);
@@ -918,9 +891,8 @@ export class RateLimit {
   }
 }
 
-// --- what RateLimit uses itself -------------------------------------------
+// --- what RateLimit uses itself: first its tuning, each constant with what it trades ---
 
-// The tuning of the API, each with what it trades.
 // A slot's lease (see slotLease): a holder stalled by a busy event loop or a slow store keeps its slot; a vanished
 // holder's slot comes back within a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
@@ -956,27 +928,18 @@ const OPTION_ALIASES: Readonly<Record<string, string>> = {
   max: 'maxCount', points: 'maxCount', tokensPerInterval: 'maxCount', concurrency: 'maxConcurrent',
 };
 
-// The update options of a plain call (no signal, no maxWait), made once.
-const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
+const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity }); // a plain call's, made once
 // A call's options, checked.
 interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
 
 // FinalizationRegistry is ES2021, so a project compiled for ES2020 has no type for it: declared here as far as used.
-interface Finalizer {
-  register(target: object, held: Reservation, token: object): void;
-  unregister(token: object): void;
-}
+interface Finalizer { register(target: object, r: Reservation, token: object): void; unregister(token: object): void }
 const Registry = (globalThis as { FinalizationRegistry?: new (cleanup: (r: Reservation) => void) => Finalizer })
   .FinalizationRegistry;
 
-// A call waiting in this process for a concurrency slot.
-interface SlotWaiter {
-  readonly call: Call;
-  readonly startedMs: number;
-  readonly id: string;
-  // Resolves its wait with a reservation or the seconds it would wait; rejects it with an error, or when `failed`.
-  done(out: unknown, failed?: boolean): void;
-}
+// A call waiting in this process for a concurrency slot. done() answers it and takes it out of the list: it resolves
+// with a reservation or the seconds it would wait, or rejects (with an error, or anything when `failed`).
+interface SlotWaiter { call: Call; startedMs: number; id: string; done(out: unknown, failed?: boolean): void }
 
 // Hands out one limiter's concurrency slots in this process, which holds one place in the shared queue for all its
 // waiters (see admit()). Its store transactions run one at a time, each doing all there is to do (give back, release,
@@ -1030,19 +993,18 @@ class SlotAgent {
       const waiter: SlotWaiter = { call, startedMs, id, done };
       const onAbort = () => done(call.signal?.reason, true);
       call.signal?.addEventListener('abort', onAbort, { once: true });
-      // A timer can fire up to about 1 ms early: re-armed until maxWait has truly passed.
-      const arm = () => {
-        const left = call.maxWait * 1000 - (monoMs() - startedMs);
-        if (left >= MAX_TIMER_MS) return;
-        timer = setTimeout(() => {
-          const waited = (monoMs() - startedMs) / 1000;
-          if (waited < call.maxWait) { arm(); return; }
-          done(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
-            + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
-            + `longer than maxWait (${call.maxWait} s)`));
-        }, Math.max(0, Math.ceil(left)));
+      // Fails the wait once maxWait has truly passed: a timer can fire about 1 ms early, and is then set again. The
+      // first look is always from a timer, so that a transaction can grant a free slot even with maxWait 0.
+      const expire = () => {
+        const waited = (monoMs() - startedMs) / 1000;
+        const leftMs = (call.maxWait - waited) * 1000;
+        if (leftMs >= MAX_TIMER_MS) return;
+        if (leftMs > 0 || timer === undefined) { timer = setTimeout(expire, Math.max(0, Math.ceil(leftMs))); return; }
+        done(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
+          + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
+          + `longer than maxWait (${call.maxWait} s)`));
       };
-      arm();
+      expire();
       // In order of age: a call whose slot was lost goes back ahead of younger ones.
       const younger = this.waiters.findIndex((w) => w.startedMs > startedMs);
       this.waiters.splice(younger === -1 ? this.waiters.length : younger, 0, waiter);
@@ -1103,9 +1065,8 @@ class SlotAgent {
           return { state: out.state ?? (cur === state ? undefined : cur), result: out.results };
         });
       } catch (error) {
-        const [freed, renewed] = [releasing.length, renew.length];
-        if (freed) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${freed} concurrency slot(s)`)(error);
-        if (renewed) warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew ${renewed} concurrency slot(s)`)(error);
+        if (releasing.length) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${releasing.length} slot(s)`)(error);
+        if (renew.length) warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew ${renew.length} slot(s)`)(error);
         // A busy lock is waited out; any other failure ends every wait.
         if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error, true);
       }
@@ -1137,8 +1098,7 @@ class SlotAgent {
         this.renewDue = true;
         this.kick();
       }, (this.lease / 3) * 1000);
-      // Held slots must not keep the process alive by themselves.
-      (this.renewTimer as { unref?: () => void }).unref?.();
+      (this.renewTimer as { unref?: () => void }).unref?.(); // held slots alone must not keep the process alive
     }
   }
 }
