@@ -199,9 +199,8 @@ export interface Reservation {
  * A read-modify-write on the state (undefined when there is none yet) at the store's time in seconds. It returns the
  * state to store (none: leave it) and a result. Pure: it never changes the state given, and may be run again.
  */
-export type Transaction<T> = (
-  state: LimitState | undefined, now: number, ctx: TxContext,
-) => { state?: LimitState | undefined; result: T };
+export type Transaction<T> =
+  (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState | undefined; result: T };
 
 /** What a store tells a transaction about the caller: who holds slots, and which holders are gone. */
 export interface TxContext {
@@ -241,10 +240,7 @@ export const DEFAULT_STALE_AFTER = 10;
 /** The version of this file, also written into the state (see {@link LimitState}). */
 export const VERSION = '0.3.0';
 
-/**
- * The base of every error thrown on purpose, with a stable `code`: `ERR_RATELIMIT_TIMEOUT`, `_MISMATCH`, `_STORE`,
- * `_NO_STATE` ({@link RateLimit.fromState}). Bad options are `TypeError`s and `RangeError`s naming the option.
- */
+/** The base of every error thrown on purpose; `code` is stable: ERR_RATELIMIT_TIMEOUT, _MISMATCH, _STORE, _NO_STATE. */
 export class RateLimitError extends Error {
   readonly code: string;
   constructor(code: string, message: string, cause?: unknown) {
@@ -536,9 +532,8 @@ export class RateLimit {
     const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false, limits: list } = options;
     check('greedy', greedy, 'a boolean', typeof greedy === 'boolean');
     check('serial', serial, 'a boolean', typeof serial === 'boolean');
-    if (list !== undefined && (options.maxCount !== undefined || options.per !== undefined)) {
-      throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
-    }
+    const both = list !== undefined && (options.maxCount !== undefined || options.per !== undefined);
+    if (both) throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
     const isList = list === undefined || (Array.isArray(list) && list.length > 0);
     check('limits', list, 'a non-empty array of { maxCount, per }', isList);
     const specs = list ?? [{ maxCount: options.maxCount as number, per: options.per as number }];
@@ -580,10 +575,7 @@ export class RateLimit {
   }
 
   // BEGIN FILE STORE (RateLimit.fromState)
-  /**
-   * A limiter with the settings recorded in an existing state file, for tools that only know the file (the command
-   * line). Throws a {@link RateLimitError} with code `ERR_RATELIMIT_NO_STATE` if there is none.
-   */
+  /** A limiter with the settings in an existing state file; throws (code `ERR_RATELIMIT_NO_STATE`) if there is none. */
   static fromState(file: string, options: { staleAfter?: number | undefined } = {}): RateLimit {
     const none = () => new RateLimitError('ERR_RATELIMIT_NO_STATE',
       `ratelimit: there is no state at ${JSON.stringify(resolve(file))} yet, so its settings must be given`);
@@ -618,8 +610,7 @@ export class RateLimit {
     const store = this.syncStore('waitSync');
     const started = monoMs();
     const update = this.updateOptions(call);
-    // Never 'lost': without a concurrency cap no call holds a slot to lose.
-    let r: Recheck | number = store.updateSync(this.reserveTx(call), update);
+    let r: Recheck | number = store.updateSync(this.reserveTx(call), update); // never 'lost': no slot to lose here
     if (typeof r === 'object') this.granted(r);
     let waited = 0;
     while (typeof r === 'object' && r.at > r.now) {
@@ -680,12 +671,9 @@ export class RateLimit {
    */
   async pause(seconds: number): Promise<void> {
     checkNumber('pause seconds', seconds, 'a number of seconds, 0 or more', seconds >= 0);
-    if (seconds > MAX_DURATION_S) {
-      warn('RATELIMIT_PAUSE_CUT',
-        `ratelimit: a pause of ${seconds} s was cut to ${MAX_DURATION_S} s, the longest this file keeps`);
-      seconds = MAX_DURATION_S;
-    }
-    await this.update((state, now) => ({ state: pauseState(this.settings, state, now, seconds), result: undefined }));
+    const cut = Math.min(seconds, MAX_DURATION_S);
+    if (cut < seconds) warn('RATELIMIT_PAUSE_CUT', `ratelimit: a pause of ${seconds} s was cut to ${cut} s, the most`);
+    await this.update((state, now) => ({ state: pauseState(this.settings, state, now, cut), result: undefined }));
   }
 
   /** What is used and left of each limit (in the order given), any pause, and the calls in flight. Changes nothing. */
@@ -833,7 +821,6 @@ export class RateLimit {
     return permit;
   }
 
-  // Notes a grant's counts for observe().
   private granted(r: Reservation | number): void {
     if (typeof r === 'number' || !r.granted) return;
     if (this.unobserved.push(r.granted) > MAX_UNOBSERVED) this.unobserved.shift();
@@ -937,8 +924,7 @@ interface Finalizer { register(target: object, r: Reservation, token: object): v
 const Registry = (globalThis as { FinalizationRegistry?: new (cleanup: (r: Reservation) => void) => Finalizer })
   .FinalizationRegistry;
 
-// A call waiting in this process for a concurrency slot. done() answers it and takes it out of the list: it resolves
-// with a reservation or the seconds it would wait, or rejects (with an error, or anything when `failed`).
+// A call waiting in this process for a concurrency slot; done() resolves its wait, or rejects it (an error, `failed`).
 interface SlotWaiter { call: Call; startedMs: number; id: string; done(out: unknown, failed?: boolean): void }
 
 // Hands out one limiter's concurrency slots in this process, which holds one place in the shared queue for all its
@@ -963,8 +949,7 @@ class SlotAgent {
   private renewTimer: ReturnType<typeof setInterval> | undefined;
   // A permit dropped without release() gives its slot back when collected.
   readonly dropped = Registry && new Registry((r) => {
-    warn('RATELIMIT_PERMIT_DROPPED',
-      'ratelimit: a permit was dropped without release(); its concurrency slot is freed now');
+    warn('RATELIMIT_PERMIT_DROPPED', 'ratelimit: a permit was dropped without release(); its slot is freed now');
     void this.release(r);
   });
 
@@ -980,7 +965,7 @@ class SlotAgent {
     const id = `${this.id}.${++this.count}`;
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      // Answers the waiter and takes it out of the list; a waiter no longer in the list has had its answer.
+      // Answers with a reservation or the seconds it would wait, once: a waiter no longer in the list has its answer.
       const done = (out: unknown, failed = out instanceof Error) => {
         const k = this.waiters.indexOf(waiter);
         if (k === -1) return;
@@ -993,16 +978,14 @@ class SlotAgent {
       const waiter: SlotWaiter = { call, startedMs, id, done };
       const onAbort = () => done(call.signal?.reason, true);
       call.signal?.addEventListener('abort', onAbort, { once: true });
-      // Fails the wait once maxWait has truly passed: a timer can fire about 1 ms early, and is then set again. The
-      // first look is always from a timer, so that a transaction can grant a free slot even with maxWait 0.
+      // Fails the wait past maxWait (a timer firing early is set again); first on a timer, so maxWait 0 can get a slot.
       const expire = () => {
         const waited = (monoMs() - startedMs) / 1000;
         const leftMs = (call.maxWait - waited) * 1000;
         if (leftMs >= MAX_TIMER_MS) return;
         if (leftMs > 0 || timer === undefined) { timer = setTimeout(expire, Math.max(0, Math.ceil(leftMs))); return; }
-        done(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
-          + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
-          + `longer than maxWait (${call.maxWait} s)`));
+        done(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: all ${this.settings.maxConcurrent} `
+          + `concurrency slots stayed held for ${waited.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`));
       };
       expire();
       // In order of age: a call whose slot was lost goes back ahead of younger ones.
@@ -1090,7 +1073,7 @@ class SlotAgent {
     if (this.waiters.length && this.pollTimer === undefined) {
       const ms = this.pollMs * (0.5 + Math.random());
       this.pollMs = Math.min(this.pollMs * 2, SLOT_POLL_MAX_MS);
-      this.pollTimer = setTimeout(() => { this.pollTimer = undefined; this.kick(); }, ms);
+      this.pollTimer = setTimeout(() => this.kick(), ms);
     }
     if (this.held.size && this.renewTimer === undefined) {
       this.renewTimer = setInterval(() => {
