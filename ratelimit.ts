@@ -7,11 +7,9 @@
 //   const limit = new RateLimit({ maxCount: 2, per: 5, file: '/var/tmp/api.ratelimit.json' });
 //   await limit.wait();   // now call the API
 //
-// In the order data flows (all but the file store is above BEGIN FILE STORE; docs/editing.md says more):
-//   1. Public API: RateLimit, its options, permits and errors, the store seam, server headers; at its end SlotAgent.
-//   2. Scheduling core: reserve(), admit(), settle() and the rest: pure functions of (settings, state, now).
-//   3. Memory store, and the sleeping, option checks and warnings everything above uses.
-//   4. File store, between the BEGIN and END FILE STORE banners: its retry loop, files on disk, liveness, the clock.
+// Four sections, in the order data flows (docs/editing.md maps them): 1. the public API, ending with the SlotAgent
+// that hands out concurrency slots; 2. the scheduling core, pure functions of (settings, state, now); 3. the memory
+// store, with the sleeping, checks and warnings all above use; 4. the file store (lock, files, liveness, clock), last.
 // The command line is a file of its own, ratelimit-cli.mts, which uses only the API exported here.
 //
 // Safe to change: the tuning constants (a block per part, each saying what it trades) and the warning and error
@@ -580,7 +578,7 @@ export class RateLimit {
     const none = () => new RateLimitError('ERR_RATELIMIT_NO_STATE',
       `ratelimit: there is no state at ${JSON.stringify(resolve(file))} yet, so its settings must be given`);
     if (!exists(resolve(file))) throw none();
-    const store = new FileStore(file, options.staleAfter === undefined ? {} : { staleAfter: options.staleAfter });
+    const store = new FileStore(file, { staleAfter: options.staleAfter });
     const state = store.updateSync((s) => ({ result: s }));
     if (!state) throw none();
     const { limits, serial = false, maxConcurrent } = state;
@@ -916,8 +914,7 @@ const OPTION_ALIASES: Readonly<Record<string, string>> = {
 };
 
 const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity }); // a plain call's, made once
-// A call's options, checked.
-interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
+interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] } // checked options
 
 // FinalizationRegistry is ES2021, so a project compiled for ES2020 has no type for it: declared here as far as used.
 interface Finalizer { register(target: object, r: Reservation, token: object): void; unregister(token: object): void }
@@ -938,8 +935,8 @@ class SlotAgent {
   private waiters: SlotWaiter[] = [];
   // Slots held in this process (granted, asleep on their rate slot, or in a permit), renewed together.
   private readonly held = new Map<string, Reservation>();
-  private releasing: Array<{ r: Reservation; done: () => void }> = [];
-  private returning: Reservation[] = [];
+  private readonly releasing: Array<{ r: Reservation; done: () => void }> = [];
+  private readonly returning: Reservation[] = [];
   private running = false;
   private again = false;
   private renewDue = false;
@@ -947,7 +944,6 @@ class SlotAgent {
   private pollMs = 1;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private renewTimer: ReturnType<typeof setInterval> | undefined;
-  // A permit dropped without release() gives its slot back when collected.
   readonly dropped = Registry && new Registry((r) => {
     warn('RATELIMIT_PERMIT_DROPPED', 'ratelimit: a permit was dropped without release(); its slot is freed now');
     void this.release(r);
@@ -995,7 +991,6 @@ class SlotAgent {
     });
   }
 
-  // Frees a slot, and hands it to the next waiter if its turn has come.
   release(r: Reservation): Promise<void> {
     this.lost(r);
     return new Promise((done) => {
@@ -1024,10 +1019,9 @@ class SlotAgent {
       // Let the calls made in this turn of the event loop join the first transaction.
       await null;
       const waiters = this.waiters.slice();
-      const { releasing, returning } = this;
+      const releasing = this.releasing.splice(0);
+      const returning = this.returning.splice(0);
       const renew = this.renewDue ? [...this.held.keys()] : [];
-      this.releasing = [];
-      this.returning = [];
       this.renewDue = false;
       let results: Array<Reservation | number> = [];
       try {
