@@ -16,8 +16,7 @@
 // texts; the core or the lock protocol only with the tests at hand (npm run test:core is the fast loop).
 // For memory only: delete every region from a BEGIN FILE STORE line to the next END FILE STORE line (the imports,
 // the file option, RateLimit.fromState and section 4); test/recipes.test.ts does exactly that and tests the rest.
-// Only node: built-ins are used, so the file runs under tsx, Node's own type stripping, Bun and Deno alike. The
-// reference below gives Node's types to a project made by `tsc --init`, whose "types": [] loads none.
+// Only node: built-ins, for tsx, Node, Bun and Deno alike; the reference below loads Node's types where "types": [].
 
 /// <reference types="node" />
 // BEGIN FILE STORE (its imports)
@@ -33,11 +32,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 // 1. Public API
 // ---------------------------------------------------------------------------
 
-/** One limit: at most `maxCount` units of `unit` per `per` seconds. */
+/** One limit: at most `maxCount` units (a positive integer) of `unit` per `per` seconds (above 0, up to 366 days). */
 export interface LimitOptions {
-  /** How many units may go ahead per `per` seconds. A positive integer. */
   maxCount: number;
-  /** Length of the window in seconds. Finite and greater than 0. */
   per: number;
   /** Greedy or patient for this limit alone; by default the limiter's `greedy`. */
   greedy?: boolean | undefined;
@@ -152,7 +149,6 @@ export interface LimitState {
   lanes: Lane[];
   /** No call goes before this time. */
   pausedUntil?: number;
-  /** Concurrency slots held now. */
   slots?: Slot[];
   /** Processes waiting for a concurrency slot, one place each, oldest waiter first (see {@link admit}). */
   queue?: Slot[];
@@ -193,10 +189,7 @@ export interface Reservation {
   granted?: number[] | undefined;
 }
 
-/**
- * A read-modify-write on the state (undefined when there is none yet) at the store's time in seconds. It returns the
- * state to store (none: leave it) and a result. Pure: it never changes the state given, and may be run again.
- */
+/** A pure read-modify-write at the store's time in seconds: the state to store (none: leave it) and a result. */
 export type Transaction<T> =
   (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState | undefined; result: T };
 
@@ -254,7 +247,6 @@ export class RateLimitError extends Error {
 export class RateLimitTimeoutError extends RateLimitError {
   /** Seconds the call would have had to wait (when the lock stayed busy: how long it waited for it). */
   readonly wouldWait: number;
-  /** The `maxWait` it was given, in seconds. */
   readonly maxWait: number;
   constructor(wouldWait: number, maxWait: number, message?: string) {
     const away = `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`;
@@ -751,8 +743,7 @@ export class RateLimit {
     };
   }
 
-  // Sleeps until the slot and looks again (see recheck()) until it may go; gives the slot back on abort. Returns
-  // the seconds slept by the reservations' times, and the reservation that went (none: its slot was lost).
+  // Sleeps to the slot, rechecking until it may go; gives it back on abort. `waited` is by slot times; no `r`: lost.
   private async sleepThrough(r: Reservation, call: Call, started: number):
     Promise<{ waited: number; r?: Reservation }> {
     let waited = 0;
@@ -827,9 +818,8 @@ export class RateLimit {
   private syncStore(method: string): Pick<Required<RateLimitStore>, 'updateSync'> {
     const { store } = this;
     if (typeof store.updateSync === 'function') return store as Required<RateLimitStore>;
-    const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
-    throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${store.name} has none; `
-      + `use ${instead}`);
+    throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${store.name} has none; use `
+      + (method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()'));
   }
 
   // The options of a call to `method`, checked; none make the plain call, which checks and allocates nothing.
