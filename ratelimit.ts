@@ -16,7 +16,7 @@
 // texts; the core or the lock protocol only with the tests at hand (npm run test:core is the fast loop).
 // For memory only: delete every region from a BEGIN FILE STORE line to the next END FILE STORE line (the imports,
 // the file option, RateLimit.fromState and section 4); test/recipes.test.ts does exactly that and tests the rest.
-// Only node: built-ins, for tsx, Node, Bun and Deno alike; the reference below loads Node's types where "types": [].
+// Only node: built-ins, for tsx, Node, Bun and Deno alike; the reference gives Node's types to `tsc --init` projects.
 
 /// <reference types="node" />
 // BEGIN FILE STORE (its imports)
@@ -189,7 +189,7 @@ export interface Reservation {
   granted?: number[] | undefined;
 }
 
-/** A pure read-modify-write at the store's time in seconds: the state to store (none: leave it) and a result. */
+/** A pure read-modify-write at the store's time (s), returning the state to store (none: leave it) and a result. */
 export type Transaction<T> =
   (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState | undefined; result: T };
 
@@ -911,7 +911,7 @@ interface Finalizer { register(target: object, r: Reservation, token: object): v
 const Registry = (globalThis as { FinalizationRegistry?: new (cleanup: (r: Reservation) => void) => Finalizer })
   .FinalizationRegistry;
 
-// A call waiting in this process for a concurrency slot; done() resolves its wait, or rejects it (an error, `failed`).
+// A call waiting in this process for a concurrency slot; done() answers it (see take()).
 interface SlotWaiter { call: Call; startedMs: number; id: string; done(out: unknown, failed?: boolean): void }
 
 // Hands out one limiter's concurrency slots in this process, which holds one place in the shared queue for all its
