@@ -1,46 +1,22 @@
 // SPDX-License-Identifier: MIT
 // ratelimit v0.3.0 (one file; copy it next to your script, and keep this header)
 //
-// ratelimit.ts: a rate limiter in one file, for one process or for every
-// process on the machine that names the same state file.
-// Priorities: the limit holds and nothing hangs or fails silently; then a file
-// you can read and edit; then speed.
+// A rate limiter in one file, for one process or for every process on the machine that names the same state file.
+// Priorities: the limit holds and nothing hangs or fails silently; then a file you can read and edit; then speed.
 //
 //   const limit = new RateLimit({ maxCount: 2, per: 5, file: '/var/tmp/api.ratelimit.json' });
 //   await limit.wait();   // now call the API
 //
-// Where things live, in the order data flows (read down to BEGIN FILE STORE
-// for everything but the file store):
-//   1. Public API ........ RateLimit, its options, permits, errors, the store
-//                          seam, retryAfter() and readServerReport() (headers);
-//                          at its end, what RateLimit uses itself: the SlotAgent
-//                          that hands out concurrency slots.
-//   2. Scheduling core ... reserve(), admit(), recheck(), giveBack(), settle(),
-//                          release(), observeState(), statusOf(), parseState():
-//                          pure functions of (settings, state, now). All the
-//                          rate arithmetic is here.
-//   3. Memory store ...... MemoryStore, and the sleeping, option checks and
-//                          warnings everything above uses.
-//   4. File store ........ between the BEGIN FILE STORE and END FILE STORE
-//                          banners: FileStore and its retry loop, the files on
-//                          disk, liveness, and the clock processes share.
-// The command line is a file of its own, ratelimit-cli.mts, which uses only
-// the API exported here.
+// Four sections, in the order data flows (docs/editing.md maps them): 1. the public API, ending with the SlotAgent
+// that hands out concurrency slots; 2. the scheduling core, pure functions of (settings, state, now); 3. the memory
+// store, with the sleeping, checks and warnings all above use; 4. the file store (lock, files, liveness, clock), last.
+// The command line is a file of its own, ratelimit-cli.mts, which uses only the API exported here.
 //
-// Safe to change: the tuning constants, one block per part (at the end of
-// section 1, at the end of section 2, at the top of section 3's sleeping, at
-// the top of the file store; each says what it trades), and the warning and
-// error texts. Change the core or the lock protocol only with the tests in
-// ratelimit.test.ts and test/ at hand (npm run test:core is the fast loop).
-//
-// For memory only: delete every region from a BEGIN FILE STORE line to the
-// next END FILE STORE line (the imports, the file option, RateLimit.fromState
-// and section 4). test/recipes.test.ts does exactly that, and type-checks and
-// tests what is left.
-//
-// Only node: built-ins are used, so the file runs under tsx, Node's own type
-// stripping, Bun and Deno alike; the reference below gives a project made by
-// `tsc --init` (whose "types": [] loads none) Node's types.
+// Safe to change: the tuning constants (a block per part, each saying what it trades) and the warning and error
+// texts; the core or the lock protocol only with the tests at hand (npm run test:core is the fast loop).
+// For memory only: delete every region from a BEGIN FILE STORE line to the next END FILE STORE line (the imports,
+// the file option, RateLimit.fromState and section 4); test/recipes.test.ts does exactly that and tests the rest.
+// Only node: built-ins, for tsx, Node, Bun and Deno alike; the reference gives Node's types to `tsc --init` projects.
 
 /// <reference types="node" />
 // BEGIN FILE STORE (its imports)
@@ -56,11 +32,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 // 1. Public API
 // ---------------------------------------------------------------------------
 
-/** One limit: at most `maxCount` units of `unit` per `per` seconds. */
+/** One limit: at most `maxCount` units (a positive integer) of `unit` per `per` seconds (above 0, up to 366 days). */
 export interface LimitOptions {
-  /** How many units may go ahead per `per` seconds. A positive integer. */
   maxCount: number;
-  /** Length of the window in seconds. Finite and greater than 0. */
   per: number;
   /** Greedy or patient for this limit alone; by default the limiter's `greedy`. */
   greedy?: boolean | undefined;
@@ -84,10 +58,7 @@ export interface RateLimitOptions {
   serial?: boolean | undefined;
   /** Seconds a slot outlives its holder's last renewal (every third of this) unless proven dead. Default 60. */
   slotLease?: number | undefined;
-  /**
-   * A JSON state file, with its lock `<file>.lock` beside it: every process naming it shares one limit. Relative paths
-   * are resolved against the current directory. Without `file` or `store`, the limit covers this process only.
-   */
+  /** A JSON state file (lock: `<file>.lock`) shared by every process naming it; without it or `store`, one process. */
   file?: string | undefined;
   /** Seconds after which a lock whose holder is not proven dead is broken. See {@link DEFAULT_STALE_AFTER}. */
   staleAfter?: number | undefined;
@@ -118,8 +89,7 @@ export interface Permit {
   readonly cost: Cost;
   /**
    * Charges the real cost for the units given: an overrun pushes later slots back, a refund frees capacity no later
-   * reservation depends on. May be repeated, and called after release; a window after the slot it changes nothing.
-   * Never rejects: a failure is a warning.
+   * reservation depends on; a window after the slot, nothing. Repeatable, also after release; a failure only warns.
    */
   settle(actual: Cost): Promise<void>;
   /** Ends the call: frees its concurrency slot. Idempotent; never rejects (a failure is a warning). */
@@ -179,7 +149,6 @@ export interface LimitState {
   lanes: Lane[];
   /** No call goes before this time. */
   pausedUntil?: number;
-  /** Concurrency slots held now. */
   slots?: Slot[];
   /** Processes waiting for a concurrency slot, one place each, oldest waiter first (see {@link admit}). */
   queue?: Slot[];
@@ -220,13 +189,9 @@ export interface Reservation {
   granted?: number[] | undefined;
 }
 
-/**
- * A read-modify-write on the state (undefined when there is none yet) at the store's time in seconds. It returns the
- * state to store (none: leave it) and a result. Pure: it never changes the state given, and may be run again.
- */
-export type Transaction<T> = (
-  state: LimitState | undefined, now: number, ctx: TxContext,
-) => { state?: LimitState | undefined; result: T };
+/** A pure read-modify-write at the store's time (s), returning the state to store (none: leave it) and a result. */
+export type Transaction<T> =
+  (state: LimitState | undefined, now: number, ctx: TxContext) => { state?: LimitState | undefined; result: T };
 
 /** What a store tells a transaction about the caller: who holds slots, and which holders are gone. */
 export interface TxContext {
@@ -237,9 +202,8 @@ export interface TxContext {
 }
 
 /**
- * Where a limit keeps its state (memory, a file, Redis). `update` runs a transaction atomically against every other
- * user of the state, on one clock they all share; `updateSync` blocks, for `waitSync` and `tryAcquire`. A store that
- * serializes the state checks it with {@link parseState} when reading it back.
+ * Where a limit keeps its state (memory, a file, Redis; one it serializes checks it with {@link parseState}). `update`
+ * runs a transaction atomically against all other users, on a clock they share; `updateSync` blocks (the sync calls).
  */
 export interface RateLimitStore {
   /** Names the state in messages, such as `state file "/tmp/api.json"`. */
@@ -267,10 +231,7 @@ export const DEFAULT_STALE_AFTER = 10;
 /** The version of this file, also written into the state (see {@link LimitState}). */
 export const VERSION = '0.3.0';
 
-/**
- * The base of every error thrown on purpose, with a stable `code`: `ERR_RATELIMIT_TIMEOUT`, `_MISMATCH`, `_STORE`,
- * `_NO_STATE` ({@link RateLimit.fromState}). Bad options are `TypeError`s and `RangeError`s naming the option.
- */
+/** The base of every error thrown on purpose; `code` is stable: ERR_RATELIMIT_TIMEOUT, _MISMATCH, _STORE, _NO_STATE. */
 export class RateLimitError extends Error {
   readonly code: string;
   constructor(code: string, message: string, cause?: unknown) {
@@ -286,7 +247,6 @@ export class RateLimitError extends Error {
 export class RateLimitTimeoutError extends RateLimitError {
   /** Seconds the call would have had to wait (when the lock stayed busy: how long it waited for it). */
   readonly wouldWait: number;
-  /** The `maxWait` it was given, in seconds. */
   readonly maxWait: number;
   constructor(wouldWait: number, maxWait: number, message?: string) {
     const away = `ratelimit: the next slot is ${wouldWait.toFixed(3)} s away, more than maxWait (${maxWait} s)`;
@@ -497,29 +457,21 @@ function structuredList(text: string): Array<[string, Map<string, string>]> | un
 export class RateLimit {
   /** The limits, in the order they were given. */
   readonly limits: readonly LimitSettings[];
-  /** The first limit's `maxCount`: the limit, in the one-limit form. */
+  /** The first limit's `maxCount`, `per` and mode: the limit, in the one-limit form. */
   readonly maxCount: number;
-  /** The first limit's `per`. */
   readonly per: number;
-  /** The first limit's mode. */
   readonly greedy: boolean;
   /** Infinity when there is no cap. */
   readonly maxConcurrent: number;
   readonly serial: boolean;
   /** Where the state lives: a {@link MemoryStore}, a {@link FileStore} or the store given. */
   readonly store: RateLimitStore;
-  // The limits in the state's fixed order (see Settings); costs are vectors in this order.
-  private readonly settings: Settings;
-  // What a call costs when it names no cost: one call, in every "calls" limit.
-  private readonly defaultCost: number[];
-  // The options of a plain call, so that it allocates and checks nothing.
-  private readonly plainCall: Call;
-  // The transaction of a plain wait() (cost 1 call, no maxWait), made once: the hot path.
-  private readonly plainTx: Transaction<number | Reservation>;
-  // Hands out concurrency slots, with maxConcurrent.
-  private readonly slots?: SlotAgent;
-  // Each grant's counts (Reservation.granted) once a server's word is kept, oldest first, until observe() takes it.
-  private readonly unobserved: number[][] = [];
+  private readonly settings: Settings; // the limits in the state's fixed order, which cost vectors follow
+  private readonly defaultCost: number[]; // a call that names no cost: one call, in every "calls" limit
+  private readonly plainCall: Call; // a call without options, which then allocates and checks nothing
+  private readonly plainTx: Transaction<number | Reservation>; // a plain wait()'s, made once: the hot path
+  private readonly slots?: SlotAgent; // with maxConcurrent
+  private readonly unobserved: number[][] = []; // grants' counts (Reservation.granted) for observe(), oldest first
 
   /** Checks every option at once: TypeError for a wrong type or an unknown name, RangeError for a wrong value. */
   constructor(options: RateLimitOptions) {
@@ -527,9 +479,8 @@ export class RateLimit {
     const { greedy = false, file, staleAfter = DEFAULT_STALE_AFTER, store, serial = false, limits: list } = options;
     check('greedy', greedy, 'a boolean', typeof greedy === 'boolean');
     check('serial', serial, 'a boolean', typeof serial === 'boolean');
-    if (list !== undefined && (options.maxCount !== undefined || options.per !== undefined)) {
-      throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
-    }
+    const both = list !== undefined && (options.maxCount !== undefined || options.per !== undefined);
+    if (both) throw new TypeError('ratelimit: give either maxCount and per, or limits, not both');
     const isList = list === undefined || (Array.isArray(list) && list.length > 0);
     check('limits', list, 'a non-empty array of { maxCount, per }', isList);
     const specs = list ?? [{ maxCount: options.maxCount as number, per: options.per as number }];
@@ -554,11 +505,8 @@ export class RateLimit {
     const isStore = typeof store === 'object' && store !== null && typeof store.update === 'function';
     check('store', store, 'an object with an update method', store === undefined || isStore);
     if (store && file !== undefined) throw new TypeError('ratelimit: give either file or store, not both');
-    const [first] = given as [LimitSettings];
     this.limits = given;
-    this.maxCount = first.maxCount;
-    this.per = first.per;
-    this.greedy = first.greedy;
+    ({ maxCount: this.maxCount, per: this.per, greedy: this.greedy } = given[0] as LimitSettings);
     this.maxConcurrent = maxConcurrent;
     this.serial = serial;
     this.settings = { limits, maxConcurrent, serial };
@@ -574,22 +522,16 @@ export class RateLimit {
   }
 
   // BEGIN FILE STORE (RateLimit.fromState)
-  /**
-   * A limiter with the settings recorded in an existing state file, for
-   * tools that only know the file (the command line uses it). Throws a
-   * {@link RateLimitError} with code `ERR_RATELIMIT_NO_STATE` if there is none.
-   */
+  /** A limiter with the settings in an existing state file; throws (code `ERR_RATELIMIT_NO_STATE`) if there is none. */
   static fromState(file: string, options: { staleAfter?: number | undefined } = {}): RateLimit {
     const none = () => new RateLimitError('ERR_RATELIMIT_NO_STATE',
       `ratelimit: there is no state at ${JSON.stringify(resolve(file))} yet, so its settings must be given`);
     if (!exists(resolve(file))) throw none();
-    const store = new FileStore(file, options.staleAfter === undefined ? {} : { staleAfter: options.staleAfter });
+    const store = new FileStore(file, { staleAfter: options.staleAfter });
     const state = store.updateSync((s) => ({ result: s }));
     if (!state) throw none();
-    return new RateLimit({
-      limits: state.limits, store, serial: state.serial === true,
-      maxConcurrent: state.serial === true ? undefined : state.maxConcurrent,
-    });
+    const { limits, serial = false, maxConcurrent } = state;
+    return new RateLimit({ limits, store, serial, maxConcurrent: serial ? undefined : maxConcurrent });
   }
   // END FILE STORE (RateLimit.fromState)
 
@@ -615,8 +557,7 @@ export class RateLimit {
     const store = this.syncStore('waitSync');
     const started = monoMs();
     const update = this.updateOptions(call);
-    // Never 'lost': without a concurrency cap no call holds a slot to lose.
-    let r: Recheck | number = store.updateSync(this.reserveTx(call), update);
+    let r: Recheck | number = store.updateSync(this.reserveTx(call), update); // never 'lost': no slot to lose here
     if (typeof r === 'object') this.granted(r);
     let waited = 0;
     while (typeof r === 'object' && r.at > r.now) {
@@ -672,18 +613,14 @@ export class RateLimit {
   }
 
   /**
-   * Holds every call of every process for at least `seconds` from now, calls already asleep included (use it on a
-   * 429, with {@link retryAfter}). A pause only extends an earlier one, and is cut to a day with a warning: a date
-   * years away is a bad header, not a plan.
+   * Holds every call of every process, calls already asleep included, for at least `seconds` from now (on a 429, see
+   * {@link retryAfter}). It only extends an earlier pause; one over a day is a bad header, cut to a day with a warning.
    */
   async pause(seconds: number): Promise<void> {
     checkNumber('pause seconds', seconds, 'a number of seconds, 0 or more', seconds >= 0);
-    if (seconds > MAX_DURATION_S) {
-      warn('RATELIMIT_PAUSE_CUT',
-        `ratelimit: a pause of ${seconds} s was cut to ${MAX_DURATION_S} s, the longest this file keeps`);
-      seconds = MAX_DURATION_S;
-    }
-    await this.update((state, now) => ({ state: pauseState(this.settings, state, now, seconds), result: undefined }));
+    const cut = Math.min(seconds, MAX_DURATION_S);
+    if (cut < seconds) warn('RATELIMIT_PAUSE_CUT', `ratelimit: a pause of ${seconds} s was cut to ${cut} s, the most`);
+    await this.update((state, now) => ({ state: pauseState(this.settings, state, now, cut), result: undefined }));
   }
 
   /** What is used and left of each limit (in the order given), any pause, and the calls in flight. Changes nothing. */
@@ -695,11 +632,10 @@ export class RateLimit {
   }
 
   /**
-   * Keeps what a response's headers say about the server's limit ({@link readServerReport}) in the shared state, for
-   * every process and every call already asleep. "N left until T" caps what this limiter grants until T, on top of
-   * its own limits (never above them); `Retry-After` on a 429 or 503 pauses every call, as {@link pause} does. Call it
-   * on every response, in any order, or on none: each is matched with this process's oldest call not yet observed.
-   * Headers it cannot trust are left out with a warning (`RATELIMIT_HEADER_IGNORED`). Resolves to what it read.
+   * Keeps what a response's headers say of the server's limit ({@link readServerReport}) in the shared state, for every
+   * process and call already asleep: "N left until T" caps this limiter's grants until T, never above its own limits;
+   * a 429 or 503's `Retry-After` pauses as {@link pause} does. Call it on every response, in any order, or on none:
+   * each is matched with this process's oldest call not yet observed. Resolves to what it read; bad headers only warn.
    */
   async observe(response: unknown): Promise<ServerReport> {
     const report = readServerReport(response);
@@ -752,8 +688,7 @@ export class RateLimit {
     };
   }
 
-  // After sleeping until its slot: see recheck(). A new reservation past maxWait in all is given back, and the
-  // seconds it would have waited returned.
+  // On waking at its slot (see recheck()); a new reservation past maxWait in all is given back, its wait returned.
   private recheckTx(r: Reservation, call: Call, startedMs: number): Transaction<Recheck | number> {
     return (state, now) => {
       const current = checkState(this.settings, state, this.store.name);
@@ -765,11 +700,9 @@ export class RateLimit {
     };
   }
 
-  // Sleeps until the slot and looks again (see recheck()) until it may go; gives the slot back on abort. Returns
-  // the seconds slept by the reservations' times, and the reservation that went (none: its slot was lost).
-  private async sleepThrough(
-    r: Reservation, call: Call, started: number,
-  ): Promise<{ waited: number; r?: Reservation }> {
+  // Sleeps to the slot, rechecking until it may go; gives it back on abort. `waited` is by slot times; no `r`: lost.
+  private async sleepThrough(r: Reservation, call: Call, started: number):
+    Promise<{ waited: number; r?: Reservation }> {
     let waited = 0;
     for (;;) {
       const left = r.at - r.now;
@@ -834,19 +767,16 @@ export class RateLimit {
     return permit;
   }
 
-  // Notes a grant's counts for observe().
   private granted(r: Reservation | number): void {
     if (typeof r === 'number' || !r.granted) return;
     if (this.unobserved.push(r.granted) > MAX_UNOBSERVED) this.unobserved.shift();
   }
 
-  private syncStore(method: string): Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore {
-    if (typeof this.store.updateSync !== 'function') {
-      const instead = method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()';
-      throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${this.store.name} has none; `
-        + `use ${instead}`);
-    }
-    return this.store as Required<Pick<RateLimitStore, 'updateSync'>> & RateLimitStore;
+  private syncStore(method: string): Pick<Required<RateLimitStore>, 'updateSync'> {
+    const { store } = this;
+    if (typeof store.updateSync === 'function') return store as Required<RateLimitStore>;
+    throw new TypeError(`ratelimit: ${method} needs a store with updateSync, and ${store.name} has none; use `
+      + (method === 'tryAcquire' ? 'await wait({ maxWait: 0 })' : 'await wait()'));
   }
 
   // The options of a call to `method`, checked; none make the plain call, which checks and allocates nothing.
@@ -884,9 +814,7 @@ export class RateLimit {
         throw new RangeError(`ratelimit: cost names the unit ${JSON.stringify(unit)}, which no limit counts `
           + `(they count ${units.map((u) => JSON.stringify(u)).join(', ')})${nearest(unit, units)}`);
       }
-      if (unit === 'calls' && weight !== undefined) {
-        throw new TypeError('ratelimit: give weight or cost.calls, not both');
-      }
+      if (given.has(unit)) throw new TypeError('ratelimit: give weight or cost.calls, not both'); // weight is calls
       const ok = Number.isInteger(n) && n >= 0 && n <= most(unit);
       checkNumber(`cost.${unit}`, n, `an integer from 0 to its limit's maxCount (${most(unit)})`, ok);
       given.set(unit, n);
@@ -895,9 +823,8 @@ export class RateLimit {
   }
 }
 
-// --- what RateLimit uses itself -------------------------------------------
+// --- what RateLimit uses itself: first its tuning, each constant with what it trades ---
 
-// The tuning of the API, each with what it trades.
 // A slot's lease (see slotLease): a holder stalled by a busy event loop or a slow store keeps its slot; a vanished
 // holder's slot comes back within a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
@@ -931,27 +858,16 @@ const OPTION_ALIASES: Readonly<Record<string, string>> = {
   max: 'maxCount', points: 'maxCount', tokensPerInterval: 'maxCount', concurrency: 'maxConcurrent',
 };
 
-// The update options of a plain call (no signal, no maxWait), made once.
-const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity });
-// A call's options, checked.
-interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] }
+const PLAIN_UPDATE: UpdateOptions = Object.freeze({ lockTimeout: Infinity }); // a plain call's, made once
+interface Call { readonly signal?: AbortSignal; readonly maxWait: number; readonly cost: number[] } // checked options
 
 // FinalizationRegistry is ES2021, so a project compiled for ES2020 has no type for it: declared here as far as used.
-interface Finalizer {
-  register(target: object, held: Reservation, token: object): void;
-  unregister(token: object): void;
-}
+interface Finalizer { register(target: object, r: Reservation, token: object): void; unregister(token: object): void }
 const Registry = (globalThis as { FinalizationRegistry?: new (cleanup: (r: Reservation) => void) => Finalizer })
   .FinalizationRegistry;
 
-// A call waiting in this process for a concurrency slot.
-interface SlotWaiter {
-  readonly call: Call;
-  readonly startedMs: number;
-  readonly id: string;
-  // Resolves its wait with a reservation or the seconds it would wait; rejects it with an error, or when `failed`.
-  done(out: unknown, failed?: boolean): void;
-}
+// A call waiting in this process for a concurrency slot; done() answers it (see take()).
+interface SlotWaiter { call: Call; startedMs: number; id: string; done(out: unknown, failed?: boolean): void }
 
 // Hands out one limiter's concurrency slots in this process, which holds one place in the shared queue for all its
 // waiters (see admit()). Its store transactions run one at a time, each doing all there is to do (give back, release,
@@ -964,8 +880,8 @@ class SlotAgent {
   private waiters: SlotWaiter[] = [];
   // Slots held in this process (granted, asleep on their rate slot, or in a permit), renewed together.
   private readonly held = new Map<string, Reservation>();
-  private releasing: Array<{ r: Reservation; done: () => void }> = [];
-  private returning: Reservation[] = [];
+  private readonly releasing: Array<{ r: Reservation; done: () => void }> = [];
+  private readonly returning: Reservation[] = [];
   private running = false;
   private again = false;
   private renewDue = false;
@@ -973,10 +889,8 @@ class SlotAgent {
   private pollMs = 1;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private renewTimer: ReturnType<typeof setInterval> | undefined;
-  // A permit dropped without release() gives its slot back when collected.
   readonly dropped = Registry && new Registry((r) => {
-    warn('RATELIMIT_PERMIT_DROPPED',
-      'ratelimit: a permit was dropped without release(); its concurrency slot is freed now');
+    warn('RATELIMIT_PERMIT_DROPPED', 'ratelimit: a permit was dropped without release(); its slot is freed now');
     void this.release(r);
   });
 
@@ -992,7 +906,7 @@ class SlotAgent {
     const id = `${this.id}.${++this.count}`;
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      // Answers the waiter and takes it out of the list; a waiter no longer in the list has had its answer.
+      // Answers with a reservation or the seconds it would wait, once: a waiter no longer in the list has its answer.
       const done = (out: unknown, failed = out instanceof Error) => {
         const k = this.waiters.indexOf(waiter);
         if (k === -1) return;
@@ -1005,19 +919,16 @@ class SlotAgent {
       const waiter: SlotWaiter = { call, startedMs, id, done };
       const onAbort = () => done(call.signal?.reason, true);
       call.signal?.addEventListener('abort', onAbort, { once: true });
-      // A timer can fire up to about 1 ms early: re-armed until maxWait has truly passed.
-      const arm = () => {
-        const left = call.maxWait * 1000 - (monoMs() - startedMs);
-        if (left >= MAX_TIMER_MS) return;
-        timer = setTimeout(() => {
-          const waited = (monoMs() - startedMs) / 1000;
-          if (waited < call.maxWait) { arm(); return; }
-          done(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: every one of the `
-            + `${this.settings.maxConcurrent} concurrency slots stayed held for ${waited.toFixed(3)} s, `
-            + `longer than maxWait (${call.maxWait} s)`));
-        }, Math.max(0, Math.ceil(left)));
+      // Fails the wait past maxWait (a timer firing early is set again); first on a timer, so maxWait 0 can get a slot.
+      const expire = () => {
+        const waited = (monoMs() - startedMs) / 1000;
+        const leftMs = (call.maxWait - waited) * 1000;
+        if (leftMs >= MAX_TIMER_MS) return;
+        if (leftMs > 0 || timer === undefined) { timer = setTimeout(expire, Math.max(0, Math.ceil(leftMs))); return; }
+        done(new RateLimitTimeoutError(waited, call.maxWait, `ratelimit: all ${this.settings.maxConcurrent} `
+          + `concurrency slots stayed held for ${waited.toFixed(3)} s, longer than maxWait (${call.maxWait} s)`));
       };
-      arm();
+      expire();
       // In order of age: a call whose slot was lost goes back ahead of younger ones.
       const younger = this.waiters.findIndex((w) => w.startedMs > startedMs);
       this.waiters.splice(younger === -1 ? this.waiters.length : younger, 0, waiter);
@@ -1025,7 +936,6 @@ class SlotAgent {
     });
   }
 
-  // Frees a slot, and hands it to the next waiter if its turn has come.
   release(r: Reservation): Promise<void> {
     this.lost(r);
     return new Promise((done) => {
@@ -1054,10 +964,9 @@ class SlotAgent {
       // Let the calls made in this turn of the event loop join the first transaction.
       await null;
       const waiters = this.waiters.slice();
-      const { releasing, returning } = this;
+      const releasing = this.releasing.splice(0);
+      const returning = this.returning.splice(0);
       const renew = this.renewDue ? [...this.held.keys()] : [];
-      this.releasing = [];
-      this.returning = [];
       this.renewDue = false;
       let results: Array<Reservation | number> = [];
       try {
@@ -1078,9 +987,8 @@ class SlotAgent {
           return { state: out.state ?? (cur === state ? undefined : cur), result: out.results };
         });
       } catch (error) {
-        const [freed, renewed] = [releasing.length, renew.length];
-        if (freed) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${freed} concurrency slot(s)`)(error);
-        if (renewed) warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew ${renewed} concurrency slot(s)`)(error);
+        if (releasing.length) warnFailed('RATELIMIT_RELEASE_FAILED', `release ${releasing.length} slot(s)`)(error);
+        if (renew.length) warnFailed('RATELIMIT_SLOT_RENEW_FAILED', `renew ${renew.length} slot(s)`)(error);
         // A busy lock is waited out; any other failure ends every wait.
         if (!(error instanceof RateLimitTimeoutError)) for (const w of waiters) w.done(error, true);
       }
@@ -1104,7 +1012,7 @@ class SlotAgent {
     if (this.waiters.length && this.pollTimer === undefined) {
       const ms = this.pollMs * (0.5 + Math.random());
       this.pollMs = Math.min(this.pollMs * 2, SLOT_POLL_MAX_MS);
-      this.pollTimer = setTimeout(() => { this.pollTimer = undefined; this.kick(); }, ms);
+      this.pollTimer = setTimeout(() => this.kick(), ms);
     }
     if (this.held.size && this.renewTimer === undefined) {
       this.renewTimer = setInterval(() => {
@@ -1112,8 +1020,7 @@ class SlotAgent {
         this.renewDue = true;
         this.kick();
       }, (this.lease / 3) * 1000);
-      // Held slots must not keep the process alive by themselves.
-      (this.renewTimer as { unref?: () => void }).unref?.();
+      (this.renewTimer as { unref?: () => void }).unref?.(); // held slots alone must not keep the process alive
     }
   }
 }
