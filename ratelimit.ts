@@ -1281,10 +1281,9 @@ export function admit(
   return { state: edit(s, out, { slots, queue: others }), results };
 }
 
-/** After a sleep until its slot: 'go'; 'lost' (its slot lapsed: queue again); or the new reservation after a pause. */
 export type Recheck = 'go' | 'lost' | Reservation;
 
-/** For a call that slept until its slot: a lost slot's rate slot is given back; a pause set since reschedules it. */
+/** After a sleep until its slot: 'go'; 'lost' (its slot lapsed: its rate slot is given back); or a pause's new slot. */
 export function recheck(
   s: Settings, state: LimitState | undefined, r: Reservation, now: number,
 ): { state?: LimitState | undefined; result: Recheck } {
@@ -1313,7 +1312,7 @@ export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitS
   return edit(s, state, { lanes, slots });
 }
 
-/** Charges r `cost` instead: an extra as reserve() would, a refund where {@link giveBack} could. Returns r as charged. */
+/** Charges r `cost` instead: extras as reserve() would, refunds where {@link giveBack} could. Returns r as charged. */
 export function settle(
   s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number,
 ): { state: LimitState; reservation: Reservation } {
@@ -1366,9 +1365,8 @@ export function pauseState(s: Settings, state: LimitState | undefined, now: numb
 }
 
 /**
- * Keeps what a server said: until `now + resetIn`, a lane's count of units `granted` stays within `base` (the count
- * with the call whose response was read) plus `remaining`. Caps are only added, so a late response never gives back
- * what a newer one took away. The rule, and why it is safe: docs/guarantees.md, "What the server says".
+ * Keeps what a server said: until `now + resetIn`, a lane's count `granted` stays within `base` (the count with the
+ * call whose response was read) + `remaining`. Caps are only added: docs/guarantees.md, "What the server says".
  */
 export function observeState(
   s: Settings, state: LimitState | undefined, now: number, limits: readonly ServerLimit[], base?: readonly number[],
@@ -1390,7 +1388,6 @@ export function observeState(
   return edit(s, state, { lanes });
 }
 
-// A lane's caps that still hold at `now`; undefined when none do.
 function liveCaps(caps: Lane['caps'], now: number): Lane['caps'] {
   const out = caps?.filter(([, until]) => until > now);
   return out?.length ? out : undefined;
@@ -1402,8 +1399,7 @@ export function statusOf(
 ): RateLimitStatus {
   const limits = s.limits.map((limit, i) => {
     const lane = state?.lanes[i];
-    // Patient: the units reserved ahead of now, more than maxCount while calls are reserved over a window ahead (1e-9
-    // keeps float error from adding one).
+    // Patient: units reserved ahead of now (over maxCount if calls are over a window ahead); 1e-9 absorbs float error.
     const used = limit.greedy
       ? (lane?.runs ?? []).reduce((sum, [t, n]) => (t > now - limit.per ? sum + n : sum), 0)
       : Math.ceil((Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per - 1e-9);
@@ -1442,7 +1438,6 @@ export function parseState(value: unknown): LimitState | undefined {
   }
   const isObject = (x: unknown) => typeof x === 'object' && x !== null;
   const isInt = Number.isSafeInteger;
-  // An optional field: absent, or of its kind. A list: an array of items of their kind. A pair: [a, b] of theirs.
   const opt = <T>(x: T | undefined, ok: (x: T) => boolean) => x === undefined || ok(x);
   const list = <T>(ok: (x: T) => boolean) => (x: unknown): x is T[] => Array.isArray(x) && x.every(ok);
   const pair = (a: (x: unknown) => boolean, b: (x: unknown) => boolean) => (x: unknown) =>
@@ -1491,8 +1486,7 @@ export function expiresAt(state: LimitState): number {
   return last + Math.max(...state.limits.map((l) => l.per));
 }
 
-// The state a transaction may use: undefined when fresh, or one made for exactly these settings. Two programs that
-// disagree about the limit must not silently fight over one state, so a mismatch is an error that says how to reset.
+// The state, if any, when made for exactly these settings: a mismatch throws, saying how to reset, rather than fight.
 function checkState(s: Settings, state: LimitState | undefined, storeName: string): LimitState | undefined {
   // The same array (a state this limiter made in memory) needs no comparing.
   const same = !state || ((state.limits === s.limits || (state.limits.length === s.limits.length &&
@@ -1506,8 +1500,7 @@ function checkState(s: Settings, state: LimitState | undefined, storeName: strin
     + `${describe(s)}. Use the same settings everywhere, or delete that state to reset it.`);
 }
 
-// A copy of `state` with `changes` made, or a new state for these settings, field by field so that every state is
-// written with its keys in one order. Empty lists of slots or places are left out: nothing held, nothing written.
+// `state` with `changes`, or a fresh state: field by field, so keys keep one order; empty slots and queue are left out.
 function edit(
   s: Settings, state: LimitState | undefined, changes: { [K in keyof LimitState]?: LimitState[K] | undefined },
 ): LimitState {
@@ -1526,8 +1519,7 @@ function edit(
   return out;
 }
 
-// The earliest time at or after `now` (and after the lane's last grant, so grants stay in order) at which a grant of
-// c keeps (t - per, t] within maxCount.
+// The earliest time from `now`, not before the last grant (grants stay in order), that keeps (t - per, t] in maxCount.
 function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c: number): number {
   const last = runs?.[runs.length - 1];
   if (!runs || !last) return now;
@@ -1544,9 +1536,8 @@ function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c
   return at;
 }
 
-// A lane with c units granted at `at`. Patient: `next` spaced on from `at`. Greedy: the runs with c units at `at`, less
-// those that left every window from `now` on; past MAX_RUNS, the two closest in time merge onto the later one's time,
-// which only delays capacity. Runs are never changed in place, so unchanged ones are shared with the old lane.
+// A lane with c units granted at `at` (greedy: less the runs out of every window from `now` on). Past MAX_RUNS, the two
+// closest runs merge onto the later's time (only delaying capacity). Runs are shared with the old lane, never changed.
 function addUnits(limit: LimitSettings, lane: Lane, at: number, c: number, now: number): Lane {
   if (!limit.greedy) return c === 0 ? lane : { ...lane, next: spacedAfter(limit, at, c) };
   if (c === 0 && !lane.runs) return lane;
@@ -1568,14 +1559,12 @@ function addUnits(limit: LimitSettings, lane: Lane, at: number, c: number, now: 
   return { ...lane, runs: out };
 }
 
-// Takes c of reservation r's units off lane i; the lane itself when nothing changes. Patient: only from the limit's
-// last reservation, as every later slot was spaced from it. Greedy: from its own run; units merged into a later run, or
-// gone from the window, stay spent.
+// Takes c of r's units off lane i, or returns the lane: patient, only from the last reservation (later ones are spaced
+// from it); greedy, from r's own run (units merged into a later run, or out of the window, stay spent).
 function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservation, i: number, c: number): Lane {
   if (!limit || c === 0) return lane;
   if (!limit.greedy) {
-    // Its slot is at least as late as the `next` before it and the time it was made, so going back to its slot frees
-    // as much as going back to that `next` would.
+    // Back to its slot, as late as the `next` before it and its `now`: that frees as much as going back to that `next`.
     const full = r.cost[i] ?? 0;
     if (lane.next !== spacedAfter(limit, r.at, full)) return lane;
     return { ...lane, next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
@@ -1613,8 +1602,7 @@ const STATE_VERSION = 3;
 // Runs kept per greedy lane: at about 25 bytes of JSON each, a lane stays within a few KB however big the limit. Grants
 // closer than per/MAX_RUNS merge (see addUnits), delaying capacity by about that much, which errs toward fewer calls.
 const MAX_RUNS = 128;
-// Server caps kept per limit. Each newer response mostly replaces the ones before it, so a few are enough for
-// responses read out of order; past this, two merge into a tighter one (see observeState).
+// Server caps kept per limit: a newer response mostly replaces older ones, so a few cover those read out of order.
 const MAX_CAPS = 8;
 
 // ---------------------------------------------------------------------------
@@ -1642,8 +1630,7 @@ export class MemoryStore implements RateLimitStore {
   }
 }
 
-// In one process, every holder is this process, alive while anything can ask.
-const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false };
+const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false }; // alive while anything can ask
 
 // --- sleeping, option checks and warnings, for the memory store and everything above -----
 
@@ -1685,8 +1672,7 @@ function sleepSyncUntil(deadline: number): void {
   }
 }
 
-// Milliseconds on this process's monotonic clock. On Node, process.hrtime: the first performance.now() loads part of
-// Node (about 1 ms); on Bun and Deno it costs nothing.
+// This process's monotonic clock in ms: on Node, process.hrtime, as the first performance.now() loads ~1 ms of Node.
 const runtime = globalThis as { Bun?: unknown; Deno?: unknown };
 const monoMs: () => number = runtime.Bun === undefined && runtime.Deno === undefined
   ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
@@ -1756,12 +1742,11 @@ function nearest(name: string, known: readonly string[]): string {
 function editDistance(a: string, b: string): number {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
-    const next = [i];
+    const prev = row;
+    row = [i];
     for (let j = 1; j <= b.length; j++) {
-      const swap = (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, swap);
+      row[j] = Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + Number(a[i - 1] !== b[j - 1]));
     }
-    row = next;
   }
   return row[b.length] ?? 0;
 }
