@@ -1237,21 +1237,22 @@ export interface SlotRequest {
 }
 
 /**
- * Takes back slots and places whose holder is dead or lease ran out, then grants slots to a process's waiters in order,
- * with their rate slots, while fewer places (one per process, by its oldest waiter) are ahead than slots are free. Per
- * waiter served: its reservation, or the seconds to its rate slot if over its maxWait. No `state`: nothing changed.
+ * Takes back slots and places whose holder is proven dead or lease ran out, then grants slots to a process's waiters
+ * in order, with their rate slots, while fewer places (one per process, by its oldest waiter) are ahead than slots are
+ * free. Per waiter served: its reservation, or the seconds to its rate slot if over its maxWait. No `state`: no change.
  */
 export function admit(
   s: Settings, state: LimitState | undefined, now: number, req: SlotRequest,
 ): { state?: LimitState; results: Array<Reservation | number> } {
+  const { id, holder } = req;
   // This process is alive; any other holder is judged once, as isDead may read files.
-  const verdicts = new Map([[req.holder, false]]);
-  const dead = (holder: string) => verdicts.get(holder) ?? verdicts.set(holder, req.isDead(holder)).get(holder);
+  const verdicts = new Map([[holder, false]]);
+  const dead = (h: string) => verdicts.get(h) ?? verdicts.set(h, req.isDead(h)).get(h);
   const live = (h: Slot) => h.until > now && !dead(h.holder);
   const slots = (state?.slots ?? []).filter(live);
   const queue = (state?.queue ?? []).filter(live);
   const dropped = slots.length !== (state?.slots?.length ?? 0) || queue.length !== (state?.queue?.length ?? 0);
-  const others = queue.filter((p) => p.id !== req.id);
+  const others = queue.filter((p) => p.id !== id);
   let out = state; // a new state once a slot is granted
   const results: Array<Reservation | number> = [];
   for (const w of req.waiters) {
@@ -1262,28 +1263,27 @@ export function admit(
     else {
       out = rate.state;
       results.push({ ...rate.result, slot: w.slot });
-      slots.push({ id: w.slot, holder: req.holder, until: now + req.slotLease });
+      slots.push({ id: w.slot, holder, until: now + req.slotLease });
     }
   }
   const first = req.waiters[results.length];
   const left = req.waiters.length - results.length;
-  const mine = queue.find((p) => p.id === req.id);
+  const mine = queue.find((p) => p.id === id);
   // The place is kept while its order and count hold and half its lease remains, so a poll that changes nothing writes
   // nothing. `since` comes from the waiter's age at each poll, so a millisecond apart counts as the same.
   const keep = mine && first && Math.abs((mine.since ?? 0) - first.since) < 1e-3 && mine.n === left &&
     mine.until - now > req.queueLease / 2;
-  const place = keep
-    ? mine
-    : first && { id: req.id, holder: req.holder, until: now + req.queueLease, since: first.since, n: left };
+  const place = keep ? mine : first && { id, holder, until: now + req.queueLease, since: first.since, n: left };
   if (place) others.push(place);
   if (!dropped && out === state && place === mine) return { results };
   others.sort((a, b) => (a.since ?? 0) - (b.since ?? 0));
   return { state: edit(s, out, { slots, queue: others }), results };
 }
 
+/** What {@link recheck} finds. */
 export type Recheck = 'go' | 'lost' | Reservation;
 
-/** After a sleep until its slot: 'go'; 'lost' (its slot lapsed: its rate slot is given back); or a pause's new slot. */
+/** After a sleep until its slot: 'go'; 'lost' (its slot lapsed: rate slot given back); or, past a pause, a new one. */
 export function recheck(
   s: Settings, state: LimitState | undefined, r: Reservation, now: number,
 ): { state?: LimitState | undefined; result: Recheck } {
@@ -1422,7 +1422,7 @@ export function statusOf(
   };
 }
 
-/** For stores: the value read back as a state; undefined if none (torn, foreign, damaged); a newer copy's throws. */
+/** For stores: the value read back as a state, or undefined if none (torn, foreign, damaged); a newer one throws. */
 export function parseState(value: unknown): LimitState | undefined {
   let v = value as Partial<LimitState> | null;
   if (typeof v !== 'object' || v === null) return undefined;
@@ -1560,7 +1560,7 @@ function addUnits(limit: LimitSettings, lane: Lane, at: number, c: number, now: 
 }
 
 // Takes c of r's units off lane i, or returns the lane: patient, only from the last reservation (later ones are spaced
-// from it); greedy, from r's own run (units merged into a later run, or out of the window, stay spent).
+// from it); greedy, from r's own run. What stays spent (merged into a later run, say) errs toward fewer calls.
 function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservation, i: number, c: number): Lane {
   if (!limit || c === 0) return lane;
   if (!limit.greedy) {
