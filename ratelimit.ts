@@ -1489,10 +1489,9 @@ export function expiresAt(state: LimitState): number {
 // The state, if any, when made for exactly these settings: a mismatch throws, saying how to reset, rather than fight.
 function checkState(s: Settings, state: LimitState | undefined, storeName: string): LimitState | undefined {
   // The same array (a state this limiter made in memory) needs no comparing.
-  const same = !state || ((state.limits === s.limits || (state.limits.length === s.limits.length &&
+  if (!state || ((state.limits === s.limits || (state.limits.length === s.limits.length &&
     state.limits.every((l, i) => compareLimits(l, s.limits[i] as LimitSettings) === 0))) &&
-    (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial);
-  if (same) return state;
+    (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial)) return state;
   const describe = (x: Settings | LimitState) => [...x.limits.map(describeLimit),
     (x.maxConcurrent ?? Infinity) !== Infinity && `maxConcurrent ${x.maxConcurrent}`, x.serial && 'serial',
   ].filter(Boolean).join('; ');
