@@ -1026,20 +1026,13 @@ class SlotAgent {
 }
 
 // ---------------------------------------------------------------------------
-// 2. Scheduling core. Pure: the time is an argument, nothing here sleeps or
-//    touches a file, so every rule is tested with a made-up clock.
+// 2. Scheduling core. Pure: the time is an argument and nothing sleeps or touches a file, so a made-up clock tests it.
 // ---------------------------------------------------------------------------
 
 /**
- * Reserves a call of `cost` (units per limit, in the settings' order) at the earliest time, not before `now` or the
- * end of a pause, that keeps every limit:
- * - patient: a call costing c goes no earlier than the limit's `next`, and pushes it on to `at + c·per/maxCount`.
- *   `next` moves on from the slot, not from when a timer fired, so spacing does not drift; and the slot is never
- *   before `now`, so an idle period banks no burst.
- * - greedy: an exact sliding window. A grant of c at `t` needs at most `maxCount - c` earlier units in `(t - per, t]`,
- *   so grants exactly `per` apart are allowed and no window of `per` seconds holds more than `maxCount`.
- * Each rule allows every later time once it allows one, so the latest of the limits' earliest times keeps them all.
- * Concurrency slots are {@link admit}'s. Returns a new state; the one given is not changed.
+ * Reserves a call of `cost` (units per limit, in the settings' order) at the earliest time from `now`, past any pause,
+ * that keeps every limit. Patient: c units go at `next` or later and move it to `at + c·per/maxCount` (from the slot,
+ * never before `now`, so idling banks no burst). Greedy: at most `maxCount` units in any window `(t - per, t]`.
  */
 export function reserve(
   s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
@@ -1052,8 +1045,7 @@ export function reserve(
 function takeRate(
   s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
 ): { state: LimitState; result: Reservation } {
-  // The plain wait() of one patient limit, with nothing else in the state: the
-  // same rule without the general loops, which cost it about 30% (bench/features.ts).
+  // The plain wait(): one patient limit, nothing else in the state. The loops below cost it 30% (bench/features.ts).
   const only = s.limits.length === 1 ? (s.limits[0] as LimitSettings) : undefined;
   const counted = state?.lanes[0]?.granted !== undefined;
   const plain = s.maxConcurrent === Infinity && !s.serial && state?.pausedUntil === undefined && !counted;
@@ -1066,8 +1058,7 @@ function takeRate(
     return { state: { v: STATE_VERSION, limits, lanes: [lane] }, result: { at, now, cost: cost as number[] } };
   }
   const at = earliest(s, state, now, cost);
-  // Plain loops, not map() with a closure: this runs on every wait(), where
-  // a closure's allocation is a measurable share of a 0.2 µs call.
+  // Plain loops, not map() with a closure: on every wait(), its allocation is a measurable share of a 0.2 µs call.
   const lanes: Lane[] = [];
   for (let i = 0; i < s.limits.length; i++) {
     const lane = state?.lanes[i] ?? {};
@@ -1088,6 +1079,7 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
     const lane = state?.lanes[i];
     const c = cost[i] ?? 0;
     if (!lane || c === 0) continue;
+    // The latest of the limits' earliest times keeps them all: a rule that allows a time allows every later one.
     at = Math.max(at, limit.greedy ? greedyEarliest(limit, lane.runs, now, c) : (lane.next ?? at));
     // A server's cap, held until its time unless the call fits under it (caps are in order of time).
     for (const [most, until] of lane.caps ?? []) if (until > at && (lane.granted ?? 0) + c > most) at = until;
@@ -1095,11 +1087,7 @@ export function earliest(s: Settings, state: LimitState | undefined, now: number
   return at;
 }
 
-/**
- * For {@link admit}: one process's (one limiter's) waiters for a concurrency slot. `id` names its place in the queue;
- * `holder` is the store's name for the process ({@link TxContext.holder}); `isDead` is true only for a holder proven
- * gone; slots and places are leased for seconds unless renewed. Waiters are oldest first.
- */
+/** For {@link admit}: one process's waiters for a concurrency slot, oldest first; `id` names its place in the queue. */
 export interface SlotRequest {
   id: string;
   holder: string;
@@ -1111,70 +1099,59 @@ export interface SlotRequest {
 }
 
 /**
- * Grants concurrency slots to a process's waiters, in order, with each one's rate slot (as {@link reserve}). Slots
- * and places whose holder is proven dead, or whose lease ran out, are taken back first. A free slot goes to the
- * waiter who began waiting first in any process: each process holds one place in the queue, ordered by its oldest
- * waiter, and a waiter here gets a slot only while fewer places are ahead of it than slots are free. Results, per
- * waiter until one must go on waiting: its reservation (holding slot `slot`), or the seconds its rate slot is away if
- * more than its maxWait (it gets nothing). While some wait, the process keeps its place, renewed once half its lease
- * has gone. `state` is undefined when nothing changed.
+ * Takes back slots and places whose holder is proven dead or lease ran out, then grants slots to a process's waiters
+ * in order, with their rate slots, while fewer places (one per process, by its oldest waiter) are ahead than slots are
+ * free. Per waiter served: its reservation, or the seconds to its rate slot if over its maxWait. No `state`: no change.
  */
 export function admit(
   s: Settings, state: LimitState | undefined, now: number, req: SlotRequest,
 ): { state?: LimitState; results: Array<Reservation | number> } {
+  const { id, holder } = req;
   // This process is alive; any other holder is judged once, as isDead may read files.
-  const verdicts = new Map([[req.holder, false]]);
-  const dead = (holder: string) => verdicts.get(holder) ?? verdicts.set(holder, req.isDead(holder)).get(holder);
+  const verdicts = new Map([[holder, false]]);
+  const dead = (h: string) => verdicts.get(h) ?? verdicts.set(h, req.isDead(h)).get(h);
   const live = (h: Slot) => h.until > now && !dead(h.holder);
   const slots = (state?.slots ?? []).filter(live);
   const queue = (state?.queue ?? []).filter(live);
   const dropped = slots.length !== (state?.slots?.length ?? 0) || queue.length !== (state?.queue?.length ?? 0);
-  const others = queue.filter((p) => p.id !== req.id);
+  const others = queue.filter((p) => p.id !== id);
   let out = state; // a new state once a slot is granted
   const results: Array<Reservation | number> = [];
   for (const w of req.waiters) {
     const ahead = others.filter((p) => (p.since ?? -Infinity) < w.since).length;
     if (s.maxConcurrent - slots.length <= ahead) break;
     const rate = takeRate(s, out, now, w.cost);
-    if (rate.result.at - now > w.maxWait) {
-      results.push(rate.result.at - now);
-      continue;
+    if (rate.result.at - now > w.maxWait) results.push(rate.result.at - now);
+    else {
+      out = rate.state;
+      results.push({ ...rate.result, slot: w.slot });
+      slots.push({ id: w.slot, holder, until: now + req.slotLease });
     }
-    out = rate.state;
-    results.push({ ...rate.result, slot: w.slot });
-    slots.push({ id: w.slot, holder: req.holder, until: now + req.slotLease });
   }
   const first = req.waiters[results.length];
   const left = req.waiters.length - results.length;
-  const mine = queue.find((p) => p.id === req.id);
-  // Kept as it is while its order and count hold and half its lease remains, so a poll that changes nothing writes
-  // nothing. `since` is worked out from the waiter's age at each poll, so a millisecond apart counts as the same.
-  const keep = mine !== undefined && first !== undefined && Math.abs((mine.since ?? 0) - first.since) < 1e-3 &&
-    mine.n === left && mine.until - now > req.queueLease / 2;
-  const place = keep
-    ? mine
-    : first && { id: req.id, holder: req.holder, until: now + req.queueLease, since: first.since, n: left };
+  const mine = queue.find((p) => p.id === id);
+  // The place is kept while its order and count hold and half its lease remains, so a poll that changes nothing writes
+  // nothing. `since` comes from the waiter's age at each poll, so a millisecond apart counts as the same.
+  const keep = mine && first && Math.abs((mine.since ?? 0) - first.since) < 1e-3 && mine.n === left &&
+    mine.until - now > req.queueLease / 2;
+  const place = keep ? mine : first && { id, holder, until: now + req.queueLease, since: first.since, n: left };
   if (place) others.push(place);
   if (!dropped && out === state && place === mine) return { results };
   others.sort((a, b) => (a.since ?? 0) - (b.since ?? 0));
   return { state: edit(s, out, { slots, queue: others }), results };
 }
 
-/** What a call that slept until its slot finds when it looks at the state again: see {@link recheck}. */
+/** What {@link recheck} finds. */
 export type Recheck = 'go' | 'lost' | Reservation;
 
-/**
- * For a call that has slept until its slot: 'go' if it may go now; 'lost' if the concurrency slot it held went to
- * another (its process was stopped past the lease), so its rate slot is given back and it must queue again; or a new
- * reservation, after a pause set while it slept (see {@link reschedule}).
- */
+/** After a sleep until its slot: 'go'; 'lost' (its slot lapsed: rate slot given back); or, past a pause, a new one. */
 export function recheck(
   s: Settings, state: LimitState | undefined, r: Reservation, now: number,
 ): { state?: LimitState | undefined; result: Recheck } {
   if (!state) return { result: 'go' };
-  if (r.slot !== undefined && !state.slots?.some((h) => h.id === r.slot)) {
-    return { state: giveBack(s, state, { ...r, slot: undefined }), result: 'lost' };
-  }
+  const lost = r.slot !== undefined && !state.slots?.some((h) => h.id === r.slot);
+  if (lost) return { state: giveBack(s, state, { ...r, slot: undefined }), result: 'lost' };
   if (state.pausedUntil === undefined || state.pausedUntil <= r.at) return { result: 'go' };
   const moved = reschedule(s, state, r, now);
   return { state: moved.state, result: moved.reservation };
@@ -1189,12 +1166,7 @@ export function reschedule(
   return { state: out, reservation: result };
 }
 
-/**
- * Undoes a reservation where no later one depends on it and frees its concurrency slot; undefined when nothing
- * changes. What stays spent errs on the side of fewer calls. Patient: only a limit's last reservation can be undone,
- * since every later slot was spaced from it. Greedy: its units are removed, which never puts a window over the limit;
- * units merged into a later run (see addUnits) stay spent.
- */
+/** Undoes what no later reservation depends on (see returnUnits) and frees r's slot; undefined if nothing changes. */
 export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitState | undefined {
   const lanes = state.lanes.map((lane, i) => returnUnits(s.limits[i], lane, r, i, r.cost[i] ?? 0));
   const slots = state.slots?.filter((h) => h.id !== r.slot);
@@ -1202,10 +1174,7 @@ export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitS
   return edit(s, state, { lanes, slots });
 }
 
-/**
- * Charges a reservation `cost` instead of what it carries: an extra as if it had been reserved with it, a refund
- * where {@link giveBack} could. Returns the state and the reservation as it now stands, so it can be settled again.
- */
+/** Charges r `cost` instead: extras as reserve() would, refunds where {@link giveBack} could. Returns r as charged. */
 export function settle(
   s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number,
 ): { state: LimitState; reservation: Reservation } {
@@ -1217,26 +1186,21 @@ export function settle(
     if (!limit || want === old) return lane;
     if (want < old) {
       const out = returnUnits(limit, lane, r, i, old - want);
-      // Unchanged when a later reservation depends on it: it stays charged.
-      if (out !== lane) settled.cost[i] = want;
+      if (out !== lane) settled.cost[i] = want; // else a later reservation depends on it, and it stays charged
       return out;
     }
     settled.cost[i] = want;
     // A server's count grows with the extra; a refund is not taken off it (the server may have counted it).
     const counted = { ...lane, granted: lane.granted === undefined ? undefined : lane.granted + want - old };
     if (limit.greedy) return addUnits(limit, counted, r.at, want - old, now);
-    // Still the limit's last reservation: spaced from its slot by the new cost, exactly as reserve() would have (so
-    // it can be settled again).
+    // While it is the limit's last reservation, `next` stays exactly what reserve() would make (to settle it again).
     if (lane.next === spacedAfter(limit, r.at, old)) return { ...counted, next: spacedAfter(limit, r.at, want) };
     return { ...counted, next: spacedAfter(limit, lane.next ?? r.at, want - old) };
   });
   return { state: { ...state, lanes }, reservation: settled };
 }
 
-/**
- * Ends a reservation's call: frees its concurrency slot. In serial mode the next call is spaced from now, the end of
- * this one, rather than from its start.
- */
+/** Ends a call: frees its concurrency slot; in serial mode, spaces the next call from now (its end), not its start. */
 export function release(s: Settings, state: LimitState, r: Reservation, now: number): LimitState {
   const slots = state.slots?.filter((h) => h.id !== r.slot);
   if (!s.serial || now <= r.at) return edit(s, state, { slots });
@@ -1263,13 +1227,8 @@ export function pauseState(s: Settings, state: LimitState | undefined, now: numb
 }
 
 /**
- * Keeps what a server said: for each limit counting a unit it reported, at most `remaining` more units until
- * `now + resetIn`. From then on every limit counts the units granted (`granted`), and the server's word is a cap on
- * that count: `base` (the count with the call whose response was read) plus `remaining`. A call that would pass a cap
- * waits until its time. Caps are only ever added, each expiring at its own time, so a response read late or out of
- * order can never give back what a newer one took away; a cap that another holds to as little for as long is dropped.
- * Calls counted before `base` are taken as counted by the server, those after as not: a call the server had not yet
- * seen when it answered is missed (at most the calls in flight), one it had seen is counted twice (fewer calls).
+ * Keeps what a server said: until `now + resetIn`, a lane's count `granted` stays within `base` (the count with the
+ * call whose response was read) + `remaining`. Caps are only added: docs/guarantees.md, "What the server says".
  */
 export function observeState(
   s: Settings, state: LimitState | undefined, now: number, limits: readonly ServerLimit[], base?: readonly number[],
@@ -1291,7 +1250,6 @@ export function observeState(
   return edit(s, state, { lanes });
 }
 
-// A lane's caps that still hold at `now`; undefined when none do.
 function liveCaps(caps: Lane['caps'], now: number): Lane['caps'] {
   const out = caps?.filter(([, until]) => until > now);
   return out?.length ? out : undefined;
@@ -1303,20 +1261,17 @@ export function statusOf(
 ): RateLimitStatus {
   const limits = s.limits.map((limit, i) => {
     const lane = state?.lanes[i];
-    // Patient: the units reserved ahead of now, more than maxCount while calls are reserved more than a window ahead
-    // (1e-9 keeps float error from adding one).
+    // Patient: units reserved ahead of now (over maxCount if calls are over a window ahead); 1e-9 absorbs float error.
     const used = limit.greedy
       ? (lane?.runs ?? []).reduce((sum, [t, n]) => (t > now - limit.per ? sum + n : sum), 0)
       : Math.ceil((Math.max(0, (lane?.next ?? now) - now) * limit.maxCount) / limit.per - 1e-9);
     // By this limit alone: one unit of it, and any pause left out.
     const unit = s.limits.map((_, j) => (j === i ? 1 : 0));
     const nextIn = earliest(s, state && { ...state, pausedUntil: now }, now, unit) - now;
-    const out: RateLimitStatus['limits'][number] = { ...limit, used, remaining: Math.max(0, limit.maxCount - used),
-      nextIn };
-    const caps = liveCaps(lane?.caps, now)?.map(([most, until]) =>
-      ({ remaining: Math.max(0, most - (lane?.granted ?? 0)), resetIn: until - now }));
-    if (caps) out.server = caps.reduce((a, b) => (b.remaining < a.remaining ? b : a));
-    return out;
+    const server = liveCaps(lane?.caps, now)?.map(([most, until]) =>
+      ({ remaining: Math.max(0, most - (lane?.granted ?? 0)), resetIn: until - now }))
+      .reduce((a, b) => (b.remaining < a.remaining ? b : a));
+    return { ...limit, used, remaining: Math.max(0, limit.maxCount - used), nextIn, ...(server && { server }) };
   });
   const live = (h: Slot) => h.until > now && !(ctx?.isDead(h.holder) ?? false);
   return {
@@ -1329,11 +1284,7 @@ export function statusOf(
   };
 }
 
-/**
- * For stores: the value read back from storage as a state, or undefined if it is none (torn, foreign, damaged), which
- * the store treats as lost. A newer version's state is an error, not a loss: this copy must not overwrite what it
- * does not understand.
- */
+/** For stores: the value read back as a state, or undefined if none (torn, foreign, damaged); a newer one throws. */
 export function parseState(value: unknown): LimitState | undefined {
   let v = value as Partial<LimitState> | null;
   if (typeof v !== 'object' || v === null) return undefined;
@@ -1344,23 +1295,20 @@ export function parseState(value: unknown): LimitState | undefined {
   }
   // A whole version number above ours; anything else there is damage, not a newer format.
   if (Number.isSafeInteger(v.v) && (v.v as number) > STATE_VERSION) {
-    throw new RateLimitMismatchError(
-      `ratelimit: the state was written by a newer ratelimit (state version ${v.v}; this copy, ${VERSION}, ` +
-        `reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`,
-    );
+    throw new RateLimitMismatchError(`ratelimit: the state was written by a newer ratelimit (state version ${v.v}; `
+      + `this copy, ${VERSION}, reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`);
   }
   const isObject = (x: unknown) => typeof x === 'object' && x !== null;
   const isInt = Number.isSafeInteger;
-  // An optional field: absent, or of its kind. A list: an array of items of their kind.
   const opt = <T>(x: T | undefined, ok: (x: T) => boolean) => x === undefined || ok(x);
   const list = <T>(ok: (x: T) => boolean) => (x: unknown): x is T[] => Array.isArray(x) && x.every(ok);
+  const pair = (a: (x: unknown) => boolean, b: (x: unknown) => boolean) => (x: unknown) =>
+    Array.isArray(x) && x.length === 2 && a(x[0]) && b(x[1]);
   const isLimit = (l: Partial<LimitSettings>) => isObject(l) && isInt(l.maxCount) && isTime(l.per) &&
     typeof l.greedy === 'boolean' && typeof l.unit === 'string';
-  const isRun = (run: unknown) =>
-    Array.isArray(run) && run.length === 2 && isTime(run[0]) && isInt(run[1]) && run[1] > 0;
-  const isCap = (c: unknown) => Array.isArray(c) && c.length === 2 && isInt(c[0]) && isTime(c[1]);
-  const isLane = (lane: Partial<Lane>) => isObject(lane) && opt(lane.next, isTime) && opt(lane.runs, list(isRun)) &&
-    opt(lane.granted, isInt) && opt(lane.caps, list(isCap));
+  const isLane = (lane: Partial<Lane>) => isObject(lane) && opt(lane.next, isTime) && opt(lane.granted, isInt) &&
+    opt(lane.runs, list(pair(isTime, (n) => isInt(n) && (n as number) > 0))) &&
+    opt(lane.caps, list(pair(isInt, isTime)));
   const isSlot = (h: Partial<Slot>) => isObject(h) && typeof h.id === 'string' && typeof h.holder === 'string' &&
     isTime(h.until) && opt(h.since, isTime) && opt(h.n, isInt);
   const valid = v.v === STATE_VERSION && list(isLimit)(v.limits) && list(isLane)(v.lanes) &&
@@ -1369,11 +1317,7 @@ export function parseState(value: unknown): LimitState | undefined {
   return valid ? (v as LimitState) : undefined;
 }
 
-/**
- * For stores whose clock changed under a state (a reboot, another clock): moves every time in it by `by` seconds,
- * none to later than one window after `now` (a pause: MAX_DURATION_S), so no caller waits much longer than the limit
- * asks for times it cannot trust.
- */
+/** For a state whose clock changed (a reboot): times moved by `by`, none past a window (a pause: a day) after `now`. */
 export function shiftState(state: LimitState, by: number, now: number): LimitState {
   const longest = Math.max(...state.limits.map((l) => l.per));
   const move = (t: number, cap: number) => Math.min(t + by, now + cap);
@@ -1392,10 +1336,7 @@ export function shiftState(state: LimitState, by: number, now: number): LimitSta
   return out;
 }
 
-/**
- * For stores that expire what they keep (a Redis TTL): a time after which the state holds nobody back and can be
- * forgotten, with one longest window to spare.
- */
+/** For stores that expire what they keep (a Redis TTL): when the state holds nobody back, plus one longest window. */
 export function expiresAt(state: LimitState): number {
   let last = state.pausedUntil ?? -Infinity;
   state.lanes.forEach((lane, i) => {
@@ -1407,29 +1348,20 @@ export function expiresAt(state: LimitState): number {
   return last + Math.max(...state.limits.map((l) => l.per));
 }
 
-// The state a transaction may use: undefined when fresh, or one made for exactly these settings. Two programs that
-// disagree about the limit must not silently fight over one state, so a mismatch is an error that says how to reset.
+// The state, if any, when made for exactly these settings: a mismatch throws, saying how to reset, rather than fight.
 function checkState(s: Settings, state: LimitState | undefined, storeName: string): LimitState | undefined {
-  if (!state) return undefined;
   // The same array (a state this limiter made in memory) needs no comparing.
-  const same = (state.limits === s.limits || (state.limits.length === s.limits.length &&
+  if (!state || ((state.limits === s.limits || (state.limits.length === s.limits.length &&
     state.limits.every((l, i) => compareLimits(l, s.limits[i] as LimitSettings) === 0))) &&
-    (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial;
-  if (same) return state;
-  const describe = (x: Settings | LimitState) => [
-    ...x.limits.map(describeLimit),
-    ...(x.maxConcurrent !== undefined && x.maxConcurrent !== Infinity ? [`maxConcurrent ${x.maxConcurrent}`] : []),
-    ...(x.serial ? ['serial'] : []),
-  ].join('; ');
-  throw new RateLimitMismatchError(
-    `ratelimit: ${storeName} was made for ${describe(state)}, but this limiter has ${describe(s)}. ` +
-      'Use the same settings everywhere, or delete that state to reset it.',
-  );
+    (state.maxConcurrent ?? Infinity) === s.maxConcurrent && (state.serial ?? false) === s.serial)) return state;
+  const describe = (x: Settings | LimitState) => [...x.limits.map(describeLimit),
+    (x.maxConcurrent ?? Infinity) !== Infinity && `maxConcurrent ${x.maxConcurrent}`, x.serial && 'serial',
+  ].filter(Boolean).join('; ');
+  throw new RateLimitMismatchError(`ratelimit: ${storeName} was made for ${describe(state)}, but this limiter has `
+    + `${describe(s)}. Use the same settings everywhere, or delete that state to reset it.`);
 }
 
-// A copy of `state` with `changes` made, or a new state for these settings. An empty list of slots or places is left
-// out, so a state with nothing held stays as small as one that never held anything. Field by field, so that every
-// state is written with its keys in one order.
+// `state` with `changes`, or a fresh state: field by field, so keys keep one order; empty slots and queue are left out.
 function edit(
   s: Settings, state: LimitState | undefined, changes: { [K in keyof LimitState]?: LimitState[K] | undefined },
 ): LimitState {
@@ -1448,8 +1380,7 @@ function edit(
   return out;
 }
 
-// The earliest time at or after `now` (and after the lane's last grant, so grants stay in order) at which a grant of
-// c keeps (t - per, t] within maxCount.
+// The earliest time from `now`, not before the last grant (grants stay in order), that keeps (t - per, t] in maxCount.
 function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c: number): number {
   const last = runs?.[runs.length - 1];
   if (!runs || !last) return now;
@@ -1466,10 +1397,8 @@ function greedyEarliest(limit: LimitSettings, runs: Lane['runs'], now: number, c
   return at;
 }
 
-// A lane with c units granted at `at` (returnUnits undoes it). Patient: `next` is spaced on from `at`. Greedy: the
-// runs in time order with c units at `at`, less the runs that left every window from `now` on, even at no cost. Past
-// MAX_RUNS runs, the two closest in time are merged onto the later one's time, which only ever delays capacity. Runs
-// are never changed in place, so unchanged ones are shared with the old lane.
+// A lane with c units granted at `at` (greedy: less the runs out of every window from `now` on). Past MAX_RUNS, the two
+// closest runs merge onto the later's time (only delaying capacity). Runs are shared with the old lane, never changed.
 function addUnits(limit: LimitSettings, lane: Lane, at: number, c: number, now: number): Lane {
   if (!limit.greedy) return c === 0 ? lane : { ...lane, next: spacedAfter(limit, at, c) };
   if (c === 0 && !lane.runs) return lane;
@@ -1491,25 +1420,23 @@ function addUnits(limit: LimitSettings, lane: Lane, at: number, c: number, now: 
   return { ...lane, runs: out };
 }
 
-// Removes c of the units reservation r was granted from one lane, by giveBack's rules; the lane itself when nothing
-// changes.
+// Takes c of r's units off lane i, or returns the lane: patient, only from the last reservation (later ones are spaced
+// from it); greedy, from r's own run. What stays spent (merged into a later run, say) errs toward fewer calls.
 function returnUnits(limit: LimitSettings | undefined, lane: Lane, r: Reservation, i: number, c: number): Lane {
   if (!limit || c === 0) return lane;
   if (!limit.greedy) {
-    // Its slot is at least as late as the `next` before it and the time it was made, so going back to its slot frees
-    // as much as going back to that `next` would.
+    // Back to its slot, as late as the `next` before it and its `now`: that frees as much as going back to that `next`.
     const full = r.cost[i] ?? 0;
     if (lane.next !== spacedAfter(limit, r.at, full)) return lane;
     return { ...lane, next: spacedAfter(limit, r.at, Math.max(0, full - c)) };
   }
   const run = lane.runs?.find(([t]) => t === r.at);
-  if (!lane.runs || !run) return lane; // gone from the window, or merged into a later run: stays spent
+  if (!lane.runs || !run) return lane;
   const runs = lane.runs.map((other): [number, number] => (other === run ? [run[0], run[1] - c] : other));
   return { ...lane, runs: runs.filter(([, n]) => n > 0) };
 }
 
-// Where a patient limit's `next` stands after a call of c units at `at`. Always this expression, so a reservation can
-// recognise its own `next`.
+// A patient limit's `next` after c units at `at`: always this expression, so a reservation can recognise its own.
 function spacedAfter(limit: LimitSettings, at: number, c: number): number {
   return at + (c * limit.per) / limit.maxCount;
 }
@@ -1525,34 +1452,30 @@ function describeLimit(l: LimitSettings): string {
   return `maxCount=${l.maxCount}, per=${l.per}, ${l.greedy ? 'greedy' : 'patient'}${unit}`;
 }
 
-// Finite, and within what any clock here can read (about 31,000 years in seconds), so a stranger's `1e300` is not
-// taken as a time.
+// Finite, and within what any clock here can read (about 31,000 years in seconds): a stranger's 1e300 is no time.
 function isTime(t: unknown): t is number {
   return typeof t === 'number' && Math.abs(t) < 1e12;
 }
 
-// The core's tuning constants, each with what it trades. The state format's version (see LimitState.v). A newer one
+// The core's tuning constants, each with what it trades. The state format's version (see LimitState.v): a newer one
 // is refused, never overwritten, so raising it locks older copies of this file out of a state.
 const STATE_VERSION = 3;
-// Greedy lanes keep at most this many runs. Each run is about 25 bytes of JSON, so a lane stays within a few KB
-// however big the limit; grants closer in time than per/MAX_RUNS are merged (see addUnits), delaying capacity by
-// about that much at worst, which errs on the side of fewer calls.
+// Runs kept per greedy lane: at about 25 bytes of JSON each, a lane stays within a few KB however big the limit. Grants
+// closer than per/MAX_RUNS merge (see addUnits), delaying capacity by about that much, which errs toward fewer calls.
 const MAX_RUNS = 128;
-// Server caps kept per limit. Each newer response mostly replaces the ones before it, so a few are enough for
-// responses read out of order; past this, two merge into a tighter one (see observeState).
+// Server caps kept per limit: a newer response mostly replaces older ones, so a few cover those read out of order.
 const MAX_CAPS = 8;
 
 // ---------------------------------------------------------------------------
 // 3. Memory store, and the sleeping and checking it needs
 // ---------------------------------------------------------------------------
 
-/** Keeps the state in this process's memory, on its monotonic clock or the one given: the default without `file`. */
+/** Keeps the state in this process's memory, on its monotonic clock or `now` (seconds): the default without `file`. */
 export class MemoryStore implements RateLimitStore {
   readonly name = 'the in-memory state';
   private state?: LimitState;
   private readonly now: () => number;
 
-  /** `now` returns the time in seconds; by default a monotonic clock. */
   constructor(now: () => number = () => monoMs() / 1000) {
     this.now = now;
   }
@@ -1568,8 +1491,7 @@ export class MemoryStore implements RateLimitStore {
   }
 }
 
-// In one process, every holder is this process, alive while anything can ask.
-const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false };
+const MEMORY_CONTEXT: TxContext = { holder: 'this process', isDead: () => false }; // alive while anything can ask
 
 // --- sleeping, option checks and warnings, for the memory store and everything above -----
 
@@ -1611,16 +1533,14 @@ function sleepSyncUntil(deadline: number): void {
   }
 }
 
-// Milliseconds on this process's monotonic clock. On Node, process.hrtime: the first performance.now() loads part of
-// Node (about 1 ms); on Bun and Deno it costs nothing.
+// This process's monotonic clock in ms: on Node, process.hrtime, as the first performance.now() loads ~1 ms of Node.
 const runtime = globalThis as { Bun?: unknown; Deno?: unknown };
 const monoMs: () => number = runtime.Bun === undefined && runtime.Deno === undefined
   ? () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; }
   : () => performance.now();
 
-// `bytes` random bytes as hex, from Web Crypto (in Node 20+, Bun and Deno): loading node:crypto would add a few ms
-// (measured by hand) to every process that imports this file. Without it (Node 18), Math.random: the file store's
-// names stay exclusive, as they are created with O_EXCL, only less unpredictable.
+// `bytes` random bytes as hex, from Web Crypto (Node 20+, Bun, Deno): node:crypto would add a few ms (measured by hand)
+// to every import of this file. Without it (Node 18), Math.random: names made with O_EXCL stay exclusive, if guessable.
 const webCrypto = (globalThis as { crypto?: { getRandomValues(a: Uint8Array): Uint8Array } }).crypto;
 function randomHex(bytes: number): string {
   const a = new Uint8Array(bytes);
@@ -1663,10 +1583,8 @@ function checkLimit(spec: LimitOptions, name: string, greedyDefault: boolean): L
 
 // Checks that `options` is an object (else "<name> must be <shape>"), and refuses unknown names, naming the closest.
 function checkOptions(name: string, options: unknown, kind: string, known: readonly string[], shape = 'an object') {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`ratelimit: ${name} must be ${shape}, got ${show(options)}`);
-  }
-  for (const key of Object.keys(options)) {
+  check(name, options, shape, typeof options === 'object' && options !== null);
+  for (const key of Object.keys(options as object)) {
     if (known.includes(key)) continue;
     const alias = OPTION_ALIASES[key];
     const aliased = alias !== undefined && known.includes(alias.split(' ')[0] as string);
@@ -1685,12 +1603,11 @@ function nearest(name: string, known: readonly string[]): string {
 function editDistance(a: string, b: string): number {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
-    const next = [i];
+    const prev = row;
+    row = [i];
     for (let j = 1; j <= b.length; j++) {
-      const swap = (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, swap);
+      row[j] = Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + Number(a[i - 1] !== b[j - 1]));
     }
-    row = next;
   }
   return row[b.length] ?? 0;
 }
