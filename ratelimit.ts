@@ -1857,15 +1857,13 @@ function show(value: unknown): string {
 
 // ===========================================================================
 // BEGIN FILE STORE
-// 4. File store, in this order, each part calling only the parts after it: the store and its one retry loop; the
-//    files on disk (the lock's names, owner records, the state file); liveness (whether a lock's holder is proven
-//    gone); the clock that processes share. For a memory-only copy, delete this region (see the header).
+// 4. File store. Each part calls only the parts after it: the store and its one retry loop; the files on disk (the
+//    lock's names, owner records, the state file); liveness (is a lock's holder proven gone); the shared clock.
 // ===========================================================================
 
-// The file store's tuning, each with what it trades.
-// A lock is held for tens of µs: a waiter retries on the spot (blocking) for SPIN_MS, then on timers, pausing from
-// 20 µs doubling to MAX_BACKOFF_MS, jittered (shorter reacts sooner, longer costs less). A pause under BUSY_SPIN_MS
-// watches the lock instead: waking from a sleep costs more.
+// The file store's tuning, each with what it trades. A lock is held for tens of µs: a waiter retries on the spot
+// (blocking) for SPIN_MS, then on timers, pausing from 20 µs doubling to MAX_BACKOFF_MS, jittered (shorter reacts
+// sooner, longer costs less). A pause under BUSY_SPIN_MS watches the lock instead: waking from a sleep costs more.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 const BUSY_SPIN_MS = 0.1;
@@ -1911,10 +1909,9 @@ export interface FileStoreOptions {
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
- * Keeps the state in a JSON file shared by every process that names it (the files beside it:
- * docs/guarantees.md). A holder uses the state only if it opened and wrote it within staleAfter/2 of its owner
- * record's time (its lease); a lock is broken when its holder is proven dead, or once it is staleAfter old.
- * breakLock says why nobody paused at any instant undoes anything.
+ * Keeps the state in a JSON file shared by every process that names it (the files beside it: docs/guarantees.md).
+ * A holder uses the state only if it opened and wrote it within staleAfter/2 of its owner record's time (its lease);
+ * a lock is broken when its holder is proven dead, or once it is staleAfter old (breakLock: why that is safe).
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1926,7 +1923,6 @@ export class FileStore implements RateLimitStore {
   locksLost = 0;
   private readonly lockPath: string;
   private readonly breakPath: string;
-  private readonly dir: string;
   private readonly staleAfterS: number;
   private readonly givenClock: SharedClock | undefined;
   private owner: OwnerFile | undefined;
@@ -1943,7 +1939,6 @@ export class FileStore implements RateLimitStore {
     this.name = `state file ${JSON.stringify(this.path)}`;
     this.lockPath = `${this.path}.lock`;
     this.breakPath = `${this.path}.lock.break`;
-    this.dir = dirname(this.path);
     this.staleAfterS = options.staleAfter ?? DEFAULT_STALE_AFTER;
     this.givenClock = options.clock;
   }
@@ -2036,7 +2031,7 @@ export class FileStore implements RateLimitStore {
   private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
     const clock = this.clock;
     const owner = this.ownerFile();
-    const leaseStartS = stampOwner(owner, clock);
+    const leaseEndS = stampOwner(owner, clock) + this.staleAfterS / 2;
     const own = ownerPath(this.path, owner);
     // ENOENT with our owner file's name gone: someone cleaned the directory; make a new one.
     const failed = fsTry('create the lock', this.lockPath, () => linkSync(own, this.lockPath),
@@ -2046,14 +2041,14 @@ export class FileStore implements RateLimitStore {
     let attempt: Attempt<T> = 'lost';
     owner.holding = true;
     try {
-      attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
+      attempt = this.readModifyWrite(tx, clock, leaseEndS, owner);
     } finally {
       owner.holding = false;
       // Within our lease, remove the lock if still ours (readModifyWrite checked it for a result); past it, leave it
       // to a breaker and drop our owner file, whose record would make the lock look fresh. A holder stopped between
       // the clock reading and the unlink could remove a successor's lock: a few hundred ns, no system call.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
-        if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
+        if (clock.now() < leaseEndS) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
       }
     }
@@ -2065,17 +2060,16 @@ export class FileStore implements RateLimitStore {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
-  // Breaks the lock if its holder is proven dead or it is stale; true if the lock may now be free. Why a breaker
-  // paused at any instant cannot roll the state back or remove a lock it did not judge:
-  // 1. It holds `<file>.lock.break` (a link of its owner file, whose record names its temp file T) for every step.
-  // 2. It copies the state into T (made with O_EXCL under a random name) and renames T over the state. Whoever
-  //    takes a break lock away first unlinks the T its record names, so a breaker that lost its break lock can no
-  //    longer rename anything into place (ENOENT). While it holds the break lock nobody else breaks the lock, so
-  //    only the stale holder may write the state meanwhile, and its lease is over: it discards what it did.
-  // 3. It takes the stale lock away by renaming it to a private name, and if that is not the inode it judged (it
-  //    came back after another breaker and a new holder), links it back for that holder.
-  // A holder that is only paused does no harm either: its descriptor was opened within its lease, and the state
-  // was moved to a new inode before its lock was taken.
+  // Breaks the lock if its holder is proven dead or it is stale; true if the lock may now be free. A breaker paused
+  // at any instant can neither roll the state back nor remove a lock it did not judge, because it:
+  // 1. holds `<file>.lock.break` (a link of its owner file, whose record names its temp file T) for every step;
+  // 2. copies the state into T (O_EXCL, random name) and renames T over the state. Whoever takes a break lock away
+  //    first unlinks its T, so a breaker that lost it renames nothing (ENOENT); while it holds it nobody else breaks
+  //    the lock, so only the stale holder may write the state, past its lease: that holder discards what it did;
+  // 3. renames the stale lock to a private name, and links it back if that is not the inode it judged (another
+  //    breaker and a new holder came between).
+  // A paused holder does no harm either: it opened its descriptor within its lease, so before the state was moved
+  // to a new inode and its lock taken.
   private breakLock(): boolean {
     const seen = readRecord(this.lockPath);
     if (!seen) return true;
@@ -2088,9 +2082,8 @@ export class FileStore implements RateLimitStore {
     const ageS = this.ageS(seen, clock);
     if (!dead && ageS <= this.staleAfterS) return false;
     // Only a dead holder cannot write again: otherwise move the state aside, through a temp file.
-    const tempPath = `${this.path}.renew-${randomHex(8)}`;
-    const temp = dead ? undefined
-      : { path: tempPath, fd: createExclusive(tempPath, 'create a temp file for the state') };
+    const renew = `${this.path}.renew-${randomHex(8)}`;
+    const temp = dead ? undefined : { path: renew, fd: createExclusive(renew, 'create a temp file for the state') };
     const owner = this.ownerFile();
     try {
       const breakStartS = stampOwner(owner, clock, temp && basename(temp.path));
@@ -2110,7 +2103,7 @@ export class FileStore implements RateLimitStore {
         if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
         this.locksBroken++;
         const rec = seen.record;
-        if (dead && rec) sweepOwners(this.dir, rec.token);
+        if (dead && rec) sweepOwners(dirname(this.path), rec.token);
         else {
           const age = `${ageS.toFixed(1)} s`;
           const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
@@ -2136,7 +2129,7 @@ export class FileStore implements RateLimitStore {
     const aside = `${path}.gone-${randomHex(8)}`;
     if (fsTry('remove', path, () => renameSync(path, aside), (code) => code === 'ENOENT')) return false;
     const got = readRecord(aside);
-    if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(this.dir, basename(got.record.renew)));
+    if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(dirname(path), basename(got.record.renew)));
     // Not the lock we judged: put it back for its holder.
     if (got?.ino !== ino && path !== this.breakPath &&
       fsTry('restore the lock', path, () => linkSync(aside, path), (code) => code === 'EEXIST')) {
@@ -2153,8 +2146,7 @@ export class FileStore implements RateLimitStore {
     const first = this.firstSeen.get(key) ?? now;
     if (this.firstSeen.size > MAX_REMEMBERED) this.firstSeen.clear();
     this.firstSeen.set(key, first);
-    const rec = lock.record;
-    return rec && rec.clock === clock.tag ? Math.max(now - rec.time, now - first) : now - first;
+    return lock.record?.clock === clock.tag ? now - Math.min(lock.record.time, first) : now - first;
   }
 
   // Copies the state into `temp` (keeping owner, group and mode) and renames it over the state, so a paused
@@ -2186,7 +2178,7 @@ export class FileStore implements RateLimitStore {
   }
 
   private ownerFile(): OwnerFile {
-    if (!this.owner || this.owner.dropped) this.owner = acquireOwner(this.dir, this.path);
+    if (!this.owner || this.owner.dropped) this.owner = acquireOwner(dirname(this.path), this.path);
     return this.owner;
   }
 
@@ -2194,23 +2186,19 @@ export class FileStore implements RateLimitStore {
 
   // Under the lock: one lstat and one read of the state, the transaction, one write, and one lstat to see that
   // the lock is still ours.
-  private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile):
-    Attempt<T> {
-    const halfLeaseS = this.staleAfterS / 2;
+  private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseEndS: number, owner: OwnerFile): Attempt<T> {
     const { fd, sizeBytes } = openState(this.path, this.name);
-    // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before
-    // `now` (to place a state from another clock) and just after (to record): a pause between them only places a
-    // state later.
+    // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before `now`
+    // (to place a state from another clock) and just after (to record): a pause between them only places it later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
     const wallAfterS = wallOf(clock);
-    if (now - leaseStartS >= halfLeaseS) return 'lost';
-    const current = this.readState(fd, sizeBytes, now, wallBeforeS, clock);
-    const { state, result } = tx(current, now, txContext());
+    if (now >= leaseEndS) return 'lost';
+    const { state, result } = tx(this.readState(fd, sizeBytes, now, wallBeforeS, clock), now, txContext());
     const stored: StoredState | undefined = state && { clock: clock.tag, written: now, wall: wallAfterS, state };
     const written = stored && writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
     // Paused while writing, a breaker may have copied the state before our write.
-    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) {
+    if (clock.now() >= leaseEndS || !this.holds(this.lockPath, owner)) {
       this.memo = undefined;
       return 'lost';
     }
@@ -2224,12 +2212,9 @@ export class FileStore implements RateLimitStore {
 
   // The state in the file, on our clock. A missing, empty, oversized (never read; the next write cuts it back)
   // or unparsable state falls back to the last one this process knew, with a warning where something was lost.
-  private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
-    LimitState | undefined {
-    if (sizeBytes > MAX_STATE_BYTES) {
-      return this.lost(`could not be parsed: it is ${sizeBytes} bytes, more than any state takes`);
-    }
-    const bytes = readUpTo(fd, sizeBytes);
+  private readState(fd: number, size: number, now: number, wall: number, clock: SharedClock): LimitState | undefined {
+    if (size > MAX_STATE_BYTES) return this.lost(`could not be parsed: it is ${size} bytes, more than any state takes`);
+    const bytes = readUpTo(fd, size);
     if (this.memo?.tag === clock.tag && bytes.equals(this.memo.bytes)) return this.memo.state;
     const text = bytes.toString('utf8');
     if (text.trim() === '') return this.seenFile ? this.lost('was deleted or emptied', 'continuing from') : this.last;
@@ -2238,9 +2223,7 @@ export class FileStore implements RateLimitStore {
     const state = isEnvelope(raw) ? parseState(raw.state) : undefined;
     if (!isEnvelope(raw) || !state) return this.lost('could not be parsed');
     this.seenFile = true;
-    const shift = clockShiftS(raw, now, wallNowS, clock);
-    if (shift === undefined) return state;
-    return shiftState(state, shift.byS, shift.capped ? now : Infinity);
+    return onOurClock(raw, state, now, wall, clock);
   }
 
   private lost(why: string, then = 'starting it afresh from'): LimitState | undefined {
@@ -2278,24 +2261,23 @@ interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined
 // Reads a lock, a break lock or an owner file: undefined if it does not exist; anything but a regular file is an
 // error. One we may not read has no record: its holder cannot be judged, so it is broken only when stale.
 function readRecord(path: string): LockFile | undefined {
-  let file: { bytes: Buffer; st: FileStat };
   try {
-    file = readBounded(path, MAX_SMALL_BYTES);
+    const { bytes, st } = readBounded(path, MAX_SMALL_BYTES);
+    const text = bytes.toString('utf8');
+    return { ino: st.ino, text, record: parseOwnerRecord(text) };
   } catch (error) {
     const code = codeOf(error);
     const st = code === 'ENOENT' ? undefined : lstatSync(path, { throwIfNoEntry: false });
     if (!st) return undefined;
     if (!st.isFile()) {
       const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO'
-        : st.isSocket() ? 'a socket' : 'not a regular file';
+        : st.isSocket() ? 'a socket' : 'a device';
       const why = `is ${what}, not a lock made by ratelimit; remove it`;
       throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} ${why}`, path, error);
     }
     if (code === 'EACCES' || code === 'EPERM') return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
     throw fileError(error, 'read', path);
   }
-  const text = file.bytes.toString('utf8');
-  return { ino: file.st.ino, text, record: parseOwnerRecord(text) };
 }
 
 // Whether a lock's record names a holder proven gone (no record: cannot judge).
@@ -2330,10 +2312,9 @@ export function parseOwnerRecord(text: string): OwnerRecord | undefined {
 type Holder = Pick<OwnerRecord, 'pid' | 'tid' | 'host' | 'ns' | 'boot' | 'start' | 'tstart'>;
 function isHolder(r: unknown): r is Holder {
   const h = r as Partial<Holder> | null;
-  return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) &&
-    (h.tid === undefined || Number.isSafeInteger(h.tid)) && typeof h.host === 'string' && typeof h.ns === 'string' &&
-    typeof h.boot === 'string' && typeof h.start === 'string' &&
-    (h.tstart === undefined || typeof h.tstart === 'string');
+  return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) && typeof h.host === 'string' &&
+    typeof h.ns === 'string' && typeof h.boot === 'string' && typeof h.start === 'string' &&
+    (h.tid === undefined || Number.isSafeInteger(h.tid)) && (h.tstart === undefined || typeof h.tstart === 'string');
 }
 
 // One owner file per thread and directory: one descriptor, and one name `<file>.owner-<token>` (a hard link) per
@@ -2409,9 +2390,7 @@ function removeOwnerNames(names: Iterable<string>): void {
 // proven dead now (once per thread and directory). Files that cannot be judged (odd, unreadable, alive) are left.
 function sweepOwners(dir: string, deadToken?: string): void {
   const byToken = new Map<string, string[]>();
-  let entries: string[];
-  try { entries = readdirSync(dir); } catch { return; }
-  for (const entry of entries) {
+  for (const entry of orElse(() => readdirSync(dir), [])) {
     const token = /\.owner-([0-9a-f]{16})$/.exec(entry)?.[1];
     if (token && (deadToken ?? token) === token) byToken.set(token, [...byToken.get(token) ?? [], join(dir, entry)]);
   }
@@ -2465,8 +2444,6 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
     const code = codeOf(error);
     if (code === 'EISDIR' || code === 'ENXIO') throw notPlain(error);
     if (code !== 'ELOOP' || linkReplaced) throw fileError(error, 'open the state file', path);
-    // A symbolic link where the state should be. Remove the link itself (its target is left alone) and start a
-    // real file in its place.
     const did = "replaced it with a plain file (the link's target was not touched)";
     warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; ${did}`);
     fsTry('remove the symbolic link at', path, () => unlinkSync(path));
@@ -2544,8 +2521,7 @@ export function holderIsDead(rec: Holder): boolean {
 // is there, or cannot be read.
 function statShowsAlive(path: string, start: string): boolean {
   const stat = readStat(path);
-  if (stat === 'unknown') return true;
-  return stat !== 'gone' && stat.state !== 'Z' && stat.state !== 'X' && (!start || stat.start === start);
+  return stat.state === '?' || (stat.state !== 'Z' && stat.state !== 'X' && (!start || stat.start === start));
 }
 
 // A holder in another pid namespace is proven gone only from the host's namespace, when every process's namespace
@@ -2581,23 +2557,21 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   return dead;
 }
 
-// A /proc/.../stat file's state letter and start time (field 22, ticks since boot, less our time namespace's boot
-// offset so readings inside and outside one compare). Fields count from the command name's closing paren (it may
-// hold spaces).
-function readStat(path: string): { state: string; start: string } | 'gone' | 'unknown' {
-  let stat: string;
+// A /proc/.../stat file's state letter ('X', dead, if there is no such task; '?' if unreadable) and start time (field
+// 22, ticks since boot, less our time namespace's boot offset so readings inside and outside one compare; '' if
+// unknown). Fields count from the command name's closing paren (it may hold spaces).
+function readStat(path: string): { state: string; start: string } {
   try {
-    stat = readText(path);
+    const stat = readText(path);
+    const rest = stat.slice(stat.lastIndexOf(')') + 2);
+    const ticks = rest.split(' ')[19] ?? '';
+    const bootS = timeNamespaceOffsets()?.bootS ?? 0;
+    const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks
+      : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
+    return { state: rest.slice(0, 1), start };
   } catch (error) {
-    const code = codeOf(error);
-    return code === 'ENOENT' || code === 'ESRCH' ? 'gone' : 'unknown';
+    return { state: ['ENOENT', 'ESRCH'].includes(codeOf(error) ?? '') ? 'X' : '?', start: '' };
   }
-  const rest = stat.slice(stat.lastIndexOf(')') + 2);
-  const ticks = rest.split(' ')[19] ?? '';
-  const bootS = timeNamespaceOffsets()?.bootS ?? 0;
-  const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks
-    : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
-  return { state: rest.slice(0, 1), start };
 }
 
 // Who this thread is, as a holder; a field that cannot be read is '' (or 0).
@@ -2607,16 +2581,11 @@ const identity = once((): { holder: Holder; procIsOurs: boolean } => {
   const self = read(() => readlinkSync('/proc/self'));
   const thread = read(() => readlinkSync('/proc/thread-self')).split('/task/');
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
-  const own = readStat('/proc/self/stat');
-  const ownThread = tid ? readStat(`/proc/self/task/${tid}/stat`) : 'unknown';
   const holder = {
     pid: process.pid, tid,
-    // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
-    host: read(hostname),
-    ns: read(() => readlinkSync('/proc/self/ns/pid')),
-    boot: bootId(),
-    start: typeof own === 'object' ? own.start : '',
-    tstart: typeof ownThread === 'object' ? ownThread.start : '',
+    host: read(hostname), // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
+    ns: read(() => readlinkSync('/proc/self/ns/pid')), boot: bootId(), start: readStat('/proc/self/stat').start,
+    tstart: tid ? readStat(`/proc/self/task/${tid}/stat`).start : '',
   };
   return { holder, procIsOurs: self === String(process.pid) };
 });
@@ -2653,34 +2622,28 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// How far to move a state's times onto our clock (undefined: no move), erring late (too early lets a call through):
+// A stored state with its times moved onto our clock where needed, erring late (too early lets a call through):
 // - written on another clock (before a reboot, or the wall-clock fallback): by the wall clock, capped at a window;
 // - same clock, "in our future" (the writer's clock is ahead): as if written now, uncapped so other processes'
 //   queued waiters keep their places.
 // A writer whose clock is behind ours looks like an old write, and the wall clock is no referee (stepped, faked
 // per process): the shared clock must not lag.
-function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
-  { byS: number; capped: boolean } | undefined {
+function onOurClock(raw: StoredState, state: LimitState, now: number, wall: number, clock: SharedClock): LimitState {
   const sinceWrittenS = now - raw.written;
-  const wallSinceS = clock.wall ? wallNowS - raw.wall : 0;
-  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, wallSinceS - WALL_MARGIN_S), capped: true };
-  if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
-  return undefined;
+  const wallSinceS = clock.wall ? wall - raw.wall : 0;
+  if (raw.clock !== clock.tag) return shiftState(state, sinceWrittenS - Math.max(0, wallSinceS - WALL_MARGIN_S), now);
+  return sinceWrittenS < -CLOCKS_AGREE_S ? shiftState(state, sinceWrittenS, Infinity) : state;
 }
 
 // The wall clock with sub-millisecond steps: timeOrigin + performance.now(), held within the millisecond
 // Date.now() reports, so two processes on this fallback agree far better than Date.now()'s 1 ms steps.
 function wallClock(): SharedClock {
-  const origin = performance.timeOrigin;
-  return {
-    tag: 'wall',
-    now: () => {
-      const ms = Date.now();
-      const fine = origin + performance.now();
-      return (fine < ms ? ms : fine >= ms + 1 ? ms + 0.999 : fine) / 1000;
-    },
-    wall: wallS,
+  const now = () => {
+    const ms = Date.now();
+    const fine = performance.timeOrigin + performance.now();
+    return (fine < ms ? ms : fine >= ms + 1 ? ms + 0.999 : fine) / 1000;
   };
+  return { tag: 'wall', now, wall: wallS };
 }
 
 // The host's boot clock as local() + offset, where local is hrtime (Node) or performance.now() (Bun, Deno).
@@ -2768,19 +2731,18 @@ const bootId = once(() => orElse(() => readText('/proc/sys/kernel/random/boot_id
 // This process's time namespace offsets in seconds: zero outside one (or with no such file); undefined if
 // unreadable (our clock cannot be put on the host's).
 const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefined => {
-  let text: string;
   try {
-    text = readText('/proc/self/timens_offsets');
+    const text = readText('/proc/self/timens_offsets');
+    const get = (name: string) => {
+      const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
+      return m ? Number(m[1]) + Number(m[2]) / 1e9 : undefined;
+    };
+    const monoS = get('monotonic');
+    const bootS = get('boottime');
+    return monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
   } catch (error) {
     return codeOf(error) === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined;
   }
-  const get = (name: string) => {
-    const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
-    return m ? Number(m[1]) + Number(m[2]) / 1e9 : undefined;
-  };
-  const monoS = get('monotonic');
-  const bootS = get('boottime');
-  return monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
 });
 
 // --- file helpers ----------------------------------------------------------------
@@ -2827,9 +2789,7 @@ function createExclusive(path: string, doing: string): number {
   return fd;
 }
 
-function exists(path: string): boolean {
-  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
-}
+const exists = (path: string): boolean => lstatSync(path, { throwIfNoEntry: false }) !== undefined;
 
 // Removes a file of ours; gone already is fine, anything else is an error.
 function unlinkIfThere(path: string): void {
@@ -2856,16 +2816,15 @@ function once<T>(make: () => T): () => T {
   };
 }
 
-// Runs an fs call. Returns undefined if it succeeded, or the code of an error `quiet` accepts; any other error is
-// thrown, saying what was being done to which file.
-function fsTry(doing: string, path: string, call: () => unknown, quiet: (code: string) => boolean = () => false):
-  string | undefined {
+// Runs an fs call. Returns undefined if it succeeded, or the code of an error `ok` accepts; any other error is thrown,
+// saying what was being done to which file.
+function fsTry(doing: string, path: string, call: () => unknown, ok?: (code: string) => boolean): string | undefined {
   try {
     call();
     return undefined;
   } catch (error) {
     const code = codeOf(error);
-    if (code && quiet(code)) return code;
+    if (code && ok?.(code)) return code;
     throw fileError(error, doing, path);
   }
 }
@@ -2874,8 +2833,7 @@ function fsTry(doing: string, path: string, call: () => unknown, quiet: (code: s
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
   const code = codeOf(error);
   const dir = JSON.stringify(dirname(path));
-  let why =
-    code === 'ENOENT' ? (exists(dirname(path)) ? 'it does not exist' : `the directory ${dir} does not exist`) :
+  let why = code === 'ENOENT' ? (exists(dirname(path)) ? 'it does not exist' : `the directory ${dir} does not exist`) :
     code === 'EACCES' || code === 'EPERM' ? deniedWhy(path, dir) :
     code === 'EROFS' ? `${dir} is on a read-only file system` :
     code === 'ENOTDIR' ? `a part of ${dir} is not a directory` :
