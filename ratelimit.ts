@@ -1943,10 +1943,6 @@ export class FileStore implements RateLimitStore {
     this.givenClock = options.clock;
   }
 
-  private get clock(): SharedClock {
-    return this.givenClock ?? sharedClock();
-  }
-
   /** Runs `tx` on the state under the lock, blocking the thread while the lock is busy. */
   updateSync<T>(tx: Transaction<T>, options?: Pick<UpdateOptions, 'lockTimeout'>): T {
     const tries = this.tries(tx, options?.lockTimeout);
@@ -1977,16 +1973,14 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // The one retry loop: each step tries the lock once and yields the pause before the next. Throws once the lock
-  // was busy longer than the call may wait.
+  // The one retry loop: each step tries the lock once and yields the pause before the next; throws past timeoutS.
   private *tries<T>(tx: Transaction<T>, timeoutS = Infinity): Generator<number, T> {
     const startedMs = monoMs();
     let inspectedMs = startedMs;
     let busyTries = 0;
     let graceTries = 0;
     for (;;) {
-      // A retry first lstats the lock, which takes no kernel lock: a failed link() takes the directory's lock,
-      // which the holder's unlink() needs.
+      // A retry lstats first (no kernel lock): a failed link() takes the directory lock the holder's unlink() needs.
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
       if (a === 'lost') { this.locksLost++; yield 0; continue; }
@@ -2007,8 +2001,7 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Blocks the thread between tries. A short pause watches the lock and ends when it is gone: a sleep under the
-  // kernel's timer slack (50 µs) oversleeps.
+  // Blocks between tries; a short pause spins on the lock instead: a sleep under the timer slack (50 µs) oversleeps.
   private pauseSync(ms: number): void {
     const until = monoMs() + ms;
     if (ms >= BUSY_SPIN_MS) { sleepSyncUntil(until); return; }
@@ -2029,7 +2022,7 @@ export class FileStore implements RateLimitStore {
   // --- the lock -------------------------------------------------------------
 
   private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
-    const clock = this.clock;
+    const clock = this.givenClock ?? sharedClock();
     const owner = this.ownerFile();
     const leaseEndS = stampOwner(owner, clock) + this.staleAfterS / 2;
     const own = ownerPath(this.path, owner);
@@ -2045,8 +2038,8 @@ export class FileStore implements RateLimitStore {
     } finally {
       owner.holding = false;
       // Within our lease, remove the lock if still ours (readModifyWrite checked it for a result); past it, leave it
-      // to a breaker and drop our owner file, whose record would make the lock look fresh. A holder stopped between
-      // the clock reading and the unlink could remove a successor's lock: a few hundred ns, no system call.
+      // to a breaker and drop our owner file, whose record would make the lock look fresh. (The one gap left, a stop
+      // between the clock read and the unlink: docs/guarantees.md.)
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
         if (clock.now() < leaseEndS) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
@@ -2061,15 +2054,12 @@ export class FileStore implements RateLimitStore {
   }
 
   // Breaks the lock if its holder is proven dead or it is stale; true if the lock may now be free. A breaker paused
-  // at any instant can neither roll the state back nor remove a lock it did not judge, because it:
-  // 1. holds `<file>.lock.break` (a link of its owner file, whose record names its temp file T) for every step;
-  // 2. copies the state into T (O_EXCL, random name) and renames T over the state. Whoever takes a break lock away
-  //    first unlinks its T, so a breaker that lost it renames nothing (ENOENT); while it holds it nobody else breaks
-  //    the lock, so only the stale holder may write the state, past its lease: that holder discards what it did;
-  // 3. renames the stale lock to a private name, and links it back if that is not the inode it judged (another
-  //    breaker and a new holder came between).
-  // A paused holder does no harm either: it opened its descriptor within its lease, so before the state was moved
-  // to a new inode and its lock taken.
+  // at any instant neither rolls the state back nor removes a lock it did not judge:
+  // 1. It holds `<file>.lock.break`, a link of its owner file whose record names its temp file T, throughout.
+  // 2. It copies the state into T and renames T over it. Taking a break lock away unlinks its T first, so a breaker
+  //    that lost it renames nothing (ENOENT); while it holds it no other break happens, so only the stale holder
+  //    could write, and past its lease that one discards what it did (or writes the old inode, opened in its lease).
+  // 3. It renames the stale lock aside, and links it back if that is not the inode it judged (a new holder's).
   private breakLock(): boolean {
     const seen = readRecord(this.lockPath);
     if (!seen) return true;
@@ -2077,7 +2067,7 @@ export class FileStore implements RateLimitStore {
       const why = 'was used from inside a transaction on the same state file; that would wait for itself';
       throw new RateLimitStoreError(`ratelimit: ${this.name} ${why}`, this.path);
     }
-    const clock = this.clock;
+    const clock = this.givenClock ?? sharedClock();
     const dead = provenDead(seen);
     const ageS = this.ageS(seen, clock);
     if (!dead && ageS <= this.staleAfterS) return false;
@@ -2152,7 +2142,7 @@ export class FileStore implements RateLimitStore {
   // Copies the state into `temp` (keeping owner, group and mode) and renames it over the state, so a paused
   // holder's late write lands unseen in the old inode. False if our break lock was taken meanwhile (nothing renamed).
   private moveStateAside(temp: { path: string; fd: number }): boolean {
-    let file: { bytes: Buffer; st: FileStat };
+    let file: ReturnType<typeof readBounded>;
     try {
       file = readBounded(this.path, MAX_STATE_BYTES);
     } catch (error) {
@@ -2184,8 +2174,7 @@ export class FileStore implements RateLimitStore {
 
   // --- the state ------------------------------------------------------------
 
-  // Under the lock: one lstat and one read of the state, the transaction, one write, and one lstat to see that
-  // the lock is still ours.
+  // Under the lock: lstat and read the state, run the transaction, write, and lstat to see the lock is still ours.
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseEndS: number, owner: OwnerFile): Attempt<T> {
     const { fd, sizeBytes } = openState(this.path, this.name);
     // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before `now`
@@ -2325,7 +2314,6 @@ interface OwnerFile {
 }
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
-// At exit, every owner-file name this thread still has is removed.
 const hookExit = once(() => process.once('exit', () => {
   for (const o of ownerFiles.values()) removeOwnerNames(o.names);
 }));
@@ -2363,12 +2351,12 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
   return owner;
 }
 
-// A store is closed: remove its name; the last one closes the descriptor.
+// A store is closed: its name goes; the last name closes the descriptor.
 function releaseOwner(owner: OwnerFile, statePath: string): void {
   const name = ownerPath(statePath, owner);
-  if (!owner.names.has(name) || owner.dropped) return;
-  if (owner.names.size === 1) dropOwner(owner);
-  else { owner.names.delete(name); removeOwnerNames([name]); }
+  if (owner.dropped || !owner.names.delete(name)) return;
+  removeOwnerNames([name]);
+  if (owner.names.size === 0) dropOwner(owner);
 }
 
 // Removes an owner file's names and closes it; a lock still linked to it keeps the inode.
@@ -2380,8 +2368,7 @@ function dropOwner(owner: OwnerFile): void {
   removeOwnerNames(owner.names);
 }
 
-// The one way owner-file names are removed, ours or a dead holder's. One we may not remove (another user's, in a
-// sticky directory) is left as litter.
+// Removes owner-file names, ours or a dead holder's; one we may not remove (another user's, sticky dir) is litter.
 function removeOwnerNames(names: Iterable<string>): void {
   for (const name of names) { try { unlinkSync(name); } catch { /* gone, or not ours to remove */ } }
 }
@@ -2395,14 +2382,12 @@ function sweepOwners(dir: string, deadToken?: string): void {
     if (token && (deadToken ?? token) === token) byToken.set(token, [...byToken.get(token) ?? [], join(dir, entry)]);
   }
   for (const [token, names] of byToken) {
-    if (token === deadToken) { removeOwnerNames(names); continue; }
-    if (token === ownerFiles.get(dir)?.record.token) continue;
-    if (orElse(() => provenDead(readRecord(names[0] ?? '')), false)) removeOwnerNames(names); // odd files: left
+    const judge = () => token !== ownerFiles.get(dir)?.record.token && provenDead(readRecord(names[0] ?? ''));
+    if (token === deadToken || orElse(judge, false)) removeOwnerNames(names); // an odd file throws: left
   }
 }
 
-// Writes a fresh record (next seq, time now) in place, padded to the longest so far, and returns the time: the
-// lease of the hold that follows starts then.
+// Writes a fresh record (next seq, time now) in place, padded to the longest so far; returns the time (lease start).
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
   const r = Object.assign(owner.record, { seq: owner.record.seq + 1, clock: clock.tag, time, renew });
@@ -2462,9 +2447,8 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
 
 function closeState(path: string): void {
   const open = openStates.get(path);
-  if (!open) return;
+  if (open) closeQuietly(open.fd);
   openStates.delete(path);
-  closeQuietly(open.fd);
 }
 
 // Writes a new state in place over the old one of `oldBytes`; returns the bytes written. A failed write (a full
@@ -2517,8 +2501,7 @@ export function holderIsDead(rec: Holder): boolean {
     (tid !== 0 && tid !== rec.pid && !statShowsAlive(`/proc/${rec.pid}/task/${tid}/stat`, rec.tstart ?? ''));
 }
 
-// False if the task is gone, a zombie, or not the one that started at `start` (a reused pid or tid); true if it
-// is there, or cannot be read.
+// False if the task is gone, a zombie or not the one started at `start` (a reused id); true if there or unreadable.
 function statShowsAlive(path: string, start: string): boolean {
   const stat = readStat(path);
   return stat.state === '?' || (stat.state !== 'Z' && stat.state !== 'X' && (!start || stat.start === start));
@@ -2603,18 +2586,16 @@ export interface SharedClock {
 let clockCache: SharedClock | undefined;
 
 /**
- * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime shows it, suspends included),
- * tagged with the boot id, less any time namespace offsets: Node's hrtime until the first suspend, else (and on
- * Bun and Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked once a second. Without /proc,
- * a boot id or the offsets: the wall clock, tagged `wall`.
+ * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime shows it, suspends included), tagged
+ * with the boot id, less any time namespace offsets: Node's hrtime until the first suspend, else (and on Bun and
+ * Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked once a second. Without /proc, a boot id
+ * or the offsets: the wall clock, tagged `wall`.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
   const boot = bootId();
   const offsets = timeNamespaceOffsets();
-  if (boot && offsets && readUptime() !== undefined) {
-    clockCache = bootClock(`boot:${boot}`, offsets.bootS, offsets.monoS);
-  }
+  if (boot && offsets && readUptime() !== undefined) clockCache = bootClock(`boot:${boot}`, offsets);
   clockCache ??= wallClock();
   return clockCache;
 }
@@ -2622,12 +2603,11 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// A stored state with its times moved onto our clock where needed, erring late (too early lets a call through):
-// - written on another clock (before a reboot, or the wall-clock fallback): by the wall clock, capped at a window;
-// - same clock, "in our future" (the writer's clock is ahead): as if written now, uncapped so other processes'
-//   queued waiters keep their places.
-// A writer whose clock is behind ours looks like an old write, and the wall clock is no referee (stepped, faked
-// per process): the shared clock must not lag.
+// The stored state on our clock, erring late (too early lets a call through). Written on another clock (before a
+// reboot, or the wall-clock fallback): moved by the wall clock, capped at a window. On ours but "in our future" (the
+// writer's clock is ahead): as if written now, uncapped so other processes' queued waiters keep their places. A
+// writer whose clock is behind looks like an old write; the wall clock is no referee (stepped, faked per process),
+// so the shared clock must not lag.
 function onOurClock(raw: StoredState, state: LimitState, now: number, wall: number, clock: SharedClock): LimitState {
   const sinceWrittenS = now - raw.written;
   const wallSinceS = clock.wall ? wall - raw.wall : 0;
@@ -2647,49 +2627,47 @@ function wallClock(): SharedClock {
 }
 
 // The host's boot clock as local() + offset, where local is hrtime (Node) or performance.now() (Bun, Deno).
-function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): SharedClock | undefined {
+function bootClock(tag: string, { bootS, monoS }: { bootS: number; monoS: number }): SharedClock | undefined {
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
-  const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
   // hrtime less the namespace's monotonic offset is the boot clock, except on Bun and Deno (it counts from their
   // start) and after a suspend.
-  const onHr = linedUp(hr, uptime, -monoOffsetS) === true;
+  const onHr = linedUp(hr, bootS, -monoS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
-  const offset = onHr ? -monoOffsetS : uptimeOffset(local, uptime);
+  const offset = onHr ? -monoS : uptimeOffset(local, bootS);
   if (offset === undefined) return undefined;
   let off = offset;
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
-    // Once a second by either clock (the monotonic one stands still in a suspend), check the line-up; redo it if
-    // it slipped.
+    // Once a second by either clock (monotonic ones stop in a suspend), check the line-up; redo it if it slipped.
     const mono = monoMs();
     const wallMs = Date.now();
     if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
       checkedMs = mono;
       checkedWallMs = wallMs;
-      if (linedUp(local, uptime, off) === false) off = uptimeOffset(local, uptime) ?? off;
+      if (linedUp(local, bootS, off) === false) off = uptimeOffset(local, bootS) ?? off;
     }
     return local() + off;
   };
   return { tag, now, wall: wallS };
 }
 
-// What one read u of /proc/uptime (the boot clock truncated to 10 ms) between local readings p1 and p2 proves:
-//   lo = u - p2 <= boot clock - local < u + 10 ms - p1 = hi.
-// Undefined if /proc/uptime cannot be read.
-function bracket(local: () => number, uptime: () => number | undefined): { lo: number; hi: number } | undefined {
+// What one read of /proc/uptime (the boot clock truncated to 10 ms) between local readings p1 and p2 proves, with u
+// the read less our namespace's boot offset: lo = u - p2 <= boot clock - local < u + 10 ms - p1 = hi. Undefined if
+// /proc/uptime cannot be read.
+function bracket(local: () => number, bootS: number): { lo: number; hi: number } | undefined {
   const p1 = local();
-  const u = uptime();
+  const read = readUptime();
   const p2 = local();
-  return u === undefined ? undefined : { lo: u - p2, hi: u + 0.01 - p1 };
+  return read === undefined ? undefined : { lo: read - bootS - p2, hi: read - bootS + 0.01 - p1 };
 }
 
 // Whether local() + off is the boot clock: off in a bracket, give or take 0.5 ms. A read that the scheduler
 // preempted (p2 - p1 over 1 ms: a bracket over 11 ms wide) proves nothing either way, so it is tried again, up to
 // 50 times. Undefined if /proc/uptime cannot be read.
-function linedUp(local: () => number, uptime: () => number | undefined, off: number): boolean | undefined {
+function linedUp(local: () => number, bootS: number, off: number): boolean | undefined {
   for (let tries = 0; tries < 50; tries++) {
-    const b = bracket(local, uptime);
+    const b = bracket(local, bootS);
     if (!b) return undefined;
     if (b.hi - b.lo <= 0.011) return b.lo - 0.0005 <= off && off < b.hi + 0.0005;
   }
@@ -2700,12 +2678,12 @@ function linedUp(local: () => number, uptime: () => number | undefined, off: num
 // and after a tick narrow it most: sleep until just before the next tick (a task just woken is seldom preempted),
 // poll through it, and stop once [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS. Once
 // per process; 5 ms on average.
-function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
+function uptimeOffset(local: () => number, bootS: number): number | undefined {
   const startMs = monoMs();
   let lo = -Infinity;
   let hi = Infinity;
   const sample = (): boolean => {
-    const b = bracket(local, uptime);
+    const b = bracket(local, bootS);
     if (b) { lo = Math.max(lo, b.lo); hi = Math.min(hi, b.hi); }
     return b !== undefined;
   };
@@ -2747,10 +2725,9 @@ const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefin
 
 // --- file helpers ----------------------------------------------------------------
 
-// The one bounded reader: at most `maxBytes` of a regular file, opened without following a link or blocking (on
-// a FIFO); anything else fails with ENOTREG. A /proc file reports size 0 and is read to its end. Errors are the
-// caller's.
-function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileStat } {
+// The one bounded reader: at most `maxBytes` of a regular file, opened without following a link or blocking (on a
+// FIFO); anything else fails with ENOTREG. A /proc file reports size 0 and is read to its end. Errors: the caller's.
+function readBounded(path: string, maxBytes: number) {
   const fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
     const st = fstatSync(fd);
@@ -2760,9 +2737,6 @@ function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileS
     closeQuietly(fd);
   }
 }
-
-// What the file store looks at in a file's status (fs.Stats has it all).
-interface FileStat { ino: number; size: number; mode: number; uid: number; gid: number; isFile(): boolean }
 
 // Reads an open file from its start up to `maxBytes`, into one buffer per thread, good until the next read
 // (readFileSync's first call costs 0.5 ms).
@@ -2792,17 +2766,12 @@ function createExclusive(path: string, doing: string): number {
 const exists = (path: string): boolean => lstatSync(path, { throwIfNoEntry: false }) !== undefined;
 
 // Removes a file of ours; gone already is fine, anything else is an error.
-function unlinkIfThere(path: string): void {
-  fsTry('remove', path, () => unlinkSync(path), (code) => code === 'ENOENT');
-}
+const unlinkIfThere = (path: string) => fsTry('remove', path, () => unlinkSync(path), (code) => code === 'ENOENT');
 
-function closeQuietly(fd: number): void {
-  try { closeSync(fd); } catch { /* already closed */ }
-}
+const closeQuietly = (fd: number): void => orElse(() => closeSync(fd), undefined); // already closed: fine
 
 const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
 
-// `f()`, or `fallback` if it throws.
 function orElse<T, U>(f: () => T, fallback: U): T | U {
   try { return f(); } catch { return fallback; }
 }
@@ -2847,7 +2816,7 @@ function fileError(error: unknown, doing: string, path: string): RateLimitStoreE
 
 // Permission denied: by another user's file's mode, else by the directory.
 function deniedWhy(path: string, dir: string): string {
-  const st: FileStat | undefined = orElse(() => lstatSync(path, { throwIfNoEntry: false }), undefined);
+  const st = orElse(() => lstatSync(path, { throwIfNoEntry: false }), undefined);
   const uid = process.getuid?.();
   if (!st || uid === undefined || st.uid === uid) return `permission denied in ${dir}`;
   const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
