@@ -1909,9 +1909,8 @@ export interface FileStoreOptions {
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
- * Keeps the state in a JSON file shared by every process that names it (the files beside it: docs/guarantees.md).
- * A holder uses the state only if it opened and wrote it within staleAfter/2 of its owner record's time (its lease);
- * a lock is broken when its holder is proven dead, or once it is staleAfter old (breakLock: why that is safe).
+ * Keeps the state in a JSON file shared by every process that names it (docs/guarantees.md: the files beside it and
+ * the lock's rules). A holder keeps what it did only within its lease, staleAfter/2; breakLock says why that is safe.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1995,9 +1994,8 @@ export class FileStore implements RateLimitStore {
         const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
         throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
       }
-      if (again) { yield 0; continue; }
-      busyTries++;
-      yield Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(busyTries, 10)) * (0.5 + Math.random());
+      if (!again) busyTries++;
+      yield again ? 0 : Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(busyTries, 10)) * (0.5 + Math.random());
     }
   }
 
@@ -2038,8 +2036,7 @@ export class FileStore implements RateLimitStore {
     } finally {
       owner.holding = false;
       // Within our lease, remove the lock if still ours (readModifyWrite checked it for a result); past it, leave it
-      // to a breaker and drop our owner file, whose record would make the lock look fresh. (The one gap left, a stop
-      // between the clock read and the unlink: docs/guarantees.md.)
+      // to a breaker and drop our owner file, whose record would make the lock look fresh.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
         if (clock.now() < leaseEndS) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
@@ -2113,8 +2110,7 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Removes the lock or break lock at `path` if it is the inode `ino`, by way of a private name; a break lock
-  // first loses its breaker's temp file.
+  // Removes the lock or break lock at `path` if it is inode `ino`, via a private name (a break lock's T goes first).
   private removeLockFile(path: string, ino: number): boolean {
     const aside = `${path}.gone-${randomHex(8)}`;
     if (fsTry('remove', path, () => renameSync(path, aside), (code) => code === 'ENOENT')) return false;
@@ -2154,8 +2150,7 @@ export class FileStore implements RateLimitStore {
     // An oversized state is copied as a hole of its size: it counts the same (readState).
     if (st.size > MAX_STATE_BYTES) ftruncateSync(temp.fd, st.size);
     else writeAll(temp.fd, bytes, 0, temp.path);
-    // The owner where we may (root; anyone for a group they are in). Only when needed: Node's permission model
-    // refuses fchmod and fchown outright.
+    // The owner where we may (root; a group we are in), only if needed: Node's permission model refuses both calls.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
       try { fchownSync(temp.fd, st.uid, st.gid); } catch {
@@ -2174,7 +2169,6 @@ export class FileStore implements RateLimitStore {
 
   // --- the state ------------------------------------------------------------
 
-  // Under the lock: lstat and read the state, run the transaction, write, and lstat to see the lock is still ours.
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseEndS: number, owner: OwnerFile): Attempt<T> {
     const { fd, sizeBytes } = openState(this.path, this.name);
     // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before `now`
@@ -2240,8 +2234,6 @@ function txContext(): TxContext {
   };
   return threadContext;
 }
-
-const parseJson = (text: string): unknown => orElse(() => JSON.parse(text), undefined);
 
 // --- the lock's names: lock, break lock and owner files -----------------------
 
@@ -2702,7 +2694,6 @@ function uptimeOffset(local: () => number, bootS: number): number | undefined {
 }
 
 const readUptime = (): number | undefined => orElse(() => parseFloat(readText('/proc/uptime')), undefined);
-
 // The kernel's boot id: '' where it cannot be read.
 const bootId = once(() => orElse(() => readText('/proc/sys/kernel/random/boot_id').trim(), ''));
 
@@ -2752,7 +2743,6 @@ function readUpTo(fd: number, maxBytes: number): Buffer {
   return readBuffer.subarray(0, n);
 }
 
-// A small text file, such as a /proc entry.
 const readText = (path: string): string => readBounded(path, MAX_SMALL_BYTES).bytes.toString('latin1');
 
 // Creates a file only if nothing is at its name (never through a link), mode 0600; an error says what for.
@@ -2764,13 +2754,11 @@ function createExclusive(path: string, doing: string): number {
 }
 
 const exists = (path: string): boolean => lstatSync(path, { throwIfNoEntry: false }) !== undefined;
-
 // Removes a file of ours; gone already is fine, anything else is an error.
 const unlinkIfThere = (path: string) => fsTry('remove', path, () => unlinkSync(path), (code) => code === 'ENOENT');
-
 const closeQuietly = (fd: number): void => orElse(() => closeSync(fd), undefined); // already closed: fine
-
 const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
+const parseJson = (text: string): unknown => orElse(() => JSON.parse(text), undefined);
 
 function orElse<T, U>(f: () => T, fallback: U): T | U {
   try { return f(); } catch { return fallback; }
