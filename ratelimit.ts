@@ -2081,28 +2081,26 @@ export class FileStore implements RateLimitStore {
         return !breaker || ((provenDead(breaker) || this.ageS(breaker, clock) > BREAK_LEASE_S) &&
           this.removeLockFile(this.breakPath, breaker.ino));
       }
-      try {
-        const now = readRecord(this.lockPath);
-        if (!now) return true;
-        if (now.ino !== seen.ino || now.text !== seen.text) return false; // it changed hands meanwhile
-        if (temp && !this.moveStateAside(temp)) return false;
-        if (clock.now() - breakStartS >= BREAK_LEASE_S / 2) return false;
-        if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
-        this.locksBroken++;
-        const rec = seen.record;
-        if (dead && rec) sweepOwners(dirname(this.path), rec.token);
-        else {
-          const age = `${ageS.toFixed(1)} s`;
-          const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
-            : `its owner record is unreadable and it is ${age} old`;
-          const limit = `(staleAfter is ${this.staleAfterS} s)`;
-          warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} ${limit}`);
-        }
-        return true;
-      } finally {
-        if (this.holds(this.breakPath, owner)) this.removeLockFile(this.breakPath, owner.ino);
+      const now = readRecord(this.lockPath);
+      if (!now) return true;
+      if (now.ino !== seen.ino || now.text !== seen.text) return false; // it changed hands meanwhile
+      if (temp && !this.moveStateAside(temp)) return false;
+      if (clock.now() - breakStartS >= BREAK_LEASE_S / 2) return false;
+      if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
+      this.locksBroken++;
+      const rec = seen.record;
+      if (dead && rec) sweepOwners(dirname(this.path), rec.token);
+      else {
+        const age = `${ageS.toFixed(1)} s`;
+        const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
+          : `its owner record is unreadable and it is ${age} old`;
+        const limit = `(staleAfter is ${this.staleAfterS} s)`;
+        warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} ${limit}`);
       }
+      return true;
     } finally {
+      // Our break lock goes if we still hold it (with the temp file its record names); then our temp file.
+      if (this.holds(this.breakPath, owner)) this.removeLockFile(this.breakPath, owner.ino);
       if (temp) {
         if (temp.fd >= 0) closeQuietly(temp.fd);
         unlinkIfThere(temp.path);
@@ -2116,7 +2114,6 @@ export class FileStore implements RateLimitStore {
     if (fsTry('remove', path, () => renameSync(path, aside), (code) => code === 'ENOENT')) return false;
     const got = readRecord(aside);
     if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(dirname(path), basename(got.record.renew)));
-    // Not the lock we judged: put it back for its holder.
     if (got?.ino !== ino && path !== this.breakPath &&
       fsTry('restore the lock', path, () => linkSync(aside, path), (code) => code === 'EEXIST')) {
       warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path}; could not put it back`);
@@ -2239,8 +2236,8 @@ function txContext(): TxContext {
 
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
 
-// Reads a lock, a break lock or an owner file: undefined if it does not exist; anything but a regular file is an
-// error. One we may not read has no record: its holder cannot be judged, so it is broken only when stale.
+// A lock, break lock or owner file: undefined if none; not a regular file: an error; unreadable: no record (so it is
+// judged by age alone).
 function readRecord(path: string): LockFile | undefined {
   try {
     const { bytes, st } = readBounded(path, MAX_SMALL_BYTES);
@@ -2302,7 +2299,7 @@ function isHolder(r: unknown): r is Holder {
 // state file in use. A thread's holds never overlap, so they share the inode; `seq` tells them apart.
 interface OwnerFile {
   dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
-  names: Set<string>; dropped: boolean; holding: boolean;
+  names: Set<string>; dropped?: boolean; holding?: boolean;
 }
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
@@ -2329,8 +2326,7 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
   const record: OwnerRecord = { ...identity().holder, token: randomHex(8), seq: 0, clock: '', time: 0 };
   const path = ownerPath(statePath, { record });
   const fd = createExclusive(path, doing);
-  const owner = { dir, fd, ino: fstatSync(fd).ino, record, sizeBytes: 0, names: new Set([path]), dropped: false,
-    holding: false };
+  const owner: OwnerFile = { dir, fd, ino: fstatSync(fd).ino, record, sizeBytes: 0, names: new Set([path]) };
   ownerFiles.set(dir, owner);
   hookExit();
   try {
@@ -2343,7 +2339,6 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
   return owner;
 }
 
-// A store is closed: its name goes; the last name closes the descriptor.
 function releaseOwner(owner: OwnerFile, statePath: string): void {
   const name = ownerPath(statePath, owner);
   if (owner.dropped || !owner.names.delete(name)) return;
@@ -2644,9 +2639,8 @@ function bootClock(tag: string, { bootS, monoS }: { bootS: number; monoS: number
   return { tag, now, wall: wallS };
 }
 
-// What one read of /proc/uptime (the boot clock truncated to 10 ms) between local readings p1 and p2 proves, with u
-// the read less our namespace's boot offset: lo = u - p2 <= boot clock - local < u + 10 ms - p1 = hi. Undefined if
-// /proc/uptime cannot be read.
+// One read u of /proc/uptime (the boot clock in 10 ms steps, less our namespace's boot offset) between local readings
+// p1 and p2 proves lo = u - p2 <= boot clock - local < u + 10 ms - p1 = hi. Undefined if /proc/uptime is unreadable.
 function bracket(local: () => number, bootS: number): { lo: number; hi: number } | undefined {
   const p1 = local();
   const read = readUptime();
@@ -2654,9 +2648,8 @@ function bracket(local: () => number, bootS: number): { lo: number; hi: number }
   return read === undefined ? undefined : { lo: read - bootS - p2, hi: read - bootS + 0.01 - p1 };
 }
 
-// Whether local() + off is the boot clock: off in a bracket, give or take 0.5 ms. A read that the scheduler
-// preempted (p2 - p1 over 1 ms: a bracket over 11 ms wide) proves nothing either way, so it is tried again, up to
-// 50 times. Undefined if /proc/uptime cannot be read.
+// Whether local() + off is the boot clock: off within a bracket ± 0.5 ms. A preempted read (p2 - p1 over 1 ms: a
+// bracket over 11 ms wide) proves nothing, so up to 50 are tried. Undefined if /proc/uptime is unreadable.
 function linedUp(local: () => number, bootS: number, off: number): boolean | undefined {
   for (let tries = 0; tries < 50; tries++) {
     const b = bracket(local, bootS);
@@ -2666,10 +2659,9 @@ function linedUp(local: () => number, bootS: number, off: number): boolean | und
   return false;
 }
 
-// The boot clock minus local(): each bracket narrows [lo, hi] (a preempted one only less). The reads just before
-// and after a tick narrow it most: sleep until just before the next tick (a task just woken is seldom preempted),
-// poll through it, and stop once [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS. Once
-// per process; 5 ms on average.
+// The boot clock minus local(), narrowed by each bracket; reads just around a tick narrow it most. So: sleep until
+// just before the next tick (a task just woken is seldom preempted), poll through it, and stop once [lo, hi] is under
+// CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS. Once per process; 5 ms on average.
 function uptimeOffset(local: () => number, bootS: number): number | undefined {
   const startMs = monoMs();
   let lo = -Infinity;
@@ -2694,11 +2686,9 @@ function uptimeOffset(local: () => number, bootS: number): number | undefined {
 }
 
 const readUptime = (): number | undefined => orElse(() => parseFloat(readText('/proc/uptime')), undefined);
-// The kernel's boot id: '' where it cannot be read.
 const bootId = once(() => orElse(() => readText('/proc/sys/kernel/random/boot_id').trim(), ''));
 
-// This process's time namespace offsets in seconds: zero outside one (or with no such file); undefined if
-// unreadable (our clock cannot be put on the host's).
+// Our time namespace's offsets in seconds: zero outside one (no such file); undefined if unreadable (no host clock).
 const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefined => {
   try {
     const text = readText('/proc/self/timens_offsets');
@@ -2729,8 +2719,8 @@ function readBounded(path: string, maxBytes: number) {
   }
 }
 
-// Reads an open file from its start up to `maxBytes`, into one buffer per thread, good until the next read
-// (readFileSync's first call costs 0.5 ms).
+// An open file from its start, up to `maxBytes`, into one buffer per thread valid until the next read (readFileSync's
+// first call costs 0.5 ms).
 let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
 function readUpTo(fd: number, maxBytes: number): Buffer {
   if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
@@ -2754,7 +2744,6 @@ function createExclusive(path: string, doing: string): number {
 }
 
 const exists = (path: string): boolean => lstatSync(path, { throwIfNoEntry: false }) !== undefined;
-// Removes a file of ours; gone already is fine, anything else is an error.
 const unlinkIfThere = (path: string) => fsTry('remove', path, () => unlinkSync(path), (code) => code === 'ENOENT');
 const closeQuietly = (fd: number): void => orElse(() => closeSync(fd), undefined); // already closed: fine
 const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
@@ -2773,8 +2762,7 @@ function once<T>(make: () => T): () => T {
   };
 }
 
-// Runs an fs call. Returns undefined if it succeeded, or the code of an error `ok` accepts; any other error is thrown,
-// saying what was being done to which file.
+// Runs an fs call: undefined if it succeeded, or the code of an error `ok` accepts; any other throws a fileError.
 function fsTry(doing: string, path: string, call: () => unknown, ok?: (code: string) => boolean): string | undefined {
   try {
     call();
