@@ -1925,8 +1925,7 @@ export class FileStore implements RateLimitStore {
   private readonly staleAfterS: number;
   private readonly givenClock: SharedClock | undefined;
   private owner: OwnerFile | undefined;
-  // The last state read or written: the fallback if the file is deleted or corrupted under us.
-  private last?: LimitState;
+  private last?: LimitState; // the last state read or written: readState's fallback
   private seenFile = false;
   // The bytes last written and their state: while the file holds these, they need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
@@ -2132,8 +2131,7 @@ export class FileStore implements RateLimitStore {
     return lock.record?.clock === clock.tag ? now - Math.min(lock.record.time, first) : now - first;
   }
 
-  // Copies the state into `temp` (keeping owner, group and mode) and renames it over the state, so a paused
-  // holder's late write lands unseen in the old inode. False if our break lock was taken meanwhile (nothing renamed).
+  // Copies the state into `temp` (keeping owner, group, mode), renames it over the state; false if our break lock went.
   private moveStateAside(temp: { path: string; fd: number }): boolean {
     let file: ReturnType<typeof readBounded>;
     try {
@@ -2190,8 +2188,7 @@ export class FileStore implements RateLimitStore {
     return { result };
   }
 
-  // The state in the file, on our clock. A missing, empty, oversized (never read; the next write cuts it back)
-  // or unparsable state falls back to the last one this process knew, with a warning where something was lost.
+  // The state in the file, on our clock; a missing, empty, oversized or unparsable one falls back to `last`.
   private readState(fd: number, size: number, now: number, wall: number, clock: SharedClock): LimitState | undefined {
     if (size > MAX_STATE_BYTES) return this.lost(`could not be parsed: it is ${size} bytes, more than any state takes`);
     const bytes = readUpTo(fd, size);
@@ -2235,7 +2232,6 @@ function txContext(): TxContext {
 // --- the lock's names: lock, break lock and owner files -----------------------
 
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
-
 // A lock, break lock or owner file: undefined if none; not a regular file: an error; unreadable: no record (so it is
 // judged by age alone).
 function readRecord(path: string): LockFile | undefined {
@@ -2263,9 +2259,9 @@ const provenDead = (lock: LockFile | undefined): boolean => lock?.record !== und
 
 /**
  * An owner record: who holds a lock (`<file>.lock` and the owner files hold it). `tid` is the Linux thread id,
- * `start`/`tstart` the process's and thread's start times (clock ticks since boot, less any time namespace
- * offset), `ns` the pid namespace, `boot` the boot id. A field that could not be read is empty: the holder cannot
- * be judged, never dead. `renew` names a breaker's temp file.
+ * `start`/`tstart` the process's and thread's start times (clock ticks since boot, less any time namespace offset),
+ * `ns` the pid namespace, `boot` the boot id, `renew` a breaker's temp file. A field that could not be read is empty:
+ * the holder cannot be judged, never dead.
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
@@ -2388,7 +2384,6 @@ function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): numbe
 
 // The state file: the core's state, wrapped with the clock it was written on.
 interface StoredState { clock: string; written: number; wall: number; state: unknown }
-
 function isEnvelope(v: unknown): v is StoredState {
   const e = v as Partial<StoredState> | null;
   return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) &&
@@ -2571,12 +2566,10 @@ export interface SharedClock {
 }
 
 let clockCache: SharedClock | undefined;
-
 /**
- * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime shows it, suspends included), tagged
- * with the boot id, less any time namespace offsets: Node's hrtime until the first suspend, else (and on Bun and
- * Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked once a second. Without /proc, a boot id
- * or the offsets: the wall clock, tagged `wall`.
+ * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime shows it, suspends included) less any
+ * time namespace offsets, tagged with the boot id: Node's hrtime until a suspend, else (and on Bun and Deno) a local
+ * clock lined up with /proc/uptime's ticks, checked once a second. Else (no /proc): the wall clock, tagged `wall`.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
@@ -2590,11 +2583,10 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// The stored state on our clock, erring late (too early lets a call through). Written on another clock (before a
-// reboot, or the wall-clock fallback): moved by the wall clock, capped at a window. On ours but "in our future" (the
-// writer's clock is ahead): as if written now, uncapped so other processes' queued waiters keep their places. A
-// writer whose clock is behind looks like an old write; the wall clock is no referee (stepped, faked per process),
-// so the shared clock must not lag.
+// The stored state on our clock, erring late (too early lets a call through). From another clock (a reboot, the
+// wall-clock fallback): moved by the wall clock, capped at a window. From ours but "in our future" (its writer's
+// clock is ahead): as if written now, uncapped so others' queued waiters keep their places. A writer whose clock is
+// behind looks like an old write: the wall clock is no referee (stepped, faked per process), so ours must not lag.
 function onOurClock(raw: StoredState, state: LimitState, now: number, wall: number, clock: SharedClock): LimitState {
   const sinceWrittenS = now - raw.written;
   const wallSinceS = clock.wall ? wall - raw.wall : 0;
@@ -2616,8 +2608,7 @@ function wallClock(): SharedClock {
 // The host's boot clock as local() + offset, where local is hrtime (Node) or performance.now() (Bun, Deno).
 function bootClock(tag: string, { bootS, monoS }: { bootS: number; monoS: number }): SharedClock | undefined {
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
-  // hrtime less the namespace's monotonic offset is the boot clock, except on Bun and Deno (it counts from their
-  // start) and after a suspend.
+  // Node's hrtime less the namespace's monotonic offset is the boot clock until a suspend (Bun's, Deno's: from start).
   const onHr = linedUp(hr, bootS, -monoS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
   const offset = onHr ? -monoS : uptimeOffset(local, bootS);
@@ -2687,18 +2678,16 @@ function uptimeOffset(local: () => number, bootS: number): number | undefined {
 
 const readUptime = (): number | undefined => orElse(() => parseFloat(readText('/proc/uptime')), undefined);
 const bootId = once(() => orElse(() => readText('/proc/sys/kernel/random/boot_id').trim(), ''));
-
 // Our time namespace's offsets in seconds: zero outside one (no such file); undefined if unreadable (no host clock).
 const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefined => {
   try {
     const text = readText('/proc/self/timens_offsets');
     const get = (name: string) => {
       const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
-      return m ? Number(m[1]) + Number(m[2]) / 1e9 : undefined;
+      return m ? Number(m[1]) + Number(m[2]) / 1e9 : NaN;
     };
-    const monoS = get('monotonic');
-    const bootS = get('boottime');
-    return monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
+    const offsets = { monoS: get('monotonic'), bootS: get('boottime') };
+    return Number.isNaN(offsets.monoS + offsets.bootS) ? undefined : offsets;
   } catch (error) {
     return codeOf(error) === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined;
   }
@@ -2748,7 +2737,6 @@ const unlinkIfThere = (path: string) => fsTry('remove', path, () => unlinkSync(p
 const closeQuietly = (fd: number): void => orElse(() => closeSync(fd), undefined); // already closed: fine
 const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
 const parseJson = (text: string): unknown => orElse(() => JSON.parse(text), undefined);
-
 function orElse<T, U>(f: () => T, fallback: U): T | U {
   try { return f(); } catch { return fallback; }
 }
