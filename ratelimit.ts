@@ -2053,8 +2053,8 @@ export class FileStore implements RateLimitStore {
   // at any instant neither rolls the state back nor removes a lock it did not judge:
   // 1. It holds `<file>.lock.break`, a link of its owner file whose record names its temp file T, throughout.
   // 2. It copies the state into T and renames T over it. Taking a break lock away unlinks its T first, so a breaker
-  //    that lost it renames nothing (ENOENT); while it holds it no other break happens, so only the stale holder
-  //    could write, and past its lease that one discards what it did (or writes the old inode, opened in its lease).
+  //    that lost it renames nothing (ENOENT). While it holds it no other break happens, so only the stale holder can
+  //    write: past its lease, it discards what it did, and its descriptor (opened in its lease) is the old inode's.
   // 3. It renames the stale lock aside, and links it back if that is not the inode it judged (a new holder's).
   private breakLock(): boolean {
     const seen = readRecord(this.lockPath);
