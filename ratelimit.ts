@@ -1636,15 +1636,13 @@ function show(value: unknown): string {
 
 // ===========================================================================
 // BEGIN FILE STORE
-// 4. File store, in this order, each part calling only the parts after it: the store and its one retry loop; the
-//    files on disk (the lock's names, owner records, the state file); liveness (whether a lock's holder is proven
-//    gone); the clock that processes share. For a memory-only copy, delete this region (see the header).
+// 4. File store. Each part calls only the parts after it: the store and its one retry loop; the files on disk (the
+//    lock's names, owner records, the state file); liveness (is a lock's holder proven gone); the shared clock.
 // ===========================================================================
 
-// The file store's tuning, each with what it trades.
-// A lock is held for tens of µs: a waiter retries on the spot (blocking) for SPIN_MS, then on timers, pausing from
-// 20 µs doubling to MAX_BACKOFF_MS, jittered (shorter reacts sooner, longer costs less). A pause under BUSY_SPIN_MS
-// watches the lock instead: waking from a sleep costs more.
+// The file store's tuning, each with what it trades. A lock is held for tens of µs: a waiter retries on the spot
+// (blocking) for SPIN_MS, then on timers, pausing from 20 µs doubling to MAX_BACKOFF_MS, jittered (shorter reacts
+// sooner, longer costs less). A pause under BUSY_SPIN_MS watches the lock instead: waking from a sleep costs more.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 const BUSY_SPIN_MS = 0.1;
@@ -1690,10 +1688,8 @@ export interface FileStoreOptions {
 type Attempt<T> = { result: T } | 'busy' | 'lost' | 'again';
 
 /**
- * Keeps the state in a JSON file shared by every process that names it (the files beside it:
- * docs/guarantees.md). A holder uses the state only if it opened and wrote it within staleAfter/2 of its owner
- * record's time (its lease); a lock is broken when its holder is proven dead, or once it is staleAfter old.
- * breakLock says why nobody paused at any instant undoes anything.
+ * Keeps the state in a JSON file shared by every process that names it (docs/guarantees.md: the files beside it and
+ * the lock's rules). A holder keeps what it did only within its lease, staleAfter/2; breakLock says why that is safe.
  */
 export class FileStore implements RateLimitStore {
   readonly name: string;
@@ -1705,12 +1701,10 @@ export class FileStore implements RateLimitStore {
   locksLost = 0;
   private readonly lockPath: string;
   private readonly breakPath: string;
-  private readonly dir: string;
   private readonly staleAfterS: number;
   private readonly givenClock: SharedClock | undefined;
   private owner: OwnerFile | undefined;
-  // The last state read or written: the fallback if the file is deleted or corrupted under us.
-  private last?: LimitState;
+  private last?: LimitState; // the last state read or written: readState's fallback
   private seenFile = false;
   // The bytes last written and their state: while the file holds these, they need not be parsed and checked again.
   private memo: { tag: string; bytes: Buffer; state: LimitState } | undefined;
@@ -1722,13 +1716,8 @@ export class FileStore implements RateLimitStore {
     this.name = `state file ${JSON.stringify(this.path)}`;
     this.lockPath = `${this.path}.lock`;
     this.breakPath = `${this.path}.lock.break`;
-    this.dir = dirname(this.path);
     this.staleAfterS = options.staleAfter ?? DEFAULT_STALE_AFTER;
     this.givenClock = options.clock;
-  }
-
-  private get clock(): SharedClock {
-    return this.givenClock ?? sharedClock();
   }
 
   /** Runs `tx` on the state under the lock, blocking the thread while the lock is busy. */
@@ -1761,16 +1750,14 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // The one retry loop: each step tries the lock once and yields the pause before the next. Throws once the lock
-  // was busy longer than the call may wait.
+  // The one retry loop: each step tries the lock once and yields the pause before the next; throws past timeoutS.
   private *tries<T>(tx: Transaction<T>, timeoutS = Infinity): Generator<number, T> {
     const startedMs = monoMs();
     let inspectedMs = startedMs;
     let busyTries = 0;
     let graceTries = 0;
     for (;;) {
-      // A retry first lstats the lock, which takes no kernel lock: a failed link() takes the directory's lock,
-      // which the holder's unlink() needs.
+      // A retry lstats first (no kernel lock): a failed link() takes the directory lock the holder's unlink() needs.
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
       if (a === 'lost') { this.locksLost++; yield 0; continue; }
@@ -1785,14 +1772,12 @@ export class FileStore implements RateLimitStore {
         const why = `stayed busy for ${waitedS.toFixed(3)} s, longer than this call may wait`;
         throw new RateLimitTimeoutError(waitedS, timeoutS, `ratelimit: the lock on ${this.name} ${why}`);
       }
-      if (again) { yield 0; continue; }
-      busyTries++;
-      yield Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(busyTries, 10)) * (0.5 + Math.random());
+      if (!again) busyTries++;
+      yield again ? 0 : Math.min(MAX_BACKOFF_MS, 0.02 * 2 ** Math.min(busyTries, 10)) * (0.5 + Math.random());
     }
   }
 
-  // Blocks the thread between tries. A short pause watches the lock and ends when it is gone: a sleep under the
-  // kernel's timer slack (50 µs) oversleeps.
+  // Blocks between tries; a short pause spins on the lock instead: a sleep under the timer slack (50 µs) oversleeps.
   private pauseSync(ms: number): void {
     const until = monoMs() + ms;
     if (ms >= BUSY_SPIN_MS) { sleepSyncUntil(until); return; }
@@ -1813,9 +1798,9 @@ export class FileStore implements RateLimitStore {
   // --- the lock -------------------------------------------------------------
 
   private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
-    const clock = this.clock;
+    const clock = this.givenClock ?? sharedClock();
     const owner = this.ownerFile();
-    const leaseStartS = stampOwner(owner, clock);
+    const leaseEndS = stampOwner(owner, clock) + this.staleAfterS / 2;
     const own = ownerPath(this.path, owner);
     // ENOENT with our owner file's name gone: someone cleaned the directory; make a new one.
     const failed = fsTry('create the lock', this.lockPath, () => linkSync(own, this.lockPath),
@@ -1825,14 +1810,13 @@ export class FileStore implements RateLimitStore {
     let attempt: Attempt<T> = 'lost';
     owner.holding = true;
     try {
-      attempt = this.readModifyWrite(tx, clock, leaseStartS, owner);
+      attempt = this.readModifyWrite(tx, clock, leaseEndS, owner);
     } finally {
       owner.holding = false;
       // Within our lease, remove the lock if still ours (readModifyWrite checked it for a result); past it, leave it
-      // to a breaker and drop our owner file, whose record would make the lock look fresh. A holder stopped between
-      // the clock reading and the unlink could remove a successor's lock: a few hundred ns, no system call.
+      // to a breaker and drop our owner file, whose record would make the lock look fresh.
       if (typeof attempt === 'object' || this.holds(this.lockPath, owner)) {
-        if (clock.now() - leaseStartS < this.staleAfterS / 2) unlinkIfThere(this.lockPath);
+        if (clock.now() < leaseEndS) unlinkIfThere(this.lockPath);
         else dropOwner(owner);
       }
     }
@@ -1844,17 +1828,13 @@ export class FileStore implements RateLimitStore {
     return !owner.dropped && lstatSync(path, { throwIfNoEntry: false })?.ino === owner.ino;
   }
 
-  // Breaks the lock if its holder is proven dead or it is stale; true if the lock may now be free. Why a breaker
-  // paused at any instant cannot roll the state back or remove a lock it did not judge:
-  // 1. It holds `<file>.lock.break` (a link of its owner file, whose record names its temp file T) for every step.
-  // 2. It copies the state into T (made with O_EXCL under a random name) and renames T over the state. Whoever
-  //    takes a break lock away first unlinks the T its record names, so a breaker that lost its break lock can no
-  //    longer rename anything into place (ENOENT). While it holds the break lock nobody else breaks the lock, so
-  //    only the stale holder may write the state meanwhile, and its lease is over: it discards what it did.
-  // 3. It takes the stale lock away by renaming it to a private name, and if that is not the inode it judged (it
-  //    came back after another breaker and a new holder), links it back for that holder.
-  // A holder that is only paused does no harm either: its descriptor was opened within its lease, and the state
-  // was moved to a new inode before its lock was taken.
+  // Breaks the lock if its holder is proven dead or it is stale; true if the lock may now be free. A breaker paused
+  // at any instant neither rolls the state back nor removes a lock it did not judge:
+  // 1. It holds `<file>.lock.break`, a link of its owner file whose record names its temp file T, throughout.
+  // 2. It copies the state into T and renames T over it. Taking a break lock away unlinks its T first, so a breaker
+  //    that lost it renames nothing (ENOENT). While it holds it no other break happens, so only the stale holder can
+  //    write: past its lease, it discards what it did, and its descriptor (opened in its lease) is the old inode's.
+  // 3. It renames the stale lock aside, and links it back if that is not the inode it judged (a new holder's).
   private breakLock(): boolean {
     const seen = readRecord(this.lockPath);
     if (!seen) return true;
@@ -1862,14 +1842,13 @@ export class FileStore implements RateLimitStore {
       const why = 'was used from inside a transaction on the same state file; that would wait for itself';
       throw new RateLimitStoreError(`ratelimit: ${this.name} ${why}`, this.path);
     }
-    const clock = this.clock;
+    const clock = this.givenClock ?? sharedClock();
     const dead = provenDead(seen);
     const ageS = this.ageS(seen, clock);
     if (!dead && ageS <= this.staleAfterS) return false;
     // Only a dead holder cannot write again: otherwise move the state aside, through a temp file.
-    const tempPath = `${this.path}.renew-${randomHex(8)}`;
-    const temp = dead ? undefined
-      : { path: tempPath, fd: createExclusive(tempPath, 'create a temp file for the state') };
+    const renew = `${this.path}.renew-${randomHex(8)}`;
+    const temp = dead ? undefined : { path: renew, fd: createExclusive(renew, 'create a temp file for the state') };
     const owner = this.ownerFile();
     try {
       const breakStartS = stampOwner(owner, clock, temp && basename(temp.path));
@@ -1880,28 +1859,26 @@ export class FileStore implements RateLimitStore {
         return !breaker || ((provenDead(breaker) || this.ageS(breaker, clock) > BREAK_LEASE_S) &&
           this.removeLockFile(this.breakPath, breaker.ino));
       }
-      try {
-        const now = readRecord(this.lockPath);
-        if (!now) return true;
-        if (now.ino !== seen.ino || now.text !== seen.text) return false; // it changed hands meanwhile
-        if (temp && !this.moveStateAside(temp)) return false;
-        if (clock.now() - breakStartS >= BREAK_LEASE_S / 2) return false;
-        if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
-        this.locksBroken++;
-        const rec = seen.record;
-        if (dead && rec) sweepOwners(this.dir, rec.token);
-        else {
-          const age = `${ageS.toFixed(1)} s`;
-          const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
-            : `its owner record is unreadable and it is ${age} old`;
-          const limit = `(staleAfter is ${this.staleAfterS} s)`;
-          warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} ${limit}`);
-        }
-        return true;
-      } finally {
-        if (this.holds(this.breakPath, owner)) this.removeLockFile(this.breakPath, owner.ino);
+      const now = readRecord(this.lockPath);
+      if (!now) return true;
+      if (now.ino !== seen.ino || now.text !== seen.text) return false; // it changed hands meanwhile
+      if (temp && !this.moveStateAside(temp)) return false;
+      if (clock.now() - breakStartS >= BREAK_LEASE_S / 2) return false;
+      if (!this.removeLockFile(this.lockPath, seen.ino)) return false;
+      this.locksBroken++;
+      const rec = seen.record;
+      if (dead && rec) sweepOwners(dirname(this.path), rec.token);
+      else {
+        const age = `${ageS.toFixed(1)} s`;
+        const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
+          : `its owner record is unreadable and it is ${age} old`;
+        const limit = `(staleAfter is ${this.staleAfterS} s)`;
+        warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} ${limit}`);
       }
+      return true;
     } finally {
+      // Our break lock goes if we still hold it (with the temp file its record names); then our temp file.
+      if (this.holds(this.breakPath, owner)) this.removeLockFile(this.breakPath, owner.ino);
       if (temp) {
         if (temp.fd >= 0) closeQuietly(temp.fd);
         unlinkIfThere(temp.path);
@@ -1909,14 +1886,12 @@ export class FileStore implements RateLimitStore {
     }
   }
 
-  // Removes the lock or break lock at `path` if it is the inode `ino`, by way of a private name; a break lock
-  // first loses its breaker's temp file.
+  // Removes the lock or break lock at `path` if it is inode `ino`, via a private name (a break lock's T goes first).
   private removeLockFile(path: string, ino: number): boolean {
     const aside = `${path}.gone-${randomHex(8)}`;
     if (fsTry('remove', path, () => renameSync(path, aside), (code) => code === 'ENOENT')) return false;
     const got = readRecord(aside);
-    if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(this.dir, basename(got.record.renew)));
-    // Not the lock we judged: put it back for its holder.
+    if (path === this.breakPath && got?.record?.renew) unlinkIfThere(join(dirname(path), basename(got.record.renew)));
     if (got?.ino !== ino && path !== this.breakPath &&
       fsTry('restore the lock', path, () => linkSync(aside, path), (code) => code === 'EEXIST')) {
       warn('RATELIMIT_LOCK_RACE', `ratelimit: a late breaker took away a live lock ${path}; could not put it back`);
@@ -1932,14 +1907,12 @@ export class FileStore implements RateLimitStore {
     const first = this.firstSeen.get(key) ?? now;
     if (this.firstSeen.size > MAX_REMEMBERED) this.firstSeen.clear();
     this.firstSeen.set(key, first);
-    const rec = lock.record;
-    return rec && rec.clock === clock.tag ? Math.max(now - rec.time, now - first) : now - first;
+    return lock.record?.clock === clock.tag ? now - Math.min(lock.record.time, first) : now - first;
   }
 
-  // Copies the state into `temp` (keeping owner, group and mode) and renames it over the state, so a paused
-  // holder's late write lands unseen in the old inode. False if our break lock was taken meanwhile (nothing renamed).
+  // Copies the state into `temp` (keeping owner, group, mode), renames it over the state; false if our break lock went.
   private moveStateAside(temp: { path: string; fd: number }): boolean {
-    let file: { bytes: Buffer; st: FileStat };
+    let file: ReturnType<typeof readBounded>;
     try {
       file = readBounded(this.path, MAX_STATE_BYTES);
     } catch (error) {
@@ -1951,8 +1924,7 @@ export class FileStore implements RateLimitStore {
     // An oversized state is copied as a hole of its size: it counts the same (readState).
     if (st.size > MAX_STATE_BYTES) ftruncateSync(temp.fd, st.size);
     else writeAll(temp.fd, bytes, 0, temp.path);
-    // The owner where we may (root; anyone for a group they are in). Only when needed: Node's permission model
-    // refuses fchmod and fchown outright.
+    // The owner where we may (root; a group we are in), only if needed: Node's permission model refuses both calls.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
       try { fchownSync(temp.fd, st.uid, st.gid); } catch {
@@ -1965,31 +1937,25 @@ export class FileStore implements RateLimitStore {
   }
 
   private ownerFile(): OwnerFile {
-    if (!this.owner || this.owner.dropped) this.owner = acquireOwner(this.dir, this.path);
+    if (!this.owner || this.owner.dropped) this.owner = acquireOwner(dirname(this.path), this.path);
     return this.owner;
   }
 
   // --- the state ------------------------------------------------------------
 
-  // Under the lock: one lstat and one read of the state, the transaction, one write, and one lstat to see that
-  // the lock is still ours.
-  private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseStartS: number, owner: OwnerFile):
-    Attempt<T> {
-    const halfLeaseS = this.staleAfterS / 2;
+  private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseEndS: number, owner: OwnerFile): Attempt<T> {
     const { fd, sizeBytes } = openState(this.path, this.name);
-    // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before
-    // `now` (to place a state from another clock) and just after (to record): a pause between them only places a
-    // state later.
+    // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before `now`
+    // (to place a state from another clock) and just after (to record): a pause between them only places it later.
     const wallBeforeS = wallOf(clock);
     const now = clock.now();
     const wallAfterS = wallOf(clock);
-    if (now - leaseStartS >= halfLeaseS) return 'lost';
-    const current = this.readState(fd, sizeBytes, now, wallBeforeS, clock);
-    const { state, result } = tx(current, now, txContext());
+    if (now >= leaseEndS) return 'lost';
+    const { state, result } = tx(this.readState(fd, sizeBytes, now, wallBeforeS, clock), now, txContext());
     const stored: StoredState | undefined = state && { clock: clock.tag, written: now, wall: wallAfterS, state };
     const written = stored && writeState(fd, JSON.stringify(stored), sizeBytes, this.path);
     // Paused while writing, a breaker may have copied the state before our write.
-    if (clock.now() - leaseStartS >= halfLeaseS || !this.holds(this.lockPath, owner)) {
+    if (clock.now() >= leaseEndS || !this.holds(this.lockPath, owner)) {
       this.memo = undefined;
       return 'lost';
     }
@@ -2001,14 +1967,10 @@ export class FileStore implements RateLimitStore {
     return { result };
   }
 
-  // The state in the file, on our clock. A missing, empty, oversized (never read; the next write cuts it back)
-  // or unparsable state falls back to the last one this process knew, with a warning where something was lost.
-  private readState(fd: number, sizeBytes: number, now: number, wallNowS: number, clock: SharedClock):
-    LimitState | undefined {
-    if (sizeBytes > MAX_STATE_BYTES) {
-      return this.lost(`could not be parsed: it is ${sizeBytes} bytes, more than any state takes`);
-    }
-    const bytes = readUpTo(fd, sizeBytes);
+  // The state in the file, on our clock; a missing, empty, oversized or unparsable one falls back to `last`.
+  private readState(fd: number, size: number, now: number, wall: number, clock: SharedClock): LimitState | undefined {
+    if (size > MAX_STATE_BYTES) return this.lost(`could not be parsed: it is ${size} bytes, more than any state takes`);
+    const bytes = readUpTo(fd, size);
     if (this.memo?.tag === clock.tag && bytes.equals(this.memo.bytes)) return this.memo.state;
     const text = bytes.toString('utf8');
     if (text.trim() === '') return this.seenFile ? this.lost('was deleted or emptied', 'continuing from') : this.last;
@@ -2017,9 +1979,7 @@ export class FileStore implements RateLimitStore {
     const state = isEnvelope(raw) ? parseState(raw.state) : undefined;
     if (!isEnvelope(raw) || !state) return this.lost('could not be parsed');
     this.seenFile = true;
-    const shift = clockShiftS(raw, now, wallNowS, clock);
-    if (shift === undefined) return state;
-    return shiftState(state, shift.byS, shift.capped ? now : Infinity);
+    return onOurClock(raw, state, now, wall, clock);
   }
 
   private lost(why: string, then = 'starting it afresh from'): LimitState | undefined {
@@ -2048,33 +2008,29 @@ function txContext(): TxContext {
   return threadContext;
 }
 
-const parseJson = (text: string): unknown => orElse(() => JSON.parse(text), undefined);
-
 // --- the lock's names: lock, break lock and owner files -----------------------
 
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
-
-// Reads a lock, a break lock or an owner file: undefined if it does not exist; anything but a regular file is an
-// error. One we may not read has no record: its holder cannot be judged, so it is broken only when stale.
+// A lock, break lock or owner file: undefined if none; not a regular file: an error; unreadable: no record (so it is
+// judged by age alone).
 function readRecord(path: string): LockFile | undefined {
-  let file: { bytes: Buffer; st: FileStat };
   try {
-    file = readBounded(path, MAX_SMALL_BYTES);
+    const { bytes, st } = readBounded(path, MAX_SMALL_BYTES);
+    const text = bytes.toString('utf8');
+    return { ino: st.ino, text, record: parseOwnerRecord(text) };
   } catch (error) {
     const code = codeOf(error);
     const st = code === 'ENOENT' ? undefined : lstatSync(path, { throwIfNoEntry: false });
     if (!st) return undefined;
     if (!st.isFile()) {
       const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO'
-        : st.isSocket() ? 'a socket' : 'not a regular file';
+        : st.isSocket() ? 'a socket' : 'a device';
       const why = `is ${what}, not a lock made by ratelimit; remove it`;
       throw new RateLimitStoreError(`ratelimit: ${JSON.stringify(path)} ${why}`, path, error);
     }
     if (code === 'EACCES' || code === 'EPERM') return { ino: st.ino, text: `unreadable:${st.uid}:${st.mtimeMs}` };
     throw fileError(error, 'read', path);
   }
-  const text = file.bytes.toString('utf8');
-  return { ino: file.st.ino, text, record: parseOwnerRecord(text) };
 }
 
 // Whether a lock's record names a holder proven gone (no record: cannot judge).
@@ -2082,9 +2038,9 @@ const provenDead = (lock: LockFile | undefined): boolean => lock?.record !== und
 
 /**
  * An owner record: who holds a lock (`<file>.lock` and the owner files hold it). `tid` is the Linux thread id,
- * `start`/`tstart` the process's and thread's start times (clock ticks since boot, less any time namespace
- * offset), `ns` the pid namespace, `boot` the boot id. A field that could not be read is empty: the holder cannot
- * be judged, never dead. `renew` names a breaker's temp file.
+ * `start`/`tstart` the process's and thread's start times (clock ticks since boot, less any time namespace offset),
+ * `ns` the pid namespace, `boot` the boot id, `renew` a breaker's temp file. A field that could not be read is empty:
+ * the holder cannot be judged, never dead.
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
@@ -2109,21 +2065,19 @@ export function parseOwnerRecord(text: string): OwnerRecord | undefined {
 type Holder = Pick<OwnerRecord, 'pid' | 'tid' | 'host' | 'ns' | 'boot' | 'start' | 'tstart'>;
 function isHolder(r: unknown): r is Holder {
   const h = r as Partial<Holder> | null;
-  return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) &&
-    (h.tid === undefined || Number.isSafeInteger(h.tid)) && typeof h.host === 'string' && typeof h.ns === 'string' &&
-    typeof h.boot === 'string' && typeof h.start === 'string' &&
-    (h.tstart === undefined || typeof h.tstart === 'string');
+  return typeof h === 'object' && h !== null && Number.isSafeInteger(h.pid) && typeof h.host === 'string' &&
+    typeof h.ns === 'string' && typeof h.boot === 'string' && typeof h.start === 'string' &&
+    (h.tid === undefined || Number.isSafeInteger(h.tid)) && (h.tstart === undefined || typeof h.tstart === 'string');
 }
 
 // One owner file per thread and directory: one descriptor, and one name `<file>.owner-<token>` (a hard link) per
 // state file in use. A thread's holds never overlap, so they share the inode; `seq` tells them apart.
 interface OwnerFile {
   dir: string; fd: number; ino: number; record: OwnerRecord; sizeBytes: number;
-  names: Set<string>; dropped: boolean; holding: boolean;
+  names: Set<string>; dropped?: boolean; holding?: boolean;
 }
 const ownerFiles = new Map<string, OwnerFile>();
 const sweptDirs = new Set<string>();
-// At exit, every owner-file name this thread still has is removed.
 const hookExit = once(() => process.once('exit', () => {
   for (const o of ownerFiles.values()) removeOwnerNames(o.names);
 }));
@@ -2147,8 +2101,7 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
   const record: OwnerRecord = { ...identity().holder, token: randomHex(8), seq: 0, clock: '', time: 0 };
   const path = ownerPath(statePath, { record });
   const fd = createExclusive(path, doing);
-  const owner = { dir, fd, ino: fstatSync(fd).ino, record, sizeBytes: 0, names: new Set([path]), dropped: false,
-    holding: false };
+  const owner: OwnerFile = { dir, fd, ino: fstatSync(fd).ino, record, sizeBytes: 0, names: new Set([path]) };
   ownerFiles.set(dir, owner);
   hookExit();
   try {
@@ -2161,12 +2114,11 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
   return owner;
 }
 
-// A store is closed: remove its name; the last one closes the descriptor.
 function releaseOwner(owner: OwnerFile, statePath: string): void {
   const name = ownerPath(statePath, owner);
-  if (!owner.names.has(name) || owner.dropped) return;
-  if (owner.names.size === 1) dropOwner(owner);
-  else { owner.names.delete(name); removeOwnerNames([name]); }
+  if (owner.dropped || !owner.names.delete(name)) return;
+  removeOwnerNames([name]);
+  if (owner.names.size === 0) dropOwner(owner);
 }
 
 // Removes an owner file's names and closes it; a lock still linked to it keeps the inode.
@@ -2178,8 +2130,7 @@ function dropOwner(owner: OwnerFile): void {
   removeOwnerNames(owner.names);
 }
 
-// The one way owner-file names are removed, ours or a dead holder's. One we may not remove (another user's, in a
-// sticky directory) is left as litter.
+// Removes owner-file names, ours or a dead holder's; one we may not remove (another user's, sticky dir) is litter.
 function removeOwnerNames(names: Iterable<string>): void {
   for (const name of names) { try { unlinkSync(name); } catch { /* gone, or not ours to remove */ } }
 }
@@ -2188,21 +2139,17 @@ function removeOwnerNames(names: Iterable<string>): void {
 // proven dead now (once per thread and directory). Files that cannot be judged (odd, unreadable, alive) are left.
 function sweepOwners(dir: string, deadToken?: string): void {
   const byToken = new Map<string, string[]>();
-  let entries: string[];
-  try { entries = readdirSync(dir); } catch { return; }
-  for (const entry of entries) {
+  for (const entry of orElse(() => readdirSync(dir), [])) {
     const token = /\.owner-([0-9a-f]{16})$/.exec(entry)?.[1];
     if (token && (deadToken ?? token) === token) byToken.set(token, [...byToken.get(token) ?? [], join(dir, entry)]);
   }
   for (const [token, names] of byToken) {
-    if (token === deadToken) { removeOwnerNames(names); continue; }
-    if (token === ownerFiles.get(dir)?.record.token) continue;
-    if (orElse(() => provenDead(readRecord(names[0] ?? '')), false)) removeOwnerNames(names); // odd files: left
+    const judge = () => token !== ownerFiles.get(dir)?.record.token && provenDead(readRecord(names[0] ?? ''));
+    if (token === deadToken || orElse(judge, false)) removeOwnerNames(names); // an odd file throws: left
   }
 }
 
-// Writes a fresh record (next seq, time now) in place, padded to the longest so far, and returns the time: the
-// lease of the hold that follows starts then.
+// Writes a fresh record (next seq, time now) in place, padded to the longest so far; returns the time (lease start).
 function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): number {
   const time = clock.now();
   const r = Object.assign(owner.record, { seq: owner.record.seq + 1, clock: clock.tag, time, renew });
@@ -2216,7 +2163,6 @@ function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): numbe
 
 // The state file: the core's state, wrapped with the clock it was written on.
 interface StoredState { clock: string; written: number; wall: number; state: unknown }
-
 function isEnvelope(v: unknown): v is StoredState {
   const e = v as Partial<StoredState> | null;
   return typeof e === 'object' && e !== null && typeof e.clock === 'string' && Number.isFinite(e.written) &&
@@ -2244,8 +2190,6 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
     const code = codeOf(error);
     if (code === 'EISDIR' || code === 'ENXIO') throw notPlain(error);
     if (code !== 'ELOOP' || linkReplaced) throw fileError(error, 'open the state file', path);
-    // A symbolic link where the state should be. Remove the link itself (its target is left alone) and start a
-    // real file in its place.
     const did = "replaced it with a plain file (the link's target was not touched)";
     warn('RATELIMIT_STATE_REPLACED', `ratelimit: ${name} was a symbolic link; ${did}`);
     fsTry('remove the symbolic link at', path, () => unlinkSync(path));
@@ -2264,9 +2208,8 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
 
 function closeState(path: string): void {
   const open = openStates.get(path);
-  if (!open) return;
+  if (open) closeQuietly(open.fd);
   openStates.delete(path);
-  closeQuietly(open.fd);
 }
 
 // Writes a new state in place over the old one of `oldBytes`; returns the bytes written. A failed write (a full
@@ -2319,12 +2262,10 @@ export function holderIsDead(rec: Holder): boolean {
     (tid !== 0 && tid !== rec.pid && !statShowsAlive(`/proc/${rec.pid}/task/${tid}/stat`, rec.tstart ?? ''));
 }
 
-// False if the task is gone, a zombie, or not the one that started at `start` (a reused pid or tid); true if it
-// is there, or cannot be read.
+// False if the task is gone, a zombie or not the one started at `start` (a reused id); true if there or unreadable.
 function statShowsAlive(path: string, start: string): boolean {
   const stat = readStat(path);
-  if (stat === 'unknown') return true;
-  return stat !== 'gone' && stat.state !== 'Z' && stat.state !== 'X' && (!start || stat.start === start);
+  return stat.state === '?' || (stat.state !== 'Z' && stat.state !== 'X' && (!start || stat.start === start));
 }
 
 // A holder in another pid namespace is proven gone only from the host's namespace, when every process's namespace
@@ -2360,23 +2301,21 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   return dead;
 }
 
-// A /proc/.../stat file's state letter and start time (field 22, ticks since boot, less our time namespace's boot
-// offset so readings inside and outside one compare). Fields count from the command name's closing paren (it may
-// hold spaces).
-function readStat(path: string): { state: string; start: string } | 'gone' | 'unknown' {
-  let stat: string;
+// A /proc/.../stat file's state letter ('X', dead, if there is no such task; '?' if unreadable) and start time (field
+// 22, ticks since boot, less our time namespace's boot offset so readings inside and outside one compare; '' if
+// unknown). Fields count from the command name's closing paren (it may hold spaces).
+function readStat(path: string): { state: string; start: string } {
   try {
-    stat = readText(path);
+    const stat = readText(path);
+    const rest = stat.slice(stat.lastIndexOf(')') + 2);
+    const ticks = rest.split(' ')[19] ?? '';
+    const bootS = timeNamespaceOffsets()?.bootS ?? 0;
+    const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks
+      : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
+    return { state: rest.slice(0, 1), start };
   } catch (error) {
-    const code = codeOf(error);
-    return code === 'ENOENT' || code === 'ESRCH' ? 'gone' : 'unknown';
+    return { state: ['ENOENT', 'ESRCH'].includes(codeOf(error) ?? '') ? 'X' : '?', start: '' };
   }
-  const rest = stat.slice(stat.lastIndexOf(')') + 2);
-  const ticks = rest.split(' ')[19] ?? '';
-  const bootS = timeNamespaceOffsets()?.bootS ?? 0;
-  const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks
-    : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
-  return { state: rest.slice(0, 1), start };
 }
 
 // Who this thread is, as a holder; a field that cannot be read is '' (or 0).
@@ -2386,16 +2325,11 @@ const identity = once((): { holder: Holder; procIsOurs: boolean } => {
   const self = read(() => readlinkSync('/proc/self'));
   const thread = read(() => readlinkSync('/proc/thread-self')).split('/task/');
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
-  const own = readStat('/proc/self/stat');
-  const ownThread = tid ? readStat(`/proc/self/task/${tid}/stat`) : 'unknown';
   const holder = {
     pid: process.pid, tid,
-    // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
-    host: read(hostname),
-    ns: read(() => readlinkSync('/proc/self/ns/pid')),
-    boot: bootId(),
-    start: typeof own === 'object' ? own.start : '',
-    tstart: typeof ownThread === 'object' ? ownThread.start : '',
+    host: read(hostname), // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
+    ns: read(() => readlinkSync('/proc/self/ns/pid')), boot: bootId(), start: readStat('/proc/self/stat').start,
+    tstart: tid ? readStat(`/proc/self/task/${tid}/stat`).start : '',
   };
   return { holder, procIsOurs: self === String(process.pid) };
 });
@@ -2411,20 +2345,16 @@ export interface SharedClock {
 }
 
 let clockCache: SharedClock | undefined;
-
 /**
- * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime shows it, suspends included),
- * tagged with the boot id, less any time namespace offsets: Node's hrtime until the first suspend, else (and on
- * Bun and Deno) a local monotonic clock lined up with /proc/uptime's ticks, checked once a second. Without /proc,
- * a boot id or the offsets: the wall clock, tagged `wall`.
+ * The file store's clock. On Linux, the host's CLOCK_BOOTTIME (as /proc/uptime shows it, suspends included) less any
+ * time namespace offsets, tagged with the boot id: Node's hrtime until a suspend, else (and on Bun and Deno) a local
+ * clock lined up with /proc/uptime's ticks, checked once a second. Else (no /proc): the wall clock, tagged `wall`.
  */
 export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
   const boot = bootId();
   const offsets = timeNamespaceOffsets();
-  if (boot && offsets && readUptime() !== undefined) {
-    clockCache = bootClock(`boot:${boot}`, offsets.bootS, offsets.monoS);
-  }
+  if (boot && offsets && readUptime() !== undefined) clockCache = bootClock(`boot:${boot}`, offsets);
   clockCache ??= wallClock();
   return clockCache;
 }
@@ -2432,96 +2362,82 @@ export function sharedClock(): SharedClock {
 const wallS = () => Date.now() / 1000;
 const wallOf = (clock: SharedClock): number => (clock.wall ? clock.wall() : wallS());
 
-// How far to move a state's times onto our clock (undefined: no move), erring late (too early lets a call through):
-// - written on another clock (before a reboot, or the wall-clock fallback): by the wall clock, capped at a window;
-// - same clock, "in our future" (the writer's clock is ahead): as if written now, uncapped so other processes'
-//   queued waiters keep their places.
-// A writer whose clock is behind ours looks like an old write, and the wall clock is no referee (stepped, faked
-// per process): the shared clock must not lag.
-function clockShiftS(raw: StoredState, now: number, wallNowS: number, clock: SharedClock):
-  { byS: number; capped: boolean } | undefined {
+// The stored state on our clock, erring late (too early lets a call through). From another clock (a reboot, the
+// wall-clock fallback): moved by the wall clock, capped at a window. From ours but "in our future" (its writer's
+// clock is ahead): as if written now, uncapped so others' queued waiters keep their places. A writer whose clock is
+// behind looks like an old write: the wall clock is no referee (stepped, faked per process), so ours must not lag.
+function onOurClock(raw: StoredState, state: LimitState, now: number, wall: number, clock: SharedClock): LimitState {
   const sinceWrittenS = now - raw.written;
-  const wallSinceS = clock.wall ? wallNowS - raw.wall : 0;
-  if (raw.clock !== clock.tag) return { byS: sinceWrittenS - Math.max(0, wallSinceS - WALL_MARGIN_S), capped: true };
-  if (sinceWrittenS < -CLOCKS_AGREE_S) return { byS: sinceWrittenS, capped: false };
-  return undefined;
+  const wallSinceS = clock.wall ? wall - raw.wall : 0;
+  if (raw.clock !== clock.tag) return shiftState(state, sinceWrittenS - Math.max(0, wallSinceS - WALL_MARGIN_S), now);
+  return sinceWrittenS < -CLOCKS_AGREE_S ? shiftState(state, sinceWrittenS, Infinity) : state;
 }
 
 // The wall clock with sub-millisecond steps: timeOrigin + performance.now(), held within the millisecond
 // Date.now() reports, so two processes on this fallback agree far better than Date.now()'s 1 ms steps.
 function wallClock(): SharedClock {
-  const origin = performance.timeOrigin;
-  return {
-    tag: 'wall',
-    now: () => {
-      const ms = Date.now();
-      const fine = origin + performance.now();
-      return (fine < ms ? ms : fine >= ms + 1 ? ms + 0.999 : fine) / 1000;
-    },
-    wall: wallS,
+  const now = () => {
+    const ms = Date.now();
+    const fine = performance.timeOrigin + performance.now();
+    return (fine < ms ? ms : fine >= ms + 1 ? ms + 0.999 : fine) / 1000;
   };
+  return { tag: 'wall', now, wall: wallS };
 }
 
 // The host's boot clock as local() + offset, where local is hrtime (Node) or performance.now() (Bun, Deno).
-function bootClock(tag: string, bootOffsetS: number, monoOffsetS: number): SharedClock | undefined {
+function bootClock(tag: string, { bootS, monoS }: { bootS: number; monoS: number }): SharedClock | undefined {
   const hr = () => Number(process.hrtime.bigint()) / 1e9;
-  const uptime = () => { const u = readUptime(); return u === undefined ? undefined : u - bootOffsetS; };
-  // hrtime less the namespace's monotonic offset is the boot clock, except on Bun and Deno (it counts from their
-  // start) and after a suspend.
-  const onHr = linedUp(hr, uptime, -monoOffsetS) === true;
+  // Node's hrtime less the namespace's monotonic offset is the boot clock until a suspend (Bun's, Deno's: from start).
+  const onHr = linedUp(hr, bootS, -monoS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
-  const offset = onHr ? -monoOffsetS : uptimeOffset(local, uptime);
+  const offset = onHr ? -monoS : uptimeOffset(local, bootS);
   if (offset === undefined) return undefined;
   let off = offset;
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
-    // Once a second by either clock (the monotonic one stands still in a suspend), check the line-up; redo it if
-    // it slipped.
+    // Once a second by either clock (monotonic ones stop in a suspend), check the line-up; redo it if it slipped.
     const mono = monoMs();
     const wallMs = Date.now();
     if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
       checkedMs = mono;
       checkedWallMs = wallMs;
-      if (linedUp(local, uptime, off) === false) off = uptimeOffset(local, uptime) ?? off;
+      if (linedUp(local, bootS, off) === false) off = uptimeOffset(local, bootS) ?? off;
     }
     return local() + off;
   };
   return { tag, now, wall: wallS };
 }
 
-// What one read u of /proc/uptime (the boot clock truncated to 10 ms) between local readings p1 and p2 proves:
-//   lo = u - p2 <= boot clock - local < u + 10 ms - p1 = hi.
-// Undefined if /proc/uptime cannot be read.
-function bracket(local: () => number, uptime: () => number | undefined): { lo: number; hi: number } | undefined {
+// One read u of /proc/uptime (the boot clock in 10 ms steps, less our namespace's boot offset) between local readings
+// p1 and p2 proves lo = u - p2 <= boot clock - local < u + 10 ms - p1 = hi. Undefined if /proc/uptime is unreadable.
+function bracket(local: () => number, bootS: number): { lo: number; hi: number } | undefined {
   const p1 = local();
-  const u = uptime();
+  const read = readUptime();
   const p2 = local();
-  return u === undefined ? undefined : { lo: u - p2, hi: u + 0.01 - p1 };
+  return read === undefined ? undefined : { lo: read - bootS - p2, hi: read - bootS + 0.01 - p1 };
 }
 
-// Whether local() + off is the boot clock: off in a bracket, give or take 0.5 ms. A read that the scheduler
-// preempted (p2 - p1 over 1 ms: a bracket over 11 ms wide) proves nothing either way, so it is tried again, up to
-// 50 times. Undefined if /proc/uptime cannot be read.
-function linedUp(local: () => number, uptime: () => number | undefined, off: number): boolean | undefined {
+// Whether local() + off is the boot clock: off within a bracket ± 0.5 ms. A preempted read (p2 - p1 over 1 ms: a
+// bracket over 11 ms wide) proves nothing, so up to 50 are tried. Undefined if /proc/uptime is unreadable.
+function linedUp(local: () => number, bootS: number, off: number): boolean | undefined {
   for (let tries = 0; tries < 50; tries++) {
-    const b = bracket(local, uptime);
+    const b = bracket(local, bootS);
     if (!b) return undefined;
     if (b.hi - b.lo <= 0.011) return b.lo - 0.0005 <= off && off < b.hi + 0.0005;
   }
   return false;
 }
 
-// The boot clock minus local(): each bracket narrows [lo, hi] (a preempted one only less). The reads just before
-// and after a tick narrow it most: sleep until just before the next tick (a task just woken is seldom preempted),
-// poll through it, and stop once [lo, hi] is under CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS. Once
-// per process; 5 ms on average.
-function uptimeOffset(local: () => number, uptime: () => number | undefined): number | undefined {
+// The boot clock minus local(), narrowed by each bracket; reads just around a tick narrow it most. So: sleep until
+// just before the next tick (a task just woken is seldom preempted), poll through it, and stop once [lo, hi] is under
+// CALIBRATION_TARGET_MS wide, or after CALIBRATION_MAX_MS. Once per process; 5 ms on average.
+function uptimeOffset(local: () => number, bootS: number): number | undefined {
   const startMs = monoMs();
   let lo = -Infinity;
   let hi = Infinity;
   const sample = (): boolean => {
-    const b = bracket(local, uptime);
+    const b = bracket(local, bootS);
     if (b) { lo = Math.max(lo, b.lo); hi = Math.min(hi, b.hi); }
     return b !== undefined;
   };
@@ -2540,34 +2456,27 @@ function uptimeOffset(local: () => number, uptime: () => number | undefined): nu
 }
 
 const readUptime = (): number | undefined => orElse(() => parseFloat(readText('/proc/uptime')), undefined);
-
-// The kernel's boot id: '' where it cannot be read.
 const bootId = once(() => orElse(() => readText('/proc/sys/kernel/random/boot_id').trim(), ''));
-
-// This process's time namespace offsets in seconds: zero outside one (or with no such file); undefined if
-// unreadable (our clock cannot be put on the host's).
+// Our time namespace's offsets in seconds: zero outside one (no such file); undefined if unreadable (no host clock).
 const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefined => {
-  let text: string;
   try {
-    text = readText('/proc/self/timens_offsets');
+    const text = readText('/proc/self/timens_offsets');
+    const get = (name: string) => {
+      const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
+      return m ? Number(m[1]) + Number(m[2]) / 1e9 : NaN;
+    };
+    const offsets = { monoS: get('monotonic'), bootS: get('boottime') };
+    return Number.isNaN(offsets.monoS + offsets.bootS) ? undefined : offsets;
   } catch (error) {
     return codeOf(error) === 'ENOENT' && exists('/proc/self/stat') ? { monoS: 0, bootS: 0 } : undefined;
   }
-  const get = (name: string) => {
-    const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(\\d+)`, 'm').exec(text);
-    return m ? Number(m[1]) + Number(m[2]) / 1e9 : undefined;
-  };
-  const monoS = get('monotonic');
-  const bootS = get('boottime');
-  return monoS === undefined || bootS === undefined ? undefined : { monoS, bootS };
 });
 
 // --- file helpers ----------------------------------------------------------------
 
-// The one bounded reader: at most `maxBytes` of a regular file, opened without following a link or blocking (on
-// a FIFO); anything else fails with ENOTREG. A /proc file reports size 0 and is read to its end. Errors are the
-// caller's.
-function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileStat } {
+// The one bounded reader: at most `maxBytes` of a regular file, opened without following a link or blocking (on a
+// FIFO); anything else fails with ENOTREG. A /proc file reports size 0 and is read to its end. Errors: the caller's.
+function readBounded(path: string, maxBytes: number) {
   const fd = openSync(path, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   try {
     const st = fstatSync(fd);
@@ -2578,11 +2487,8 @@ function readBounded(path: string, maxBytes: number): { bytes: Buffer; st: FileS
   }
 }
 
-// What the file store looks at in a file's status (fs.Stats has it all).
-interface FileStat { ino: number; size: number; mode: number; uid: number; gid: number; isFile(): boolean }
-
-// Reads an open file from its start up to `maxBytes`, into one buffer per thread, good until the next read
-// (readFileSync's first call costs 0.5 ms).
+// An open file from its start, up to `maxBytes`, into one buffer per thread valid until the next read (readFileSync's
+// first call costs 0.5 ms).
 let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
 function readUpTo(fd: number, maxBytes: number): Buffer {
   if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
@@ -2595,7 +2501,6 @@ function readUpTo(fd: number, maxBytes: number): Buffer {
   return readBuffer.subarray(0, n);
 }
 
-// A small text file, such as a /proc entry.
 const readText = (path: string): string => readBounded(path, MAX_SMALL_BYTES).bytes.toString('latin1');
 
 // Creates a file only if nothing is at its name (never through a link), mode 0600; an error says what for.
@@ -2606,22 +2511,11 @@ function createExclusive(path: string, doing: string): number {
   return fd;
 }
 
-function exists(path: string): boolean {
-  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
-}
-
-// Removes a file of ours; gone already is fine, anything else is an error.
-function unlinkIfThere(path: string): void {
-  fsTry('remove', path, () => unlinkSync(path), (code) => code === 'ENOENT');
-}
-
-function closeQuietly(fd: number): void {
-  try { closeSync(fd); } catch { /* already closed */ }
-}
-
+const exists = (path: string): boolean => lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+const unlinkIfThere = (path: string) => fsTry('remove', path, () => unlinkSync(path), (code) => code === 'ENOENT');
+const closeQuietly = (fd: number): void => orElse(() => closeSync(fd), undefined); // already closed: fine
 const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException).code;
-
-// `f()`, or `fallback` if it throws.
+const parseJson = (text: string): unknown => orElse(() => JSON.parse(text), undefined);
 function orElse<T, U>(f: () => T, fallback: U): T | U {
   try { return f(); } catch { return fallback; }
 }
@@ -2635,16 +2529,14 @@ function once<T>(make: () => T): () => T {
   };
 }
 
-// Runs an fs call. Returns undefined if it succeeded, or the code of an error `quiet` accepts; any other error is
-// thrown, saying what was being done to which file.
-function fsTry(doing: string, path: string, call: () => unknown, quiet: (code: string) => boolean = () => false):
-  string | undefined {
+// Runs an fs call: undefined if it succeeded, or the code of an error `ok` accepts; any other throws a fileError.
+function fsTry(doing: string, path: string, call: () => unknown, ok?: (code: string) => boolean): string | undefined {
   try {
     call();
     return undefined;
   } catch (error) {
     const code = codeOf(error);
-    if (code && quiet(code)) return code;
+    if (code && ok?.(code)) return code;
     throw fileError(error, doing, path);
   }
 }
@@ -2653,8 +2545,7 @@ function fsTry(doing: string, path: string, call: () => unknown, quiet: (code: s
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
   const code = codeOf(error);
   const dir = JSON.stringify(dirname(path));
-  let why =
-    code === 'ENOENT' ? (exists(dirname(path)) ? 'it does not exist' : `the directory ${dir} does not exist`) :
+  let why = code === 'ENOENT' ? (exists(dirname(path)) ? 'it does not exist' : `the directory ${dir} does not exist`) :
     code === 'EACCES' || code === 'EPERM' ? deniedWhy(path, dir) :
     code === 'EROFS' ? `${dir} is on a read-only file system` :
     code === 'ENOTDIR' ? `a part of ${dir} is not a directory` :
@@ -2668,7 +2559,7 @@ function fileError(error: unknown, doing: string, path: string): RateLimitStoreE
 
 // Permission denied: by another user's file's mode, else by the directory.
 function deniedWhy(path: string, dir: string): string {
-  const st: FileStat | undefined = orElse(() => lstatSync(path, { throwIfNoEntry: false }), undefined);
+  const st = orElse(() => lstatSync(path, { throwIfNoEntry: false }), undefined);
   const uid = process.getuid?.();
   if (!st || uid === undefined || st.uid === uid) return `permission denied in ${dir}`;
   const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
