@@ -7,9 +7,10 @@
 //   const limit = new RateLimit({ maxCount: 2, per: 5, file: '/var/tmp/api.ratelimit.json' });
 //   await limit.wait();   // now call the API
 //
-// Four sections, in the order data flows (docs/editing.md maps them): 1. the public API, ending with the SlotAgent
-// that hands out concurrency slots; 2. the scheduling core, pure functions of (settings, state, now); 3. the memory
-// store, with the sleeping, checks and warnings all above use; 4. the file store (lock, files, liveness, clock), last.
+// Sections, in the order data flows (docs/editing.md maps them): 1. the public API, ending with the SlotAgent that
+// hands out concurrency slots; 2. the scheduling core, pure functions of (settings, state, now); 3. the memory store,
+// with the sleeping, checks and warnings all above use. Read those in one sitting. Then two self-contained parts:
+// 4. the file store (lock, files, liveness, clock); 5. the reader of a server's rate-limit headers, for observe().
 // The command line is a file of its own, ratelimit-cli.mts, which uses only the API exported here.
 //
 // Safe to change: the tuning constants (a block per part, each saying what it trades) and the warning and error
@@ -271,183 +272,6 @@ export class RateLimitStoreError extends RateLimitError {
     super('ERR_RATELIMIT_STORE', message, cause);
     this.path = path;
   }
-}
-
-/**
- * Seconds to wait, never negative, from a `Retry-After` header (whole seconds or an HTTP date, RFC 9110 10.2.3) in
- * `Headers`, a plain object (any case) or the value itself. Undefined when there is none or it cannot be read.
- */
-export function retryAfter(
-  headers: { get(name: string): string | null } | Readonly<Record<string, unknown>> | string | null | undefined,
-  now: number = Date.now(),
-): number | undefined {
-  const text = typeof headers === 'string' ? headers.trim() : headers ? headersOf(headers, []).get('retry-after') : '';
-  const seconds = !text || text.includes('.') ? NaN : numberIn(text, 'retry', now);
-  return Number.isNaN(seconds) ? undefined : Math.max(0, seconds);
-}
-
-/** One limit a server reported: `remaining` units of `unit` are left until `resetIn` seconds from now. */
-export interface ServerLimit {
-  /** `"calls"` for requests, or `"tokens"`, `"input-tokens"`, `"output-tokens"`. */
-  unit: string;
-  remaining: number;
-  resetIn: number;
-  /** The server's limit for its window, when it says. */
-  limit?: number;
-  /** The server's name for the limit (an IETF policy, GitHub's resource, Discord's bucket), when it gives one. */
-  name?: string;
-}
-
-/** What the headers of one response say about the rate limit (see {@link readServerReport}). */
-export interface ServerReport {
-  limits: ServerLimit[];
-  /** Seconds to hold every call: `Retry-After` on an error (429, 503, 403) or with no status, or Discord's global. */
-  pause?: number;
-  /** The headers that were there but not trusted, each with why. */
-  ignored: string[];
-}
-
-/**
- * What a fetch `Response`, a `Headers`, a plain object or `{ status, headers }` says in the rate-limit headers that
- * README.md's observe() names (`now`: wall clock, ms). Throws only for what holds no headers. A value that is not a
- * plain count or time, or a `remaining` above its limit, is left out and named in `ignored`; a reset or pause over a
- * day is held to a day.
- */
-export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
-  const out: ServerReport = { limits: [], ignored: [] };
-  const { status, get } = headersOf(response, out.ignored);
-  const ignore = (what: string): undefined => { out.ignored.push(what); return undefined; };
-  const quote = (text: string) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
-  // `text` read as `kind`, a time held to a day; undefined, and said, if it is not one (or, given `missing`, absent).
-  const check = (name: string, text: string | undefined, kind: Kind, what = quote(text ?? ''), missing?: string) => {
-    if (text === undefined) return missing === undefined ? undefined : ignore(`${name}: ${missing}`);
-    const n = text === '' ? NaN : numberIn(text, kind, now);
-    if (Number.isNaN(n)) return ignore(`${name}: ${what} ${text === '' ? 'is empty' : KINDS[kind][1]}`);
-    if (n <= MAX_DURATION_S || kind === 'count' || kind === 'quota') return Math.max(0, n);
-    return ignore(`${name}: ${Math.round(n)} s away is more than a day; held to a day`) ?? MAX_DURATION_S;
-  };
-  const read = (name: string, kind: Kind = 'count') => check(name, get(name), kind);
-  // One limit from the headers `names`, if its remaining and reset are known and agree with its limit.
-  const add = (names: string[], unit: string, limit?: number, remaining?: number, resetIn?: number, name?: string) => {
-    const here = names.filter((n) => get(n) !== undefined).join(', ');
-    if (remaining === undefined || resetIn === undefined) {
-      const said = out.ignored.some((line) => names.some((n) => line.startsWith(`${n}:`)));
-      if (here && !said) ignore(`${here}: no usable ${remaining === undefined ? 'remaining' : 'reset'} beside them`);
-    } else if (limit !== undefined && remaining > limit) {
-      ignore(`${here}: remaining ${remaining} is above the limit ${limit}`);
-    } else {
-      out.limits.push({ unit, remaining, resetIn, ...(limit !== undefined && { limit }), ...(name ? { name } : {}) });
-    }
-  };
-  // IETF: each item of RateLimit is a policy's quota left (r) for t seconds (else its window, w), counted in the
-  // quota unit (qu, "requests" by default) of the RateLimit-Policy item of that name.
-  const policies = new Map(structuredList(get('ratelimit-policy') ?? '') ?? []);
-  const rateLimit = get('ratelimit');
-  const items = structuredList(rateLimit ?? '')
-    ?? ignore(`ratelimit: ${quote(String(rateLimit))} is not a structured-field list`) ?? [];
-  for (const [name, params] of items) {
-    const label = `ratelimit (policy ${JSON.stringify(name)})`;
-    const policy = policies.get(name);
-    const qu = policy?.get('qu')?.replace(/^"(.*)"$/, '$1') ?? 'requests';
-    if (/^(requests|(input-|output-)?tokens)$/.test(qu)) {
-      const remaining = check(label, params.get('r'), 'count', 'r', 'no r, the quota left');
-      const resetIn = check(label, params.get('t') ?? policy?.get('w'), 'seconds', 't', NO_T);
-      const limit = check(label, policy?.get('q'), 'count', 'q');
-      const unit = qu === 'requests' ? 'calls' : qu;
-      if (remaining !== undefined && resetIn !== undefined) add(['ratelimit'], unit, limit, remaining, resetIn, name);
-    } else ignore(`${label}: quota unit ${JSON.stringify(qu)} is not a rate this limiter keeps`);
-  }
-  // Then a limit, what remains and when it resets, `%` naming the part: RateLimit's older form (the draft's earlier
-  // versions, still common) only without RateLimit; OpenAI's requests and tokens; Anthropic's four units.
-  const dialects: Array<[string, string, Kind, Kind?]> = [['ratelimit-%', 'calls', 'reset', 'quota'],
-    ['x-ratelimit-%-requests', 'calls', 'duration'], ['x-ratelimit-%-tokens', 'tokens', 'duration'],
-    ...['requests', 'tokens', 'input-tokens', 'output-tokens'].map((u): [string, string, Kind] =>
-      [`anthropic-ratelimit-${u}-%`, u === 'requests' ? 'calls' : u, 'date'])];
-  for (const [pattern, unit, kind, limitKind] of dialects.slice(rateLimit === undefined ? 0 : 1)) {
-    const h = (part: string) => pattern.replace('%', part);
-    add(['limit', 'remaining', 'reset'].map(h), unit, read(h('limit'), limitKind), read(h('remaining')),
-      read(h('reset'), kind));
-  }
-  // GitHub and Discord share x-ratelimit-*: GitHub adds how many were used and names the resource; Discord names a
-  // bucket and sends reset-after, read on its own clock (so preferred to the reset).
-  const x = (part: string) => `x-ratelimit-${part}`;
-  const [limit, used] = [read(x('limit')), read(x('used'))];
-  const left = get(x('remaining')) === undefined && limit !== undefined && used !== undefined && used <= limit
-    ? limit - used : read(x('remaining'));
-  const after = get(x('reset-after')) !== undefined;
-  const resetIn = after ? read(x('reset-after'), 'seconds') : read(x('reset'), 'reset');
-  const discord = after || get(x('bucket')) !== undefined || get(x('reset'))?.includes('.');
-  add(['limit', 'remaining', 'used', 'reset', 'reset-after'].map(x), 'calls', limit, left, resetIn,
-    get(x(discord ? 'bucket' : 'resource')));
-  // Retry-After means "back off" on an error: a 429, a 503, GitHub's 403 (on a redirect, it does not). Discord's
-  // global limit holds every route: its 429 says how long in Retry-After, or else the reset is all there is.
-  const global = discord && get(x('global'))?.toLowerCase() === 'true' && (status ?? 429) === 429;
-  const pause = (status === undefined || status >= 400 ? read('retry-after', 'retry') : undefined)
-    ?? (global && get('retry-after') === undefined ? resetIn : undefined);
-  return pause === undefined ? out : { ...out, pause };
-}
-
-// How a header gives a number: each kind's form, and what a header not in it is said not to be. The older IETF limit
-// is a list led by its quota ("100, 100;w=60"); a "reset" is epoch seconds or seconds from now (told apart by
-// EPOCH_FLOOR_S); a date is RFC 3339 (Anthropic's), a duration like "6m0s" (OpenAI's); Retry-After is seconds or an
-// HTTP date, which starts with the day's name (Date.parse alone would also take "-5").
-const KINDS = {
-  count: [/^\d{1,15}$/, 'is not a whole number of 0 or more'],
-  quota: [/^\d{1,15}(?=\s*([,;]|$))/, 'does not start with a whole number of 0 or more'],
-  seconds: [/^\d{1,15}(\.\d{1,9})?$/, 'is not a number of seconds of 0 or more'],
-  reset: [/^\d{1,15}(\.\d{1,9})?$/, 'is not a number of seconds of 0 or more'],
-  date: [/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/i, 'is not an RFC 3339 time'],
-  duration: [/^(\d{1,15}(\.\d{1,9})?(h|ms|m|s|us|µs|ns))+$/, 'is not a duration such as "6m0s" or "20ms"'],
-  retry: [/^\d{1,15}(\.\d{1,9})?$|^[A-Za-z]{3}, /, 'is neither seconds nor an HTTP date'],
-} as const;
-type Kind = keyof typeof KINDS;
-const NO_T = 'no t, and no window (w) in its policy, so no time the quota holds until';
-
-// The number `text` gives as `kind` (a time as seconds from `now`), or NaN if it is not in that kind's form.
-function numberIn(text: string, kind: Kind, now: number): number {
-  if (!KINDS[kind][0].test(text)) return NaN;
-  if (kind === 'date' || (kind === 'retry' && !/^\d/.test(text))) return (Date.parse(text) - now) / 1000;
-  const scale: Readonly<Record<string, number>> = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, 'µs': 1e-6, ns: 1e-9 };
-  if (kind === 'duration') return [...text.matchAll(/([\d.]+)(h|ms|m|s|us|µs|ns)/g)]
-    .reduce((sum, [, n, unit = '']) => sum + Number(n) * (scale[unit] ?? NaN), 0);
-  const n = parseFloat(text);
-  return kind === 'reset' && n >= EPOCH_FLOOR_S ? n - now / 1000 : n;
-}
-
-// A response's status and its headers by name in any case, from a Headers (anything with get()) or a plain object of
-// strings, numbers or arrays (joined as fetch joins them); a value that cannot be read is none, said once in `ignored`.
-function headersOf(response: unknown, ignored: string[]): { status?: number; get(name: string): string | undefined } {
-  if (typeof response !== 'object' || response === null) throw new TypeError('ratelimit: observe() takes a fetch '
-    + `Response, a Headers, a plain object of headers or { status, headers }, got ${show(response)}`);
-  const { headers, status, statusCode } = response as { headers?: unknown; status?: unknown; statusCode?: unknown };
-  const nested = typeof headers === 'object' && headers !== null;
-  const source = (nested ? headers : response) as { get?: (name: string) => unknown };
-  const get = (name: string) => {
-    const value = typeof source.get === 'function' ? source.get(name)
-      : Object.entries(source).filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
-    const parts = [value].flat(2).filter((v) => v != null);
-    const text = parts.join(', ').trim();
-    const why = !parts.every((v) => typeof v === 'string' || Number.isFinite(v)) ? 'not a string or a number'
-      : text.length > HEADER_MAX_CHARS ? `longer than ${HEADER_MAX_CHARS} characters` : undefined;
-    if (why && !ignored.includes(`${name}: ${why}`)) ignored.push(`${name}: ${why}`);
-    return parts.length && !why ? text : undefined;
-  };
-  return nested && Number.isInteger(status ?? statusCode) ? { status: (status ?? statusCode) as number, get } : { get };
-}
-
-// A structured-field list (RFC 9651) of items with parameters, as these headers use it: [name, parameters], the name
-// a string or a token, each parameter's value as written (a bare key as ?1, true). Undefined if it is not such a list.
-function structuredList(text: string): Array<[string, Map<string, string>]> | undefined {
-  const string = '"(?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\["\\\\])*"';
-  const token = "[A-Za-z*][\\w!#$%&'*+.^`|~:/-]*";
-  // Integers of up to 15 digits, decimals of up to 12 and 3: the spec's bounds.
-  const bare = `-?\\d{1,12}\\.\\d{1,3}|-?\\d{1,15}|${string}|${token}|:[A-Za-z0-9+/=]*:|\\?[01]`;
-  const param = `;\\s*([a-z*][a-z0-9_.*-]*)(?:=(${bare}))?`;
-  const list = text.trim();
-  const items = [...list.matchAll(new RegExp(`(${string}|${token})((?:${param})*)[ \\t]*(?:,[ \\t]*(?=\\S)|$)`, 'gy'))];
-  if (items.map((m) => m[0]).join('') !== list) return undefined;
-  return items.map(([, name = '', params = '']) => [name.replace(/^"(.*)"$/, '$1').replace(/\\(.)/g, '$1'),
-    new Map([...params.matchAll(new RegExp(param, 'g'))].map(([, key = '', v = '?1']) => [key, v]))]);
 }
 
 /**
@@ -840,12 +664,8 @@ const QUEUE_LEASE_S = 2;
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
-// The longest header value read: a real one (a few IETF policies) is about 100 characters; the bound caps hostile ones.
-const HEADER_MAX_CHARS = 1_000;
-// A reset from here up is epoch seconds (passed in 2001), below it seconds from now: 31 years, longer than any window.
-const EPOCH_FLOOR_S = 1e9;
-// This process's grants not yet observed, kept for observe() (see there); past
-// this many, the oldest is forgotten, which only makes an observation count more.
+// This process's grants not yet observed, kept for observe(); past this many the oldest is forgotten, which only
+// makes an observation count more.
 const MAX_UNOBSERVED = 1_000;
 const OPTION_NAMES = [
   'maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store',
@@ -2570,3 +2390,191 @@ function deniedWhy(path: string, dir: string): string {
 // ===========================================================================
 // END FILE STORE
 // ===========================================================================
+
+// ---------------------------------------------------------------------------
+// 5. Server headers: what a response says about the rate limit, for observe() and retryAfter(). Self-contained: what
+//    the report means for the limit is decided in RateLimit.observe() and observeState().
+// ---------------------------------------------------------------------------
+
+// Its tuning.
+// The longest header value read: a real one (a few IETF policies) is about 100 characters; the bound caps hostile ones.
+const HEADER_MAX_CHARS = 1_000;
+// A reset from here up is epoch seconds (passed in 2001), below it seconds from now: 31 years, longer than any window.
+const EPOCH_FLOOR_S = 1e9;
+
+/**
+ * Seconds to wait, never negative, from a `Retry-After` header (whole seconds or an HTTP date, RFC 9110 10.2.3) in
+ * `Headers`, a plain object (any case) or the value itself. Undefined when there is none or it cannot be read.
+ */
+export function retryAfter(
+  headers: { get(name: string): string | null } | Readonly<Record<string, unknown>> | string | null | undefined,
+  now: number = Date.now(),
+): number | undefined {
+  const text = typeof headers === 'string' ? headers.trim() : headers ? headersOf(headers, []).get('retry-after') : '';
+  const seconds = !text || text.includes('.') ? NaN : numberIn(text, 'retry', now);
+  return Number.isNaN(seconds) ? undefined : Math.max(0, seconds);
+}
+
+/** One limit a server reported: `remaining` units of `unit` are left until `resetIn` seconds from now. */
+export interface ServerLimit {
+  /** `"calls"` for requests, or `"tokens"`, `"input-tokens"`, `"output-tokens"`. */
+  unit: string;
+  remaining: number;
+  resetIn: number;
+  /** The server's limit for its window, when it says. */
+  limit?: number;
+  /** The server's name for the limit (an IETF policy, GitHub's resource, Discord's bucket), when it gives one. */
+  name?: string;
+}
+
+/** What the headers of one response say about the rate limit (see {@link readServerReport}). */
+export interface ServerReport {
+  limits: ServerLimit[];
+  /** Seconds to hold every call: `Retry-After` on an error (429, 503, 403) or with no status, or Discord's global. */
+  pause?: number;
+  /** The headers that were there but not trusted, each with why. */
+  ignored: string[];
+}
+
+/**
+ * What a fetch `Response`, a `Headers`, a plain object or `{ status, headers }` says in the rate-limit headers that
+ * README.md's observe() names (`now`: wall clock, ms). Throws only for what holds no headers. A value that is not a
+ * plain count or time, or a `remaining` above its limit, is left out and named in `ignored`; a reset or pause over a
+ * day is held to a day.
+ */
+export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
+  const out: ServerReport = { limits: [], ignored: [] };
+  const { status, get } = headersOf(response, out.ignored);
+  const ignore = (what: string): undefined => { out.ignored.push(what); return undefined; };
+  const quote = (text: string) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+  // `text` read as `kind`, a time held to a day; undefined, and said, if it is not one (or, given `missing`, absent).
+  const check = (name: string, text: string | undefined, kind: Kind, what = quote(text ?? ''), missing?: string) => {
+    if (text === undefined) return missing === undefined ? undefined : ignore(`${name}: ${missing}`);
+    const n = text === '' ? NaN : numberIn(text, kind, now);
+    if (Number.isNaN(n)) return ignore(`${name}: ${what} ${text === '' ? 'is empty' : KINDS[kind][1]}`);
+    if (n <= MAX_DURATION_S || kind === 'count' || kind === 'quota') return Math.max(0, n);
+    return ignore(`${name}: ${Math.round(n)} s away is more than a day; held to a day`) ?? MAX_DURATION_S;
+  };
+  const read = (name: string, kind: Kind = 'count') => check(name, get(name), kind);
+  // One limit from the headers `names`, if its remaining and reset are known and agree with its limit.
+  const add = (names: string[], unit: string, limit?: number, remaining?: number, resetIn?: number, name?: string) => {
+    const here = names.filter((n) => get(n) !== undefined).join(', ');
+    if (remaining === undefined || resetIn === undefined) {
+      const said = out.ignored.some((line) => names.some((n) => line.startsWith(`${n}:`)));
+      if (here && !said) ignore(`${here}: no usable ${remaining === undefined ? 'remaining' : 'reset'} beside them`);
+    } else if (limit !== undefined && remaining > limit) {
+      ignore(`${here}: remaining ${remaining} is above the limit ${limit}`);
+    } else {
+      out.limits.push({ unit, remaining, resetIn, ...(limit !== undefined && { limit }), ...(name ? { name } : {}) });
+    }
+  };
+  // IETF: each item of RateLimit is a policy's quota left (r) for t seconds (else its window, w), counted in the
+  // quota unit (qu, "requests" by default) of the RateLimit-Policy item of that name.
+  const policies = new Map(structuredList(get('ratelimit-policy') ?? '') ?? []);
+  const rateLimit = get('ratelimit');
+  const items = structuredList(rateLimit ?? '')
+    ?? ignore(`ratelimit: ${quote(String(rateLimit))} is not a structured-field list`) ?? [];
+  for (const [name, params] of items) {
+    const label = `ratelimit (policy ${JSON.stringify(name)})`;
+    const policy = policies.get(name);
+    const qu = policy?.get('qu')?.replace(/^"(.*)"$/, '$1') ?? 'requests';
+    if (/^(requests|(input-|output-)?tokens)$/.test(qu)) {
+      const remaining = check(label, params.get('r'), 'count', 'r', 'no r, the quota left');
+      const resetIn = check(label, params.get('t') ?? policy?.get('w'), 'seconds', 't', NO_T);
+      const limit = check(label, policy?.get('q'), 'count', 'q');
+      const unit = qu === 'requests' ? 'calls' : qu;
+      if (remaining !== undefined && resetIn !== undefined) add(['ratelimit'], unit, limit, remaining, resetIn, name);
+    } else ignore(`${label}: quota unit ${JSON.stringify(qu)} is not a rate this limiter keeps`);
+  }
+  // Then a limit, what remains and when it resets, `%` naming the part: RateLimit's older form (the draft's earlier
+  // versions, still common) only without RateLimit; OpenAI's requests and tokens; Anthropic's four units.
+  const dialects: Array<[string, string, Kind, Kind?]> = [['ratelimit-%', 'calls', 'reset', 'quota'],
+    ['x-ratelimit-%-requests', 'calls', 'duration'], ['x-ratelimit-%-tokens', 'tokens', 'duration'],
+    ...['requests', 'tokens', 'input-tokens', 'output-tokens'].map((u): [string, string, Kind] =>
+      [`anthropic-ratelimit-${u}-%`, u === 'requests' ? 'calls' : u, 'date'])];
+  for (const [pattern, unit, kind, limitKind] of dialects.slice(rateLimit === undefined ? 0 : 1)) {
+    const h = (part: string) => pattern.replace('%', part);
+    add(['limit', 'remaining', 'reset'].map(h), unit, read(h('limit'), limitKind), read(h('remaining')),
+      read(h('reset'), kind));
+  }
+  // GitHub and Discord share x-ratelimit-*: GitHub adds how many were used and names the resource; Discord names a
+  // bucket and sends reset-after, read on its own clock (so preferred to the reset).
+  const x = (part: string) => `x-ratelimit-${part}`;
+  const [limit, used] = [read(x('limit')), read(x('used'))];
+  const left = get(x('remaining')) === undefined && limit !== undefined && used !== undefined && used <= limit
+    ? limit - used : read(x('remaining'));
+  const after = get(x('reset-after')) !== undefined;
+  const resetIn = after ? read(x('reset-after'), 'seconds') : read(x('reset'), 'reset');
+  const discord = after || get(x('bucket')) !== undefined || get(x('reset'))?.includes('.');
+  add(['limit', 'remaining', 'used', 'reset', 'reset-after'].map(x), 'calls', limit, left, resetIn,
+    get(x(discord ? 'bucket' : 'resource')));
+  // Retry-After means "back off" on an error: a 429, a 503, GitHub's 403 (on a redirect, it does not). Discord's
+  // global limit holds every route: its 429 says how long in Retry-After, or else the reset is all there is.
+  const global = discord && get(x('global'))?.toLowerCase() === 'true' && (status ?? 429) === 429;
+  const pause = (status === undefined || status >= 400 ? read('retry-after', 'retry') : undefined)
+    ?? (global && get('retry-after') === undefined ? resetIn : undefined);
+  return pause === undefined ? out : { ...out, pause };
+}
+
+// How a header gives a number: each kind's form, and what a header not in it is said not to be. The older IETF limit
+// is a list led by its quota ("100, 100;w=60"); a "reset" is epoch seconds or seconds from now (told apart by
+// EPOCH_FLOOR_S); a date is RFC 3339 (Anthropic's), a duration like "6m0s" (OpenAI's); Retry-After is seconds or an
+// HTTP date, which starts with the day's name (Date.parse alone would also take "-5").
+const KINDS = {
+  count: [/^\d{1,15}$/, 'is not a whole number of 0 or more'],
+  quota: [/^\d{1,15}(?=\s*([,;]|$))/, 'does not start with a whole number of 0 or more'],
+  seconds: [/^\d{1,15}(\.\d{1,9})?$/, 'is not a number of seconds of 0 or more'],
+  reset: [/^\d{1,15}(\.\d{1,9})?$/, 'is not a number of seconds of 0 or more'],
+  date: [/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/i, 'is not an RFC 3339 time'],
+  duration: [/^(\d{1,15}(\.\d{1,9})?(h|ms|m|s|us|µs|ns))+$/, 'is not a duration such as "6m0s" or "20ms"'],
+  retry: [/^\d{1,15}(\.\d{1,9})?$|^[A-Za-z]{3}, /, 'is neither seconds nor an HTTP date'],
+} as const;
+type Kind = keyof typeof KINDS;
+const NO_T = 'no t, and no window (w) in its policy, so no time the quota holds until';
+
+// The number `text` gives as `kind` (a time as seconds from `now`), or NaN if it is not in that kind's form.
+function numberIn(text: string, kind: Kind, now: number): number {
+  if (!KINDS[kind][0].test(text)) return NaN;
+  if (kind === 'date' || (kind === 'retry' && !/^\d/.test(text))) return (Date.parse(text) - now) / 1000;
+  const scale: Readonly<Record<string, number>> = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, 'µs': 1e-6, ns: 1e-9 };
+  if (kind === 'duration') return [...text.matchAll(/([\d.]+)(h|ms|m|s|us|µs|ns)/g)]
+    .reduce((sum, [, n, unit = '']) => sum + Number(n) * (scale[unit] ?? NaN), 0);
+  const n = parseFloat(text);
+  return kind === 'reset' && n >= EPOCH_FLOOR_S ? n - now / 1000 : n;
+}
+
+// A response's status and its headers by name in any case, from a Headers (anything with get()) or a plain object of
+// strings, numbers or arrays (joined as fetch joins them); a value that cannot be read is none, said once in `ignored`.
+function headersOf(response: unknown, ignored: string[]): { status?: number; get(name: string): string | undefined } {
+  if (typeof response !== 'object' || response === null) throw new TypeError('ratelimit: observe() takes a fetch '
+    + `Response, a Headers, a plain object of headers or { status, headers }, got ${show(response)}`);
+  const { headers, status, statusCode } = response as { headers?: unknown; status?: unknown; statusCode?: unknown };
+  const nested = typeof headers === 'object' && headers !== null;
+  const source = (nested ? headers : response) as { get?: (name: string) => unknown };
+  const get = (name: string) => {
+    const value = typeof source.get === 'function' ? source.get(name)
+      : Object.entries(source).filter(([k]) => k.toLowerCase() === name).map(([, v]) => v);
+    const parts = [value].flat(2).filter((v) => v != null);
+    const text = parts.join(', ').trim();
+    const why = !parts.every((v) => typeof v === 'string' || Number.isFinite(v)) ? 'not a string or a number'
+      : text.length > HEADER_MAX_CHARS ? `longer than ${HEADER_MAX_CHARS} characters` : undefined;
+    if (why && !ignored.includes(`${name}: ${why}`)) ignored.push(`${name}: ${why}`);
+    return parts.length && !why ? text : undefined;
+  };
+  return nested && Number.isInteger(status ?? statusCode) ? { status: (status ?? statusCode) as number, get } : { get };
+}
+
+// A structured-field list (RFC 9651) of items with parameters, as these headers use it: [name, parameters], the name
+// a string or a token, each parameter's value as written (a bare key as ?1, true). Undefined if it is not such a list.
+function structuredList(text: string): Array<[string, Map<string, string>]> | undefined {
+  const string = '"(?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\["\\\\])*"';
+  const token = "[A-Za-z*][\\w!#$%&'*+.^`|~:/-]*";
+  // Integers of up to 15 digits, decimals of up to 12 and 3: the spec's bounds.
+  const bare = `-?\\d{1,12}\\.\\d{1,3}|-?\\d{1,15}|${string}|${token}|:[A-Za-z0-9+/=]*:|\\?[01]`;
+  const param = `;\\s*([a-z*][a-z0-9_.*-]*)(?:=(${bare}))?`;
+  const list = text.trim();
+  const items = [...list.matchAll(new RegExp(`(${string}|${token})((?:${param})*)[ \\t]*(?:,[ \\t]*(?=\\S)|$)`, 'gy'))];
+  if (items.map((m) => m[0]).join('') !== list) return undefined;
+  return items.map(([, name = '', params = '']) => [name.replace(/^"(.*)"$/, '$1').replace(/\\(.)/g, '$1'),
+    new Map([...params.matchAll(new RegExp(param, 'g'))].map(([, key = '', v = '?1']) => [key, v]))]);
+}
