@@ -307,6 +307,17 @@ test('README.md is under 500 lines, and its relative links point at files that e
   assert.deepEqual(broken, [], 'relative links to files that do not exist');
 });
 
+test('README states how much of ratelimit.ts is above the file store, and the file\'s length, to within 20 lines', () => {
+  const m = /about ([\d,]+) of the file's ([\d,]+) lines/.exec(readme.replace(/\s+/g, ' '));
+  assert.ok(m, 'README.md says "about N of the file\'s M lines"');
+  const lines = readFileSync(join(ROOT, 'ratelimit.ts'), 'utf8').split('\n');
+  const above = lines.findIndex((l) => l === '// BEGIN FILE STORE');
+  const [stated, statedTotal] = [m[1], m[2]].map((n) => Number(n?.replace(/,/g, '')));
+  // wc -l counts newlines; the file ends with one, so the split has one more (empty) item.
+  assert.ok(Math.abs((above - 1) - (stated as number)) <= 20, `${above - 1} lines above the banner, README says ${stated}`);
+  assert.ok(Math.abs((lines.length - 1) - (statedTotal as number)) <= 20, `${lines.length - 1} lines, README says ${statedTotal}`);
+});
+
 test('every code block uses a known fence', () => {
   const unknown = blocks.filter((b) => !KINDS[b.lang]).map((b) => `${label(b)}: fence "${b.lang || '(none)'}"`);
   assert.deepEqual(unknown, [], `use one of: ${Object.keys(KINDS).join(', ')} (see the top of test/readme.test.ts)`);
