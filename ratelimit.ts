@@ -381,8 +381,7 @@ export class RateLimit {
     const store = this.syncStore('waitSync');
     const started = monoMs();
     const update = this.updateOptions(call);
-    let r: Recheck | number = store.updateSync(this.reserveTx(call), update); // never 'lost': no slot to lose here
-    if (typeof r === 'object') this.granted(r);
+    let r: Recheck | number = this.granted(store.updateSync(this.reserveTx(call), update)); // never 'lost': no slot
     let waited = 0;
     while (typeof r === 'object' && r.at > r.now) {
       waited += r.at - r.now;
@@ -398,8 +397,7 @@ export class RateLimit {
     const call = { ...this.callOf('tryAcquire', options), maxWait: 0 };
     try {
       const r = this.syncStore('tryAcquire').updateSync(this.reserveTx(call), this.updateOptions(call));
-      this.granted(r);
-      return typeof r === 'object';
+      return typeof this.granted(r) === 'object';
     } catch (error) {
       if (error instanceof RateLimitTimeoutError) return false; // the lock stayed busy
       throw error;
@@ -416,9 +414,8 @@ export class RateLimit {
     const started = monoMs();
     for (;;) {
       const out = this.slots?.take(call, started) ?? this.store.update(this.reserveTx(call), this.updateOptions(call));
-      const r = isPromiseLike(out) ? await out : out;
+      const r = this.granted(isPromiseLike(out) ? await out : out);
       if (typeof r === 'number') throw new RateLimitTimeoutError(r, call.maxWait);
-      this.granted(r);
       const slept = await this.sleepThrough(r, call, started);
       // A slot lost while asleep (stopped past its lease) is queued for again, keeping this call's age.
       if (slept.r !== undefined) return this.permit(slept.r, (monoMs() - started) / 1000);
@@ -517,10 +514,9 @@ export class RateLimit {
     return (state, now) => {
       const current = checkState(this.settings, state, this.store.name);
       const out = recheck(this.settings, current, r, now);
-      if (typeof out.result !== 'object' || !current) return out;
-      const total = (monoMs() - startedMs) / 1000 + (out.result.at - now);
-      if (total > call.maxWait) return { state: giveBack(this.settings, current, r) ?? current, result: total };
-      return out;
+      const total = typeof out.result === 'object' ? (monoMs() - startedMs) / 1000 + (out.result.at - now) : 0;
+      if (!current || total <= call.maxWait) return out;
+      return { state: giveBack(this.settings, current, r) ?? current, result: total };
     };
   }
 
@@ -591,9 +587,10 @@ export class RateLimit {
     return permit;
   }
 
-  private granted(r: Reservation | number): void {
-    if (typeof r === 'number' || !r.granted) return;
-    if (this.unobserved.push(r.granted) > MAX_UNOBSERVED) this.unobserved.shift();
+  private granted<R extends Reservation | number>(r: R): R {
+    if (typeof r === 'object' && r.granted) this.unobserved.push(r.granted);
+    if (this.unobserved.length > MAX_UNOBSERVED) this.unobserved.shift();
+    return r;
   }
 
   private syncStore(method: string): Pick<Required<RateLimitStore>, 'updateSync'> {
@@ -649,23 +646,19 @@ export class RateLimit {
 
 // --- what RateLimit uses itself: first its tuning, each constant with what it trades ---
 
-// A slot's lease (see slotLease): a holder stalled by a busy event loop or a slow store keeps its slot; a vanished
-// holder's slot comes back within a minute.
+// A slot's lease (see slotLease): a holder stalled by a busy event loop keeps it; a vanished one's is back in a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
 // A process waiting for a slot polls from 1 ms apart, doubling up to this. A poll costs 0.25 to 1.1 ms of CPU, so
 // 200 ms keeps a process whose calls all wait under 1% of a core (bench/queue.ts); a slot freed by another process
 // then stands idle 150 ms on average (one freed in this process is handed on at once).
 const SLOT_POLL_MAX_MS = 200;
-// A process's place in the queue lapses this long after its last poll: how long a vanished process can hold the
-// queue up. A place that comes back keeps its order.
+// A place in the queue lapses this long after its last poll, holding the queue up no longer; one back keeps its order.
 const QUEUE_LEASE_S = 2;
-// The longest pause, lease or stale time accepted, and the longest a pause from another clock is trusted: a day,
-// far inside what the state reads back (isTime).
+// The longest pause, lease or stale time accepted, and the longest a pause from another clock is trusted: a day.
 const MAX_DURATION_S = 86_400;
 // The longest window: a year and a day, for limits such as "1,000 calls a year".
 const MAX_PER_S = 366 * 86_400;
-// This process's grants not yet observed, kept for observe(); past this many the oldest is forgotten, which only
-// makes an observation count more.
+// Grants kept for observe(); past this many the oldest is forgotten, which only makes an observation count more.
 const MAX_UNOBSERVED = 1_000;
 const OPTION_NAMES = [
   'maxCount', 'per', 'greedy', 'limits', 'maxConcurrent', 'serial', 'slotLease', 'file', 'staleAfter', 'store',
@@ -686,7 +679,6 @@ interface Finalizer { register(target: object, r: Reservation, token: object): v
 const Registry = (globalThis as { FinalizationRegistry?: new (cleanup: (r: Reservation) => void) => Finalizer })
   .FinalizationRegistry;
 
-// A call waiting in this process for a concurrency slot; done() answers it (see take()).
 interface SlotWaiter { call: Call; startedMs: number; id: string; done(out: unknown, failed?: boolean): void }
 
 // Hands out one limiter's concurrency slots in this process, which holds one place in the shared queue for all its
@@ -849,14 +841,15 @@ class SlotAgent {
 // 2. Scheduling core. Pure: the time is an argument and nothing sleeps or touches a file, so a made-up clock tests it.
 // ---------------------------------------------------------------------------
 
+// What reserve(), reschedule() and settle() return: the state to store, and the reservation made or changed.
+type Reserved = { state: LimitState; reservation: Reservation };
+
 /**
  * Reserves a call of `cost` (units per limit, in the settings' order) at the earliest time from `now`, past any pause,
  * that keeps every limit. Patient: c units go at `next` or later and move it to `at + c·per/maxCount` (from the slot,
  * never before `now`, so idling banks no burst). Greedy: at most `maxCount` units in any window `(t - per, t]`.
  */
-export function reserve(
-  s: Settings, state: LimitState | undefined, now: number, cost: readonly number[],
-): { state: LimitState; reservation: Reservation } {
+export function reserve(s: Settings, state: LimitState | undefined, now: number, cost: readonly number[]): Reserved {
   const { state: out, result } = takeRate(s, state, now, cost);
   return { state: out, reservation: result };
 }
@@ -978,9 +971,7 @@ export function recheck(
 }
 
 /** For a call that woke to a pause set after it reserved: its units given back and reserved again, slot kept. */
-export function reschedule(
-  s: Settings, state: LimitState, r: Reservation, now: number,
-): { state: LimitState; reservation: Reservation } {
+export function reschedule(s: Settings, state: LimitState, r: Reservation, now: number): Reserved {
   const { state: out, result } = takeRate(s, giveBack(s, state, { ...r, slot: undefined }) ?? state, now, r.cost);
   if (r.slot !== undefined) result.slot = r.slot;
   return { state: out, reservation: result };
@@ -995,9 +986,7 @@ export function giveBack(s: Settings, state: LimitState, r: Reservation): LimitS
 }
 
 /** Charges r `cost` instead: extras as reserve() would, refunds where {@link giveBack} could. Returns r as charged. */
-export function settle(
-  s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number,
-): { state: LimitState; reservation: Reservation } {
+export function settle(s: Settings, state: LimitState, r: Reservation, cost: readonly number[], now: number): Reserved {
   const settled: Reservation = { ...r, cost: [...r.cost] };
   const lanes = state.lanes.map((lane, i) => {
     const limit = s.limits[i];
