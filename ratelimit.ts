@@ -336,11 +336,10 @@ export class RateLimit {
     this.settings = { limits, maxConcurrent, serial };
     this.defaultCost = limits.map((l) => (l.unit === 'calls' ? 1 : 0));
     this.plainCall = { maxWait: Infinity, cost: this.defaultCost };
-    let chosen = store;
     // BEGIN FILE STORE (the file option)
-    if (file !== undefined) chosen = new FileStore(file, { staleAfter });
+    if (file !== undefined) this.store = new FileStore(file, { staleAfter });
     // END FILE STORE (the file option)
-    this.store = chosen ?? new MemoryStore();
+    this.store ??= store ?? new MemoryStore();
     this.plainTx = this.reserveTx(this.plainCall);
     if (maxConcurrent !== Infinity) this.slots = new SlotAgent(this.settings, slotLease, (tx) => this.update(tx));
   }
@@ -648,9 +647,8 @@ export class RateLimit {
 
 // A slot's lease (see slotLease): a holder stalled by a busy event loop keeps it; a vanished one's is back in a minute.
 const DEFAULT_SLOT_LEASE_S = 60;
-// A process waiting for a slot polls from 1 ms apart, doubling up to this. A poll costs 0.25 to 1.1 ms of CPU, so
-// 200 ms keeps a process whose calls all wait under 1% of a core (bench/queue.ts); a slot freed by another process
-// then stands idle 150 ms on average (one freed in this process is handed on at once).
+// A waiting process polls from 1 ms apart, doubling up to this. A poll costs 0.25 to 1.1 ms of CPU, so 200 ms keeps
+// it under 1% of a core (bench/queue.ts); another process's freed slot stands idle 150 ms on average (its own, none).
 const SLOT_POLL_MAX_MS = 200;
 // A place in the queue lapses this long after its last poll, holding the queue up no longer; one back keeps its order.
 const QUEUE_LEASE_S = 2;
@@ -818,8 +816,7 @@ class SlotAgent {
     this.schedule();
   }
 
-  // Polls while anything waits here, each wait drawn from half to one and a half times pollMs so that processes
-  // do not poll in step; and renews held slots a third of the lease apart.
+  // Polls while anything waits, 0.5 to 1.5 × pollMs apart so processes poll out of step; renews slots every lease/3.
   private schedule(): void {
     if (this.waiters.length && this.pollTimer === undefined) {
       const ms = this.pollMs * (0.5 + Math.random());
@@ -1266,8 +1263,7 @@ function isTime(t: unknown): t is number {
   return typeof t === 'number' && Math.abs(t) < 1e12;
 }
 
-// The core's tuning constants, each with what it trades. The state format's version (see LimitState.v): a newer one
-// is refused, never overwritten, so raising it locks older copies of this file out of a state.
+// The core's tuning. The state's version: a newer one is refused, never overwritten; raising it locks older copies out.
 const STATE_VERSION = 3;
 // Runs kept per greedy lane: at about 25 bytes of JSON each, a lane stays within a few KB however big the limit. Grants
 // closer than per/MAX_RUNS merge (see addUnits), delaying capacity by about that much, which errs toward fewer calls.
@@ -1326,8 +1322,7 @@ function sleepUntil(deadline: number, signal?: AbortSignal): Promise<void> {
       sleepSyncUntil(deadline);
       resolve();
     };
-    // The first look comes from the event loop, never from this call: a caller whose sleeps all end within
-    // FINISH_MS would otherwise never let the event loop run (timers, I/O, signal handlers) between its calls.
+    // The first look comes from the event loop, or a caller whose sleeps all end within FINISH_MS starves it.
     const first = setImmediate(tick);
     const onAbort = () => { clearImmediate(first); clearTimeout(timer); reject(signal?.reason); };
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -1379,8 +1374,7 @@ function checkLimit(spec: LimitOptions, name: string, greedyDefault: boolean): L
   const { maxCount, per, greedy = greedyDefault, unit = 'calls' } = spec;
   checkNumber(`${prefix}maxCount`, maxCount, 'a positive integer', Number.isSafeInteger(maxCount) && maxCount >= 1);
   checkSeconds(`${prefix}per`, per, MAX_PER_S, ' (a year and a day)');
-  // Other limiters count in milliseconds: { maxCount: 10, per: 1000 } there is ten a second, here one call every
-  // 100 s. A whole number of thousands of seconds is rarely meant (an hour is 3600, a day 86400).
+  // Other limiters count in milliseconds, where per: 1000 is a second; whole thousands of seconds are rarely meant.
   if (per >= 1000 && per % 1000 === 0) {
     warn('RATELIMIT_PER_LOOKS_LIKE_MS', `ratelimit: ${prefix}per is in seconds, so per: ${per} is a window of `
       + `${(per / 3600).toFixed(1)} hours; for ${per / 1000} s, write per: ${per / 1000}`);
