@@ -460,14 +460,13 @@ export class RateLimit {
   async observe(response: unknown): Promise<ServerReport> {
     const report = readServerReport(response);
     for (const line of report.ignored) warn('RATELIMIT_HEADER_IGNORED', `ratelimit: observe() ignored ${line}`);
-    const { settings } = this;
     const base = this.unobserved.shift();
-    const limits = report.limits.filter((l) => settings.limits.some((mine) => mine.unit === l.unit));
+    const limits = report.limits.filter((l) => this.settings.limits.some((mine) => mine.unit === l.unit));
     const { pause } = report;
     if (!limits.length && pause === undefined) return report;
     await this.update((state, now) => {
-      const capped = limits.length ? observeState(settings, state, now, limits, base) : state;
-      return { state: pause === undefined ? capped : pauseState(settings, capped, now, pause), result: undefined };
+      const capped = limits.length ? observeState(this.settings, state, now, limits, base) : state;
+      return { state: pause === undefined ? capped : pauseState(this.settings, capped, now, pause), result: undefined };
     });
     return report;
   }
