@@ -1460,9 +1460,8 @@ function show(value: unknown): string {
 //    lock's names, owner records, the state file); liveness (is a lock's holder proven gone); the shared clock.
 // ===========================================================================
 
-// The file store's tuning, each with what it trades. A lock is held for tens of µs: a waiter retries on the spot
-// (blocking) for SPIN_MS, then on timers, pausing from 20 µs doubling to MAX_BACKOFF_MS, jittered (shorter reacts
-// sooner, longer costs less). A pause under BUSY_SPIN_MS watches the lock instead: waking from a sleep costs more.
+// Tuning. A lock is held for tens of µs: a waiter retries at once (blocking) for SPIN_MS, then on timers from 20 µs
+// doubling to MAX_BACKOFF_MS, jittered (shorter reacts sooner, longer costs less); a pause under BUSY_SPIN_MS spins.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 const BUSY_SPIN_MS = 0.1;
@@ -1581,7 +1580,6 @@ export class FileStore implements RateLimitStore {
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
       if (a === 'lost') { this.locksLost++; yield 0; continue; }
-      // After progress (a lock or a stale break lock taken away), try again at once.
       let again = a === 'again';
       if (!again && monoMs() - inspectedMs >= INSPECT_EVERY_MS) {
         again = this.breakLock();
@@ -1616,7 +1614,6 @@ export class FileStore implements RateLimitStore {
   }
 
   // --- the lock -------------------------------------------------------------
-
   private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
     const clock = this.givenClock ?? sharedClock();
     const owner = this.ownerFile();
@@ -1689,15 +1686,13 @@ export class FileStore implements RateLimitStore {
       const rec = seen.record;
       if (dead && rec) sweepOwners(dirname(this.path), rec.token);
       else {
-        const age = `${ageS.toFixed(1)} s`;
-        const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
-          : `its owner record is unreadable and it is ${age} old`;
+        const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${ageS.toFixed(1)} s`
+          : `its owner record is unreadable and it is ${ageS.toFixed(1)} s old`;
         const limit = `(staleAfter is ${this.staleAfterS} s)`;
         warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} ${limit}`);
       }
       return true;
     } finally {
-      // Our break lock goes if we still hold it (with the temp file its record names); then our temp file.
       if (this.holds(this.breakPath, owner)) this.removeLockFile(this.breakPath, owner.ino);
       if (temp) {
         if (temp.fd >= 0) closeQuietly(temp.fd);
@@ -1747,9 +1742,7 @@ export class FileStore implements RateLimitStore {
     // The owner where we may (root; a group we are in), only if needed: Node's permission model refuses both calls.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
-      try { fchownSync(temp.fd, st.uid, st.gid); } catch {
-        try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ }
-      }
+      try { fchownSync(temp.fd, st.uid, st.gid); } catch { orElse(() => fchownSync(temp.fd, -1, st.gid), 0); }
     }
     closeSync(temp.fd);
     temp.fd = -1;
@@ -1762,7 +1755,6 @@ export class FileStore implements RateLimitStore {
   }
 
   // --- the state ------------------------------------------------------------
-
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseEndS: number, owner: OwnerFile): Attempt<T> {
     const { fd, sizeBytes } = openState(this.path, this.name);
     // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before `now`
@@ -1817,22 +1809,17 @@ function txContext(): TxContext {
   threadContext ??= {
     holder: JSON.stringify(identity().holder),
     isDead: (h: string): boolean => {
-      const known = verdicts.get(h);
-      if (known !== undefined) return known;
-      const r = parseJson(h);
-      const dead = isHolder(r) && holderIsDead(r);
-      verdicts.set(h, dead);
-      return dead;
+      const r = verdicts.has(h) ? undefined : parseJson(h);
+      if (r !== undefined) verdicts.set(h, isHolder(r) && holderIsDead(r));
+      return verdicts.get(h) === true;
     },
   };
   return threadContext;
 }
 
 // --- the lock's names: lock, break lock and owner files -----------------------
-
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
-// A lock, break lock or owner file: undefined if none; not a regular file: an error; unreadable: no record (so it is
-// judged by age alone).
+// A lock, break lock or owner file: undefined if none; not a regular file: an error; unreadable: no record (age only).
 function readRecord(path: string): LockFile | undefined {
   try {
     const { bytes, st } = readBounded(path, MAX_SMALL_BYTES);
@@ -1857,10 +1844,9 @@ function readRecord(path: string): LockFile | undefined {
 const provenDead = (lock: LockFile | undefined): boolean => lock?.record !== undefined && holderIsDead(lock.record);
 
 /**
- * An owner record: who holds a lock (`<file>.lock` and the owner files hold it). `tid` is the Linux thread id,
- * `start`/`tstart` the process's and thread's start times (clock ticks since boot, less any time namespace offset),
- * `ns` the pid namespace, `boot` the boot id, `renew` a breaker's temp file. A field that could not be read is empty:
- * the holder cannot be judged, never dead.
+ * An owner record (in `<file>.lock` and the owner files): who holds a lock. `tid` is the Linux thread id, `start` and
+ * `tstart` the process's and thread's start times (ticks since boot, less any time namespace offset), `ns` the pid
+ * namespace, `boot` the boot id, `renew` a breaker's temp file. A field not read is empty: cannot judge, never dead.
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
@@ -1876,9 +1862,8 @@ export function encodeOwnerRecord(r: OwnerRecord): string {
 export function parseOwnerRecord(text: string): OwnerRecord | undefined {
   const parsed = parseJson(text);
   const r = parsed as Partial<OwnerRecord>;
-  const ok = isHolder(parsed) && typeof r.token === 'string' && Number.isFinite(r.seq) && typeof r.clock === 'string' &&
-    Number.isFinite(r.time) && (r.renew === undefined || typeof r.renew === 'string');
-  return ok ? r as OwnerRecord : undefined;
+  return isHolder(parsed) && typeof r.token === 'string' && Number.isFinite(r.seq) && typeof r.clock === 'string' &&
+    Number.isFinite(r.time) && (r.renew === undefined || typeof r.renew === 'string') ? r as OwnerRecord : undefined;
 }
 
 // The fields that name a holder (also the core's holder strings).
@@ -1936,9 +1921,8 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
 
 function releaseOwner(owner: OwnerFile, statePath: string): void {
   const name = ownerPath(statePath, owner);
-  if (owner.dropped || !owner.names.delete(name)) return;
-  removeOwnerNames([name]);
-  if (owner.names.size === 0) dropOwner(owner);
+  if (owner.names.size === 1 && owner.names.has(name)) dropOwner(owner); // its last name
+  else if (!owner.dropped && owner.names.delete(name)) removeOwnerNames([name]);
 }
 
 // Removes an owner file's names and closes it; a lock still linked to it keeps the inode.
@@ -1980,7 +1964,6 @@ function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): numbe
 }
 
 // --- the state file ----------------------------------------------------------
-
 // The state file: the core's state, wrapped with the clock it was written on.
 interface StoredState { clock: string; written: number; wall: number; state: unknown }
 function isEnvelope(v: unknown): v is StoredState {
@@ -2021,8 +2004,7 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
     throw notPlain();
   }
   openStates.set(path, { fd, ino: stat.ino });
-  const oldest = openStates.keys().next();
-  if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
+  if (openStates.size > MAX_OPEN_STATES) closeState(openStates.keys().next().value ?? path);
   return { fd, sizeBytes: stat.size };
 }
 
@@ -2097,25 +2079,18 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   const key = `${rec.ns}:${rec.pid}:${rec.start}`;
   const memo = scans.get(key);
   if (memo && monoMs() - memo.atMs < NAMESPACE_SCAN_EVERY_MS) return memo.dead;
-  let dead = true;
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let status: string;
-      try { status = readText(`/proc/${entry}/status`); } catch { continue; } // exited meanwhile
-      const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
-      if (nspid?.length === 1) continue; // in the host's namespace only, so not in the holder's
-      let ns: string;
-      try { ns = readlinkSync(`/proc/${entry}/ns/pid`); } catch (e) {
-        if (codeOf(e) === 'ENOENT') continue;
-        dead = false; break; // a nested namespace we cannot see: cannot prove anything
-      }
-      if (ns !== rec.ns || !nspid || Number(nspid[nspid.length - 1]) !== rec.pid) continue;
-      if (statShowsAlive(`/proc/${entry}/stat`, rec.start)) { dead = false; break; }
-    }
-  } catch {
-    dead = false;
-  }
+  // Each process: true if it is not the holder. A namespace we cannot see (nested) or an error proves nothing.
+  const dead = orElse(() => readdirSync('/proc').every((entry) => {
+    if (!/^\d+$/.test(entry)) return true;
+    let status: string;
+    try { status = readText(`/proc/${entry}/status`); } catch { return true; } // exited meanwhile
+    const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+    if (nspid?.length === 1) return true; // in the host's namespace only, so not in the holder's
+    let ns: string;
+    try { ns = readlinkSync(`/proc/${entry}/ns/pid`); } catch (e) { return codeOf(e) === 'ENOENT'; }
+    return ns !== rec.ns || !nspid || Number(nspid[nspid.length - 1]) !== rec.pid ||
+      !statShowsAlive(`/proc/${entry}/stat`, rec.start);
+  }), false);
   if (scans.size > MAX_REMEMBERED) scans.clear();
   scans.set(key, { atMs: monoMs(), dead });
   return dead;
@@ -2129,10 +2104,8 @@ function readStat(path: string): { state: string; start: string } {
     const stat = readText(path);
     const rest = stat.slice(stat.lastIndexOf(')') + 2);
     const ticks = rest.split(' ')[19] ?? '';
-    const bootS = timeNamespaceOffsets()?.bootS ?? 0;
-    const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks
-      : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
-    return { state: rest.slice(0, 1), start };
+    const bootTicks = BigInt(Math.round((timeNamespaceOffsets()?.bootS ?? 0) * 100));
+    return { state: rest.slice(0, 1), start: /^\d+$/.test(ticks) ? String(BigInt(ticks) - bootTicks) : '' };
   } catch (error) {
     return { state: ['ENOENT', 'ESRCH'].includes(codeOf(error) ?? '') ? 'X' : '?', start: '' };
   }
@@ -2155,7 +2128,6 @@ const identity = once((): { holder: Holder; procIsOurs: boolean } => {
 });
 
 // --- the clock: one for every process on the host, which wall-clock steps do not move ---
-
 /** A clock in seconds, and a tag naming it so readings on other clocks are recognised. */
 export interface SharedClock {
   readonly tag: string;
@@ -2174,8 +2146,7 @@ export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
   const boot = bootId();
   const offsets = timeNamespaceOffsets();
-  if (boot && offsets && readUptime() !== undefined) clockCache = bootClock(`boot:${boot}`, offsets);
-  clockCache ??= wallClock();
+  clockCache = (boot && offsets && readUptime() !== undefined && bootClock(`boot:${boot}`, offsets)) || wallClock();
   return clockCache;
 }
 
@@ -2217,11 +2188,9 @@ function bootClock(tag: string, { bootS, monoS }: { bootS: number; monoS: number
   let checkedWallMs = Date.now();
   const now = () => {
     // Once a second by either clock (monotonic ones stop in a suspend), check the line-up; redo it if it slipped.
-    const mono = monoMs();
-    const wallMs = Date.now();
-    if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
-      checkedMs = mono;
-      checkedWallMs = wallMs;
+    if (monoMs() - checkedMs >= 1000 || Math.abs(Date.now() - checkedWallMs) >= 1000) {
+      checkedMs = monoMs();
+      checkedWallMs = Date.now();
       if (linedUp(local, bootS, off) === false) off = uptimeOffset(local, bootS) ?? off;
     }
     return local() + off;
@@ -2293,7 +2262,6 @@ const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefin
 });
 
 // --- file helpers ----------------------------------------------------------------
-
 // The one bounded reader: at most `maxBytes` of a regular file, opened without following a link or blocking (on a
 // FIFO); anything else fails with ENOTREG. A /proc file reports size 0 and is read to its end. Errors: the caller's.
 function readBounded(path: string, maxBytes: number) {
@@ -2307,8 +2275,7 @@ function readBounded(path: string, maxBytes: number) {
   }
 }
 
-// An open file from its start, up to `maxBytes`, into one buffer per thread valid until the next read (readFileSync's
-// first call costs 0.5 ms).
+// Up to `maxBytes` of an open file, into one buffer per thread kept until the next read (readFileSync's first: 0.5 ms).
 let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
 function readUpTo(fd: number, maxBytes: number): Buffer {
   if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
@@ -2340,7 +2307,6 @@ function orElse<T, U>(f: () => T, fallback: U): T | U {
   try { return f(); } catch { return fallback; }
 }
 
-// A value made on first use and kept for the thread's life.
 function once<T>(make: () => T): () => T {
   let made: { value: T } | undefined;
   return () => {
@@ -2361,7 +2327,6 @@ function fsTry(doing: string, path: string, call: () => unknown, ok?: (code: str
   }
 }
 
-// An fs error that says what we were doing, on which file, what is wrong, and the code.
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
   const code = codeOf(error);
   const dir = JSON.stringify(dirname(path));
@@ -2396,7 +2361,6 @@ function deniedWhy(path: string, dir: string): string {
 //    the report means for the limit is decided in RateLimit.observe() and observeState().
 // ---------------------------------------------------------------------------
 
-// Its tuning.
 // The longest header value read: a real one (a few IETF policies) is about 100 characters; the bound caps hostile ones.
 const HEADER_MAX_CHARS = 1_000;
 // A reset from here up is epoch seconds (passed in 2001), below it seconds from now: 31 years, longer than any window.
@@ -2437,10 +2401,9 @@ export interface ServerReport {
 }
 
 /**
- * What a fetch `Response`, a `Headers`, a plain object or `{ status, headers }` says in the rate-limit headers that
- * README.md's observe() names (`now`: wall clock, ms). Throws only for what holds no headers. A value that is not a
- * plain count or time, or a `remaining` above its limit, is left out and named in `ignored`; a reset or pause over a
- * day is held to a day.
+ * What a fetch `Response`, a `Headers`, a plain object or `{ status, headers }` says in the rate-limit headers of
+ * README.md's observe() (`now`: wall clock, ms); throws only for what holds no headers. A value not a count or time, or
+ * a `remaining` over its limit, is left out and named in `ignored`; a reset or pause over a day is held to a day.
  */
 export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
   const out: ServerReport = { limits: [], ignored: [] };
