@@ -2079,7 +2079,6 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   const key = `${rec.ns}:${rec.pid}:${rec.start}`;
   const memo = scans.get(key);
   if (memo && monoMs() - memo.atMs < NAMESPACE_SCAN_EVERY_MS) return memo.dead;
-  // Each process: true if it is not the holder. A namespace we cannot see (nested) or an error proves nothing.
   const dead = orElse(() => readdirSync('/proc').every((entry) => {
     if (!/^\d+$/.test(entry)) return true;
     let status: string;
@@ -2118,13 +2117,12 @@ const identity = once((): { holder: Holder; procIsOurs: boolean } => {
   const self = read(() => readlinkSync('/proc/self'));
   const thread = read(() => readlinkSync('/proc/thread-self')).split('/task/');
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
-  const holder = {
+  return { procIsOurs: self === String(process.pid), holder: {
     pid: process.pid, tid,
     host: read(hostname), // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
     ns: read(() => readlinkSync('/proc/self/ns/pid')), boot: bootId(), start: readStat('/proc/self/stat').start,
     tstart: tid ? readStat(`/proc/self/task/${tid}/stat`).start : '',
-  };
-  return { holder, procIsOurs: self === String(process.pid) };
+  } };
 });
 
 // --- the clock: one for every process on the host, which wall-clock steps do not move ---
@@ -2164,8 +2162,7 @@ function onOurClock(raw: StoredState, state: LimitState, now: number, wall: numb
   return sinceWrittenS < -CLOCKS_AGREE_S ? shiftState(state, sinceWrittenS, Infinity) : state;
 }
 
-// The wall clock with sub-millisecond steps: timeOrigin + performance.now(), held within the millisecond
-// Date.now() reports, so two processes on this fallback agree far better than Date.now()'s 1 ms steps.
+// The wall clock: timeOrigin + performance.now(), held within Date.now()'s millisecond, so processes agree below 1 ms.
 function wallClock(): SharedClock {
   const now = () => {
     const ms = Date.now();
@@ -2181,9 +2178,8 @@ function bootClock(tag: string, { bootS, monoS }: { bootS: number; monoS: number
   // Node's hrtime less the namespace's monotonic offset is the boot clock until a suspend (Bun's, Deno's: from start).
   const onHr = linedUp(hr, bootS, -monoS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
-  const offset = onHr ? -monoS : uptimeOffset(local, bootS);
-  if (offset === undefined) return undefined;
-  let off = offset;
+  let off = (onHr ? -monoS : uptimeOffset(local, bootS)) ?? NaN;
+  if (Number.isNaN(off)) return undefined;
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
