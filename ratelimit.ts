@@ -1442,9 +1442,8 @@ function show(value: unknown): string {
 //    lock's names, owner records, the state file); liveness (is a lock's holder proven gone); the shared clock.
 // ===========================================================================
 
-// The file store's tuning, each with what it trades. A lock is held for tens of µs: a waiter retries on the spot
-// (blocking) for SPIN_MS, then on timers, pausing from 20 µs doubling to MAX_BACKOFF_MS, jittered (shorter reacts
-// sooner, longer costs less). A pause under BUSY_SPIN_MS watches the lock instead: waking from a sleep costs more.
+// Tuning. A lock is held for tens of µs: a waiter retries at once (blocking) for SPIN_MS, then on timers from 20 µs
+// doubling to MAX_BACKOFF_MS, jittered (shorter reacts sooner, longer costs less); a pause under BUSY_SPIN_MS spins.
 const SPIN_MS = 2;
 const MAX_BACKOFF_MS = 4;
 const BUSY_SPIN_MS = 0.1;
@@ -1563,7 +1562,6 @@ export class FileStore implements RateLimitStore {
       const a = busyTries > 0 && exists(this.lockPath) ? 'busy' : this.tryOnce(tx);
       if (typeof a === 'object') return a.result;
       if (a === 'lost') { this.locksLost++; yield 0; continue; }
-      // After progress (a lock or a stale break lock taken away), try again at once.
       let again = a === 'again';
       if (!again && monoMs() - inspectedMs >= INSPECT_EVERY_MS) {
         again = this.breakLock();
@@ -1598,7 +1596,6 @@ export class FileStore implements RateLimitStore {
   }
 
   // --- the lock -------------------------------------------------------------
-
   private tryOnce<T>(tx: Transaction<T>): Attempt<T> {
     const clock = this.givenClock ?? sharedClock();
     const owner = this.ownerFile();
@@ -1671,15 +1668,13 @@ export class FileStore implements RateLimitStore {
       const rec = seen.record;
       if (dead && rec) sweepOwners(dirname(this.path), rec.token);
       else {
-        const age = `${ageS.toFixed(1)} s`;
-        const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${age}`
-          : `its owner record is unreadable and it is ${age} old`;
+        const why = rec ? `held by pid ${rec.pid} on ${rec.host || 'an unnamed host'} for ${ageS.toFixed(1)} s`
+          : `its owner record is unreadable and it is ${ageS.toFixed(1)} s old`;
         const limit = `(staleAfter is ${this.staleAfterS} s)`;
         warn('RATELIMIT_LOCK_BROKEN', `ratelimit: broke the lock ${this.lockPath}: ${why} ${limit}`);
       }
       return true;
     } finally {
-      // Our break lock goes if we still hold it (with the temp file its record names); then our temp file.
       if (this.holds(this.breakPath, owner)) this.removeLockFile(this.breakPath, owner.ino);
       if (temp) {
         if (temp.fd >= 0) closeQuietly(temp.fd);
@@ -1729,9 +1724,7 @@ export class FileStore implements RateLimitStore {
     // The owner where we may (root; a group we are in), only if needed: Node's permission model refuses both calls.
     if ((st.mode & 0o7777) !== 0o600) fchmodSync(temp.fd, st.mode & 0o7777);
     if (st.uid !== process.getuid?.() || st.gid !== process.getgid?.()) {
-      try { fchownSync(temp.fd, st.uid, st.gid); } catch {
-        try { fchownSync(temp.fd, -1, st.gid); } catch { /* the mode still applies */ }
-      }
+      try { fchownSync(temp.fd, st.uid, st.gid); } catch { orElse(() => fchownSync(temp.fd, -1, st.gid), 0); }
     }
     closeSync(temp.fd);
     temp.fd = -1;
@@ -1744,7 +1737,6 @@ export class FileStore implements RateLimitStore {
   }
 
   // --- the state ------------------------------------------------------------
-
   private readModifyWrite<T>(tx: Transaction<T>, clock: SharedClock, leaseEndS: number, owner: OwnerFile): Attempt<T> {
     const { fd, sizeBytes } = openState(this.path, this.name);
     // Past our lease on opening, a breaker may have moved the state: stop. The wall clock is read just before `now`
@@ -1799,22 +1791,17 @@ function txContext(): TxContext {
   threadContext ??= {
     holder: JSON.stringify(identity().holder),
     isDead: (h: string): boolean => {
-      const known = verdicts.get(h);
-      if (known !== undefined) return known;
-      const r = parseJson(h);
-      const dead = isHolder(r) && holderIsDead(r);
-      verdicts.set(h, dead);
-      return dead;
+      const r = verdicts.has(h) ? undefined : parseJson(h);
+      if (r !== undefined) verdicts.set(h, isHolder(r) && holderIsDead(r));
+      return verdicts.get(h) === true;
     },
   };
   return threadContext;
 }
 
 // --- the lock's names: lock, break lock and owner files -----------------------
-
 interface LockFile { ino: number; text: string; record?: OwnerRecord | undefined }
-// A lock, break lock or owner file: undefined if none; not a regular file: an error; unreadable: no record (so it is
-// judged by age alone).
+// A lock, break lock or owner file: undefined if none; not a regular file: an error; unreadable: no record (age only).
 function readRecord(path: string): LockFile | undefined {
   try {
     const { bytes, st } = readBounded(path, MAX_SMALL_BYTES);
@@ -1839,10 +1826,9 @@ function readRecord(path: string): LockFile | undefined {
 const provenDead = (lock: LockFile | undefined): boolean => lock?.record !== undefined && holderIsDead(lock.record);
 
 /**
- * An owner record: who holds a lock (`<file>.lock` and the owner files hold it). `tid` is the Linux thread id,
- * `start`/`tstart` the process's and thread's start times (clock ticks since boot, less any time namespace offset),
- * `ns` the pid namespace, `boot` the boot id, `renew` a breaker's temp file. A field that could not be read is empty:
- * the holder cannot be judged, never dead.
+ * An owner record (in `<file>.lock` and the owner files): who holds a lock. `tid` is the Linux thread id, `start` and
+ * `tstart` the process's and thread's start times (ticks since boot, less any time namespace offset), `ns` the pid
+ * namespace, `boot` the boot id, `renew` a breaker's temp file. A field not read is empty: cannot judge, never dead.
  */
 export interface OwnerRecord {
   pid: number; tid: number; host: string; ns: string; boot: string; start: string; tstart: string;
@@ -1858,9 +1844,8 @@ export function encodeOwnerRecord(r: OwnerRecord): string {
 export function parseOwnerRecord(text: string): OwnerRecord | undefined {
   const parsed = parseJson(text);
   const r = parsed as Partial<OwnerRecord>;
-  const ok = isHolder(parsed) && typeof r.token === 'string' && Number.isFinite(r.seq) && typeof r.clock === 'string' &&
-    Number.isFinite(r.time) && (r.renew === undefined || typeof r.renew === 'string');
-  return ok ? r as OwnerRecord : undefined;
+  return isHolder(parsed) && typeof r.token === 'string' && Number.isFinite(r.seq) && typeof r.clock === 'string' &&
+    Number.isFinite(r.time) && (r.renew === undefined || typeof r.renew === 'string') ? r as OwnerRecord : undefined;
 }
 
 // The fields that name a holder (also the core's holder strings).
@@ -1918,9 +1903,8 @@ function acquireOwner(dir: string, statePath: string): OwnerFile {
 
 function releaseOwner(owner: OwnerFile, statePath: string): void {
   const name = ownerPath(statePath, owner);
-  if (owner.dropped || !owner.names.delete(name)) return;
-  removeOwnerNames([name]);
-  if (owner.names.size === 0) dropOwner(owner);
+  if (owner.names.size === 1 && owner.names.has(name)) dropOwner(owner); // its last name
+  else if (!owner.dropped && owner.names.delete(name)) removeOwnerNames([name]);
 }
 
 // Removes an owner file's names and closes it; a lock still linked to it keeps the inode.
@@ -1962,7 +1946,6 @@ function stampOwner(owner: OwnerFile, clock: SharedClock, renew?: string): numbe
 }
 
 // --- the state file ----------------------------------------------------------
-
 // The state file: the core's state, wrapped with the clock it was written on.
 interface StoredState { clock: string; written: number; wall: number; state: unknown }
 function isEnvelope(v: unknown): v is StoredState {
@@ -2003,8 +1986,7 @@ function openState(path: string, name: string, linkReplaced = false): { fd: numb
     throw notPlain();
   }
   openStates.set(path, { fd, ino: stat.ino });
-  const oldest = openStates.keys().next();
-  if (openStates.size > MAX_OPEN_STATES && !oldest.done) closeState(oldest.value);
+  if (openStates.size > MAX_OPEN_STATES) closeState(openStates.keys().next().value ?? path);
   return { fd, sizeBytes: stat.size };
 }
 
@@ -2079,25 +2061,17 @@ function goneFromNamespace(rec: Holder, seeAll: boolean): boolean {
   const key = `${rec.ns}:${rec.pid}:${rec.start}`;
   const memo = scans.get(key);
   if (memo && monoMs() - memo.atMs < NAMESPACE_SCAN_EVERY_MS) return memo.dead;
-  let dead = true;
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let status: string;
-      try { status = readText(`/proc/${entry}/status`); } catch { continue; } // exited meanwhile
-      const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
-      if (nspid?.length === 1) continue; // in the host's namespace only, so not in the holder's
-      let ns: string;
-      try { ns = readlinkSync(`/proc/${entry}/ns/pid`); } catch (e) {
-        if (codeOf(e) === 'ENOENT') continue;
-        dead = false; break; // a nested namespace we cannot see: cannot prove anything
-      }
-      if (ns !== rec.ns || !nspid || Number(nspid[nspid.length - 1]) !== rec.pid) continue;
-      if (statShowsAlive(`/proc/${entry}/stat`, rec.start)) { dead = false; break; }
-    }
-  } catch {
-    dead = false;
-  }
+  const dead = orElse(() => readdirSync('/proc').every((entry) => {
+    if (!/^\d+$/.test(entry)) return true;
+    let status: string;
+    try { status = readText(`/proc/${entry}/status`); } catch { return true; } // exited meanwhile
+    const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+    if (nspid?.length === 1) return true; // in the host's namespace only, so not in the holder's
+    let ns: string;
+    try { ns = readlinkSync(`/proc/${entry}/ns/pid`); } catch (e) { return codeOf(e) === 'ENOENT'; }
+    return ns !== rec.ns || !nspid || Number(nspid[nspid.length - 1]) !== rec.pid ||
+      !statShowsAlive(`/proc/${entry}/stat`, rec.start);
+  }), false);
   if (scans.size > MAX_REMEMBERED) scans.clear();
   scans.set(key, { atMs: monoMs(), dead });
   return dead;
@@ -2111,10 +2085,8 @@ function readStat(path: string): { state: string; start: string } {
     const stat = readText(path);
     const rest = stat.slice(stat.lastIndexOf(')') + 2);
     const ticks = rest.split(' ')[19] ?? '';
-    const bootS = timeNamespaceOffsets()?.bootS ?? 0;
-    const start = !/^\d+$/.test(ticks) ? '' : bootS === 0 ? ticks
-      : String(BigInt(ticks) - BigInt(Math.round(bootS * 100)));
-    return { state: rest.slice(0, 1), start };
+    const bootTicks = BigInt(Math.round((timeNamespaceOffsets()?.bootS ?? 0) * 100));
+    return { state: rest.slice(0, 1), start: /^\d+$/.test(ticks) ? String(BigInt(ticks) - bootTicks) : '' };
   } catch (error) {
     return { state: ['ENOENT', 'ESRCH'].includes(codeOf(error) ?? '') ? 'X' : '?', start: '' };
   }
@@ -2127,17 +2099,15 @@ const identity = once((): { holder: Holder; procIsOurs: boolean } => {
   const self = read(() => readlinkSync('/proc/self'));
   const thread = read(() => readlinkSync('/proc/thread-self')).split('/task/');
   const tid = self === String(process.pid) && thread[0] === self ? Number(thread[1]) || 0 : 0;
-  const holder = {
+  return { procIsOurs: self === String(process.pid), holder: {
     pid: process.pid, tid,
     host: read(hostname), // Deno without --allow-sys=hostname refuses; the host is only shown in messages.
     ns: read(() => readlinkSync('/proc/self/ns/pid')), boot: bootId(), start: readStat('/proc/self/stat').start,
     tstart: tid ? readStat(`/proc/self/task/${tid}/stat`).start : '',
-  };
-  return { holder, procIsOurs: self === String(process.pid) };
+  } };
 });
 
 // --- the clock: one for every process on the host, which wall-clock steps do not move ---
-
 /** A clock in seconds, and a tag naming it so readings on other clocks are recognised. */
 export interface SharedClock {
   readonly tag: string;
@@ -2156,8 +2126,7 @@ export function sharedClock(): SharedClock {
   if (clockCache) return clockCache;
   const boot = bootId();
   const offsets = timeNamespaceOffsets();
-  if (boot && offsets && readUptime() !== undefined) clockCache = bootClock(`boot:${boot}`, offsets);
-  clockCache ??= wallClock();
+  clockCache = (boot && offsets && readUptime() !== undefined && bootClock(`boot:${boot}`, offsets)) || wallClock();
   return clockCache;
 }
 
@@ -2175,8 +2144,7 @@ function onOurClock(raw: StoredState, state: LimitState, now: number, wall: numb
   return sinceWrittenS < -CLOCKS_AGREE_S ? shiftState(state, sinceWrittenS, Infinity) : state;
 }
 
-// The wall clock with sub-millisecond steps: timeOrigin + performance.now(), held within the millisecond
-// Date.now() reports, so two processes on this fallback agree far better than Date.now()'s 1 ms steps.
+// The wall clock: timeOrigin + performance.now(), held within Date.now()'s millisecond, so processes agree below 1 ms.
 function wallClock(): SharedClock {
   const now = () => {
     const ms = Date.now();
@@ -2192,18 +2160,15 @@ function bootClock(tag: string, { bootS, monoS }: { bootS: number; monoS: number
   // Node's hrtime less the namespace's monotonic offset is the boot clock until a suspend (Bun's, Deno's: from start).
   const onHr = linedUp(hr, bootS, -monoS) === true;
   const local = onHr ? hr : () => monoMs() / 1000;
-  const offset = onHr ? -monoS : uptimeOffset(local, bootS);
-  if (offset === undefined) return undefined;
-  let off = offset;
+  let off = (onHr ? -monoS : uptimeOffset(local, bootS)) ?? NaN;
+  if (Number.isNaN(off)) return undefined;
   let checkedMs = monoMs();
   let checkedWallMs = Date.now();
   const now = () => {
     // Once a second by either clock (monotonic ones stop in a suspend), check the line-up; redo it if it slipped.
-    const mono = monoMs();
-    const wallMs = Date.now();
-    if (mono - checkedMs >= 1000 || Math.abs(wallMs - checkedWallMs) >= 1000) {
-      checkedMs = mono;
-      checkedWallMs = wallMs;
+    if (monoMs() - checkedMs >= 1000 || Math.abs(Date.now() - checkedWallMs) >= 1000) {
+      checkedMs = monoMs();
+      checkedWallMs = Date.now();
       if (linedUp(local, bootS, off) === false) off = uptimeOffset(local, bootS) ?? off;
     }
     return local() + off;
@@ -2275,7 +2240,6 @@ const timeNamespaceOffsets = once((): { monoS: number; bootS: number } | undefin
 });
 
 // --- file helpers ----------------------------------------------------------------
-
 // The one bounded reader: at most `maxBytes` of a regular file, opened without following a link or blocking (on a
 // FIFO); anything else fails with ENOTREG. A /proc file reports size 0 and is read to its end. Errors: the caller's.
 function readBounded(path: string, maxBytes: number) {
@@ -2289,8 +2253,7 @@ function readBounded(path: string, maxBytes: number) {
   }
 }
 
-// An open file from its start, up to `maxBytes`, into one buffer per thread valid until the next read (readFileSync's
-// first call costs 0.5 ms).
+// Up to `maxBytes` of an open file, into one buffer per thread kept until the next read (readFileSync's first: 0.5 ms).
 let readBuffer = Buffer.alloc(MAX_SMALL_BYTES);
 function readUpTo(fd: number, maxBytes: number): Buffer {
   if (readBuffer.length < maxBytes) readBuffer = Buffer.alloc(maxBytes);
@@ -2322,7 +2285,6 @@ function orElse<T, U>(f: () => T, fallback: U): T | U {
   try { return f(); } catch { return fallback; }
 }
 
-// A value made on first use and kept for the thread's life.
 function once<T>(make: () => T): () => T {
   let made: { value: T } | undefined;
   return () => {
@@ -2343,7 +2305,6 @@ function fsTry(doing: string, path: string, call: () => unknown, ok?: (code: str
   }
 }
 
-// An fs error that says what we were doing, on which file, what is wrong, and the code.
 function fileError(error: unknown, doing: string, path: string): RateLimitStoreError {
   const code = codeOf(error);
   const dir = JSON.stringify(dirname(path));
@@ -2378,7 +2339,6 @@ function deniedWhy(path: string, dir: string): string {
 //    the report means for the limit is decided in RateLimit.observe() and observeState().
 // ---------------------------------------------------------------------------
 
-// Its tuning.
 // The longest header value read: a real one (a few IETF policies) is about 100 characters; the bound caps hostile ones.
 const HEADER_MAX_CHARS = 1_000;
 // A reset from here up is epoch seconds (passed in 2001), below it seconds from now: 31 years, longer than any window.
@@ -2419,10 +2379,9 @@ export interface ServerReport {
 }
 
 /**
- * What a fetch `Response`, a `Headers`, a plain object or `{ status, headers }` says in the rate-limit headers that
- * README.md's observe() names (`now`: wall clock, ms). Throws only for what holds no headers. A value that is not a
- * plain count or time, or a `remaining` above its limit, is left out and named in `ignored`; a reset or pause over a
- * day is held to a day.
+ * What a fetch `Response`, a `Headers`, a plain object or `{ status, headers }` says in the rate-limit headers of
+ * README.md's observe() (`now`: wall clock, ms); throws only for what holds no headers. A value not a count or time, or
+ * a `remaining` over its limit, is left out and named in `ignored`; a reset or pause over a day is held to a day.
  */
 export function readServerReport(response: unknown, now: number = Date.now()): ServerReport {
   const out: ServerReport = { limits: [], ignored: [] };
