@@ -1103,24 +1103,29 @@ export function parseState(value: unknown): LimitState | undefined {
     throw new RateLimitMismatchError(`ratelimit: the state was written by a newer ratelimit (state version ${v.v}; `
       + `this copy, ${VERSION}, reads version ${STATE_VERSION}). Update this copy of ratelimit.ts`);
   }
-  const isObject = (x: unknown) => typeof x === 'object' && x !== null;
-  const isInt = Number.isSafeInteger;
-  const opt = <T>(x: T | undefined, ok: (x: T) => boolean) => x === undefined || ok(x);
-  const list = <T>(ok: (x: T) => boolean) => (x: unknown): x is T[] => Array.isArray(x) && x.every(ok);
-  const pair = (a: (x: unknown) => boolean, b: (x: unknown) => boolean) => (x: unknown) =>
-    Array.isArray(x) && x.length === 2 && a(x[0]) && b(x[1]);
-  const isLimit = (l: Partial<LimitSettings>) => isObject(l) && isInt(l.maxCount) && isTime(l.per) &&
-    typeof l.greedy === 'boolean' && typeof l.unit === 'string';
-  const isLane = (lane: Partial<Lane>) => isObject(lane) && opt(lane.next, isTime) && opt(lane.granted, isInt) &&
-    opt(lane.runs, list(pair(isTime, (n) => isInt(n) && (n as number) > 0))) &&
-    opt(lane.caps, list(pair(isInt, isTime)));
-  const isSlot = (h: Partial<Slot>) => isObject(h) && typeof h.id === 'string' && typeof h.holder === 'string' &&
-    isTime(h.until) && opt(h.since, isTime) && opt(h.n, isInt);
-  const valid = v.v === STATE_VERSION && list(isLimit)(v.limits) && list(isLane)(v.lanes) &&
-    v.lanes.length === v.limits.length && opt(v.pausedUntil, isTime) && opt(v.maxConcurrent, isInt) &&
-    opt(v.serial, (b) => typeof b === 'boolean') && opt(v.slots, list(isSlot)) && opt(v.queue, list(isSlot));
+  const valid = v.v === STATE_VERSION && every(v.limits, isLimit) && every(v.lanes, isLane) &&
+    v.lanes.length === v.limits.length && maybe(v.pausedUntil, isTime) && maybe(v.maxConcurrent, isInt) &&
+    maybe(v.serial, isBoolean) && maybe(v.slots, isSlots) && maybe(v.queue, isSlots);
   return valid ? (v as LimitState) : undefined;
 }
+
+// parseState's checks, made once: a state is parsed inside the lock whenever another process wrote it last.
+const isInt = Number.isSafeInteger;
+const isObject = (x: unknown): x is object => typeof x === 'object' && x !== null;
+const isBoolean = (x: unknown) => typeof x === 'boolean';
+const maybe = (x: unknown, ok: (x: unknown) => boolean) => x === undefined || ok(x);
+const every = <T>(x: unknown, ok: (x: T) => boolean): x is T[] => Array.isArray(x) && x.every(ok);
+const pairOf = (x: unknown, a: (x: unknown) => boolean, b: (x: unknown) => boolean) =>
+  Array.isArray(x) && x.length === 2 && a(x[0]) && b(x[1]);
+const isRun = (x: unknown) => pairOf(x, isTime, (n) => isInt(n) && (n as number) > 0);
+const isCap = (x: unknown) => pairOf(x, isInt, isTime);
+const isLimit = (l: Partial<LimitSettings>) => isObject(l) && isInt(l.maxCount) && isTime(l.per) && isBoolean(l.greedy) &&
+  typeof l.unit === 'string';
+const isLane = (lane: Partial<Lane>) => isObject(lane) && maybe(lane.next, isTime) && maybe(lane.granted, isInt) &&
+  (lane.runs === undefined || every(lane.runs, isRun)) && (lane.caps === undefined || every(lane.caps, isCap));
+const isSlot = (h: Partial<Slot>) => isObject(h) && typeof h.id === 'string' && typeof h.holder === 'string' &&
+  isTime(h.until) && maybe(h.since, isTime) && maybe(h.n, isInt);
+const isSlots = (x: unknown) => every(x, isSlot);
 
 /** For a state whose clock changed (a reboot): times moved by `by`, none past a window (a pause: a day) after `now`. */
 export function shiftState(state: LimitState, by: number, now: number): LimitState {
