@@ -112,9 +112,11 @@ async function watchInode(path: string, msLong: number): Promise<number | undefi
 // Each reserved slot on the host's monotonic clock, and the worst error of
 // the conversion (see the top of this file). A worker whose clock is hrtime
 // itself reports an offset within its own error of 0: that is taken as 0.
-function hostSlots(workers: Worker[], from = -Infinity, to = Infinity): { slots: number[]; err: number } {
+// `who` says, in the same order, which worker reserved each slot and with
+// what offset, so a failure can name the slots out of line (see outOfLine).
+function hostSlots(workers: Worker[], from = -Infinity, to = Infinity): { slots: number[]; err: number; who: string[] } {
   let err = 0;
-  const slots: number[] = [];
+  const all: [number, string][] = [];
   for (const w of workers) {
     const ns = w.hello?.timens?.monotonic ?? 0;
     for (const e of w.events) {
@@ -122,10 +124,23 @@ function hostSlots(workers: Worker[], from = -Infinity, to = Infinity): { slots:
       let off = e.off ?? 0;
       if (Math.abs(off) <= (e.offErr ?? 0)) off = 0; else err = Math.max(err, e.offErr ?? 0);
       const t = e.r - off - ns;
-      if (t >= from && t < to) slots.push(t);
+      if (t >= from && t < to) all.push([t, `${w.id} (offset ${off.toFixed(6)} s)`]);
     }
   }
-  return { slots: slots.sort((a, b) => a - b), err };
+  all.sort((a, b) => a[0] - b[0]);
+  return { slots: all.map(([t]) => t), err, who: all.map(([, id]) => id) };
+}
+
+// The first few neighbouring patient slots closer than the spacing, by whom:
+// a rare miss is then diagnosable from the failure's own text.
+function outOfLine(slots: number[], who: string[], limit: { maxCount: number; per: number }, tolerance: number): string {
+  const gap = limit.per / limit.maxCount;
+  const pairs: string[] = [];
+  for (let i = 1; i < slots.length && pairs.length < 3; i++) {
+    const d = slots[i] - slots[i - 1];
+    if (d < gap - tolerance) pairs.push(`${who[i - 1]} then ${who[i]}: ${ms(d)} ms apart, not ${ms(gap)}`);
+  }
+  return pairs.join('; ');
 }
 const eventsOf = (workers: Worker[], key: keyof Event) => workers.flatMap((w) => w.events.filter((e) => e[key] !== undefined));
 const doneOf = (workers: Worker[]) => workers.map((w) => w.events.find((e) => e.done));
@@ -563,7 +578,7 @@ async function oddHolders(name: string, size: Size, dir: string, odd: { id: stri
       }
     }
     const hung = await stopAll(workers);
-    const { slots, err } = hostSlots(workers);
+    const { slots, err, who } = hostSlots(workers);
     const bad = violations(slots, limit, EXACT + err);
     const close = violations(slots, limit, EXACT + err + 0.0005);
     for (const w of workers.slice(2)) {
@@ -577,7 +592,7 @@ async function oddHolders(name: string, size: Size, dir: string, odd: { id: stri
     const errors = eventsOf(workers, 'error');
     figures.errors = errors.length ? `${errors.length}, e.g. ${errors[0].error}` : 0;
     if (early.length) failures.push(`a live holder's lock was broken before staleAfter: ${early.join(', ')}`);
-    if (bad) failures.push(`${bad} slots out of line (${close} by more than 0.5 ms)`);
+    if (bad) failures.push(`${bad} slots out of line (${close} by more than 0.5 ms): ${outOfLine(slots, who, limit, EXACT + err)}`);
     if (errors.length) failures.push(`errors: ${errors.slice(0, 2).map((e) => `${e.id}: ${e.error}`)}`);
     if (hung.length) failures.push(`hung: ${hung}`);
   } finally {
@@ -656,7 +671,7 @@ export async function clockNamespaces(size: Size): Promise<Outcome> {
         ];
         const { startAt, until } = await launch(workers, seconds);
         const hung = await finish(workers, until, 3000);
-        const { slots, err } = hostSlots(workers, startAt, until);
+        const { slots, err, who } = hostSlots(workers, startAt, until);
         const bad = violations(slots, limit, EXACT + err);
         const ahead = Math.max(0, ...eventsOf(workers, 'rt').map((e) => e.r! - e.rt!));
         const took = Math.max(0, ...eventsOf(workers, 'took').map((e) => e.took!));
@@ -668,7 +683,7 @@ export async function clockNamespaces(size: Size): Promise<Outcome> {
         // With 4 workers queueing, these limits never ask anyone to wait more
         // than `per` for a slot; a wait() returns at most a timer's lateness
         // after its slot (250 ms allows for a loaded 2-core machine).
-        if (bad) failures.push(`${key}: ${bad} slots out of line`);
+        if (bad) failures.push(`${key}: ${bad} slots out of line${greedy ? '' : `: ${outOfLine(slots, who, limit, EXACT + err)}`}`);
         if (ahead > limit.per + EXACT) failures.push(`${key}: a slot was reserved ${ms(ahead)} ms ahead (per is ${limit.per * 1000} ms)`);
         if (took > limit.per + 0.25) failures.push(`${key}: a wait() took ${ms(took)} ms`);
         if (slots.length < 0.9 * allowed) failures.push(`${key}: only ${slots.length} of ${allowed} grants`);
@@ -1027,7 +1042,7 @@ async function nsHolders(name: string, size: Size, odd: { id: string; wrap: Wrap
     // is not hung: only a loop that never ends is.
     const hung = (await stopAll(rest, 2000)).filter((id) => !workers.find((w) => w.id === id)!.events.some((e) => e.done));
     await finish([victim], clock.now(), 2000);
-    const { slots, err } = hostSlots(workers);
+    const { slots, err, who } = hostSlots(workers);
     const bad = violations(slots, limit, EXACT + err);
     const after = eventsOf(rest, 'rt').filter((e) => e.rt! > killedAt).sort((a, b) => a.rt! - b.rt!)[0];
     const stall = after ? after.lw! / 1000 : Infinity;
@@ -1037,7 +1052,7 @@ async function nsHolders(name: string, size: Size, odd: { id: string; wrap: Wrap
     figures['slots out of line'] = `${bad} of ${slots.length}`;
     const errors = eventsOf(rest, 'error');
     if (early.length) failures.push(`a live holder's lock was broken: ${early.join(', ')}`);
-    if (bad) failures.push(`${bad} slots out of line`);
+    if (bad) failures.push(`${bad} slots out of line: ${outOfLine(slots, who, limit, EXACT + err)}`);
     const boundMs = provable ? PROVEN_DEAD_MS : (staleAfter + 0.5) * 1000;
     if (!Number.isNaN(killedAt) && (freedMs > boundMs || stall * 1000 > boundMs)) failures.push(`after the kill, the lock stood ${freedMs} ms and others stalled ${ms(stall)} ms (bound ${boundMs} ms, staleAfter ${staleAfter} s)`);
     if (errors.length) failures.push(`errors: ${errors.slice(0, 2).map((e) => `${e.id}: ${e.error}`)}`);
