@@ -572,10 +572,9 @@ export class RateLimit {
       },
       release: () => {
         slots?.dropped?.unregister(permit);
+        // Only a slot is released: serial mode has one, and SlotAgent spaces the next call from its release.
         released ??= then('RATELIMIT_RELEASE_FAILED', 'release a permit', async () => {
-          if (slots && r.slot !== undefined) return slots.release(r);
-          if (!this.serial) return;
-          await this.update((state, now) => ({ state: state && release(settings, state, r, now), result: undefined }));
+          if (slots && r.slot !== undefined) await slots.release(r);
         });
         return released;
       },
