@@ -1116,10 +1116,11 @@ const maybe = (x: unknown, ok: (x: unknown) => boolean) => x === undefined || ok
 const every = <T>(x: unknown, ok: (x: T) => boolean): x is T[] => Array.isArray(x) && x.every(ok);
 const pairOf = (x: unknown, a: (x: unknown) => boolean, b: (x: unknown) => boolean) =>
   Array.isArray(x) && x.length === 2 && a(x[0]) && b(x[1]);
-const isRun = (x: unknown) => pairOf(x, isTime, (n) => isInt(n) && (n as number) > 0);
+const isUnits = (n: unknown) => isInt(n) && (n as number) > 0;
+const isRun = (x: unknown) => pairOf(x, isTime, isUnits);
 const isCap = (x: unknown) => pairOf(x, isInt, isTime);
-const isLimit = (l: Partial<LimitSettings>) => isObject(l) && isInt(l.maxCount) && isTime(l.per) && isBoolean(l.greedy) &&
-  typeof l.unit === 'string';
+const isLimit = (l: Partial<LimitSettings>) => isObject(l) && isInt(l.maxCount) && isTime(l.per) &&
+  isBoolean(l.greedy) && typeof l.unit === 'string';
 const isLane = (lane: Partial<Lane>) => isObject(lane) && maybe(lane.next, isTime) && maybe(lane.granted, isInt) &&
   (lane.runs === undefined || every(lane.runs, isRun)) && (lane.caps === undefined || every(lane.caps, isCap));
 const isSlot = (h: Partial<Slot>) => isObject(h) && typeof h.id === 'string' && typeof h.holder === 'string' &&
